@@ -1,0 +1,22 @@
+# Warning set for the project's own targets (generated code gets none).
+function(srl_warnings target)
+  target_compile_options(${target} PRIVATE
+    -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion
+    -Wnon-virtual-dtor -Wold-style-cast -Wcast-align -Woverloaded-virtual
+    -Wdouble-promotion -Wformat=2 -Wimplicit-fallthrough
+    # Catalog entries use designated initializers; omitted fields are on purpose.
+    -Wno-missing-field-initializers)
+  if(SRL_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()
+
+# A doctest unit-test executable registered with CTest.
+function(srl_unit_test name)
+  cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${T_SOURCES})
+  target_include_directories(${name} SYSTEM PRIVATE ${DOCTEST_INCLUDE_DIR})
+  target_link_libraries(${name} PRIVATE ${T_LIBS})
+  srl_warnings(${name})
+  add_test(NAME ${name} COMMAND ${name})
+endfunction()

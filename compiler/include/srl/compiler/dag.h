@@ -1,0 +1,98 @@
+// The Request DAG: filter instances with typed options, edges with
+// selectors, synthetic union/intersect nodes, implicit sources and
+// translations. Hardware-independent; its JSON form is SRL.md §5.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/graph/adjacency_list.hpp>
+#include <nlohmann/json_fwd.hpp>
+
+#include "srl/compiler/diagnostics.h"
+#include "srl/filters/catalog.h"
+
+namespace srl::compiler {
+
+namespace ast {
+struct Node;
+}
+
+// A filter expression turned into an executable form before placement.
+struct Translation {
+  std::string kind;                                 // "cbpf": classic BPF from libpcap's compiler
+  std::string linktype;                             // "EN10MB"
+  std::string source;                               // the expression as written
+  std::vector<std::array<std::uint32_t, 4>> insns;  // code, jt, jf, k
+};
+
+struct DagNode {
+  std::string id;  // "n0", "n1", ... stable for the same input
+  const filters::FilterSpec* filter = nullptr;
+  std::map<std::string, filters::OptionValue> options;  // typed, defaults filled
+  std::optional<std::string> name;                      // from name=
+  std::optional<std::string> space;                     // pin from space=
+  bool synthetic = false;                               // union/intersect
+  bool implicit = false;                                // added source
+  Loc loc;
+  std::optional<Translation> translation;
+  const ast::Node* origin = nullptr;  // the defining atom, while compiling
+  std::uint32_t creation_order = 0;   // tie-break for stable ids
+
+  std::string_view filter_name() const { return filter ? filter->name : std::string_view("?"); }
+};
+
+struct ClassRange {
+  std::uint16_t lo = 0;
+  std::uint16_t hi = 0;
+  friend auto operator<=>(const ClassRange&, const ClassRange&) = default;
+};
+
+struct EdgeSelector {
+  bool rejected = false;           // `!>`: blocks the upstream rejected
+  bool invert = false;             // accepted blocks whose class is NOT in ranges
+  std::vector<ClassRange> ranges;  // sorted, disjoint, not adjacent; empty = all
+  friend auto operator<=>(const EdgeSelector&, const EdgeSelector&) = default;
+
+  bool plain() const { return !rejected && !invert && ranges.empty(); }
+  bool selects(std::uint32_t cls) const;  // for accepted blocks of class cls
+  std::string to_srl() const;             // "22,80:90>", "!>", ">"
+};
+
+struct DagEdge {
+  EdgeSelector select;
+  Loc loc;  // of the edge operator in the request
+};
+
+using DagGraph =
+    boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, DagNode, DagEdge>;
+using Vertex = DagGraph::vertex_descriptor;
+using Edge = DagGraph::edge_descriptor;
+
+struct RequestDag {
+  DagGraph graph;
+  std::string file;  // display name of the request's source
+
+  std::vector<Vertex> sources() const;  // nodes with role source
+  std::vector<Vertex> sinks() const;    // nodes with no outgoing edge
+  std::size_t node_count() const { return boost::num_vertices(graph); }
+  std::size_t edge_count() const { return boost::num_edges(graph); }
+  // The vertex with this id, if any.
+  std::optional<Vertex> find(std::string_view id) const;
+};
+
+inline constexpr int kDagJsonVersion = 1;
+
+// SRL.md §5. `with_locs = false` leaves positions out (for comparing DAGs
+// compiled from differently formatted text).
+nlohmann::ordered_json to_json(const RequestDag& dag, const SourceFile* src, bool with_locs = true);
+std::string to_dot(const RequestDag& dag);
+// A readable listing: one line per node, then one per edge.
+std::string to_text(const RequestDag& dag, const SourceFile* src);
+
+}  // namespace srl::compiler
