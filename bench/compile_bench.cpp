@@ -14,7 +14,6 @@
 // See bench/README.md.
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -110,7 +109,8 @@ Request named(std::size_t n, const std::vector<std::string>& fs) {
   std::size_t k = 0;
   for (std::size_t s = 0; s < stmts; ++s) {
     r.text += "(" + fs[k++ % fs.size()] + ", name=s" + std::to_string(s) + ")";
-    for (int j = 0; j < 3; ++j) r.text += " > (" + fs[k++ % fs.size()] + ")";
+    for (int j = 0; j < 3; ++j)
+      r.text += " > (" + fs[k++ % fs.size()] + ")";
     if (s + 1 < stmts) r.text += " > (s" + std::to_string(s + 1) + ")";
     r.text += ";\n";
   }
@@ -122,12 +122,12 @@ Request named(std::size_t n, const std::vector<std::string>& fs) {
 
 // A pipeline of n / 4 boolean units joined by '>', each a classifier with a
 // selector feeding an and/or/not expression of three filters:
-//   (port) 22,80:90> (tcp) or (udp) and not (icmp) > (port) !1:1023> not (ssh) and (tcp) or (udp) > ...
+//   (port) 22,80:90> (tcp) or (udp) and not (icmp) > (port) !1:1023> not (ssh) and (tcp) or (udp) >
+//   ...
 // Per unit: 4 instances, 1 union, 1 intersect, 7 edges inside, 1 to the next.
 Request boolean(std::size_t n) {
   if (n % 4 != 0) die("shape 'bool' needs a multiple of 4 filters");
-  static const char* const kSelectors[] = {"22,80:90>", "!1:1023>", "443>", "!>",
-                                           "1:1023,8080>"};
+  static const char* const kSelectors[] = {"22,80:90>", "!1:1023>", "443>", "!>", "1:1023,8080>"};
   static const char* const kExprs[] = {"(tcp) or (udp) and not (icmp)",
                                        "not (ssh) and (tcp) or (udp)",
                                        "(tcp) and (http) or not (udp)"};
@@ -171,8 +171,8 @@ double compile_checked(const Request& req, const CompileOptions& options) {
     die("request of " + std::to_string(req.filters) + " filters did not compile: " + first);
   }
   if (!r.diagnostics.all().empty())
-    die("request of " + std::to_string(req.filters) + " filters compiled with warnings: " +
-        r.diagnostics.all().front().message);
+    die("request of " + std::to_string(req.filters) +
+        " filters compiled with warnings: " + r.diagnostics.all().front().message);
   if (r.dag->node_count() != req.nodes || r.dag->edge_count() != req.edges)
     die("request of " + std::to_string(req.filters) + " filters gave " +
         std::to_string(r.dag->node_count()) + " nodes and " + std::to_string(r.dag->edge_count()) +
@@ -199,17 +199,18 @@ Result measure(const std::string& shape, std::size_t n, const std::vector<std::s
                const Settings& s) {
   const Request req = generate(shape, n, fs);
   const CompileOptions options = bench_options();
-  // One warm-up run (checked, not counted) sizes the number of runs.
-  const double first = compile_checked(req, options);
-  const double want = s.min_time_s * 1000.0 / std::max(first, 1e-3);
-  const std::size_t runs = std::max(s.min_runs, static_cast<std::size_t>(std::ceil(want)));
+  compile_checked(req, options);  // warm-up: checked, not counted
+  // At least min_runs runs and min_time_s seconds of compiling.
   std::vector<double> times;
-  times.reserve(runs);
-  for (std::size_t i = 0; i < runs; ++i) times.push_back(compile_checked(req, options));
+  double total_ms = 0;
+  while (times.size() < s.min_runs || total_ms < s.min_time_s * 1000.0) {
+    times.push_back(compile_checked(req, options));
+    total_ms += times.back();
+  }
+  const std::size_t runs = times.size();
   std::sort(times.begin(), times.end());
   const std::size_t mid = times.size() / 2;
-  const double median =
-      times.size() % 2 == 1 ? times[mid] : (times[mid - 1] + times[mid]) / 2.0;
+  const double median = times.size() % 2 == 1 ? times[mid] : (times[mid - 1] + times[mid]) / 2.0;
   return {shape, req.filters, req.nodes, req.edges, req.text.size(), runs, median, times.front()};
 }
 
@@ -250,7 +251,8 @@ int main(int argc, char** argv) {
       s.json = true;
     } else if (a.starts_with("--sizes=")) {
       s.sizes.clear();
-      for (const auto& v : split(value("--sizes="))) s.sizes.push_back(parse_size(v));
+      for (const auto& v : split(value("--sizes=")))
+        s.sizes.push_back(parse_size(v));
     } else if (a.starts_with("--shapes=")) {
       s.shapes = split(value("--shapes="));
       for (const auto& sh : s.shapes)
@@ -283,11 +285,12 @@ int main(int argc, char** argv) {
   std::vector<Result> results;
   if (!s.json) {
     std::printf("SRL compile benchmark: median and min wall time of srl::compiler::compile\n");
-    std::printf("(at least %zu runs and %.2f s per row; nodes include the implicit rx and\n"
-                "union/intersect nodes)\n\n",
-                s.min_runs, s.min_time_s);
-    std::printf("%-7s %8s %8s %8s %9s %6s %11s %11s %10s\n", "shape", "filters", "nodes",
-                "edges", "bytes", "runs", "median ms", "min ms", "us/filter");
+    std::printf(
+        "(at least %zu runs and %.2f s per row; nodes include the implicit rx and\n"
+        "union/intersect nodes)\n\n",
+        s.min_runs, s.min_time_s);
+    std::printf("%-7s %8s %8s %8s %9s %6s %11s %11s %10s\n", "shape", "filters", "nodes", "edges",
+                "bytes", "runs", "median ms", "min ms", "us/filter");
     std::fflush(stdout);
   }
   for (const auto& shape : s.shapes) {
@@ -308,9 +311,10 @@ int main(int argc, char** argv) {
   const std::size_t hi = *std::max_element(s.sizes.begin(), s.sizes.end());
   nlohmann::ordered_json growth = nlohmann::ordered_json::array();
   if (!s.json && lo != hi)
-    std::printf("\ngrowth: us/filter at %zu filters / us/filter at %zu (1.0 = linear; > 2 is "
-                "not linear)\n",
-                hi, lo);
+    std::printf(
+        "\ngrowth: us/filter at %zu filters / us/filter at %zu (1.0 = linear; > 2 is "
+        "not linear)\n",
+        hi, lo);
   for (const auto& shape : s.shapes) {
     const Result* a = nullptr;
     const Result* b = nullptr;

@@ -288,7 +288,10 @@ class OptionChecker {
         cx_.diags.error(node.loc,
                         "filter 'rate' needs a limit; expected (rate, pps=N) or (rate, bps=N)");
     } else if (f == "match") {
-      const auto& letters = std::get<std::string>(node.options["flags"]);
+      // flags may be absent when it was given with a bad value (reported).
+      auto flags = node.options.find("flags");
+      if (flags == node.options.end()) return;
+      const auto& letters = std::get<std::string>(flags->second);
       for (std::size_t i = 0; i < letters.size(); ++i) {
         if (std::strchr("ismu", letters[i]) == nullptr) {
           cx_.diags.error(loc_of("flags"), std::string("unknown match flag '") + letters[i] +
