@@ -1,0 +1,126 @@
+// The kernel space: the kernel-placed part of a request runs as ONE
+// generated eBPF program per hook (filters inlined, headers parsed once,
+// per-node counters in one per-CPU map), compiled with clang, loaded with
+// libbpf and attached through a bpf_link that a new program can replace
+// atomically.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+struct bpf_object;
+
+#include "srl/compiler/dag.h"
+
+namespace srl::runtime::kernel {
+
+// Failure of a kernel-space step, with what failed and why.
+class KernelError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// One node of the program: where its counters are and what it is.
+struct NodeSlot {
+  std::string id;      // DAG node id
+  std::string filter;  // catalog name
+  std::optional<std::string> name;
+};
+
+struct GeneratedProgram {
+  std::string source;           // eBPF C
+  std::vector<NodeSlot> nodes;  // counter slot i is nodes[i]
+  std::uint32_t state_slots = 0;
+};
+
+// Generates the XDP program for every node of `dag` on the hook of device
+// `ifindex`. Throws KernelError naming the first filter with no kernel
+// implementation.
+GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex);
+
+// Compiles eBPF C to an object file with clang, caching objects by a hash
+// of the source and the compiler, so unchanged requests load at once.
+std::filesystem::path compile_bpf(const std::string& source,
+                                  const std::filesystem::path& cache_dir);
+
+enum class XdpMode { native, generic };
+std::string_view to_string(XdpMode m);
+
+struct Counter {
+  std::uint64_t packets = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t accepted = 0;
+};
+
+// A generated program loaded into the kernel (not attached).
+class XdpProgram {
+ public:
+  static std::unique_ptr<XdpProgram> load(const std::filesystem::path& object,
+                                          std::size_t node_count);
+  ~XdpProgram();
+  XdpProgram(const XdpProgram&) = delete;
+  XdpProgram& operator=(const XdpProgram&) = delete;
+
+  int fd() const { return prog_fd_; }
+  int counters_fd() const { return counters_fd_; }
+  std::size_t node_count() const { return node_count_; }
+  std::uint32_t id() const;
+  // Counters per node slot, summed over CPUs.
+  std::vector<Counter> counters() const;
+  // Runs the program once on `frame` (BPF_PROG_TEST_RUN); returns the XDP
+  // action (XDP_DROP, XDP_PASS, ...).
+  std::uint32_t test_run(const std::vector<std::uint8_t>& frame, std::uint32_t repeat = 1,
+                         std::uint32_t* duration_ns = nullptr) const;
+
+ private:
+  XdpProgram() = default;
+  struct bpf_object* obj_ = nullptr;
+  int prog_fd_ = -1;
+  int counters_fd_ = -1;
+  std::size_t node_count_ = 0;
+};
+
+// A program attached to a device's XDP hook through a bpf_link. Destroying
+// it detaches the program and removes its pins.
+class XdpHook {
+ public:
+  // Attaches `program` to `ifindex`: native mode if the driver supports it,
+  // else generic (or exactly `mode` if given). Pins the link and the counter
+  // map under `pin_dir` when it is not empty.
+  static std::unique_ptr<XdpHook> attach(std::unique_ptr<XdpProgram> program, int ifindex,
+                                         std::optional<XdpMode> mode = std::nullopt,
+                                         const std::filesystem::path& pin_dir = {});
+  ~XdpHook();
+  XdpHook(const XdpHook&) = delete;
+  XdpHook& operator=(const XdpHook&) = delete;
+
+  // Replaces the running program in one link update: the hook is never empty.
+  void replace(std::unique_ptr<XdpProgram> program);
+
+  XdpMode mode() const { return mode_; }
+  int ifindex() const { return ifindex_; }
+  const XdpProgram& program() const { return *program_; }
+  std::uint32_t link_id() const;
+
+ private:
+  XdpHook() = default;
+  void pin();
+  void unpin();
+
+  std::unique_ptr<XdpProgram> program_;
+  int link_fd_ = -1;
+  int ifindex_ = 0;
+  XdpMode mode_ = XdpMode::generic;
+  std::filesystem::path pin_dir_;
+};
+
+// Makes sure a bpffs is mounted at `dir` (mounting one if not): `ip netns
+// exec` remounts /sys, so the usual /sys/fs/bpf may be missing.
+void ensure_bpffs(const std::filesystem::path& dir);
+
+}  // namespace srl::runtime::kernel

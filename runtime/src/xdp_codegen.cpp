@@ -1,0 +1,369 @@
+// Generation of one XDP program for all kernel-placed nodes of a hook.
+//
+// Nodes are emitted in topological order (DAG ids are topological). Each node
+// gets three locals: r (the block reached it), a (it accepted), c (its
+// class). An edge is an expression over its source's locals; a node is
+// reached when one of its input edges delivers. Filters are inlined as
+// expressions over the header fields parsed once by srl_parse(), so the
+// whole request costs one pass over the headers and one map lookup for the
+// counters of all nodes.
+#include <arpa/inet.h>
+#include <net/if.h>
+
+#include <sstream>
+
+#include "srl/runtime/kernel.h"
+#include "xdp_prelude.h"
+
+namespace srl::runtime::kernel {
+namespace {
+
+using compiler::DagGraph;
+using compiler::Vertex;
+
+std::string var(Vertex v, const char* what) {
+  return "n" + std::to_string(v) + "_" + what;
+}
+
+const std::string& str_option(const compiler::DagNode& n, const char* key) {
+  return std::get<std::string>(n.options.at(key));
+}
+
+std::int64_t int_option(const compiler::DagNode& n, const char* key) {
+  return std::get<std::int64_t>(n.options.at(key));
+}
+
+// The condition under which edge (u -> v) delivers a block to v.
+std::string edge_condition(const DagGraph& g, compiler::Edge e) {
+  const Vertex u = boost::source(e, g);
+  const auto& s = g[e].select;
+  if (s.rejected) return "(" + var(u, "r") + " && !" + var(u, "a") + ")";
+  std::string cond = "(" + var(u, "a");
+  if (!s.ranges.empty()) {
+    std::string in;
+    for (const auto& r : s.ranges) {
+      if (!in.empty()) in += " || ";
+      if (r.lo == r.hi)
+        in += var(u, "c") + " == " + std::to_string(r.lo);
+      else
+        in += "(" + var(u, "c") + " >= " + std::to_string(r.lo) + " && " + var(u, "c") +
+              " <= " + std::to_string(r.hi) + ")";
+    }
+    cond += std::string(" && ") + (s.invert ? "!" : "") + "(" + in + ")";
+  }
+  return cond + ")";
+}
+
+// `addr`: the prefix test on one address array, as 32-bit words.
+std::string prefix_test(const std::string& addr_field, const std::string& cidr) {
+  const auto slash = cidr.find('/');
+  const std::string addr = cidr.substr(0, slash);
+  const int len = std::stoi(cidr.substr(slash + 1));
+  const bool v6 = addr.find(':') != std::string::npos;
+  unsigned char bytes[16] = {};
+  inet_pton(v6 ? AF_INET6 : AF_INET, addr.c_str(), bytes);
+  std::string test = "1";
+  for (int i = 0; i < (v6 ? 16 : 4) && i * 8 < len; ++i) {
+    const int bits = std::min(8, len - i * 8);
+    const unsigned mask = (0xFFu << (8 - bits)) & 0xFFu;
+    test += " && (p." + addr_field + "[" + std::to_string(i) + "] & " + std::to_string(mask) +
+            ") == " + std::to_string(bytes[i] & mask);
+  }
+  return std::string("(p.l3 == ") + (v6 ? "6" : "4") + " && " + test + ")";
+}
+
+// Classic BPF from libpcap, translated into a C function: registers A and
+// X, scratch M[], forward jumps as gotos. Loads outside the frame end the
+// filter with 0, as in the kernel's classic BPF.
+std::string cbpf_function(const std::string& name, const compiler::Translation& t) {
+  std::ostringstream o;
+  o << "static __always_inline u32 " << name << "(u8 *data, u8 *end) {\n"
+    << "  u32 A = 0, X = 0, M[16] = {};\n  u32 len = (u32)(end - data);\n  u8 *q;\n"
+    << "  (void)M; (void)len; (void)q; (void)X;\n";
+  auto load = [&](const std::string& offset, int size) {
+    // One pointer for the bounds check and the reads, so that the verifier
+    // sees the check on the pointer it reads through.
+    std::ostringstream l;
+    l << "  if ((u64)(" << offset << ") + " << size << " > len) return 0;\n"
+      << "  q = data + ((" << offset << ") & 0xFFFF);\n"
+      << "  if (q + " << size << " > end) return 0;\n";
+    if (size == 4)
+      l << "  A = ((u32)q[0] << 24) | ((u32)q[1] << 16) | ((u32)q[2] << 8) | q[3];\n";
+    else if (size == 2)
+      l << "  A = ((u32)q[0] << 8) | q[1];\n";
+    else
+      l << "  A = q[0];\n";
+    return l.str();
+  };
+  for (std::size_t i = 0; i < t.insns.size(); ++i) {
+    const auto [code, jt, jf, k] = t.insns[i];
+    o << "L" << i << ":;\n";
+    const unsigned cls = code & 0x07, size = code & 0x18, mode = code & 0xE0, op = code & 0xF0,
+                   src = code & 0x08;
+    const std::string K = std::to_string(k) + "u";
+    const std::string operand = src ? "X" : K;
+    switch (cls) {
+      case 0x00:  // LD
+        if (mode == 0x00)
+          o << "  A = " << K << ";\n";  // imm
+        else if (mode == 0x80)
+          o << "  A = len;\n";  // len
+        else if (mode == 0x60)
+          o << "  A = M[" << (k & 15) << "];\n";  // mem
+        else {
+          const int bytes = size == 0x00 ? 4 : size == 0x08 ? 2 : 1;
+          const std::string offset = mode == 0x20 ? K : "X + " + K;  // abs : ind
+          o << load(offset, bytes);
+        }
+        break;
+      case 0x01:  // LDX
+        if (mode == 0x00)
+          o << "  X = " << K << ";\n";
+        else if (mode == 0x80)
+          o << "  X = len;\n";
+        else if (mode == 0x60)
+          o << "  X = M[" << (k & 15) << "];\n";
+        else if (mode == 0xA0) {  // msh: X = 4 * (P[k] & 0xf)
+          o << "  if ((u64)" << K << " + 1 > len) return 0;\n"
+            << "  q = data + (" << K << " & 0xFFFF);\n  if (q + 1 > end) return 0;\n"
+            << "  X = (u32)(q[0] & 0xF) << 2;\n";
+        }
+        break;
+      case 0x02:
+        o << "  M[" << (k & 15) << "] = A;\n";
+        break;  // ST
+      case 0x03:
+        o << "  M[" << (k & 15) << "] = X;\n";
+        break;    // STX
+      case 0x04:  // ALU
+        switch (op) {
+          case 0x00:
+            o << "  A += " << operand << ";\n";
+            break;
+          case 0x10:
+            o << "  A -= " << operand << ";\n";
+            break;
+          case 0x20:
+            o << "  A *= " << operand << ";\n";
+            break;
+          case 0x30:
+            o << "  if (" << operand << " == 0) return 0;\n  A /= " << operand << ";\n";
+            break;
+          case 0x90:
+            o << "  if (" << operand << " == 0) return 0;\n  A %= " << operand << ";\n";
+            break;
+          case 0x40:
+            o << "  A |= " << operand << ";\n";
+            break;
+          case 0x50:
+            o << "  A &= " << operand << ";\n";
+            break;
+          case 0xA0:
+            o << "  A ^= " << operand << ";\n";
+            break;
+          case 0x60:
+            o << "  A = (" << operand << ") < 32 ? A << (" << operand << ") : 0;\n";
+            break;
+          case 0x70:
+            o << "  A = (" << operand << ") < 32 ? A >> (" << operand << ") : 0;\n";
+            break;
+          case 0x80:
+            o << "  A = -A;\n";
+            break;
+          default:
+            throw KernelError("bpf: unsupported classic BPF ALU operation");
+        }
+        break;
+      case 0x05: {  // JMP
+        const std::size_t t_target = i + 1 + jt, f_target = i + 1 + jf;
+        if (op == 0x00) {
+          o << "  goto L" << (i + 1 + k) << ";\n";
+          break;
+        }
+        const char* rel = op == 0x10 ? " == " : op == 0x20 ? " > " : op == 0x30 ? " >= " : nullptr;
+        if (op == 0x40)
+          o << "  if (A & " << operand << ") goto L" << t_target << "; else goto L" << f_target
+            << ";\n";
+        else if (rel != nullptr)
+          o << "  if (A" << rel << operand << ") goto L" << t_target << "; else goto L" << f_target
+            << ";\n";
+        else
+          throw KernelError("bpf: unsupported classic BPF jump");
+        break;
+      }
+      case 0x06:  // RET
+        o << "  return " << ((code & 0x18) == 0x10 ? std::string("A") : K) << ";\n";
+        break;
+      case 0x07:  // MISC
+        o << ((code & 0xF8) == 0x00 ? "  X = A;\n" : "  A = X;\n");
+        break;
+    }
+  }
+  o << "L" << t.insns.size() << ":;\n  return 0;\n}\n";
+  return o.str();
+}
+
+}  // namespace
+
+GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex) {
+  const DagGraph& g = dag.graph;
+  const std::size_t n = boost::num_vertices(g);
+  GeneratedProgram out;
+  std::ostringstream fns, body;
+  std::uint32_t state = 0;
+
+  for (Vertex v = 0; v < n; ++v) {
+    const auto& node = g[v];
+    const std::string f(node.filter_name());
+    out.nodes.push_back({node.id, f, node.name});
+    if (!node.filter->implemented_in(filters::SpaceKind::kernel))
+      throw KernelError("filter '" + f + "' (" + node.id +
+                        ") has no kernel implementation; it "
+                        "runs in userspace only");
+
+    // Reached: sources always; union when any input delivers; intersect
+    // when all do; other nodes when any does.
+    std::vector<std::string> inputs;
+    for (auto [it, end] = boost::in_edges(v, g); it != end; ++it)
+      inputs.push_back(edge_condition(g, *it));
+    std::string reached = "1";
+    if (!inputs.empty()) {
+      const char* join = f == "intersect" ? " && " : " || ";
+      reached.clear();
+      for (const auto& c : inputs)
+        reached += (reached.empty() ? "" : join) + c;
+    }
+    std::string accept = "1", cls = "0";
+    const std::string r = var(v, "r"), a = var(v, "a"), c = var(v, "c");
+
+    if (f == "rx" || f == "count" || f == "drop" || f == "pass" || f == "tx") {
+    } else if (f == "eth")
+      accept = "p.eth_ok";
+    else if (f == "vlan") {
+      accept = "p.vlans != 0";
+      cls = "p.vlan_id";
+    } else if (f == "arp")
+      accept = "(p.eth_ok && p.ethertype == 0x0806)";
+    else if (f == "ipv4")
+      accept = "p.l3 == 4";
+    else if (f == "ipv6")
+      accept = "p.l3 == 6";
+    else if (f == "ip")
+      accept = "p.l3 != 0";
+    else if (f == "proto") {
+      accept = "(p.l3 != 0 && p.l4_proto != 255)";
+      cls = "p.l4_proto";
+    } else if (f == "tcp")
+      accept = "p.l4 == 6";
+    else if (f == "udp")
+      accept = "p.l4 == 17";
+    else if (f == "icmp")
+      accept = "p.l4 == 1";
+    else if (f == "tcpflags") {
+      accept = "p.l4 == 6";
+      cls = "p.tcp_flags";
+    } else if (f == "port") {
+      accept = "(p.l4 == 6 || p.l4 == 17)";
+      const auto& which = str_option(node, "which");
+      cls = which == "src"   ? "p.sport"
+            : which == "dst" ? "p.dport"
+                             : "(p.sport < p.dport ? p.sport : p.dport)";
+    } else if (f == "addr") {
+      const auto& which = str_option(node, "which");
+      const auto& net = str_option(node, "net");
+      const std::string s = prefix_test("saddr", net), d = prefix_test("daddr", net);
+      accept = which == "src" ? s : which == "dst" ? d : "(" + s + " || " + d + ")";
+    } else if (f == "len") {
+      accept = "(p.len >= " + std::to_string(int_option(node, "min")) +
+               " && p.len <= " + std::to_string(int_option(node, "max")) + ")";
+    } else if (f == "hash") {
+      const auto& fields = str_option(node, "fields");
+      const int code = fields == "flow" ? 0 : fields == "addrs" ? 1 : fields == "src" ? 2 : 3;
+      accept = "p.l3 != 0";
+      cls = "(u16)(srl_hash(&p, " + std::to_string(code) + ") % " +
+            std::to_string(int_option(node, "buckets")) + "u)";
+    } else if (f == "bpf") {
+      if (!node.translation) throw KernelError("bpf node " + node.id + " has no translation");
+      const std::string fn = "srl_cbpf_" + node.id;
+      fns << cbpf_function(fn, *node.translation);
+      accept = "(" + fn + "(data, end) != 0)";
+    } else if (f == "sample") {
+      const std::uint32_t slot = state++;
+      accept = "srl_sample(" + std::to_string(slot) + ", " + std::to_string(int_option(node, "n")) +
+               "ull)";
+    } else if (f == "union" || f == "intersect") {
+      // The class of the first input that delivered (edge order).
+      std::string first = "0";
+      std::vector<std::pair<std::string, std::string>> ins;
+      for (auto [it, end] = boost::in_edges(v, g); it != end; ++it)
+        ins.emplace_back(edge_condition(g, *it), var(boost::source(*it, g), "c"));
+      for (auto it = ins.rbegin(); it != ins.rend(); ++it)
+        first = "(" + it->first + " ? " + it->second + " : " + first + ")";
+      cls = first;
+    } else {
+      throw KernelError("filter '" + f + "' (" + node.id + ") has no kernel implementation yet");
+    }
+
+    body << "  /* " << node.id << " " << f << (node.name ? " " + *node.name : "") << " */\n"
+         << "  u8 " << r << " = " << reached << ";\n"
+         << "  u8 " << a << " = 0;\n  u16 " << c << " = 0;\n"
+         << "  if (" << r << ") {\n"
+         << "    " << a << " = " << accept << ";\n"
+         << "    " << c << " = " << cls << ";\n"
+         << "    cnt->c[" << v << "].packets++;\n    cnt->c[" << v << "].bytes += p.len;\n"
+         << "    if (" << a << ") cnt->c[" << v << "].accepted++;\n";
+    if (f == "drop") body << "    verdict = 3;\n";
+    if (f == "tx") {
+      const auto& dev = str_option(node, "dev");
+      const unsigned idx = if_nametoindex(dev.c_str());
+      if (idx == 0) throw KernelError("tx (" + node.id + "): no device '" + dev + "'");
+      body << "    if (verdict < 2) { verdict = 2; tx_if = " << idx << "; }\n";
+    }
+    if (f == "pass") body << "    if (verdict < 1) verdict = 1;\n";
+    body << "  }\n";
+  }
+
+  std::ostringstream src;
+  src << kXdpPrelude << "\n#define SRL_NODES " << n << "\n#define SRL_STATE "
+      << std::max<std::uint32_t>(state, 1) << "\n"
+      << R"(
+struct srl_counters { struct srl_counter c[SRL_NODES]; };
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, u32);
+  __type(value, struct srl_counters);
+} srl_counters SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, SRL_STATE);
+  __type(key, u32);
+  __type(value, u64);
+} srl_state SEC(".maps");
+
+/* sample: the 1st, (n+1)th, ... block, counted per CPU. */
+static __always_inline u8 srl_sample(u32 slot, u64 n) {
+  u64 *seen = bpf_map_lookup_elem(&srl_state, &slot);
+  if (!seen) return 0;
+  u64 k = (*seen)++;
+  return k % n == 0;
+}
+)" << fns.str()
+      << "\nSEC(\"xdp\")\nint srl_xdp(struct xdp_md *ctx) {\n"
+      << "  u8 *data = (u8 *)(long)ctx->data;\n  u8 *end = (u8 *)(long)ctx->data_end;\n"
+      << "  u32 zero = 0;\n  struct srl_counters *cnt = bpf_map_lookup_elem(&srl_counters, "
+         "&zero);\n"
+      << "  if (!cnt) return XDP_PASS;\n  struct srl_pkt p;\n  srl_parse(data, end, &p);\n"
+      << "  int verdict = 0; /* 0 none, 1 pass, 2 tx, 3 drop: the strongest wins */\n"
+      << "  u32 tx_if = 0;\n"
+      << body.str() << "  if (verdict == 3) return XDP_DROP;\n"
+      << "  if (verdict == 2) return tx_if == " << ifindex
+      << " ? XDP_TX : bpf_redirect(tx_if, 0);\n"
+      << "  return XDP_PASS;\n}\n\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n";
+  out.source = src.str();
+  out.state_slots = state;
+  return out;
+}
+
+}  // namespace srl::runtime::kernel
