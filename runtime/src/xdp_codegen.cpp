@@ -205,7 +205,8 @@ std::string cbpf_function(const std::string& name, const compiler::Translation& 
 
 }  // namespace
 
-GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex) {
+GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex,
+                              const std::string& dev) {
   const DagGraph& g = dag.graph;
   const std::size_t n = boost::num_vertices(g);
   GeneratedProgram out;
@@ -227,6 +228,10 @@ GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex) {
     for (auto [it, end] = boost::in_edges(v, g); it != end; ++it)
       inputs.push_back(edge_condition(g, *it));
     std::string reached = "1";
+    if (f == "rx" && !dev.empty()) {
+      const auto it = node.options.find("dev");
+      reached = it != node.options.end() && std::get<std::string>(it->second) == dev ? "1" : "0";
+    }
     if (!inputs.empty()) {
       const char* join = f == "intersect" ? " && " : " || ";
       reached.clear();
@@ -314,9 +319,9 @@ GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex) {
          << "    if (" << a << ") cnt->c[" << v << "].accepted++;\n";
     if (f == "drop") body << "    verdict = 3;\n";
     if (f == "tx") {
-      const auto& dev = str_option(node, "dev");
-      const unsigned idx = if_nametoindex(dev.c_str());
-      if (idx == 0) throw KernelError("tx (" + node.id + "): no device '" + dev + "'");
+      const auto& tx_dev = str_option(node, "dev");
+      const unsigned idx = if_nametoindex(tx_dev.c_str());
+      if (idx == 0) throw KernelError("tx (" + node.id + "): no device '" + tx_dev + "'");
       body << "    if (verdict < 2) { verdict = 2; tx_if = " << idx << "; }\n";
     }
     if (f == "pass") body << "    if (verdict < 1) verdict = 1;\n";

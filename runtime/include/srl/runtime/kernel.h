@@ -39,9 +39,12 @@ struct GeneratedProgram {
 };
 
 // Generates the XDP program for every node of `dag` on the hook of device
-// `ifindex`. Throws KernelError naming the first filter with no kernel
-// implementation.
-GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex);
+// `dev` (`ifindex`): blocks enter at the `rx` nodes of that device; `rx`
+// nodes of other devices are not reached here. An empty `dev` enters at
+// every `rx` (tests). Throws KernelError naming the first filter with no
+// kernel implementation.
+GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex,
+                              const std::string& dev = {});
 
 // Compiles eBPF C to an object file with clang, caching objects by a hash
 // of the source and the compiler, so unchanged requests load at once.

@@ -1,0 +1,271 @@
+// srl run: compile a request, deploy it, show its counters until stopped,
+// and remove everything it created. The control plane runs embedded in this
+// process (no daemon). Until the optimizer places nodes, every node goes to
+// the kernel space: one XDP program per device.
+#include <net/if.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "srl/compiler/compiler.h"
+#include "srl/runtime/kernel.h"
+
+namespace srl::cli {
+namespace {
+
+namespace fs = std::filesystem;
+namespace kernel = runtime::kernel;
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) {
+  g_stop = 1;
+}
+
+struct RunOptions {
+  std::string file, expr, mode = "auto", bpffs = "/sys/fs/bpf", cache = "/var/cache/srl/bpf";
+  std::vector<std::string> devices;
+  double duration = 0, interval = 1;
+  bool json = false;
+};
+
+// A test hook: SRL_FAIL_AT=STEP makes that deploy step fail, to check that
+// a failure at any step leaves nothing behind.
+void maybe_fail(const char* step) {
+  const char* at = std::getenv("SRL_FAIL_AT");
+  if (at != nullptr && std::string(at) == step)
+    throw kernel::KernelError(std::string("injected failure at step '") + step + "'");
+}
+
+bool process_alive(const std::string& pid) {
+  try {
+    return ::kill(static_cast<pid_t>(std::stol(pid)), 0) == 0 || errno == EPERM;
+  } catch (...) {
+    return false;
+  }
+}
+
+// Pins of runs whose process is gone (killed with SIGKILL, say) keep their
+// programs attached; unpinning them is what detaches them.
+void remove_stale_runs(const fs::path& runs) {
+  std::error_code ec;
+  if (!fs::exists(runs, ec)) return;
+  for (const auto& run : fs::directory_iterator(runs, ec)) {
+    if (process_alive(run.path().filename().string())) continue;
+    fs::remove_all(run.path(), ec);
+    std::cerr << "srl: removed the datapath of ended run " << run.path().filename().string()
+              << "\n";
+  }
+}
+
+struct Deployed {
+  std::string dev;
+  std::unique_ptr<kernel::XdpHook> hook;
+  std::vector<kernel::NodeSlot> nodes;
+};
+
+std::string format_table(const std::vector<kernel::NodeSlot>& nodes,
+                         const std::vector<kernel::Counter>& counters, double seconds) {
+  std::ostringstream out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-5s %-10s %-14s %14s %16s %14s\n", "node", "filter", "name",
+                "blocks", "bytes", "accepted");
+  out << "after " << std::fixed << std::setprecision(1) << seconds << " s\n" << line;
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    std::snprintf(line, sizeof line, "%-5s %-10s %-14s %14llu %16llu %14llu\n", nodes[i].id.c_str(),
+                  nodes[i].filter.c_str(), nodes[i].name.value_or("-").c_str(),
+                  static_cast<unsigned long long>(counters[i].packets),
+                  static_cast<unsigned long long>(counters[i].bytes),
+                  static_cast<unsigned long long>(counters[i].accepted));
+    out << line;
+  }
+  return out.str();
+}
+
+nlohmann::ordered_json counters_json(const std::vector<kernel::NodeSlot>& nodes,
+                                     const std::vector<kernel::Counter>& counters, double seconds,
+                                     bool final) {
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (std::size_t i = 0; i < nodes.size(); ++i)
+    list.push_back({{"id", nodes[i].id},
+                    {"filter", nodes[i].filter},
+                    {"name", nodes[i].name ? nlohmann::ordered_json(*nodes[i].name) : nullptr},
+                    {"blocks", counters[i].packets},
+                    {"bytes", counters[i].bytes},
+                    {"accepted", counters[i].accepted}});
+  return {{"seconds", seconds}, {"final", final}, {"nodes", std::move(list)}};
+}
+
+// The counters of all hooks, summed per node (a node on several devices'
+// hooks counts the blocks of all of them).
+std::vector<kernel::Counter> total_counters(const std::vector<Deployed>& hooks) {
+  std::vector<kernel::Counter> sum(hooks.front().nodes.size());
+  for (const auto& d : hooks) {
+    const auto c = d.hook->program().counters();
+    for (std::size_t i = 0; i < sum.size(); ++i) {
+      sum[i].packets += c[i].packets;
+      sum[i].bytes += c[i].bytes;
+      sum[i].accepted += c[i].accepted;
+    }
+  }
+  return sum;
+}
+
+int run(const RunOptions& o) {
+  compiler::CompileOptions copts;
+  copts.default_devices = o.devices;
+  std::string text = o.expr;
+  if (!o.file.empty()) {
+    copts.file_name = o.file;
+    std::ifstream in(o.file, std::ios::binary);
+    if (!in) {
+      std::cerr << "srl run: cannot read " << o.file << "\n";
+      return kExitUsage;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  }
+  const auto result = compiler::compile(text, copts);
+  std::cerr << result.diagnostics.render(*result.source);
+  if (!result.ok()) return kExitFailure;
+  const auto& dag = *result.dag;
+
+  // The devices blocks enter at: the rx nodes'.
+  std::vector<std::string> devices;
+  for (auto v : dag.sources()) {
+    const auto& node = dag.graph[v];
+    if (node.filter_name() != "rx") {
+      std::cerr << "srl run: source '" << node.filter_name() << "' (" << node.id
+                << ") needs the userspace space, which srl run does not deploy yet\n";
+      return kExitFailure;
+    }
+    const auto dev = node.options.find("dev");
+    if (dev == node.options.end()) {
+      std::cerr << "srl run: no device to receive from; give --dev IF or (rx, dev=IF)\n";
+      return kExitUsage;
+    }
+    const auto& name = std::get<std::string>(dev->second);
+    if (std::find(devices.begin(), devices.end(), name) == devices.end()) devices.push_back(name);
+  }
+
+  std::optional<kernel::XdpMode> mode;
+  if (o.mode == "native") mode = kernel::XdpMode::native;
+  if (o.mode == "generic") mode = kernel::XdpMode::generic;
+
+  const fs::path runs = fs::path(o.bpffs) / "srl" / "run";
+  const fs::path mine = runs / std::to_string(getpid());
+  std::vector<Deployed> hooks;
+  // Everything created is owned by `hooks` and `mine`: on any failure below,
+  // the hooks detach as they are destroyed, and the pin directory goes.
+  auto remove_all = [&] {
+    hooks.clear();
+    std::error_code ec;
+    fs::remove_all(mine, ec);
+  };
+  try {
+    kernel::ensure_bpffs(o.bpffs);
+    remove_stale_runs(runs);
+    for (const auto& dev : devices) {
+      const unsigned ifindex = if_nametoindex(dev.c_str());
+      if (ifindex == 0) throw kernel::KernelError("no network device '" + dev + "'");
+      maybe_fail("generate");
+      auto gen = kernel::generate_xdp(dag, static_cast<int>(ifindex), dev);
+      maybe_fail("compile");
+      const auto object = kernel::compile_bpf(gen.source, o.cache);
+      maybe_fail("load");
+      auto program = kernel::XdpProgram::load(object, gen.nodes.size());
+      maybe_fail("attach");
+      auto hook =
+          kernel::XdpHook::attach(std::move(program), static_cast<int>(ifindex), mode, mine / dev);
+      std::cerr << "srl: " << dev << ": XDP " << kernel::to_string(hook->mode()) << ", program id "
+                << hook->program().id() << ", link id " << hook->link_id() << ", pinned at "
+                << (mine / dev).string() << "\n";
+      hooks.push_back({dev, std::move(hook), std::move(gen.nodes)});
+      maybe_fail("activate");
+    }
+  } catch (const std::exception& e) {
+    remove_all();
+    std::cerr << "srl run: " << e.what() << "\n";
+    return kExitFailure;
+  }
+
+  g_stop = 0;
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  double next_report = o.interval;
+  int rc = kExitOk;
+  try {
+    while (g_stop == 0 && (o.duration <= 0 || elapsed() < o.duration)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (elapsed() < next_report || (o.duration > 0 && elapsed() >= o.duration)) continue;
+      next_report += o.interval;
+      const auto c = total_counters(hooks);
+      if (o.json)
+        std::cout << counters_json(hooks.front().nodes, c, elapsed(), false).dump() << std::endl;
+      else
+        std::cout << format_table(hooks.front().nodes, c, elapsed()) << std::endl;
+    }
+    const auto c = total_counters(hooks);
+    if (o.json)
+      std::cout << counters_json(hooks.front().nodes, c, elapsed(), true).dump() << std::endl;
+    else
+      std::cout << format_table(hooks.front().nodes, c, elapsed()) << std::flush;
+  } catch (const std::exception& e) {
+    std::cerr << "srl run: " << e.what() << "\n";
+    rc = kExitFailure;
+  }
+  remove_all();
+  return rc;
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app, int& result) {
+  auto o = std::make_shared<RunOptions>();
+  CLI::App* cmd =
+      app.add_subcommand("run", "compile a request, run it, show its counters; remove it on exit");
+  cmd->add_option("file", o->file, "request file");
+  cmd->add_option("-e,--expr", o->expr, "request text");
+  cmd->add_option("--dev", o->devices, "device to receive from (the implicit rx; repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--duration", o->duration,
+                  "stop after this many seconds (default: until Ctrl-C or SIGTERM)");
+  cmd->add_option("--interval", o->interval, "seconds between counter reports")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("-j,--json", o->json, "one JSON object per report; the last has \"final\": true");
+  cmd->add_option("--xdp-mode", o->mode,
+                  "auto (native if the driver has it, else generic), native or generic")
+      ->check(CLI::IsMember({"auto", "native", "generic"}));
+  cmd->add_option("--bpffs", o->bpffs, "bpffs mount for pins (mounted if missing)");
+  cmd->add_option("--cache", o->cache, "directory for compiled programs");
+  cmd->footer(
+      "Every node runs in the kernel (XDP) for now; a request with a userspace-only filter is "
+      "refused\n"
+      "with the filter's name. Exit status: 0 ok, 1 compile or deploy error, 2 usage error.");
+  cmd->callback([o, &result] {
+    if (o->file.empty() == o->expr.empty()) {
+      std::cerr << "srl run: give a request FILE or -e EXPR (exactly one)\n";
+      result = kExitUsage;
+      return;
+    }
+    result = run(*o);
+  });
+}
+
+}  // namespace srl::cli

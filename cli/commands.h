@@ -1,0 +1,17 @@
+// The subcommands of `srl`. Each lives in cmd_NAME.cpp and registers itself
+// on the application with add_NAME_command; srl.cpp only lists them.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace srl::cli {
+
+// Exit codes shared by all subcommands.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;  // compile error, or a step that failed
+inline constexpr int kExitUsage = 2;
+
+// Registers `srl run`; sets `result` to the exit code when it runs.
+void add_run_command(CLI::App& app, int& result);
+
+}  // namespace srl::cli

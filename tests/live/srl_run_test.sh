@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Live test of `srl run` on a veth pair between two network namespaces:
+# exact counts of real traffic in native and generic XDP mode, clean-up
+# after a normal exit, after a failure injected at every deploy step, and
+# after SIGKILL followed by the next run. Needs root; exits 77 (skipped)
+# without it.
+# Usage: srl_run_test.sh SRL
+set -uo pipefail
+srl=$(realpath "$1")
+[[ $(id -u) -eq 0 ]] || { echo "skipped: needs root"; exit 77; }
+
+id=$$
+a=srl-a-$id b=srl-b-$id
+tmp=$(mktemp -d)
+bpffs=$tmp/bpffs
+passed=0 failed=0
+cleanup() {
+  ip netns del "$a" 2>/dev/null
+  ip netns del "$b" 2>/dev/null
+  umount "$bpffs" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+ok() { passed=$((passed + 1)); echo "ok: $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+
+ip netns add "$a" && ip netns add "$b" || { echo "cannot create namespaces" >&2; exit 1; }
+ip link add va netns "$a" type veth peer name vb netns "$b"
+ip -n "$a" addr add 10.77.0.1/24 dev va
+ip -n "$b" addr add 10.77.0.2/24 dev vb
+for ns in "$a" "$b"; do
+  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+  ip -n "$ns" link set lo up
+done
+ip -n "$a" link set va up
+ip -n "$b" link set vb up
+# Resolve ARP first, so that the counted run sees only the test's datagrams.
+ip netns exec "$a" ping -c 1 -W 2 10.77.0.2 >/dev/null || { echo "no connectivity" >&2; exit 1; }
+mkdir -p "$bpffs" && mount -t bpf bpf "$bpffs"
+
+our_programs() { bpftool prog show 2>/dev/null | grep -c 'name srl_xdp' || true; }
+our_maps() { bpftool map show 2>/dev/null | grep -cE 'name (srl_counters|srl_state)' || true; }
+xdp_attached() { ip -n "$b" link show vb | grep -q 'xdp'; }
+wait_attached() {  # up to 10 s
+  for _ in $(seq 100); do xdp_attached && return 0; sleep 0.1; done
+  return 1
+}
+send() {  # N to port 53, M to port 5353
+  ip netns exec "$a" python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(int(sys.argv[1])): s.sendto(b"q" * 20, ("10.77.0.2", 53))
+for _ in range(int(sys.argv[2])): s.sendto(b"x", ("10.77.0.2", 5353))
+' "$1" "$2"
+}
+final_count() {  # blocks counted by the count node in the last JSON line
+  python3 -c '
+import json, sys
+last = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]
+assert last["final"], last
+print(next(n["blocks"] for n in last["nodes"] if n["filter"] == "count"))' "$1"
+}
+nothing_left() {  # WHAT
+  local left=""
+  xdp_attached && left+=" xdp-on-vb"
+  [[ $(our_programs) -eq 0 ]] || left+=" programs"
+  [[ $(our_maps) -eq 0 ]] || left+=" maps"
+  [[ -z $(ls -A "$bpffs/srl/run" 2>/dev/null) ]] || left+=" pins"
+  [[ -z $left ]] && ok "$1: nothing left" || fail "$1: left behind:$left"
+}
+
+request='(ipv4) > (udp) > (port, which=dst) 53> (count)'
+for mode in native generic; do
+  ip netns exec "$b" "$srl" run --dev vb --xdp-mode "$mode" --duration 4 --bpffs "$bpffs" -j \
+    -e "$request" >"$tmp/out" 2>"$tmp/err" &
+  pid=$!
+  if wait_attached; then
+    send 137 59
+    wait "$pid"; rc=$?
+    [[ $rc -eq 0 ]] && ok "$mode: exit 0" || fail "$mode: exit $rc: $(cat "$tmp/err")"
+    grep -q "XDP $mode" "$tmp/err" && ok "$mode: reports the mode" || fail "$mode: mode not reported: $(cat "$tmp/err")"
+    n=$(final_count "$tmp/out")
+    [[ $n == 137 ]] && ok "$mode: counted 137 of 137" || fail "$mode: counted $n, expected 137"
+  else
+    kill "$pid" 2>/dev/null; wait "$pid"
+    fail "$mode: never attached: $(cat "$tmp/err")"
+  fi
+  nothing_left "$mode"
+done
+
+# A failure at each deploy step leaves nothing behind.
+for step in generate compile load attach activate; do
+  SRL_FAIL_AT=$step ip netns exec "$b" "$srl" run --dev vb --duration 1 --bpffs "$bpffs" \
+    -e "$request" >/dev/null 2>"$tmp/err"
+  rc=$?
+  [[ $rc -eq 1 ]] && grep -q "injected failure at step '$step'" "$tmp/err" && ok "fail at $step: exit 1" \
+    || fail "fail at $step: exit $rc: $(cat "$tmp/err")"
+  nothing_left "fail at $step"
+done
+
+# SIGKILL leaves the pinned datapath running; the next run removes it.
+ip netns exec "$b" "$srl" run --dev vb --bpffs "$bpffs" -e "$request" >/dev/null 2>&1 &
+pid=$!
+wait_attached || fail "kill: never attached"
+sleep 0.5
+kill -KILL "$pid"; wait "$pid" 2>/dev/null
+xdp_attached && ok "after SIGKILL the pinned datapath keeps running" || fail "after SIGKILL: nothing attached"
+ip netns exec "$b" "$srl" run --dev vb --duration 1 --bpffs "$bpffs" -e "$request" >/dev/null 2>"$tmp/err"
+grep -q "removed the datapath of ended run $pid" "$tmp/err" && ok "next run removes the killed run's datapath" \
+  || fail "next run did not clean up: $(cat "$tmp/err")"
+nothing_left "after SIGKILL and the next run"
+
+# A request the kernel cannot run names the filter.
+ip netns exec "$b" "$srl" run --dev vb --duration 1 --bpffs "$bpffs" -e '(tcp) > (http) > (print)' >/dev/null 2>"$tmp/err"
+[[ $? -eq 1 ]] && grep -q "'http' (n2) has no kernel implementation" "$tmp/err" && ok "userspace-only filter named" \
+  || fail "userspace-only filter: $(cat "$tmp/err")"
+nothing_left "refused request"
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
