@@ -222,8 +222,8 @@ GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex,
                         ") has no kernel implementation; it "
                         "runs in userspace only");
 
-    // Reached: sources always; union when any input delivers; intersect
-    // when all do; other nodes when any does.
+    // Reached: sources always, other nodes when any input delivers. An
+    // intersect accepts only when every input delivered.
     std::vector<std::string> inputs;
     for (auto [it, end] = boost::in_edges(v, g); it != end; ++it)
       inputs.push_back(edge_condition(g, *it));
@@ -232,11 +232,13 @@ GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex,
       const auto it = node.options.find("dev");
       reached = it != node.options.end() && std::get<std::string>(it->second) == dev ? "1" : "0";
     }
+    std::string all_inputs;
     if (!inputs.empty()) {
-      const char* join = f == "intersect" ? " && " : " || ";
       reached.clear();
-      for (const auto& c : inputs)
-        reached += (reached.empty() ? "" : join) + c;
+      for (const auto& c : inputs) {
+        reached += (reached.empty() ? "" : " || ") + c;
+        all_inputs += (all_inputs.empty() ? "" : " && ") + c;
+      }
     }
     std::string accept = "1", cls = "0";
     const std::string r = var(v, "r"), a = var(v, "a"), c = var(v, "c");
@@ -300,11 +302,24 @@ GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex,
       // The class of the first input that delivered (edge order).
       std::string first = "0";
       std::vector<std::pair<std::string, std::string>> ins;
-      for (auto [it, end] = boost::in_edges(v, g); it != end; ++it)
-        ins.emplace_back(edge_condition(g, *it), var(boost::source(*it, g), "c"));
+      std::string classifying;
+      for (auto [it, end] = boost::in_edges(v, g); it != end; ++it) {
+        const Vertex u = boost::source(*it, g);
+        // A block that came through `!>` has no class: it carries 0.
+        const std::string in_cls = g[*it].select.rejected ? "0" : var(u, "c");
+        ins.emplace_back(edge_condition(g, *it), in_cls);
+        if (classifying.empty() && !g[*it].select.rejected && g[u].filter->max_class > 0)
+          classifying = in_cls;
+      }
       for (auto it = ins.rbegin(); it != ins.rend(); ++it)
         first = "(" + it->first + " ? " + it->second + " : " + first + ")";
       cls = first;
+      if (f == "intersect") {
+        // Every input delivered; the class is that of the first input that
+        // classifies (in (tcp) and (port) 22> ..., the port).
+        accept = "(" + all_inputs + ")";
+        cls = classifying.empty() ? "0" : classifying;
+      }
     } else {
       throw KernelError("filter '" + f + "' (" + node.id + ") has no kernel implementation yet");
     }
