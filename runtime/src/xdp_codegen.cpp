@@ -72,6 +72,24 @@ std::string prefix_test(const std::string& addr_field, const std::string& cidr) 
   return std::string("(p.l3 == ") + (v6 ? "6" : "4") + " && " + test + ")";
 }
 
+// The exit to userspace: the tag goes in front of the frame and the frame
+// into the AF_XDP socket of its receive queue. Without a socket there, the
+// block stays in the kernel and goes to the stack.
+constexpr const char* kToUser = R"(  if (to_user) {
+    u32 queue = ctx->rx_queue_index;
+    if (bpf_map_lookup_elem(&srl_xsks, &queue) &&
+        bpf_xdp_adjust_head(ctx, -(int)sizeof(struct srl_tag)) == 0) {
+      struct srl_tag *tag = (struct srl_tag *)(long)ctx->data;
+      if ((u8 *)(tag + 1) > (u8 *)(long)ctx->data_end) return XDP_DROP;
+      tag->magic = __builtin_bswap16(0x5352);
+      tag->version = 1;
+      tag->length = sizeof(struct srl_tag);
+      tag->exits = to_user;
+      return bpf_redirect_map(&srl_xsks, queue, 0);
+    }
+  }
+)";
+
 // Classic BPF from libpcap, translated into a C function: registers A and
 // X, scratch M[], forward jumps as gotos. Loads outside the frame end the
 // filter with 0, as in the kernel's classic BPF.
@@ -205,17 +223,39 @@ std::string cbpf_function(const std::string& name, const compiler::Translation& 
 
 }  // namespace
 
-GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex,
-                              const std::string& dev) {
+GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex, const std::string& dev,
+                              const std::vector<bool>* in_kernel) {
   const DagGraph& g = dag.graph;
   const std::size_t n = boost::num_vertices(g);
   GeneratedProgram out;
   std::ostringstream fns, body;
   std::uint32_t state = 0;
 
+  auto kernel_node = [&](Vertex v) { return in_kernel == nullptr || (*in_kernel)[v]; };
+  std::ostringstream exits;
   for (Vertex v = 0; v < n; ++v) {
     const auto& node = g[v];
     const std::string f(node.filter_name());
+    if (!kernel_node(v)) {
+      for (auto [it, end] = boost::in_edges(v, g); it != end; ++it) {
+        const Vertex u = boost::source(*it, g);
+        if (!kernel_node(u)) continue;
+        if (out.exits.size() == 32)
+          throw KernelError("more than 32 edges leave the kernel for userspace");
+        const auto bit = static_cast<std::uint32_t>(out.exits.size());
+        out.exits.push_back({bit, g[u].id, node.id});
+        exits << "  if (" << edge_condition(g, *it) << ") to_user |= " << (1u << bit) << "u; /* "
+              << g[u].id << " > " << node.id << " */\n";
+      }
+      for (auto [it, end] = boost::out_edges(v, g); it != end; ++it)
+        if (kernel_node(boost::target(*it, g)))
+          throw KernelError("node " + node.id + " runs in userspace but feeds kernel node " +
+                            g[boost::target(*it, g)].id + "; blocks only move up from the kernel");
+      out.nodes.push_back({node.id, f, node.name});
+      body << "  /* " << node.id << " " << f << ": userspace */\n  u8 " << var(v, "r") << " = 0, "
+           << var(v, "a") << " = 0;\n  u16 " << var(v, "c") << " = 0;\n";
+      continue;
+    }
     out.nodes.push_back({node.id, f, node.name});
     if (!node.filter->implemented_in(filters::SpaceKind::kernel))
       throw KernelError("filter '" + f + "' (" + node.id +
@@ -348,6 +388,21 @@ GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex,
       << std::max<std::uint32_t>(state, 1) << "\n"
       << R"(
 struct srl_counters { struct srl_counter c[SRL_NODES]; };
+
+/* AF_XDP sockets by receive queue, for blocks that continue in userspace. */
+struct {
+  __uint(type, BPF_MAP_TYPE_XSKMAP);
+  __uint(max_entries, 256);
+  __type(key, u32);
+  __type(value, u32);
+} srl_xsks SEC(".maps");
+
+struct srl_tag {
+  u16 magic;
+  u8 version;
+  u8 length;
+  u32 exits;
+};
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, 1);
@@ -380,6 +435,7 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
       << body.str() << "  if (verdict == 3) return XDP_DROP;\n"
       << "  if (verdict == 2) return tx_if == " << ifindex
       << " ? XDP_TX : bpf_redirect(tx_if, 0);\n"
+      << (out.exits.empty() ? std::string() : "  u32 to_user = 0;\n" + exits.str() + kToUser)
       << "  return XDP_PASS;\n}\n\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n";
   out.source = src.str();
   out.state_slots = state;

@@ -154,6 +154,11 @@ XdpProgram::~XdpProgram() {
   if (obj_ != nullptr) bpf_object__close(obj_);
 }
 
+int XdpProgram::xsks_fd() const {
+  bpf_map* m = bpf_object__find_map_by_name(obj_, "srl_xsks");
+  return m != nullptr ? bpf_map__fd(m) : -1;
+}
+
 std::uint32_t XdpProgram::id() const {
   bpf_prog_info info{};
   std::uint32_t len = sizeof info;

@@ -32,9 +32,29 @@ struct NodeSlot {
   std::optional<std::string> name;
 };
 
+// An edge that leaves the kernel for userspace (channel afxdp).
+struct KernelExit {
+  std::uint32_t bit;  // bit in the tag's exit mask
+  std::string from;   // kernel node id
+  std::string to;     // userspace node id where the block continues
+};
+
+// The tag in front of every frame the program redirects to AF_XDP: the
+// userspace side learns where each block continues. Prepended with
+// bpf_xdp_adjust_head, so it works in native and generic mode alike
+// (frame metadata does not exist in generic mode).
+struct AfxdpTag {
+  std::uint16_t magic;   // kAfxdpTagMagic, network byte order
+  std::uint8_t version;  // 1
+  std::uint8_t length;   // sizeof(AfxdpTag)
+  std::uint32_t exits;   // host byte order: bit i set = continue at exits[i].to
+};
+inline constexpr std::uint16_t kAfxdpTagMagic = 0x5352;  // "SR"
+
 struct GeneratedProgram {
   std::string source;           // eBPF C
   std::vector<NodeSlot> nodes;  // counter slot i is nodes[i]
+  std::vector<KernelExit> exits;
   std::uint32_t state_slots = 0;
 };
 
@@ -43,8 +63,15 @@ struct GeneratedProgram {
 // nodes of other devices are not reached here. An empty `dev` enters at
 // every `rx` (tests). Throws KernelError naming the first filter with no
 // kernel implementation.
+//
+// `in_kernel` (one flag per vertex; null: every node) says which nodes the
+// program runs. Edges from a kernel node to a userspace node become exits:
+// a block that takes one is tagged (AfxdpTag) and redirected into the
+// XSKMAP `srl_xsks` at its receive queue. Nodes placed in userspace may
+// not feed kernel nodes: data only moves up.
 GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex,
-                              const std::string& dev = {});
+                              const std::string& dev = {},
+                              const std::vector<bool>* in_kernel = nullptr);
 
 // Compiles eBPF C to an object file with clang, caching objects by a hash
 // of the source and the compiler, so unchanged requests load at once.
@@ -71,6 +98,8 @@ class XdpProgram {
 
   int fd() const { return prog_fd_; }
   int counters_fd() const { return counters_fd_; }
+  // The AF_XDP socket map of the exits to userspace (srl_xsks).
+  int xsks_fd() const;
   std::size_t node_count() const { return node_count_; }
   std::uint32_t id() const;
   // Counters per node slot, summed over CPUs.
