@@ -229,7 +229,7 @@ GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex, cons
   const std::size_t n = boost::num_vertices(g);
   GeneratedProgram out;
   std::ostringstream fns, body;
-  std::uint32_t state = 0;
+  std::uint32_t state = 0, buckets = 0;
 
   auto kernel_node = [&](Vertex v) { return in_kernel == nullptr || (*in_kernel)[v]; };
   std::ostringstream exits;
@@ -338,6 +338,23 @@ GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex, cons
       const std::uint32_t slot = state++;
       accept = "srl_sample(" + std::to_string(slot) + ", " + std::to_string(int_option(node, "n")) +
                "ull)";
+    } else if (f == "rate") {
+      // Token buckets in billionths of a packet and of a bit, so that
+      // refills are exact integers; that bounds the rates kept in 64 bits.
+      constexpr std::int64_t kMaxKernelRate = 18'000'000'000;
+      auto limit = [&](const char* key) -> std::int64_t {
+        const auto it = node.options.find(key);
+        if (it == node.options.end()) return 0;
+        const auto value = std::get<std::int64_t>(it->second);
+        if (value > kMaxKernelRate)
+          throw KernelError("rate (" + node.id + "): " + key + "=" + std::to_string(value) +
+                            " is above what the kernel implementation keeps exact (" +
+                            std::to_string(kMaxKernelRate) + ")");
+        return value;
+      };
+      const std::uint32_t slot = buckets++;
+      accept = "srl_rate(" + std::to_string(slot) + ", " + std::to_string(limit("pps")) + "ull, " +
+               std::to_string(limit("bps")) + "ull, p.len)";
     } else if (f == "union" || f == "intersect") {
       // The class of the first input that delivered (edge order).
       std::string first = "0";
@@ -385,7 +402,8 @@ GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex, cons
 
   std::ostringstream src;
   src << kXdpPrelude << "\n#define SRL_NODES " << n << "\n#define SRL_STATE "
-      << std::max<std::uint32_t>(state, 1) << "\n"
+      << std::max<std::uint32_t>(state, 1) << "\n#define SRL_BUCKETS "
+      << std::max<std::uint32_t>(buckets, 1) << "\n"
       << R"(
 struct srl_counters { struct srl_counter c[SRL_NODES]; };
 
@@ -416,6 +434,51 @@ struct {
   __type(key, u32);
   __type(value, u64);
 } srl_state SEC(".maps");
+
+/* rate: token buckets shared by all CPUs (docs/filter-semantics.md). */
+struct srl_bucket {
+  struct bpf_spin_lock lock;
+  u64 last_ns;
+  u64 packets; /* in 1e-9 packet */
+  u64 bits;    /* in 1e-9 bit */
+  u64 started;
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, SRL_BUCKETS);
+  __type(key, u32);
+  __type(value, struct srl_bucket);
+} srl_buckets SEC(".maps");
+
+static __always_inline u8 srl_rate(u32 slot, u64 pps, u64 bps, u32 len) {
+  const u64 G = 1000000000ull;
+  struct srl_bucket *b = bpf_map_lookup_elem(&srl_buckets, &slot);
+  if (!b) return 0;
+  u64 now = bpf_ktime_get_ns();
+  u64 pcost = G, bcost = (u64)len * 8 * G;
+  u8 ok = 0;
+  bpf_spin_lock(&b->lock);
+  if (!b->started) { /* a bucket starts full: one second's worth */
+    b->started = 1;
+    b->last_ns = now;
+    b->packets = pps * G;
+    b->bits = bps * G;
+  }
+  u64 elapsed = now - b->last_ns;
+  if (elapsed > G) elapsed = G; /* a full second refills it all */
+  b->last_ns = now;
+  u64 t = b->packets + elapsed * pps;
+  b->packets = t > pps * G ? pps * G : t;
+  t = b->bits + elapsed * bps;
+  b->bits = t > bps * G ? bps * G : t;
+  if ((!pps || b->packets >= pcost) && (!bps || b->bits >= bcost)) {
+    ok = 1;
+    if (pps) b->packets -= pcost;
+    if (bps) b->bits -= bcost;
+  }
+  bpf_spin_unlock(&b->lock);
+  return ok;
+}
 
 /* sample: the 1st, (n+1)th, ... block, counted per CPU. */
 static __always_inline u8 srl_sample(u32 slot, u64 n) {

@@ -102,3 +102,17 @@ TEST_CASE("kernel: a filter without a kernel implementation is named") {
                        doctest::Contains("'http' (n2) has no kernel implementation"),
                        runtime::kernel::KernelError);
 }
+
+TEST_CASE("kernel: rate passes a burst of one second's worth, then rejects") {
+  // 3 packets per second: a full bucket holds 3; refilling during the test
+  // adds far less than one more.
+  auto prog = build("(rate, pps=3) > (count) | (rate, pps=3, name=r) !> (drop)");
+  int passed = 0;
+  for (int i = 0; i < 10; ++i)
+    if (prog->test_run(ipv4_frame(17, 1, 2)) == XDP_PASS) ++passed;
+  CHECK(passed == 3);
+  auto bits = build("(rate, bps=1000) !> (drop)");          // 125 bytes per second
+  CHECK(bits->test_run(ipv4_frame(17, 1, 2)) == XDP_PASS);  // 42 bytes: 336 bits
+  CHECK(bits->test_run(ipv4_frame(17, 1, 2)) == XDP_PASS);  // 672
+  CHECK(bits->test_run(ipv4_frame(17, 1, 2)) == XDP_DROP);  // 1008 > 1000
+}
