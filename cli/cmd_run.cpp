@@ -18,6 +18,7 @@
 
 #include "commands.h"
 #include "srl/compiler/compiler.h"
+#include "srl/compiler/merge.h"
 #include "srl/runtime/kernel.h"
 
 namespace srl::cli {
@@ -32,7 +33,8 @@ void on_signal(int) {
 }
 
 struct RunOptions {
-  std::string file, expr, mode = "auto", bpffs = "/sys/fs/bpf", cache = "/var/cache/srl/bpf";
+  std::vector<std::string> files, exprs;
+  std::string mode = "auto", bpffs = "/sys/fs/bpf", cache = "/var/cache/srl/bpf";
   std::vector<std::string> devices;
   double duration = 0, interval = 1;
   bool json = false;
@@ -77,12 +79,16 @@ std::string format_table(const std::vector<kernel::NodeSlot>& nodes,
                          const std::vector<kernel::Counter>& counters, double seconds) {
   std::ostringstream out;
   char line[256];
-  std::snprintf(line, sizeof line, "%-5s %-10s %-14s %14s %16s %14s\n", "node", "filter", "name",
+  std::size_t width = 4;
+  for (const auto& n : nodes)
+    width = std::max(width, n.id.size());
+  const int w = static_cast<int>(width);
+  std::snprintf(line, sizeof line, "%-*s %-10s %-14s %14s %16s %14s\n", w, "node", "filter", "name",
                 "blocks", "bytes", "accepted");
   out << "after " << std::fixed << std::setprecision(1) << seconds << " s\n" << line;
   for (std::size_t i = 0; i < nodes.size(); ++i) {
-    std::snprintf(line, sizeof line, "%-5s %-10s %-14s %14llu %16llu %14llu\n", nodes[i].id.c_str(),
-                  nodes[i].filter.c_str(), nodes[i].name.value_or("-").c_str(),
+    std::snprintf(line, sizeof line, "%-*s %-10s %-14s %14llu %16llu %14llu\n", w,
+                  nodes[i].id.c_str(), nodes[i].filter.c_str(), nodes[i].name.value_or("-").c_str(),
                   static_cast<unsigned long long>(counters[i].packets),
                   static_cast<unsigned long long>(counters[i].bytes),
                   static_cast<unsigned long long>(counters[i].accepted));
@@ -121,24 +127,40 @@ std::vector<kernel::Counter> total_counters(const std::vector<Deployed>& hooks) 
 }
 
 int run(const RunOptions& o) {
-  compiler::CompileOptions copts;
-  copts.default_devices = o.devices;
-  std::string text = o.expr;
-  if (!o.file.empty()) {
-    copts.file_name = o.file;
-    std::ifstream in(o.file, std::ios::binary);
+  // Every request given, compiled on its own, then merged: requests on the
+  // same device share one program and their common stateless prefix.
+  std::vector<std::pair<std::string, std::string>> sources;  // name, text
+  for (const auto& f : o.files) {
+    std::ifstream in(f, std::ios::binary);
     if (!in) {
-      std::cerr << "srl run: cannot read " << o.file << "\n";
+      std::cerr << "srl run: cannot read " << f << "\n";
       return kExitUsage;
     }
     std::stringstream ss;
     ss << in.rdbuf();
-    text = ss.str();
+    sources.emplace_back(f, ss.str());
   }
-  const auto result = compiler::compile(text, copts);
-  std::cerr << result.diagnostics.render(*result.source);
-  if (!result.ok()) return kExitFailure;
-  const auto& dag = *result.dag;
+  for (const auto& e : o.exprs)
+    sources.emplace_back("<expr>", e);
+  std::vector<compiler::CompileResult> compiled;
+  bool ok = true;
+  for (const auto& [name, text] : sources) {
+    compiler::CompileOptions copts;
+    copts.default_devices = o.devices;
+    copts.file_name = name;
+    compiled.push_back(compiler::compile(text, copts));
+    std::cerr << compiled.back().diagnostics.render(*compiled.back().source);
+    ok = ok && compiled.back().ok();
+  }
+  if (!ok) return kExitFailure;
+  std::vector<const compiler::RequestDag*> dags;
+  std::vector<std::string> labels;
+  for (std::size_t i = 0; i < compiled.size(); ++i) {
+    dags.push_back(&*compiled[i].dag);
+    labels.push_back(compiled.size() == 1 ? std::string() : "r" + std::to_string(i + 1));
+  }
+  const auto merged = compiler::merge_requests(dags, labels);
+  const auto& dag = merged.dag;
 
   // The devices blocks enter at: the rx nodes'.
   std::vector<std::string> devices;
@@ -190,6 +212,13 @@ int run(const RunOptions& o) {
       std::cerr << "srl: " << dev << ": XDP " << kernel::to_string(hook->mode()) << ", program id "
                 << hook->program().id() << ", link id " << hook->link_id() << ", pinned at "
                 << (mine / dev).string() << "\n";
+      for (std::size_t i = 0; i < gen.nodes.size(); ++i) {
+        // Show each node as the request nodes it stands for.
+        std::string shown;
+        for (const auto& m : merged.members[i])
+          shown += (shown.empty() ? "" : ",") + m;
+        gen.nodes[i].id = shown;
+      }
       hooks.push_back({dev, std::move(hook), std::move(gen.nodes)});
       maybe_fail("activate");
     }
@@ -240,8 +269,9 @@ void add_run_command(CLI::App& app, int& result) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* cmd =
       app.add_subcommand("run", "compile a request, run it, show its counters; remove it on exit");
-  cmd->add_option("file", o->file, "request file");
-  cmd->add_option("-e,--expr", o->expr, "request text");
+  cmd->add_option("file", o->files,
+                  "request files (several run together, sharing common prefixes)");
+  cmd->add_option("-e,--expr", o->exprs, "request text (repeatable)")->allow_extra_args(false);
   cmd->add_option("--dev", o->devices, "device to receive from (the implicit rx; repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--duration", o->duration,
@@ -259,8 +289,8 @@ void add_run_command(CLI::App& app, int& result) {
       "refused\n"
       "with the filter's name. Exit status: 0 ok, 1 compile or deploy error, 2 usage error.");
   cmd->callback([o, &result] {
-    if (o->file.empty() == o->expr.empty()) {
-      std::cerr << "srl run: give a request FILE or -e EXPR (exactly one)\n";
+    if (o->files.empty() && o->exprs.empty()) {
+      std::cerr << "srl run: give a request FILE or -e EXPR\n";
       result = kExitUsage;
       return;
     }

@@ -64,7 +64,8 @@ int run(const std::vector<std::string>& argv, std::string& output) {
 
 // libbpf prints to stderr by default; keep its messages for our errors.
 thread_local std::string* libbpf_log = nullptr;
-int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
+__attribute__((format(printf, 2, 0))) int libbpf_print(enum libbpf_print_level level,
+                                                       const char* fmt, va_list args) {
   if (level == LIBBPF_DEBUG || libbpf_log == nullptr) return 0;
   char buf[1024];
   const int n = vsnprintf(buf, sizeof buf, fmt, args);
@@ -170,10 +171,14 @@ std::uint32_t XdpProgram::test_run(const std::vector<std::uint8_t>& frame, std::
                                    std::uint32_t* duration_ns) const {
   // The kernel wants room for the frame; an empty frame is still a test.
   std::vector<std::uint8_t> in(frame), out(frame.size() + 256);
-  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.data(), .data_out = out.data(),
-              .data_size_in = static_cast<std::uint32_t>(in.size()),
-              .data_size_out = static_cast<std::uint32_t>(out.size()),
-              .repeat = static_cast<int>(repeat));
+  // Plain initialisation: LIBBPF_OPTS is a GNU statement expression.
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof opts;
+  opts.data_in = in.data();
+  opts.data_out = out.data();
+  opts.data_size_in = static_cast<std::uint32_t>(in.size());
+  opts.data_size_out = static_cast<std::uint32_t>(out.size());
+  opts.repeat = static_cast<int>(repeat);
   if (bpf_prog_test_run_opts(prog_fd_, &opts) != 0)
     throw KernelError("BPF_PROG_TEST_RUN failed: " + errno_text(errno));
   if (duration_ns != nullptr) *duration_ns = opts.duration;
@@ -189,8 +194,9 @@ std::unique_ptr<XdpHook> XdpHook::attach(std::unique_ptr<XdpProgram> program, in
   std::string errors;
   for (XdpMode m : {XdpMode::native, XdpMode::generic}) {
     if (mode && *mode != m) continue;
-    LIBBPF_OPTS(bpf_link_create_opts, opts,
-                .flags = m == XdpMode::native ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE);
+    bpf_link_create_opts opts{};
+    opts.sz = sizeof opts;
+    opts.flags = m == XdpMode::native ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
     const int fd = bpf_link_create(hook->program_->fd(), ifindex, BPF_XDP, &opts);
     if (fd >= 0) {
       hook->link_fd_ = fd;

@@ -71,7 +71,8 @@ std::unique_ptr<kernel::XdpProgram> build(const std::string& request) {
 
 // The id of the XDP program attached to a device, 0 if none.
 std::uint32_t attached_program(int ifindex) {
-  LIBBPF_OPTS(bpf_xdp_query_opts, q);
+  bpf_xdp_query_opts q{};
+  q.sz = sizeof q;
   if (bpf_xdp_query(ifindex, 0, &q) != 0) return 0;
   return q.prog_id;
 }

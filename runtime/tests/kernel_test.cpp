@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "srl/compiler/compiler.h"
+#include "srl/compiler/merge.h"
 #include "srl/runtime/kernel.h"
 
 using namespace srl;
@@ -115,4 +116,35 @@ TEST_CASE("kernel: rate passes a burst of one second's worth, then rejects") {
   CHECK(bits->test_run(ipv4_frame(17, 1, 2)) == XDP_PASS);  // 42 bytes: 336 bits
   CHECK(bits->test_run(ipv4_frame(17, 1, 2)) == XDP_PASS);  // 672
   CHECK(bits->test_run(ipv4_frame(17, 1, 2)) == XDP_DROP);  // 1008 > 1000
+}
+
+TEST_CASE("kernel: several requests on one hook share their common prefix") {
+  compiler::CompileOptions o;
+  auto a = compiler::compile("(ipv4) > (udp) > (port, which=dst) 53> (count)", o);
+  auto b = compiler::compile("(ipv4) > (udp) > (port, which=dst) 123> (count) | (tcp) > (drop)", o);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  const compiler::RequestDag* both[] = {&*a.dag, &*b.dag};
+  const std::string labels[] = {"dns", "ntp"};
+  const auto merged = compiler::merge_requests(both, labels);
+  const auto gen = runtime::kernel::generate_xdp(merged.dag, 1);
+  auto prog = XdpProgram::load(
+      runtime::kernel::compile_bpf(
+          gen.source, std::filesystem::temp_directory_path() / "srl-kernel-test-cache"),
+      gen.nodes.size());
+  CHECK(prog->test_run(ipv4_frame(17, 1000, 53)) == XDP_PASS);
+  CHECK(prog->test_run(ipv4_frame(17, 1000, 123)) == XDP_PASS);
+  CHECK(prog->test_run(ipv4_frame(6, 1000, 80)) == XDP_DROP);
+  const auto c = prog->counters();
+  // The shared udp node ran once per packet for both requests.
+  const auto udp = merged.dag.find("n2");
+  REQUIRE(udp);
+  CHECK(merged.dag.graph[*udp].filter_name() == "udp");
+  CHECK(merged.members[*udp].size() == 2);
+  CHECK(c[*udp].packets == 3);
+  CHECK(c[*udp].accepted == 2);
+  std::uint64_t counted = 0;
+  for (std::size_t i = 0; i < gen.nodes.size(); ++i)
+    if (gen.nodes[i].filter == "count") counted += c[i].packets;
+  CHECK(counted == 2);  // one DNS, one NTP
 }
