@@ -44,6 +44,8 @@ const char* const kRequests[] = {
     "(tcp) or (udp) > (count) | (ip) and (port) 443> (drop)",
     "(eth) > (ipv4) > (udp) > (port, which=dst) 53> (len, min=64, max=1500) > (count)",
     "(tcp) !> (count); (tcp, name=t) > (t2); (udp, name=t2) > (pass)",
+    // tx on the hook's own device (lo, ifindex 1 below) is XDP_TX; drop wins.
+    "(udp) > (tx, dev=lo) | (port, which=dst) 53> (drop) | (tcp) > (pass)",
 };
 
 std::uint32_t expected_action(const filters::HookVerdict& v) {
