@@ -38,8 +38,14 @@ ip -n "$b" link set vb up
 ip netns exec "$a" ping -c 1 -W 2 10.77.0.2 >/dev/null || { echo "no connectivity" >&2; exit 1; }
 mkdir -p "$bpffs" && mount -t bpf bpf "$bpffs"
 
-our_programs() { bpftool prog show 2>/dev/null | grep -c 'name srl_xdp' || true; }
-our_maps() { bpftool map show 2>/dev/null | grep -cE 'name (srl_counters|srl_state)' || true; }
+# Ids of srl programs and maps that exist now. Other processes on the
+# machine may hold their own, so the test compares against a snapshot taken
+# before each step instead of expecting none.
+srl_objects() {
+  { bpftool prog show 2>/dev/null | awk -F: '/name srl_/ {print "prog " $1}'
+    bpftool map show 2>/dev/null | awk -F: '/name srl_/ {print "map " $1}'; } | sort
+}
+snapshot() { srl_objects >"$tmp/before"; }
 xdp_attached() { ip -n "$b" link show vb | grep -q 'xdp'; }
 wait_attached() {  # up to 10 s
   for _ in $(seq 100); do xdp_attached && return 0; sleep 0.1; done
@@ -63,14 +69,22 @@ print(next(n["blocks"] for n in last["nodes"] if n["filter"] == "count"))' "$1"
 nothing_left() {  # WHAT
   local left=""
   xdp_attached && left+=" xdp-on-vb"
-  [[ $(our_programs) -eq 0 ]] || left+=" programs"
-  [[ $(our_maps) -eq 0 ]] || left+=" maps"
+  local new
+  # The kernel frees programs and maps after an RCU grace period: give
+  # released objects up to 3 s to go.
+  for _ in $(seq 30); do
+    new=$(srl_objects | comm -13 "$tmp/before" - | tr '\n' ' ')
+    [[ -z $new ]] && break
+    sleep 0.1
+  done
+  [[ -z $new ]] || left+=" ($new)"
   [[ -z $(ls -A "$bpffs/srl/run" 2>/dev/null) ]] || left+=" pins"
   [[ -z $left ]] && ok "$1: nothing left" || fail "$1: left behind:$left"
 }
 
 request='(ipv4) > (udp) > (port, which=dst) 53> (count)'
 for mode in native generic; do
+  snapshot
   ip netns exec "$b" "$srl" run --dev vb --xdp-mode "$mode" --duration 4 --bpffs "$bpffs" -j \
     -e "$request" >"$tmp/out" 2>"$tmp/err" &
   pid=$!
@@ -90,6 +104,7 @@ done
 
 # A failure at each deploy step leaves nothing behind.
 for step in generate compile load attach activate; do
+  snapshot
   SRL_FAIL_AT=$step ip netns exec "$b" "$srl" run --dev vb --duration 1 --bpffs "$bpffs" \
     -e "$request" >/dev/null 2>"$tmp/err"
   rc=$?
@@ -99,6 +114,7 @@ for step in generate compile load attach activate; do
 done
 
 # SIGKILL leaves the pinned datapath running; the next run removes it.
+snapshot
 ip netns exec "$b" "$srl" run --dev vb --bpffs "$bpffs" -e "$request" >/dev/null 2>&1 &
 pid=$!
 wait_attached || fail "kill: never attached"
@@ -111,6 +127,7 @@ grep -q "removed the datapath of ended run $pid" "$tmp/err" && ok "next run remo
 nothing_left "after SIGKILL and the next run"
 
 # A request the kernel cannot run names the filter.
+snapshot
 ip netns exec "$b" "$srl" run --dev vb --duration 1 --bpffs "$bpffs" -e '(tcp) > (http) > (print)' >/dev/null 2>"$tmp/err"
 [[ $? -eq 1 ]] && grep -q "'http' (n2) has no kernel implementation" "$tmp/err" && ok "userspace-only filter named" \
   || fail "userspace-only filter: $(cat "$tmp/err")"
