@@ -34,7 +34,7 @@ void on_signal(int) {
 
 struct RunOptions {
   std::vector<std::string> files, exprs;
-  std::string mode = "auto", bpffs = "/sys/fs/bpf", cache = "/var/cache/srl/bpf";
+  std::string mode = "auto", hook = "xdp", bpffs = "/sys/fs/bpf", cache = "/var/cache/srl/bpf";
   std::vector<std::string> devices;
   double duration = 0, interval = 1;
   bool json = false;
@@ -63,6 +63,14 @@ void remove_stale_runs(const fs::path& runs) {
   if (!fs::exists(runs, ec)) return;
   for (const auto& run : fs::directory_iterator(runs, ec)) {
     if (process_alive(run.path().filename().string())) continue;
+    // XDP links go with their pins; TC filters are not links and must be
+    // detached, if they still run the pinned program.
+    for (const auto& dev : fs::directory_iterator(run.path(), ec)) {
+      const auto program = dev.path() / "tc-program";
+      const unsigned ifindex = if_nametoindex(dev.path().filename().c_str());
+      if (ifindex != 0 && fs::exists(program, ec))
+        kernel::TcHook::remove_abandoned(static_cast<int>(ifindex), program);
+    }
     fs::remove_all(run.path(), ec);
     std::cerr << "srl: removed the datapath of ended run " << run.path().filename().string()
               << "\n";
@@ -71,8 +79,11 @@ void remove_stale_runs(const fs::path& runs) {
 
 struct Deployed {
   std::string dev;
-  std::unique_ptr<kernel::XdpHook> hook;
+  std::unique_ptr<kernel::XdpHook> xdp;  // one of these two
+  std::unique_ptr<kernel::TcHook> tc;
   std::vector<kernel::NodeSlot> nodes;
+
+  const kernel::KernelProgram& program() const { return xdp ? xdp->program() : tc->program(); }
 };
 
 std::string format_table(const std::vector<kernel::NodeSlot>& nodes,
@@ -116,7 +127,7 @@ nlohmann::ordered_json counters_json(const std::vector<kernel::NodeSlot>& nodes,
 std::vector<kernel::Counter> total_counters(const std::vector<Deployed>& hooks) {
   std::vector<kernel::Counter> sum(hooks.front().nodes.size());
   for (const auto& d : hooks) {
-    const auto c = d.hook->program().counters();
+    const auto c = d.program().counters();
     for (std::size_t i = 0; i < sum.size(); ++i) {
       sum[i].packets += c[i].packets;
       sum[i].bytes += c[i].bytes;
@@ -201,17 +212,14 @@ int run(const RunOptions& o) {
       const unsigned ifindex = if_nametoindex(dev.c_str());
       if (ifindex == 0) throw kernel::KernelError("no network device '" + dev + "'");
       maybe_fail("generate");
-      auto gen = kernel::generate_xdp(dag, static_cast<int>(ifindex), dev);
+      const bool tc = o.hook == "tc";
+      auto gen = tc ? kernel::generate_tc(dag, static_cast<int>(ifindex), dev)
+                    : kernel::generate_xdp(dag, static_cast<int>(ifindex), dev);
       maybe_fail("compile");
       const auto object = kernel::compile_bpf(gen.source, o.cache);
       maybe_fail("load");
-      auto program = kernel::XdpProgram::load(object, gen.nodes.size());
+      auto program = kernel::KernelProgram::load(object, gen.nodes.size());
       maybe_fail("attach");
-      auto hook =
-          kernel::XdpHook::attach(std::move(program), static_cast<int>(ifindex), mode, mine / dev);
-      std::cerr << "srl: " << dev << ": XDP " << kernel::to_string(hook->mode()) << ", program id "
-                << hook->program().id() << ", link id " << hook->link_id() << ", pinned at "
-                << (mine / dev).string() << "\n";
       for (std::size_t i = 0; i < gen.nodes.size(); ++i) {
         // Show each node as the request nodes it stands for.
         std::string shown;
@@ -219,7 +227,19 @@ int run(const RunOptions& o) {
           shown += (shown.empty() ? "" : ",") + m;
         gen.nodes[i].id = shown;
       }
-      hooks.push_back({dev, std::move(hook), std::move(gen.nodes)});
+      Deployed d{dev, nullptr, nullptr, std::move(gen.nodes)};
+      if (tc) {
+        d.tc = kernel::TcHook::attach(std::move(program), static_cast<int>(ifindex), mine / dev);
+        std::cerr << "srl: " << dev << ": TC ingress, program id " << d.tc->program().id()
+                  << ", pinned at " << (mine / dev).string() << "\n";
+      } else {
+        d.xdp = kernel::XdpHook::attach(std::move(program), static_cast<int>(ifindex), mode,
+                                        mine / dev);
+        std::cerr << "srl: " << dev << ": XDP " << kernel::to_string(d.xdp->mode())
+                  << ", program id " << d.xdp->program().id() << ", link id " << d.xdp->link_id()
+                  << ", pinned at " << (mine / dev).string() << "\n";
+      }
+      hooks.push_back(std::move(d));
       maybe_fail("activate");
     }
   } catch (const std::exception& e) {
@@ -282,10 +302,13 @@ void add_run_command(CLI::App& app, int& result) {
   cmd->add_option("--xdp-mode", o->mode,
                   "auto (native if the driver has it, else generic), native or generic")
       ->check(CLI::IsMember({"auto", "native", "generic"}));
+  cmd->add_option("--hook", o->hook, "xdp (default) or tc (ingress)")
+      ->check(CLI::IsMember({"xdp", "tc"}));
   cmd->add_option("--bpffs", o->bpffs, "bpffs mount for pins (mounted if missing)");
   cmd->add_option("--cache", o->cache, "directory for compiled programs");
   cmd->footer(
-      "Every node runs in the kernel (XDP) for now; a request with a userspace-only filter is "
+      "Every node runs in the kernel (XDP, or TC with --hook tc) for now; a request with a "
+      "userspace-only filter is "
       "refused\n"
       "with the filter's name. Exit status: 0 ok, 1 compile or deploy error, 2 usage error.");
   cmd->callback([o, &result] {

@@ -223,8 +223,10 @@ std::string cbpf_function(const std::string& name, const compiler::Translation& 
 
 }  // namespace
 
-GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex, const std::string& dev,
-                              const std::vector<bool>* in_kernel) {
+namespace {
+
+GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int ifindex,
+                          const std::string& dev, const std::vector<bool>* in_kernel) {
   const DagGraph& g = dag.graph;
   const std::size_t n = boost::num_vertices(g);
   GeneratedProgram out;
@@ -487,22 +489,46 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
   u64 k = (*seen)++;
   return k % n == 0;
 }
-)" << fns.str()
-      << "\nSEC(\"xdp\")\nint srl_xdp(struct xdp_md *ctx) {\n"
-      << "  u8 *data = (u8 *)(long)ctx->data;\n  u8 *end = (u8 *)(long)ctx->data_end;\n"
-      << "  u32 zero = 0;\n  struct srl_counters *cnt = bpf_map_lookup_elem(&srl_counters, "
+)" << fns.str();
+  if (hook == Hook::xdp) {
+    src << "\nSEC(\"xdp\")\nint srl_xdp(struct xdp_md *ctx) {\n"
+        << "  u8 *data = (u8 *)(long)ctx->data;\n  u8 *end = (u8 *)(long)ctx->data_end;\n";
+  } else {
+    // The whole packet linear first, so that direct access sees all of it.
+    src << "\nSEC(\"tc\")\nint srl_tc(struct __sk_buff *ctx) {\n"
+        << "  bpf_skb_pull_data(ctx, ctx->len);\n"
+        << "  u8 *data = (u8 *)(long)ctx->data;\n  u8 *end = (u8 *)(long)ctx->data_end;\n";
+  }
+  const char* pass = hook == Hook::xdp ? "XDP_PASS" : "TC_ACT_OK";
+  src << "  u32 zero = 0;\n  struct srl_counters *cnt = bpf_map_lookup_elem(&srl_counters, "
          "&zero);\n"
-      << "  if (!cnt) return XDP_PASS;\n  struct srl_pkt p;\n  srl_parse(data, end, &p);\n"
+      << "  if (!cnt) return " << pass << ";\n  struct srl_pkt p;\n  srl_parse(data, end, &p);\n"
       << "  int verdict = 0; /* 0 none, 1 pass, 2 tx, 3 drop: the strongest wins */\n"
       << "  u32 tx_if = 0;\n"
-      << body.str() << "  if (verdict == 3) return XDP_DROP;\n"
-      << "  if (verdict == 2) return tx_if == " << ifindex
-      << " ? XDP_TX : bpf_redirect(tx_if, 0);\n"
-      << (out.exits.empty() ? std::string() : "  u32 to_user = 0;\n" + exits.str() + kToUser)
-      << "  return XDP_PASS;\n}\n\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n";
+      << body.str() << "  if (verdict == 3) return "
+      << (hook == Hook::xdp ? "XDP_DROP" : "TC_ACT_SHOT") << ";\n";
+  if (hook == Hook::xdp) {
+    src << "  if (verdict == 2) return tx_if == " << ifindex
+        << " ? XDP_TX : bpf_redirect(tx_if, 0);\n"
+        << (out.exits.empty() ? std::string() : "  u32 to_user = 0;\n" + exits.str() + kToUser);
+  } else {
+    src << "  if (verdict == 2) return bpf_redirect(tx_if, 0);\n";
+  }
+  src << "  return " << pass << ";\n}\n\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n";
   out.source = src.str();
   out.state_slots = state;
   return out;
+}
+
+}  // namespace
+
+GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex, const std::string& dev,
+                              const std::vector<bool>* in_kernel) {
+  return generate(Hook::xdp, dag, ifindex, dev, in_kernel);
+}
+
+GeneratedProgram generate_tc(const compiler::RequestDag& dag, int ifindex, const std::string& dev) {
+  return generate(Hook::tc, dag, ifindex, dev, nullptr);
 }
 
 }  // namespace srl::runtime::kernel

@@ -129,10 +129,10 @@ std::filesystem::path compile_bpf(const std::string& source,
   return object;
 }
 
-std::unique_ptr<XdpProgram> XdpProgram::load(const std::filesystem::path& object,
-                                             std::size_t node_count) {
+std::unique_ptr<KernelProgram> KernelProgram::load(const std::filesystem::path& object,
+                                                   std::size_t node_count) {
   LogCapture log;
-  std::unique_ptr<XdpProgram> p(new XdpProgram());
+  std::unique_ptr<KernelProgram> p(new KernelProgram());
   p->node_count_ = node_count;
   p->obj_ = bpf_object__open_file(object.c_str(), nullptr);
   if (p->obj_ == nullptr)
@@ -141,6 +141,7 @@ std::unique_ptr<XdpProgram> XdpProgram::load(const std::filesystem::path& object
     throw KernelError("the kernel refused the generated program (" + errno_text(err) +
                       "):" + log.tail());
   bpf_program* prog = bpf_object__find_program_by_name(p->obj_, "srl_xdp");
+  if (prog == nullptr) prog = bpf_object__find_program_by_name(p->obj_, "srl_tc");
   bpf_map* counters = bpf_object__find_map_by_name(p->obj_, "srl_counters");
   if (prog == nullptr || counters == nullptr)
     throw KernelError(object.string() + " is not a generated srl program");
@@ -151,24 +152,24 @@ std::unique_ptr<XdpProgram> XdpProgram::load(const std::filesystem::path& object
   return p;
 }
 
-XdpProgram::~XdpProgram() {
+KernelProgram::~KernelProgram() {
   if (obj_ != nullptr) bpf_object__close(obj_);
 }
 
-int XdpProgram::xsks_fd() const {
+int KernelProgram::xsks_fd() const {
   bpf_map* m = bpf_object__find_map_by_name(obj_, "srl_xsks");
   return m != nullptr ? bpf_map__fd(m) : -1;
 }
 
-std::uint32_t XdpProgram::id() const {
+std::uint32_t KernelProgram::id() const {
   bpf_prog_info info{};
   std::uint32_t len = sizeof info;
   bpf_obj_get_info_by_fd(prog_fd_, &info, &len);
   return info.id;
 }
 
-std::uint32_t XdpProgram::test_run(const std::vector<std::uint8_t>& frame, std::uint32_t repeat,
-                                   std::uint32_t* duration_ns) const {
+std::uint32_t KernelProgram::test_run(const std::vector<std::uint8_t>& frame, std::uint32_t repeat,
+                                      std::uint32_t* duration_ns) const {
   // The kernel wants room for the frame; an empty frame is still a test.
   std::vector<std::uint8_t> in(frame), out(frame.size() + 256);
   // Plain initialisation: LIBBPF_OPTS is a GNU statement expression.
@@ -185,7 +186,7 @@ std::uint32_t XdpProgram::test_run(const std::vector<std::uint8_t>& frame, std::
   return opts.retval;
 }
 
-std::unique_ptr<XdpHook> XdpHook::attach(std::unique_ptr<XdpProgram> program, int ifindex,
+std::unique_ptr<XdpHook> XdpHook::attach(std::unique_ptr<KernelProgram> program, int ifindex,
                                          std::optional<XdpMode> mode,
                                          const std::filesystem::path& pin_dir) {
   std::unique_ptr<XdpHook> hook(new XdpHook());
@@ -237,7 +238,7 @@ void XdpHook::unpin() {
   std::filesystem::remove(pin_dir_, ec);
 }
 
-void XdpHook::replace(std::unique_ptr<XdpProgram> program) {
+void XdpHook::replace(std::unique_ptr<KernelProgram> program) {
   if (bpf_link_update(link_fd_, program->fd(), nullptr) != 0)
     throw KernelError("cannot replace the program on the XDP link: " + errno_text(errno));
   program_ = std::move(program);
@@ -264,7 +265,7 @@ std::uint32_t XdpHook::link_id() const {
   return info.id;
 }
 
-std::vector<Counter> XdpProgram::counters() const {
+std::vector<Counter> KernelProgram::counters() const {
   const int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) throw KernelError("cannot count CPUs: " + errno_text(cpus));
   std::vector<Counter> per_cpu(static_cast<std::size_t>(cpus) * node_count_);

@@ -6,6 +6,7 @@ namespace srl::runtime::kernel {
 
 inline constexpr const char* kXdpPrelude = R"PRELUDE(
 #include <linux/bpf.h>
+#include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
 typedef unsigned char u8;

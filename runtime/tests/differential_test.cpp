@@ -83,7 +83,7 @@ TEST_CASE("differential: generated XDP programs agree with the reference filters
     }
     const auto& dag = *compiled.dag;
     const auto gen = runtime::kernel::generate_xdp(dag, 1);
-    auto program = runtime::kernel::XdpProgram::load(
+    auto program = runtime::kernel::KernelProgram::load(
         runtime::kernel::compile_bpf(gen.source, cache), gen.nodes.size());
     filters::ReferenceDag reference(dag);
     auto before = program->counters();

@@ -60,13 +60,13 @@ class TestNamespace {
   int home_ = -1;
 };
 
-std::unique_ptr<kernel::XdpProgram> build(const std::string& request) {
+std::unique_ptr<kernel::KernelProgram> build(const std::string& request) {
   const auto r = compiler::compile(request);
   REQUIRE(r.ok());
   const auto gen = kernel::generate_xdp(*r.dag, 1);
   const auto obj = kernel::compile_bpf(
       gen.source, std::filesystem::temp_directory_path() / "srl-kernel-test-cache");
-  return kernel::XdpProgram::load(obj, gen.nodes.size());
+  return kernel::KernelProgram::load(obj, gen.nodes.size());
 }
 
 // The id of the XDP program attached to a device, 0 if none.
@@ -221,7 +221,7 @@ TEST_CASE("hook: blocks for userspace leave through AF_XDP with their exit tag")
   REQUIRE(gen.exits.size() == 1);
   CHECK(gen.exits[0].from == "n2");
   CHECK(gen.exits[0].to == "n3");
-  auto program = kernel::XdpProgram::load(
+  auto program = kernel::KernelProgram::load(
       kernel::compile_bpf(gen.source,
                           std::filesystem::temp_directory_path() / "srl-kernel-test-cache"),
       gen.nodes.size());
@@ -264,9 +264,45 @@ TEST_CASE("hook: blocks for userspace leave through AF_XDP with their exit tag")
     CHECK(c[2].accepted == 2);
     // Reuse the program for the next mode.
     hook.reset();
-    program = kernel::XdpProgram::load(
+    program = kernel::KernelProgram::load(
         kernel::compile_bpf(gen.source,
                             std::filesystem::temp_directory_path() / "srl-kernel-test-cache"),
         gen.nodes.size());
   }
+}
+
+TEST_CASE("hook: TC ingress attach, replace in place, detach removes the qdisc it added") {
+  TestNamespace ns;
+  const int ifindex = ns.ifindex("hb");
+  auto tc_program = [](const char* request) {
+    const auto r = compiler::compile(request);
+    REQUIRE(r.ok());
+    const auto gen = kernel::generate_tc(*r.dag, 1);
+    return kernel::KernelProgram::load(
+        kernel::compile_bpf(gen.source,
+                            std::filesystem::temp_directory_path() / "srl-kernel-test-cache"),
+        gen.nodes.size());
+  };
+  auto filter_program = [&] {
+    bpf_tc_hook h{};
+    h.sz = sizeof h;
+    h.ifindex = ifindex;
+    h.attach_point = BPF_TC_INGRESS;
+    bpf_tc_opts q{};
+    q.sz = sizeof q;
+    q.handle = kernel::TcHook::kHandle;
+    q.priority = kernel::TcHook::kPriority;
+    return bpf_tc_query(&h, &q) == 0 ? q.prog_id : 0u;
+  };
+  {
+    auto hook = kernel::TcHook::attach(tc_program("(udp) > (count)"), ifindex);
+    CHECK(filter_program() == hook->program().id());
+    hook->replace(tc_program("(tcp) > (drop)"));
+    CHECK(filter_program() == hook->program().id());
+    // A second srl filter on the same hook is refused, not stacked.
+    CHECK_THROWS_WITH_AS(kernel::TcHook::attach(tc_program("(udp) > (count)"), ifindex),
+                         doctest::Contains("another srl program"), kernel::KernelError);
+  }
+  CHECK(filter_program() == 0);
+  CHECK(std::system("tc qdisc show dev hb | grep -q clsact") != 0);
 }

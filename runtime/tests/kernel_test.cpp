@@ -10,7 +10,7 @@
 #include "srl/runtime/kernel.h"
 
 using namespace srl;
-using runtime::kernel::XdpProgram;
+using runtime::kernel::KernelProgram;
 
 namespace {
 
@@ -34,13 +34,13 @@ std::vector<std::uint8_t> ipv4_frame(std::uint8_t proto, std::uint16_t sport, st
   return f;
 }
 
-std::unique_ptr<XdpProgram> build(const std::string& request) {
+std::unique_ptr<KernelProgram> build(const std::string& request) {
   const auto r = compiler::compile(request);
   REQUIRE_MESSAGE(r.ok(), r.diagnostics.render(*r.source));
   const auto gen = runtime::kernel::generate_xdp(*r.dag, 1);
   const auto dir = std::filesystem::temp_directory_path() / "srl-kernel-test-cache";
   const auto obj = runtime::kernel::compile_bpf(gen.source, dir);
-  return XdpProgram::load(obj, gen.nodes.size());
+  return KernelProgram::load(obj, gen.nodes.size());
 }
 
 }  // namespace
@@ -128,7 +128,7 @@ TEST_CASE("kernel: several requests on one hook share their common prefix") {
   const std::string labels[] = {"dns", "ntp"};
   const auto merged = compiler::merge_requests(both, labels);
   const auto gen = runtime::kernel::generate_xdp(merged.dag, 1);
-  auto prog = XdpProgram::load(
+  auto prog = KernelProgram::load(
       runtime::kernel::compile_bpf(
           gen.source, std::filesystem::temp_directory_path() / "srl-kernel-test-cache"),
       gen.nodes.size());
@@ -147,4 +147,27 @@ TEST_CASE("kernel: several requests on one hook share their common prefix") {
   for (std::size_t i = 0; i < gen.nodes.size(); ++i)
     if (gen.nodes[i].filter == "count") counted += c[i].packets;
   CHECK(counted == 2);  // one DNS, one NTP
+}
+
+TEST_CASE("kernel: the TC ingress program gives TC actions for the same request") {
+  const auto r = compiler::compile("(udp) > (drop) | (tcp) > (pass)");
+  REQUIRE(r.ok());
+  const auto gen = runtime::kernel::generate_tc(*r.dag, 1);
+  CHECK(gen.source.find("SEC(\"tc\")") != std::string::npos);
+  CHECK(gen.source.find("TC_ACT_SHOT") != std::string::npos);
+  // Loads as a classifier; the verifier accepts the same filters there.
+  auto prog = KernelProgram::load(
+      runtime::kernel::compile_bpf(
+          gen.source, std::filesystem::temp_directory_path() / "srl-kernel-test-cache"),
+      gen.nodes.size());
+  CHECK(prog->id() != 0);
+}
+
+TEST_CASE("kernel: exits to userspace need the XDP hook") {
+  const auto r = compiler::compile("(udp) > (dns) > (print)");
+  REQUIRE(r.ok());
+  const std::vector<bool> in_kernel = {true, true, false, false};
+  const auto gen = runtime::kernel::generate_xdp(*r.dag, 1, "", &in_kernel);
+  CHECK(gen.exits.size() == 1);
+  CHECK(gen.source.find("bpf_redirect_map(&srl_xsks") != std::string::npos);
 }

@@ -47,8 +47,10 @@ srl_objects() {
 }
 snapshot() { srl_objects >"$tmp/before"; }
 xdp_attached() { ip -n "$b" link show vb | grep -q 'xdp'; }
+tc_attached() { tc -n "$b" filter show dev vb ingress 2>/dev/null | grep -q bpf; }
+hooked() { xdp_attached || tc_attached; }
 wait_attached() {  # up to 10 s
-  for _ in $(seq 100); do xdp_attached && return 0; sleep 0.1; done
+  for _ in $(seq 100); do hooked && return 0; sleep 0.1; done
   return 1
 }
 send() {  # N to port 53, M to port 5353
@@ -69,6 +71,8 @@ print(next(n["blocks"] for n in last["nodes"] if n["filter"] == "count"))' "$1"
 nothing_left() {  # WHAT
   local left=""
   xdp_attached && left+=" xdp-on-vb"
+  tc_attached && left+=" tc-filter-on-vb"
+  tc -n "$b" qdisc show dev vb | grep -q clsact && left+=" clsact-qdisc"
   local new
   # The kernel frees programs and maps after an RCU grace period: give
   # released objects up to 3 s to go.
@@ -83,16 +87,18 @@ nothing_left() {  # WHAT
 }
 
 request='(ipv4) > (udp) > (port, which=dst) 53> (count)'
-for mode in native generic; do
+for mode in native generic tc; do
   snapshot
-  ip netns exec "$b" "$srl" run --dev vb --xdp-mode "$mode" --duration 4 --bpffs "$bpffs" -j \
+  if [[ $mode == tc ]]; then hook=(--hook tc); else hook=(--xdp-mode "$mode"); fi
+  ip netns exec "$b" "$srl" run --dev vb "${hook[@]}" --duration 4 --bpffs "$bpffs" -j \
     -e "$request" >"$tmp/out" 2>"$tmp/err" &
   pid=$!
   if wait_attached; then
     send 137 59
     wait "$pid"; rc=$?
     [[ $rc -eq 0 ]] && ok "$mode: exit 0" || fail "$mode: exit $rc: $(cat "$tmp/err")"
-    grep -q "XDP $mode" "$tmp/err" && ok "$mode: reports the mode" || fail "$mode: mode not reported: $(cat "$tmp/err")"
+    want="XDP $mode"; [[ $mode == tc ]] && want="TC ingress"
+    grep -q "$want" "$tmp/err" && ok "$mode: reports the hook" || fail "$mode: hook not reported: $(cat "$tmp/err")"
     n=$(final_count "$tmp/out")
     [[ $n == 137 ]] && ok "$mode: counted 137 of 137" || fail "$mode: counted $n, expected 137"
   else
@@ -125,6 +131,22 @@ ip netns exec "$b" "$srl" run --dev vb --duration 1 --bpffs "$bpffs" -e "$reques
 grep -q "removed the datapath of ended run $pid" "$tmp/err" && ok "next run removes the killed run's datapath" \
   || fail "next run did not clean up: $(cat "$tmp/err")"
 nothing_left "after SIGKILL and the next run"
+
+# The same for a TC filter, which is not a link: the next run detaches it
+# because it still runs the killed run's pinned program.
+snapshot
+ip netns exec "$b" "$srl" run --hook tc --dev vb --bpffs "$bpffs" -e "$request" >/dev/null 2>&1 &
+pid=$!
+wait_attached || fail "tc kill: never attached"
+sleep 0.5
+kill -KILL "$pid"; wait "$pid" 2>/dev/null
+tc_attached && ok "after SIGKILL the TC filter keeps running" || fail "after SIGKILL: no TC filter"
+ip netns exec "$b" "$srl" run --dev vb --duration 1 --bpffs "$bpffs" -e "$request" >/dev/null 2>"$tmp/err"
+grep -q "removed the datapath of ended run $pid" "$tmp/err" && ok "next run removes the killed TC run" \
+  || fail "next run did not clean up TC: $(cat "$tmp/err")"
+# The qdisc of the killed run stays (only its creator removes it).
+tc -n "$b" qdisc del dev vb clsact 2>/dev/null
+nothing_left "after SIGKILL of a TC run and the next run"
 
 # A request the kernel cannot run names the filter.
 snapshot

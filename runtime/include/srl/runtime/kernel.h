@@ -73,6 +73,13 @@ GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex,
                               const std::string& dev = {},
                               const std::vector<bool>* in_kernel = nullptr);
 
+enum class Hook { xdp, tc };
+
+// The same for the TC ingress hook of a device: verdicts become TC actions,
+// `tx` a redirect. No exits to userspace (AF_XDP takes blocks from XDP).
+GeneratedProgram generate_tc(const compiler::RequestDag& dag, int ifindex,
+                             const std::string& dev = {});
+
 // Compiles eBPF C to an object file with clang, caching objects by a hash
 // of the source and the compiler, so unchanged requests load at once.
 std::filesystem::path compile_bpf(const std::string& source,
@@ -87,14 +94,14 @@ struct Counter {
   std::uint64_t accepted = 0;
 };
 
-// A generated program loaded into the kernel (not attached).
-class XdpProgram {
+// A generated program (XDP or TC) loaded into the kernel, not attached.
+class KernelProgram {
  public:
-  static std::unique_ptr<XdpProgram> load(const std::filesystem::path& object,
-                                          std::size_t node_count);
-  ~XdpProgram();
-  XdpProgram(const XdpProgram&) = delete;
-  XdpProgram& operator=(const XdpProgram&) = delete;
+  static std::unique_ptr<KernelProgram> load(const std::filesystem::path& object,
+                                             std::size_t node_count);
+  ~KernelProgram();
+  KernelProgram(const KernelProgram&) = delete;
+  KernelProgram& operator=(const KernelProgram&) = delete;
 
   int fd() const { return prog_fd_; }
   int counters_fd() const { return counters_fd_; }
@@ -110,7 +117,7 @@ class XdpProgram {
                          std::uint32_t* duration_ns = nullptr) const;
 
  private:
-  XdpProgram() = default;
+  KernelProgram() = default;
   struct bpf_object* obj_ = nullptr;
   int prog_fd_ = -1;
   int counters_fd_ = -1;
@@ -124,7 +131,7 @@ class XdpHook {
   // Attaches `program` to `ifindex`: native mode if the driver supports it,
   // else generic (or exactly `mode` if given). Pins the link and the counter
   // map under `pin_dir` when it is not empty.
-  static std::unique_ptr<XdpHook> attach(std::unique_ptr<XdpProgram> program, int ifindex,
+  static std::unique_ptr<XdpHook> attach(std::unique_ptr<KernelProgram> program, int ifindex,
                                          std::optional<XdpMode> mode = std::nullopt,
                                          const std::filesystem::path& pin_dir = {});
   ~XdpHook();
@@ -132,11 +139,11 @@ class XdpHook {
   XdpHook& operator=(const XdpHook&) = delete;
 
   // Replaces the running program in one link update: the hook is never empty.
-  void replace(std::unique_ptr<XdpProgram> program);
+  void replace(std::unique_ptr<KernelProgram> program);
 
   XdpMode mode() const { return mode_; }
   int ifindex() const { return ifindex_; }
-  const XdpProgram& program() const { return *program_; }
+  const KernelProgram& program() const { return *program_; }
   std::uint32_t link_id() const;
 
  private:
@@ -144,10 +151,45 @@ class XdpHook {
   void pin();
   void unpin();
 
-  std::unique_ptr<XdpProgram> program_;
+  std::unique_ptr<KernelProgram> program_;
   int link_fd_ = -1;
   int ifindex_ = 0;
   XdpMode mode_ = XdpMode::generic;
+  std::filesystem::path pin_dir_;
+};
+
+// A program attached to a device's TC ingress hook (a cls_bpf filter in
+// direct-action mode on the clsact qdisc, at srl's own handle and priority).
+// TC filters are not bpf_links: the program is pinned, so that a later run
+// can tell an abandoned srl filter (same program id) from anything else.
+// Destroying it detaches the filter, removes a clsact qdisc it created, and
+// unpins.
+class TcHook {
+ public:
+  static constexpr std::uint32_t kHandle = 0x5352;  // "SR"
+  static constexpr std::uint32_t kPriority = 0x5352;
+
+  static std::unique_ptr<TcHook> attach(std::unique_ptr<KernelProgram> program, int ifindex,
+                                        const std::filesystem::path& pin_dir = {});
+  ~TcHook();
+  TcHook(const TcHook&) = delete;
+  TcHook& operator=(const TcHook&) = delete;
+
+  // Replaces the filter's program in one netlink request (the filter is
+  // never absent).
+  void replace(std::unique_ptr<KernelProgram> program);
+  const KernelProgram& program() const { return *program_; }
+  int ifindex() const { return ifindex_; }
+
+  // Detaches the srl filter on `ifindex` if it runs the program pinned at
+  // `pinned_program` (left by a run that was killed). True if it did.
+  static bool remove_abandoned(int ifindex, const std::filesystem::path& pinned_program);
+
+ private:
+  TcHook() = default;
+  std::unique_ptr<KernelProgram> program_;
+  int ifindex_ = 0;
+  bool created_qdisc_ = false;
   std::filesystem::path pin_dir_;
 };
 
