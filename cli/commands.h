@@ -13,5 +13,9 @@ inline constexpr int kExitUsage = 2;
 
 // Registers `srl run`; sets `result` to the exit code when it runs.
 void add_run_command(CLI::App& app, int& result);
+// `srl plan`, `srl spaces`, `srl calibrate` (cmd_plan.cpp, cmd_spaces.cpp, cmd_calibrate.cpp).
+void add_plan_command(CLI::App& app, int& result);
+void add_spaces_command(CLI::App& app, int& result);
+void add_calibrate_command(CLI::App& app, int& result);
 
 }  // namespace srl::cli

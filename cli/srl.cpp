@@ -7,6 +7,9 @@ int main(int argc, char** argv) {
   app.footer("Run 'srl COMMAND --help' for the options of a command.");
   int result = srl::cli::kExitOk;
   srl::cli::add_run_command(app, result);
+  srl::cli::add_plan_command(app, result);
+  srl::cli::add_spaces_command(app, result);
+  srl::cli::add_calibrate_command(app, result);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,52 @@
+// srl calibrate: measures costs on this machine (copies, channels, eBPF) and
+// stores them as the profile that plans use.
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "srl/optimizer/profile.h"
+
+namespace srl::cli {
+
+void add_calibrate_command(CLI::App& app, int& result) {
+  struct Opts {
+    std::string output;
+    double seconds = 0.3;
+    bool json = false, no_bpf = false, dry = false;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* cmd =
+      app.add_subcommand("calibrate", "measure costs on this machine and store a profile");
+  cmd->footer("The profile is written to " + optimizer::default_profile_path().string() +
+              " unless -o says otherwise ($SRL_PROFILE moves the default).\n"
+              "What is measured: docs/optimizer.md, section Calibration.");
+  cmd->add_option("-o,--output", o->output, "profile file to write");
+  cmd->add_option("--seconds", o->seconds, "time per measurement (default 0.3)")
+      ->check(CLI::Range(0.01, 60.0));
+  cmd->add_flag("--no-bpf", o->no_bpf, "skip the BPF_PROG_TEST_RUN measurement");
+  cmd->add_flag("-n,--dry-run", o->dry, "measure and print, write nothing");
+  cmd->add_flag("-j,--json", o->json, "print the profile as JSON");
+  cmd->callback([o, &result] {
+    try {
+      optimizer::CalibrateOptions c;
+      c.seconds_per_test = o->seconds;
+      c.bpf = !o->no_bpf;
+      const auto p = optimizer::calibrate(
+          c, [&](const std::string& line) { (o->json ? std::cerr : std::cout) << line << "\n"; });
+      if (o->json) std::cout << optimizer::to_json(p).dump(2) << "\n";
+      if (!o->dry) {
+        const auto path = o->output.empty() ? optimizer::default_profile_path()
+                                            : std::filesystem::path(o->output);
+        optimizer::save_profile(p, path);
+        (o->json ? std::cerr : std::cout) << "profile written to " << path.string() << "\n";
+      }
+      result = kExitOk;
+    } catch (const std::exception& e) {
+      std::cerr << "srl calibrate: " << e.what() << "\n";
+      result = kExitFailure;
+    }
+  });
+}
+
+}  // namespace srl::cli

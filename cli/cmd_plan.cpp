@@ -1,0 +1,134 @@
+// srl plan: the dry run. Compiles one or more requests, places them on the
+// spaces of this machine (or of a model file) and prints the plan with the
+// reason for every choice; nothing is deployed.
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "model_options.h"
+#include "srl/compiler/compiler.h"
+#include "srl/optimizer/optimizer.h"
+
+namespace srl::cli {
+
+void add_plan_command(CLI::App& app, int& result) {
+  struct Opts {
+    ModelOptions model;
+    std::vector<std::string> files, exprs;
+    std::string objective = "cost";
+    double mix_weight = 0.5, rate = 1e6, bytes = 512, time_limit = 10;
+    bool json = false, dot = false, no_parallel = false;
+    std::uint32_t max_replicas = 8;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* cmd =
+      app.add_subcommand("plan", "place requests on this machine's spaces and explain (dry run)");
+  cmd->footer(
+      "Several requests are planned together: identical stateless prefixes fed from the same\n"
+      "source are shared. Exit status: 0 planned, 1 compile error or no placement, 2 usage.\n"
+      "Examples:\n"
+      "  srl plan --dev eth0 -e '(tcp) > (http) > (print)'\n"
+      "  srl plan --model other-host.json -j req.srl\n"
+      "  srl plan --dot -e '(udp) > (port) 53> (dns) > (count)' | dot -Tsvg > plan.svg");
+  cmd->add_option("file", o->files, "request files (several are planned together)");
+  cmd->add_option("-e,--expr", o->exprs, "request text (repeatable)")->allow_extra_args(false);
+  o->model.add(*cmd);
+  cmd->add_option("--objective", o->objective,
+                  "cost (least CPU, default), throughput (least peak utilisation), or mix")
+      ->check(CLI::IsMember({"cost", "throughput", "mix"}));
+  cmd->add_option("--mix-weight", o->mix_weight,
+                  "weight of cost in the mix objective (0..1, default 0.5)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--rate", o->rate, "blocks per second entering each source (default 1e6)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--bytes", o->bytes, "mean block size in bytes (default 512)")
+      ->check(CLI::Range(1.0, 65536.0));
+  cmd->add_option("--time-limit", o->time_limit, "seconds the solver may take (default 10)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-parallel", o->no_parallel,
+                "never replicate a userspace filter over several cores");
+  cmd->add_option(
+         "--max-replicas", o->max_replicas,
+         "most replicas of a userspace filter behind a flow-hash split (2, 4 or 8; default 8)")
+      ->check(CLI::Range(2, 64));
+  cmd->add_flag("-j,--json", o->json, "print the plan as JSON");
+  cmd->add_flag("--dot", o->dot, "print the plan as Graphviz, spaces as clusters");
+  cmd->callback([o, &result] {
+    if (o->files.empty() && o->exprs.empty()) {
+      std::cerr << "srl plan: give a request FILE or -e EXPR\n";
+      result = kExitUsage;
+      return;
+    }
+    struct Compiled {
+      compiler::CompileResult r;
+      std::string label;
+    };
+    std::vector<Compiled> compiled;
+    const std::size_t total = o->files.size() + o->exprs.size();
+    auto compile_one = [&](const std::string& text, const std::string& name,
+                           const std::string& label) {
+      compiler::CompileOptions co;
+      co.file_name = name;
+      co.default_devices = o->model.devices;
+      auto r = compiler::compile(text, co);
+      std::cerr << r.diagnostics.render(*r.source);
+      if (!r.ok()) return false;
+      compiled.push_back({std::move(r), total > 1 ? label : ""});
+      return true;
+    };
+    for (std::size_t i = 0; i < o->files.size(); ++i) {
+      std::ifstream in(o->files[i], std::ios::binary);
+      if (!in) {
+        std::cerr << "srl plan: cannot read " << o->files[i] << "\n";
+        result = kExitUsage;
+        return;
+      }
+      std::stringstream ss;
+      ss << in.rdbuf();
+      if (!compile_one(ss.str(), o->files[i], "r" + std::to_string(i))) {
+        result = kExitFailure;
+        return;
+      }
+    }
+    for (std::size_t i = 0; i < o->exprs.size(); ++i)
+      if (!compile_one(o->exprs[i], "<expr>", "r" + std::to_string(o->files.size() + i))) {
+        result = kExitFailure;
+        return;
+      }
+    try {
+      const optimizer::SystemModel model = o->model.model();
+      const auto profile = o->model.profile();
+      optimizer::PlanOptions po;
+      po.objective = *optimizer::objective_from_string(o->objective);
+      po.mix_weight = o->mix_weight;
+      po.input_rate_pps = o->rate;
+      po.block_bytes = o->bytes;
+      po.time_limit_s = o->time_limit;
+      po.parallel = !o->no_parallel;
+      po.max_replicas = o->max_replicas;
+      po.profile = profile ? &*profile : nullptr;
+      std::vector<optimizer::RequestInput> inputs;
+      for (const auto& c : compiled)
+        inputs.push_back({&*c.r.dag, c.label, c.r.source.get()});
+      const optimizer::Plan plan = optimizer::plan(inputs, model, po);
+      if (o->json)
+        std::cout << optimizer::to_json(plan).dump(2) << "\n";
+      else if (o->dot)
+        std::cout << optimizer::to_dot(plan);
+      else
+        std::cout << optimizer::to_text(plan);
+      result = kExitOk;
+    } catch (const optimizer::PlanError& e) {
+      std::cerr << "srl plan: " << e.what() << "\n";
+      result = kExitFailure;
+    } catch (const std::exception& e) {
+      std::cerr << "srl plan: " << e.what() << "\n";
+      result = kExitUsage;
+    }
+  });
+}
+
+}  // namespace srl::cli

@@ -1,0 +1,63 @@
+// Options shared by the commands that need a system model and a cost
+// profile (plan, spaces): discover this machine or load a model file, and
+// use the calibrated profile when there is one.
+#pragma once
+
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "srl/optimizer/discovery.h"
+#include "srl/optimizer/profile.h"
+
+namespace srl::cli {
+
+struct ModelOptions {
+  std::vector<std::string> devices;
+  std::string model_file;
+  std::string profile_file;
+  bool no_profile = false;
+  bool offload_emulator = false;
+  std::uint32_t max_cpus = 0;
+
+  void add(CLI::App& cmd, bool with_dev = true) {
+    if (with_dev)
+      cmd.add_option("--dev", devices,
+                     "device to model (repeatable); default: every Ethernet device that is up")
+          ->allow_extra_args(false);
+    cmd.add_option("--model", model_file,
+                   "plan for the machine described in this system model JSON (see `srl spaces "
+                   "--save`) instead of discovering this one");
+    cmd.add_option("--profile", profile_file,
+                   "cost profile from `srl calibrate` (default: " +
+                       optimizer::default_profile_path().string() + " if it exists)");
+    cmd.add_flag("--no-profile", no_profile, "use the catalog's default costs");
+    cmd.add_flag("--offload-emulator", offload_emulator,
+                 "add an emulated offload space on each device (discovery only)");
+    cmd.add_option("--cpus", max_cpus, "model at most this many CPUs as user spaces (0: all)");
+  }
+
+  optimizer::SystemModel model() const {
+    if (!model_file.empty()) return optimizer::load_model(model_file);
+    optimizer::DiscoveryOptions d;
+    d.devices = devices;
+    d.offload_emulator = offload_emulator;
+    d.max_user_cpus = max_cpus;
+    return optimizer::discover(d);
+  }
+
+  std::optional<optimizer::Profile> profile() const {
+    if (no_profile) return std::nullopt;
+    if (!profile_file.empty()) return optimizer::load_profile(profile_file);
+    const auto p = optimizer::default_profile_path();
+    std::error_code ec;
+    if (!std::filesystem::exists(p, ec)) return std::nullopt;
+    return optimizer::load_profile(p);
+  }
+};
+
+}  // namespace srl::cli

@@ -1,0 +1,256 @@
+// Placement of Request DAGs onto the spaces of a system model (ARCHITECTURE.md
+// §3): a mixed-integer linear program solved with GLPK, two baselines kept for
+// comparison, and an explanation of every choice. docs/optimizer.md describes
+// the model and the JSON form of a plan.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "srl/compiler/dag.h"
+#include "srl/optimizer/profile.h"
+#include "srl/optimizer/system_model.h"
+
+namespace srl::optimizer {
+
+enum class Objective : std::uint8_t {
+  cost,        // least total CPU time (ns per second), within every capacity
+  throughput,  // least utilisation of the most loaded space (highest sustainable rate)
+  mix,         // weighted: mix_weight * cost share + (1 - mix_weight) * max utilisation
+};
+std::string_view to_string(Objective o);
+std::optional<Objective> objective_from_string(std::string_view s);
+
+struct PlanOptions {
+  Objective objective = Objective::cost;
+  double mix_weight = 0.5;
+  double input_rate_pps = 1e6;  // blocks per second entering each source
+  double block_bytes = 512;     // mean block size
+  const Profile* profile = nullptr;
+  double time_limit_s = 10;  // GLPK branch and bound
+  // Explanations re-solve the program with each alternative forced when the
+  // problem has at most this many (node, space) candidates; above, an
+  // alternative is judged by moving the node alone.
+  std::size_t exact_alternatives_limit = 100;
+  // Data parallelism: a stateless or per-flow userspace filter may run as
+  // k replicas (k = 2, 4, 8 up to the number of interchangeable cores)
+  // behind a flow-hash split; the program chooses k.
+  bool parallel = true;
+  std::uint32_t max_replicas = 8;
+};
+
+// One request given to the planner; `label` prefixes its node ids when
+// several requests are planned together ("" for a single request).
+struct RequestInput {
+  const compiler::RequestDag* dag = nullptr;
+  std::string label;
+  const compiler::SourceFile* source = nullptr;  // for positions in messages (optional)
+};
+
+// ---- The flattened problem the solvers work on ----------------------------
+
+inline constexpr double kNotAllowed = std::numeric_limits<double>::infinity();
+
+struct ProblemNode {
+  std::string id;                    // plan id ("n3", or "r1/n3" with several requests)
+  std::vector<std::string> members;  // the DAG nodes merged into this one (shared prefixes)
+  const filters::FilterSpec* spec = nullptr;
+  std::string where;  // "req.srl:1:7" when known
+  std::optional<std::string> pin;
+  double rate = 0;   // blocks per second in
+  double bytes = 0;  // mean bytes per block
+  std::uint32_t insns = 0;
+  std::vector<double> cost;       // per space: ns per second, kNotAllowed where it cannot run
+  std::vector<double> per_block;  // per space: ns per block (for the explanation)
+  // Per space: empty if allowed, else why not ("no-implementation: ...").
+  std::vector<std::string> excluded;
+};
+
+struct ProblemEdge {
+  std::size_t from = 0, to = 0;  // node indexes
+  double rate = 0;
+  double bytes = 0;
+  std::string select;  // ">", "22>", "!>"
+};
+
+struct PairChannel {
+  bool allowed = false;
+  ChannelKind kind = ChannelKind::call;
+  double ns_per_block = 0, ns_per_byte = 0, mem_bytes_per_byte = 0, capacity = 0;
+  bool zero_copy = true;
+  std::vector<std::string> via;
+};
+
+struct Problem {
+  // The model's spaces, then one replica set per replica count: a space of
+  // kind user whose load is spread evenly over its member cores.
+  std::vector<Space> spaces;
+  std::vector<std::vector<std::size_t>> members;  // per space: member cores (replica sets only)
+  std::vector<ProblemNode> nodes;                 // topological order
+  std::vector<ProblemEdge> edges;
+  std::vector<PairChannel> pairs;  // [s * S + t]; s == t: fused call, cost 0
+  double memory_bandwidth = 0;     // bytes per second
+  Objective objective = Objective::cost;
+  double mix_weight = 0.5;
+  double input_rate = 0;
+  std::vector<std::string> notes;
+
+  std::size_t S() const { return spaces.size(); }
+  const PairChannel& pair(std::size_t s, std::size_t t) const { return pairs[s * S() + t]; }
+  double edge_cost(const ProblemEdge& e, std::size_t s, std::size_t t) const;
+  double total_capacity() const;  // of the real spaces
+  bool replica_set(std::size_t s) const { return !members[s].empty(); }
+};
+
+using Assignment = std::vector<std::size_t>;  // node index -> space index
+
+struct Evaluation {
+  bool feasible = true;
+  std::string violation;  // the first constraint broken
+  std::size_t violating_node = SIZE_MAX;
+  double total_cost = 0;       // ns per second
+  double max_utilisation = 0;  // of the most loaded space
+  double objective = 0;
+  double memory_traffic = 0;  // bytes per second moved by copies
+  std::vector<double> load;   // per space, ns per second
+  std::vector<std::uint32_t> insns;
+};
+
+// Everything the program would say about this assignment (the objective is
+// the one of p.objective). Capacity counts for cost and mix, not throughput.
+Evaluation evaluate(const Problem& p, const Assignment& a);
+
+// The error for a request that cannot be placed: names the node and why.
+class PlanError : public std::runtime_error {
+ public:
+  PlanError(std::string node, std::string reason, const std::string& message)
+      : std::runtime_error(message), node_(std::move(node)), reason_(std::move(reason)) {}
+  const std::string& node() const { return node_; }
+  // "no-implementation", "unreachable", "capacity", "limit", "memory", "solver"
+  const std::string& reason() const { return reason_; }
+
+ private:
+  std::string node_, reason_;
+};
+
+// Throws PlanError when some node has no space left (with the reason).
+Problem build_problem(const std::vector<RequestInput>& requests, const SystemModel& model,
+                      const PlanOptions& options);
+
+struct SolveInfo {
+  std::string status;  // "optimal", "feasible (time limit)", "infeasible"
+  double time_ms = 0;
+  int columns = 0, rows = 0;
+  bool lp_integral = false;  // the LP relaxation's optimum was already integral
+};
+
+// The MILP. `force` pins node -> space in addition (for explanations).
+std::optional<Assignment> solve_milp(const Problem& p, SolveInfo* info = nullptr,
+                                     std::optional<std::pair<std::size_t, std::size_t>> force = {},
+                                     double time_limit_s = 10);
+// Every assignment, for tests (small problems only).
+std::optional<Assignment> solve_exhaustive(const Problem& p);
+// "push processing down": each node in the lowest space that implements it
+// and is reachable from its inputs. "all in userspace": every node in the
+// first user space. Either may be infeasible (see evaluate()).
+std::optional<Assignment> baseline_push_down(const Problem& p, std::string* why_not = nullptr);
+std::optional<Assignment> baseline_all_user(const Problem& p, std::string* why_not = nullptr);
+
+// ---- The plan --------------------------------------------------------------
+
+struct Alternative {
+  std::string space;
+  // "chosen", "cost", "no-implementation", "pinned", "device", "capability",
+  // "unreachable", "capacity", "limit", "memory"
+  std::string verdict;
+  std::string detail;
+  std::optional<double> delta;  // objective change if the node ran there
+};
+
+struct NodePlan {
+  std::string id;
+  std::vector<std::string> members;
+  std::string filter;
+  std::string where;
+  std::string space;
+  std::string implementation;
+  double rate_pps = 0;
+  double cost_ns_per_s = 0;
+  double ns_per_block = 0;
+  std::string channel_in;  // channel kinds of the incoming edges ("" for sources)
+  std::string why;
+  std::vector<Alternative> alternatives;
+};
+
+struct EdgePlan {
+  std::string from, to, select;
+  std::string from_space, to_space;
+  std::string channel;  // "call" when both ends share a space
+  bool zero_copy = true;
+  std::vector<std::string> via;
+  double rate_pps = 0;
+  double cost_ns_per_s = 0;
+};
+
+struct SpacePlan {
+  std::string id;
+  std::string kind;
+  double load_ns_per_s = 0;
+  double capacity_ns_per_s = 0;
+  double utilisation = 0;
+  std::uint32_t ebpf_insns = 0;
+  std::uint32_t ebpf_insn_limit = 0;
+  std::size_t nodes = 0;
+  // A replica set: its cores (its load is counted on them).
+  std::vector<std::string> replicas;
+};
+
+struct BaselinePlan {
+  std::string name;
+  bool placed = false;    // the heuristic produced a placement
+  bool feasible = false;  // ... that respects every constraint
+  std::string reason;     // why not
+  double objective = 0;
+  double total_cost = 0;
+  double max_utilisation = 0;
+  std::vector<std::string> spaces;  // per node, like Plan::nodes
+};
+
+struct Plan {
+  Objective objective = Objective::cost;
+  double mix_weight = 0.5;
+  double objective_value = 0;
+  double total_cost_ns_per_s = 0;
+  double max_utilisation = 0;
+  double sustainable_rate_pps = 0;  // input rate / max utilisation
+  double input_rate_pps = 0;
+  double block_bytes = 0;
+  double memory_traffic = 0;
+  std::vector<NodePlan> nodes;
+  std::vector<EdgePlan> edges;
+  std::vector<SpacePlan> spaces;
+  std::vector<std::string> binding;
+  std::vector<BaselinePlan> baselines;  // push-down, all-user
+  std::vector<std::string> notes;
+  SolveInfo solver;
+  std::string model_origin;
+  std::string profile;  // "catalog defaults" or the profile's host and date
+};
+
+// Compiles nothing: plans DAGs the compiler produced. Throws PlanError.
+Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
+          const PlanOptions& options = {});
+
+inline constexpr int kPlanJsonVersion = 1;
+// `with_timing = false` leaves out the solver's time (for golden files).
+nlohmann::ordered_json to_json(const Plan& p, bool with_timing = true);
+std::string to_text(const Plan& p);
+std::string to_dot(const Plan& p);
+
+}  // namespace srl::optimizer

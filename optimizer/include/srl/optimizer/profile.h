@@ -1,0 +1,63 @@
+// Cost profile: costs measured on a machine by `srl calibrate`, which plans
+// use in place of the catalog's and discovery's defaults. JSON schema:
+// docs/optimizer.md §Profile.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "srl/filters/catalog.h"
+#include "srl/optimizer/system_model.h"
+
+namespace srl::optimizer {
+
+struct ChannelCost {
+  double ns_per_block = 0;
+  double ns_per_byte = 0;
+};
+
+struct Profile {
+  std::string host;     // hostname it was measured on
+  std::string kernel;   // kernel release
+  std::string created;  // UTC, ISO 8601
+  // Raw figures, by name (docs/optimizer.md lists them), e.g. "memcpy_ns_per_byte".
+  std::map<std::string, double> measurements;
+  std::optional<double> memory_bandwidth_bytes_per_s;
+  std::map<ChannelKind, ChannelCost> channels;
+  // filter name -> implementation kind -> cost
+  std::map<std::string, std::map<filters::SpaceKind, filters::Cost>> filters;
+
+  // The profile's cost of a filter in a kind of space, else nullptr.
+  const filters::Cost* filter_cost(std::string_view filter, filters::SpaceKind k) const;
+};
+
+inline constexpr int kProfileJsonVersion = 1;
+
+nlohmann::ordered_json to_json(const Profile& p);
+Profile profile_from_json(const nlohmann::json& j);  // throws std::runtime_error
+Profile load_profile(const std::filesystem::path& file);
+void save_profile(const Profile& p, const std::filesystem::path& file);
+// $SRL_PROFILE, else $XDG_CONFIG_HOME/srl/profile.json, else ~/.config/srl/profile.json.
+std::filesystem::path default_profile_path();
+
+// Replaces the model's channel costs by the profile's measured ones (by
+// channel kind) and its copy bandwidth.
+void apply(const Profile& p, SystemModel& m);
+
+struct CalibrateOptions {
+  double seconds_per_test = 0.3;  // time spent on each measurement
+  bool bpf = true;                // BPF_PROG_TEST_RUN (needs CAP_BPF)
+  const filters::Catalog* catalog = nullptr;
+};
+
+// Measures what exists on this machine (docs/optimizer.md §Calibration);
+// `log` receives one line per measurement.
+Profile calibrate(const CalibrateOptions& options,
+                  const std::function<void(const std::string&)>& log = {});
+
+}  // namespace srl::optimizer

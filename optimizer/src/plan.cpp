@@ -1,0 +1,624 @@
+// plan(): solve, compare with the baselines, explain; and the plan's JSON,
+// text and DOT forms.
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "srl/optimizer/optimizer.h"
+
+namespace srl::optimizer {
+namespace {
+
+std::string fmt(double v, int prec = 3) {
+  std::ostringstream o;
+  if (v != 0 && std::fabs(v) < 1e-3) {
+    o.precision(2);
+    o << v;
+    return o.str();
+  }
+  if (std::fabs(v) >= 1000 || v == std::floor(v)) {
+    o.precision(0);
+    o << std::fixed << v;
+  } else {
+    o.precision(prec);
+    o << v;
+  }
+  return o.str();
+}
+
+// ns of CPU per second as a share of one CPU.
+std::string cpu(double ns_per_s) {
+  return fmt(ns_per_s / 1e7) + "% CPU";
+}
+
+std::string rate(double pps) {
+  if (pps >= 1e6) return fmt(pps / 1e6) + " Mpps";
+  if (pps >= 1e3) return fmt(pps / 1e3) + " kpps";
+  return fmt(pps) + " pps";
+}
+
+std::string delta_text(const Problem& p, double d) {
+  const std::string sign = d >= 0 ? "+" : "-";
+  switch (p.objective) {
+    case Objective::cost:
+      return sign + cpu(std::fabs(d));
+    case Objective::throughput:
+      return sign + fmt(std::fabs(d) * 100) + " points of peak utilisation";
+    case Objective::mix:
+      break;
+  }
+  return sign + fmt(std::fabs(d), 4) + " in the mixed objective";
+}
+
+std::string implementation(const Space& s) {
+  switch (s.kind) {
+    case Kind::xdp:
+      return "ebpf, inlined in the XDP program on " + s.device + " (" +
+             (s.mode.empty() ? "native" : s.mode) + ")";
+    case Kind::tc:
+      return "ebpf, inlined in the tc ingress program on " + s.device;
+    case Kind::offload:
+      return std::string(s.emulated ? "offload emulator" : "offload program") + " on " + s.device;
+    case Kind::user:
+      if (!s.mode.empty()) return "native, " + s.mode + " behind a flow-hash split";
+      break;
+  }
+  return "native, run-to-completion loop" +
+         (s.cpu ? " on CPU " + std::to_string(*s.cpu) : std::string());
+}
+
+std::string verdict_of(const std::string& reason) {
+  const auto colon = reason.find(':');
+  return colon == std::string::npos ? reason : reason.substr(0, colon);
+}
+std::string detail_of(const std::string& reason) {
+  const auto colon = reason.find(':');
+  return colon == std::string::npos ? reason : reason.substr(colon + 2);
+}
+
+// The verdict for a local move that breaks a constraint.
+std::pair<std::string, std::string> classify(const std::string& violation) {
+  if (violation.rfind("no channel", 0) == 0)
+    return {"unreachable", violation + " (with its neighbours where they are)"};
+  for (const char* k : {"capacity", "limit", "memory"})
+    if (violation.rfind(k, 0) == 0) return {k, detail_of(violation)};
+  if (violation.find(" cannot run in ") != std::string::npos) return {"unreachable", violation};
+  return {"infeasible", violation};
+}
+
+}  // namespace
+
+std::string_view to_string(Objective o) {
+  switch (o) {
+    case Objective::cost:
+      return "cost";
+    case Objective::throughput:
+      return "throughput";
+    case Objective::mix:
+      break;
+  }
+  return "mix";
+}
+
+std::optional<Objective> objective_from_string(std::string_view s) {
+  if (s == "cost") return Objective::cost;
+  if (s == "throughput") return Objective::throughput;
+  if (s == "mix") return Objective::mix;
+  return std::nullopt;
+}
+
+Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
+          const PlanOptions& opt) {
+  SystemModel m = model;
+  if (opt.profile) apply(*opt.profile, m);
+  const Problem p = build_problem(requests, m, opt);
+  const std::size_t S = p.S(), N = p.nodes.size();
+  Plan out;
+  out.objective = opt.objective;
+  out.mix_weight = opt.mix_weight;
+  out.input_rate_pps = opt.input_rate_pps;
+  out.block_bytes = opt.block_bytes;
+  out.model_origin = m.origin;
+  out.profile = opt.profile ? "profile of " + opt.profile->host + " (" + opt.profile->created + ")"
+                            : "catalog defaults";
+  out.notes = m.notes;
+
+  auto sol = solve_milp(p, &out.solver, {}, opt.time_limit_s);
+  if (!sol) {
+    // Find which constraint makes it infeasible: solve without limits and
+    // see what the cheapest placement breaks.
+    Problem relaxed = p;
+    relaxed.objective = Objective::cost;
+    relaxed.memory_bandwidth = 0;
+    for (auto& s : relaxed.spaces)
+      s.capacity_ns_per_s = 1e30, s.ebpf_insn_limit = 0;
+    for (auto& c : relaxed.pairs)
+      c.capacity = 0;
+    std::string why = "the solver found no placement (" + out.solver.status + ")";
+    std::string kind = "solver";
+    std::string node;
+    if (auto r = solve_milp(relaxed, nullptr, {}, opt.time_limit_s)) {
+      const Evaluation ev = evaluate(p, *r);
+      if (!ev.feasible) {
+        kind = verdict_of(ev.violation);
+        why = "no placement satisfies every constraint; the cheapest placement breaks " +
+              ev.violation;
+        // Name the heaviest node of the overloaded space.
+        for (std::size_t s = 0; s < S; ++s)
+          if (ev.violation.find(" " + p.spaces[s].id + " ") != std::string::npos) {
+            double heaviest = -1;
+            for (std::size_t v = 0; v < N; ++v)
+              if ((*r)[v] == s) {
+                const double w = kind == "limit" ? p.nodes[v].insns : p.nodes[v].cost[s];
+                if (w > heaviest) heaviest = w, node = p.nodes[v].id;
+              }
+            if (!node.empty()) {
+              const auto& hn = p.nodes[static_cast<std::size_t>(
+                  std::find_if(p.nodes.begin(), p.nodes.end(),
+                               [&](const ProblemNode& n) { return n.id == node; }) -
+                  p.nodes.begin())];
+              why +=
+                  "; its largest user is " + node + " (" + std::string(hn.spec->name) + ")" +
+                  (hn.where.empty() ? "" : " at " + hn.where) + " with " +
+                  (kind == "limit" ? std::to_string(hn.insns) + " instructions" : cpu(hn.cost[s]));
+            }
+            break;
+          }
+        if (kind == "capacity" && p.objective != Objective::throughput)
+          why += "; lower the input rate (--rate) or plan for throughput (--objective throughput)";
+      }
+    }
+    throw PlanError(node, kind, "cannot place the request: " + why);
+  }
+  // Ties: move a node to a lower space of the model's order (offload, xdp,
+  // tc, cores by number) when that changes nothing, so that equal-cost plans
+  // push work down and read the same every time. Bounded to requests where a
+  // full evaluation per move stays cheap.
+  // A node moves together with what it feeds in the same space.
+  if (N * S <= 4000) {
+    std::vector<std::vector<std::size_t>> outs(N);
+    for (const auto& e : p.edges)
+      outs[e.from].push_back(e.to);
+    Evaluation cur = evaluate(p, *sol);
+    for (int pass = 0; pass < 4; ++pass) {
+      bool any = false;
+      for (std::size_t v = 0; v < N; ++v) {
+        bool moved = false;
+        for (std::size_t t = 0; t < (*sol)[v] && !moved; ++t) {
+          std::vector<std::size_t> group = {v};
+          for (std::size_t i = 0; i < group.size(); ++i)
+            for (std::size_t w : outs[group[i]])
+              if ((*sol)[w] == (*sol)[v] && std::find(group.begin(), group.end(), w) == group.end())
+                group.push_back(w);
+          // The node alone first, then with what it feeds there.
+          for (std::size_t size : {std::size_t{1}, group.size()}) {
+            if (moved || size == 0) break;
+            if (std::any_of(group.begin(), group.begin() + static_cast<std::ptrdiff_t>(size),
+                            [&](std::size_t w) { return p.nodes[w].cost[t] == kNotAllowed; }))
+              continue;
+            Assignment b = *sol;
+            for (std::size_t i = 0; i < size; ++i)
+              b[group[i]] = t;
+            const Evaluation e = evaluate(p, b);
+            if (e.feasible && e.objective <= cur.objective + 1e-12 * std::fabs(cur.objective)) {
+              *sol = std::move(b);
+              cur = e;
+              moved = any = true;
+            }
+          }
+        }
+      }
+      if (!any) break;
+    }
+  }
+  const Assignment& a = *sol;
+  const Evaluation ev = evaluate(p, a);
+  out.objective_value = ev.objective;
+  out.total_cost_ns_per_s = ev.total_cost;
+  out.max_utilisation = ev.max_utilisation;
+  out.sustainable_rate_pps = ev.max_utilisation > 0 ? opt.input_rate_pps / ev.max_utilisation : 0;
+  out.memory_traffic = ev.memory_traffic;
+
+  // Alternatives: exact (re-solve with the node forced) on small problems.
+  std::size_t candidates = 0;
+  for (const auto& n : p.nodes)
+    for (double c : n.cost)
+      candidates += c != kNotAllowed ? 1 : 0;
+  const bool exact = candidates <= opt.exact_alternatives_limit;
+
+  std::vector<std::vector<std::size_t>> in_edges(N);
+  for (std::size_t e = 0; e < p.edges.size(); ++e)
+    in_edges[p.edges[e].to].push_back(e);
+
+  for (std::size_t v = 0; v < N; ++v) {
+    const auto& n = p.nodes[v];
+    const std::size_t s = a[v];
+    NodePlan np;
+    np.id = n.id;
+    np.members = n.members;
+    np.filter = std::string(n.spec->name);
+    np.where = n.where;
+    np.space = p.spaces[s].id;
+    np.implementation = implementation(p.spaces[s]);
+    np.rate_pps = n.rate;
+    np.cost_ns_per_s = n.cost[s];
+    np.ns_per_block = n.per_block[s];
+    std::set<std::string> kinds;
+    for (std::size_t e : in_edges[v]) {
+      const std::size_t from = a[p.edges[e].from];
+      kinds.insert(from == s ? "call" : std::string(to_string(p.pair(from, s).kind)));
+    }
+    for (const auto& k : kinds)
+      np.channel_in += (np.channel_in.empty() ? "" : ",") + k;
+    std::optional<std::pair<std::string, double>> runner_up;
+    std::set<std::string> other_reasons;
+    for (std::size_t t = 0; t < S; ++t) {
+      Alternative alt;
+      alt.space = p.spaces[t].id;
+      if (t == s) {
+        alt.verdict = "chosen";
+        alt.detail = cpu(n.cost[s]) + " (" + fmt(n.per_block[s]) + " ns per block)";
+        np.alternatives.push_back(alt);
+        continue;
+      }
+      if (n.cost[t] == kNotAllowed) {
+        alt.verdict = verdict_of(n.excluded[t]);
+        alt.detail = detail_of(n.excluded[t]);
+        other_reasons.insert(n.excluded[t]);
+        np.alternatives.push_back(alt);
+        continue;
+      }
+      std::optional<double> delta;
+      if (exact) {
+        if (auto forced = solve_milp(p, nullptr, std::pair{v, t}, opt.time_limit_s)) {
+          const Evaluation fe = evaluate(p, *forced);
+          if (fe.feasible) delta = fe.objective - ev.objective;
+        }
+      }
+      Assignment moved = a;
+      moved[v] = t;
+      const Evaluation me = evaluate(p, moved);
+      if (!delta && me.feasible) delta = me.objective - ev.objective;
+      if (delta) {
+        alt.verdict = "cost";
+        alt.delta = std::max(0.0, *delta);
+        alt.detail = delta_text(p, *alt.delta) +
+                     (exact ? " for the best plan with it here" : " if moved alone") + "; here " +
+                     cpu(n.cost[t]) + " (" + fmt(n.per_block[t]) + " ns per block)";
+        if (!runner_up || *alt.delta < runner_up->second) runner_up = {alt.space, *alt.delta};
+      } else {
+        auto [verdict, detail] = classify(me.violation);
+        alt.verdict = verdict;
+        alt.detail = detail;
+        other_reasons.insert(verdict + ": " + detail);
+      }
+      np.alternatives.push_back(alt);
+    }
+    if (n.pin) {
+      np.why = "pinned with space=" + *n.pin;
+      if (runner_up)
+        np.why += "; next best " + runner_up->first + " (" + delta_text(p, runner_up->second) + ")";
+    } else if (runner_up) {
+      np.why = "cheapest; next best " + runner_up->first + " " + delta_text(p, runner_up->second);
+      if (runner_up->second <= 1e-12)
+        np.why = "tied with " + runner_up->first + " (same objective)";
+    } else {
+      np.why = "only space possible";
+      std::set<std::string> shown;
+      for (const auto& r : other_reasons) {
+        const std::string d = detail_of(r);
+        if (shown.size() < 2 && shown.insert(d).second)
+          np.why += (shown.size() == 1 ? ": " : "; ") + d;
+      }
+    }
+    out.nodes.push_back(std::move(np));
+  }
+  for (const auto& e : p.edges) {
+    EdgePlan ep;
+    ep.from = p.nodes[e.from].id;
+    ep.to = p.nodes[e.to].id;
+    ep.select = e.select;
+    const std::size_t s = a[e.from], t = a[e.to];
+    ep.from_space = p.spaces[s].id;
+    ep.to_space = p.spaces[t].id;
+    ep.channel = s == t ? "call" : std::string(to_string(p.pair(s, t).kind));
+    ep.zero_copy = s == t || p.pair(s, t).zero_copy;
+    if (s != t) ep.via = p.pair(s, t).via;
+    ep.rate_pps = e.rate;
+    ep.cost_ns_per_s = p.edge_cost(e, s, t);
+    out.edges.push_back(std::move(ep));
+  }
+  std::size_t bottleneck = 0;
+  for (std::size_t s = 0; s < S; ++s) {
+    SpacePlan sp;
+    sp.id = p.spaces[s].id;
+    sp.kind = std::string(to_string(p.spaces[s].kind));
+    sp.load_ns_per_s = ev.load[s];
+    sp.capacity_ns_per_s = p.spaces[s].capacity_ns_per_s;
+    sp.utilisation = ev.load[s] / sp.capacity_ns_per_s;
+    sp.ebpf_insns = ev.insns[s];
+    sp.ebpf_insn_limit = p.spaces[s].kind == Kind::user ? 0 : p.spaces[s].ebpf_insn_limit;
+    sp.nodes = static_cast<std::size_t>(std::count(a.begin(), a.end(), s));
+    for (std::size_t c : p.members[s])
+      sp.replicas.push_back(p.spaces[c].id);
+    if (p.replica_set(s)) sp.capacity_ns_per_s = sp.utilisation = 0;
+    out.spaces.push_back(sp);
+  }
+  bottleneck = 0;
+  for (std::size_t s = 1; s < S; ++s)
+    if (out.spaces[s].utilisation > out.spaces[bottleneck].utilisation) bottleneck = s;
+
+  // Binding constraints.
+  for (const auto& sp : out.spaces) {
+    if (opt.objective != Objective::throughput && sp.utilisation >= 0.99)
+      out.binding.push_back("capacity of " + sp.id + ": " + fmt(sp.utilisation * 100) + "% used");
+    if (sp.ebpf_insn_limit > 0 && sp.ebpf_insns >= 0.99 * sp.ebpf_insn_limit)
+      out.binding.push_back("eBPF instruction limit of " + sp.id + ": " +
+                            std::to_string(sp.ebpf_insns) + " of " +
+                            std::to_string(sp.ebpf_insn_limit));
+  }
+  if (opt.objective != Objective::cost && S > 0 && out.spaces[bottleneck].load_ns_per_s > 0)
+    out.binding.push_back("bottleneck " + out.spaces[bottleneck].id + " at " +
+                          fmt(out.spaces[bottleneck].utilisation * 100) +
+                          "%: sustainable input rate " + rate(out.sustainable_rate_pps) +
+                          " per source");
+  if (p.memory_bandwidth > 0 && ev.memory_traffic >= 0.99 * p.memory_bandwidth)
+    out.binding.push_back("memory bandwidth: copies move " + fmt(ev.memory_traffic / 1e9) + " of " +
+                          fmt(p.memory_bandwidth / 1e9) + " GB/s");
+  for (const auto& n : p.nodes) {
+    if (!n.pin) continue;
+    std::string held;
+    for (std::size_t t = 0; t < S; ++t)
+      if (n.excluded[t].rfind("pinned", 0) == 0)
+        held += (held.empty() ? "" : ", ") + p.spaces[t].id;
+    if (!held.empty())
+      out.binding.push_back("pin space=" + *n.pin + " on " + n.id + " (" +
+                            std::string(n.spec->name) + ") excludes " + held);
+  }
+
+  // Baselines.
+  auto baseline = [&](const char* name, std::optional<Assignment> ba, const std::string& why_not) {
+    BaselinePlan b;
+    b.name = name;
+    if (!ba) {
+      b.reason = why_not;
+    } else {
+      const Evaluation be = evaluate(p, *ba);
+      b.placed = true;
+      b.feasible = be.feasible;
+      b.reason = be.violation;
+      b.objective = be.objective;
+      b.total_cost = be.total_cost;
+      b.max_utilisation = be.max_utilisation;
+      for (std::size_t s : *ba)
+        b.spaces.push_back(p.spaces[s].id);
+    }
+    out.baselines.push_back(std::move(b));
+  };
+  std::string why_pd, why_au;
+  auto pd = baseline_push_down(p, &why_pd);
+  baseline("push-down", pd, why_pd);
+  auto au = baseline_all_user(p, &why_au);
+  baseline("all-user", au, why_au);
+  if (N != out.nodes.size()) out.notes.push_back("internal: node count mismatch");
+  if (p.nodes.size() < [&] {
+        std::size_t total = 0;
+        for (const auto& r : requests)
+          total += r.dag->node_count();
+        return total;
+      }())
+    out.notes.push_back(
+        "shared prefixes: identical stateless nodes of several requests are merged (see members)");
+  return out;
+}
+
+nlohmann::ordered_json to_json(const Plan& p, bool with_timing) {
+  using J = nlohmann::ordered_json;
+  J j;
+  j["srl_plan_version"] = kPlanJsonVersion;
+  j["objective"] = {{"kind", to_string(p.objective)},
+                    {"value", p.objective_value},
+                    {"total_cost_ns_per_s", p.total_cost_ns_per_s},
+                    {"max_utilisation", p.max_utilisation},
+                    {"sustainable_rate_pps", p.sustainable_rate_pps},
+                    {"memory_traffic_bytes_per_s", p.memory_traffic}};
+  if (p.objective == Objective::mix) j["objective"]["mix_weight"] = p.mix_weight;
+  j["inputs"] = {{"rate_pps", p.input_rate_pps},
+                 {"block_bytes", p.block_bytes},
+                 {"model", p.model_origin},
+                 {"costs", p.profile}};
+  J nodes = J::array();
+  for (const auto& n : p.nodes) {
+    J alts = J::array();
+    for (const auto& a : n.alternatives) {
+      J o = {{"space", a.space}, {"verdict", a.verdict}, {"detail", a.detail}};
+      if (a.delta) o["delta"] = *a.delta;
+      alts.push_back(o);
+    }
+    J o = {{"id", n.id}, {"filter", n.filter}};
+    if (n.members.size() > 1) o["members"] = n.members;
+    if (!n.where.empty()) o["loc"] = n.where;
+    o["space"] = n.space;
+    o["implementation"] = n.implementation;
+    o["channel_in"] = n.channel_in;
+    o["rate_pps"] = n.rate_pps;
+    o["ns_per_block"] = n.ns_per_block;
+    o["cost_ns_per_s"] = n.cost_ns_per_s;
+    o["why"] = n.why;
+    o["alternatives"] = alts;
+    nodes.push_back(o);
+  }
+  j["nodes"] = nodes;
+  J edges = J::array();
+  for (const auto& e : p.edges) {
+    J o = {{"from", e.from},          {"to", e.to},
+           {"select", e.select},      {"from_space", e.from_space},
+           {"to_space", e.to_space},  {"channel", e.channel},
+           {"zero_copy", e.zero_copy}};
+    if (!e.via.empty()) o["via"] = e.via;
+    o["rate_pps"] = e.rate_pps;
+    o["cost_ns_per_s"] = e.cost_ns_per_s;
+    edges.push_back(o);
+  }
+  j["edges"] = edges;
+  J spaces = J::array();
+  for (const auto& s : p.spaces) {
+    if (!s.replicas.empty() && s.nodes == 0) continue;  // an unused replica set
+    J o = {{"id", s.id},
+           {"kind", s.kind},
+           {"nodes", s.nodes},
+           {"load_ns_per_s", s.load_ns_per_s},
+           {"capacity_ns_per_s", s.capacity_ns_per_s},
+           {"utilisation", s.utilisation}};
+    if (s.ebpf_insn_limit > 0)
+      o["ebpf_insns"] = s.ebpf_insns, o["ebpf_insn_limit"] = s.ebpf_insn_limit;
+    if (!s.replicas.empty()) o["replicas"] = s.replicas;
+    spaces.push_back(o);
+  }
+  j["spaces"] = spaces;
+  j["binding"] = p.binding;
+  J bl = J::array();
+  for (const auto& b : p.baselines) {
+    J o = {{"name", b.name}, {"placed", b.placed}, {"feasible", b.feasible}};
+    if (!b.reason.empty()) o["reason"] = b.reason;
+    if (b.placed) {
+      o["objective"] = b.objective;
+      o["total_cost_ns_per_s"] = b.total_cost;
+      o["max_utilisation"] = b.max_utilisation;
+      if (b.feasible) o["improvement"] = b.objective > 0 ? 1 - p.objective_value / b.objective : 0;
+      o["spaces"] = b.spaces;
+    }
+    bl.push_back(o);
+  }
+  j["baselines"] = bl;
+  J solver = {{"status", p.solver.status}, {"columns", p.solver.columns}, {"rows", p.solver.rows}};
+  if (with_timing) solver["time_ms"] = p.solver.time_ms;
+  j["solver"] = solver;
+  j["notes"] = p.notes;
+  return j;
+}
+
+std::string to_text(const Plan& p) {
+  std::ostringstream o;
+  auto pad = [](std::string s, std::size_t w) {
+    if (s.size() < w) s.resize(w, ' ');
+    return s;
+  };
+  std::size_t wid = 4, wf = 6, ws = 5, wc = 7;
+  for (const auto& n : p.nodes) {
+    wid = std::max(wid, n.id.size());
+    wf = std::max(wf, n.filter.size());
+    ws = std::max(ws, n.space.size());
+    wc = std::max(wc, n.channel_in.size());
+  }
+  o << pad("node", wid) << "  " << pad("filter", wf) << "  " << pad("space", ws) << "  "
+    << pad("channel", wc) << "  " << pad("cost", 14) << "  why\n";
+  for (const auto& n : p.nodes) {
+    o << pad(n.id, wid) << "  " << pad(n.filter, wf) << "  " << pad(n.space, ws) << "  "
+      << pad(n.channel_in.empty() ? "-" : n.channel_in, wc) << "  " << pad(cpu(n.cost_ns_per_s), 14)
+      << "  " << n.why << "\n";
+    if (n.members.size() > 1) {
+      o << std::string(wid + 2, ' ') << "shared by";
+      for (const auto& m : n.members)
+        o << " " << m;
+      o << "\n";
+    }
+    for (const auto& a : n.alternatives)
+      if (a.verdict != "chosen")
+        o << std::string(wid + 2, ' ') << "- " << pad(a.space, ws) << "  " << a.verdict << ": "
+          << a.detail << "\n";
+  }
+  o << "\nchannels:\n";
+  for (const auto& e : p.edges)
+    if (e.channel != "call")
+      o << "  " << e.from << " " << e.select << " " << e.to << "  " << e.from_space << " -> "
+        << e.to_space << " " << e.channel << (e.zero_copy ? " (zero-copy)" : " (copy)") << ", "
+        << rate(e.rate_pps) << ", " << cpu(e.cost_ns_per_s) << "\n";
+  o << "\nspaces:\n";
+  for (const auto& s : p.spaces) {
+    if (s.nodes == 0 && s.load_ns_per_s == 0) continue;
+    if (!s.replicas.empty()) {
+      o << "  " << pad(s.id, ws) << "  " << s.nodes << " node(s) in " << s.replicas.size()
+        << " replicas, load counted on";
+      for (const auto& r : s.replicas)
+        o << " " << r;
+      o << "\n";
+      continue;
+    }
+    o << "  " << pad(s.id, ws) << "  " << s.nodes << " node(s), " << cpu(s.load_ns_per_s) << " of "
+      << cpu(s.capacity_ns_per_s) << " (" << fmt(s.utilisation * 100) << "%)";
+    if (s.ebpf_insn_limit > 0)
+      o << ", " << s.ebpf_insns << " of " << s.ebpf_insn_limit << " eBPF insns";
+    o << "\n";
+  }
+  o << "\nbinding constraints:" << (p.binding.empty() ? " none\n" : "\n");
+  for (const auto& b : p.binding)
+    o << "  - " << b << "\n";
+  o << "\nobjective (" << to_string(p.objective) << ", at " << rate(p.input_rate_pps)
+    << " per source, " << fmt(p.block_bytes) << " B blocks): ";
+  auto value = [&](double v) { return p.objective == Objective::cost ? cpu(v) : fmt(v, 4); };
+  o << value(p.objective_value) << "; total " << cpu(p.total_cost_ns_per_s) << ", peak utilisation "
+    << fmt(p.max_utilisation * 100) << "%\n";
+  for (const auto& b : p.baselines) {
+    o << "  baseline " << pad(b.name, 10) << "  ";
+    if (!b.placed) {
+      o << "n/a: " << b.reason << "\n";
+      continue;
+    }
+    o << value(b.objective);
+    if (!b.feasible)
+      o << "; infeasible: " << b.reason;
+    else if (b.objective > 0)
+      o << " (plan is " << fmt((1 - p.objective_value / b.objective) * 100) << "% better)";
+    o << "\n";
+  }
+  o << "solver: GLPK " << p.solver.status << ", " << p.solver.columns << " columns, "
+    << p.solver.rows << " rows, " << fmt(p.solver.time_ms) << " ms; costs: " << p.profile << "\n";
+  for (const auto& n : p.notes)
+    o << "note: " << n << "\n";
+  return o.str();
+}
+
+std::string to_dot(const Plan& p) {
+  auto q = [](const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    return out + "\"";
+  };
+  std::ostringstream o;
+  o << "digraph plan {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n";
+  std::size_t i = 0;
+  for (const auto& s : p.spaces) {
+    if (s.nodes == 0) continue;
+    o << "  subgraph cluster_" << i++
+      << " {\n    label=" << q(s.id + " (" + fmt(s.utilisation * 100) + "%)")
+      << ";\n    style=rounded;\n";
+    for (const auto& n : p.nodes)
+      if (n.space == s.id) {
+        // DOT's own line break: a backslash and n inside the quoted label.
+        std::string label = q(n.id + "|" + n.filter);
+        label.replace(label.find('|'), 1, "\\n");
+        o << "    " << q(n.id) << " [label=" << label << "];\n";
+      }
+    o << "  }\n";
+  }
+  for (const auto& e : p.edges) {
+    std::string label = e.select == ">" ? "" : e.select;
+    if (e.channel != "call") label += (label.empty() ? "" : " ") + e.channel;
+    o << "  " << q(e.from) << " -> " << q(e.to);
+    if (!label.empty())
+      o << " [label=" << q(label) << (e.channel != "call" ? ", style=bold" : "") << "]";
+    o << ";\n";
+  }
+  o << "}\n";
+  return o.str();
+}
+
+}  // namespace srl::optimizer

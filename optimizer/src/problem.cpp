@@ -1,0 +1,634 @@
+// Building the flattened problem from Request DAGs and a system model:
+// shared prefixes merged, rates propagated, candidate spaces filtered (with
+// the reason for every space left out), then made consistent along edges.
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <queue>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "srl/optimizer/optimizer.h"
+
+namespace srl::optimizer {
+namespace {
+
+using filters::Role;
+using filters::State;
+
+std::string fmt(double v) {
+  std::ostringstream o;
+  if (std::fabs(v) >= 100 || v == std::floor(v)) {
+    o.precision(0);
+    o << std::fixed << v;
+  } else {
+    o.precision(3);
+    o << v;
+  }
+  return o.str();
+}
+
+std::string cpu(double ns_per_s) {
+  return fmt(ns_per_s / 1e9 * 100) + "% of a CPU";
+}
+
+std::string option_string(const compiler::DagNode& n, const char* key) {
+  auto it = n.options.find(key);
+  if (it == n.options.end()) return {};
+  if (const auto* s = std::get_if<std::string>(&it->second)) return *s;
+  return {};
+}
+
+// Capabilities a filter needs in a kernel or offload space.
+std::vector<std::string> required_caps(const filters::FilterSpec& f, Kind k) {
+  std::vector<std::string> out;
+  if (k == Kind::user) return out;
+  out.push_back(k == Kind::xdp ? "prog:xdp" : k == Kind::tc ? "prog:sched_cls" : "prog:offload");
+  if (f.state == State::global) out.push_back("map:percpu_array");
+  if (f.state == State::window || f.state == State::per_flow) out.push_back("map:lru_hash");
+  if (f.name == "sample") out.push_back("helper:get_prandom_u32");
+  if (f.name == "rate") out.push_back("helper:ktime_get_ns");
+  if (f.name == "tx") {
+    if (k == Kind::xdp) out.insert(out.end(), {"xdp:redirect", "map:devmap"});
+    if (k == Kind::tc) out.push_back("helper:redirect");
+  }
+  return out;
+}
+
+// Share of the upstream's input that an edge carries (docs/optimizer.md §Rates).
+double edge_share(const compiler::EdgeSelector& sel, const filters::FilterSpec& up) {
+  const double acc = up.role == Role::source ? 1.0 : up.selectivity;
+  if (sel.rejected) return 1.0 - acc;
+  if (sel.ranges.empty()) return acc;
+  double frac = 0;
+  if (up.max_class == 0) {
+    frac = sel.selects(0) ? 1.0 : 0.0;
+    return acc * frac;
+  }
+  const double space = static_cast<double>(up.max_class) + 1;
+  for (const auto& r : sel.ranges) {
+    if (r.lo > up.max_class) continue;
+    const double width = std::min<double>(r.hi, up.max_class) - r.lo + 1;
+    frac += 0.1 + width / space;
+  }
+  frac = std::min(1.0, frac);
+  return acc * (sel.invert ? 1.0 - frac : frac);
+}
+
+// The catalog's cost of a filter in a kind of space. One addition: a device
+// with an offload space sees every packet before the host, so rx "runs"
+// there at no cost (the catalog lists rx for K and U only).
+std::optional<filters::Cost> impl_cost(const filters::FilterSpec& f, filters::SpaceKind k) {
+  if (f.name == "rx" && k == filters::SpaceKind::offload) return filters::Cost{0, 0};
+  return f.cost[static_cast<std::size_t>(k)];
+}
+bool implemented(const filters::FilterSpec& f, Kind k) {
+  return impl_cost(f, impl_kind(k)).has_value();
+}
+
+// Load of a space; a replica set spreads it evenly over its cores.
+void add_load(const Problem& p, std::vector<double>& load, std::size_t s, double ns) {
+  if (p.members[s].empty()) {
+    load[s] += ns;
+    return;
+  }
+  for (std::size_t c : p.members[s])
+    load[c] += ns / static_cast<double>(p.members[s].size());
+}
+
+std::string space_list(const Problem& p, const std::vector<std::size_t>& dom) {
+  std::string out;
+  for (std::size_t s : dom)
+    out += (out.empty() ? "" : ", ") + p.spaces[s].id;
+  return out.empty() ? "nowhere" : out;
+}
+
+std::string node_name(const ProblemNode& n) {
+  return n.id + " (" + std::string(n.spec->name) + (n.pin ? ", space=" + *n.pin : "") + ")";
+}
+
+}  // namespace
+
+double Problem::edge_cost(const ProblemEdge& e, std::size_t s, std::size_t t) const {
+  if (s == t) return 0;
+  const PairChannel& c = pair(s, t);
+  if (!c.allowed) return kNotAllowed;
+  return e.rate * (c.ns_per_block + c.ns_per_byte * e.bytes);
+}
+
+double Problem::total_capacity() const {
+  double c = 0;
+  for (const auto& s : spaces)
+    c += s.capacity_ns_per_s;
+  return c;
+}
+
+Evaluation evaluate(const Problem& p, const Assignment& a) {
+  Evaluation ev;
+  const std::size_t S = p.S();
+  ev.load.assign(S, 0);
+  ev.insns.assign(S, 0);
+  auto fail = [&](std::size_t node, std::string why) {
+    if (ev.feasible) {
+      ev.feasible = false;
+      ev.violation = std::move(why);
+      ev.violating_node = node;
+    }
+  };
+  for (std::size_t v = 0; v < p.nodes.size(); ++v) {
+    const auto& n = p.nodes[v];
+    const std::size_t s = a[v];
+    double cost = n.cost[s];
+    if (cost == kNotAllowed) {
+      fail(v, node_name(n) + " cannot run in " + p.spaces[s].id + ": " + n.excluded[s]);
+      // Still count what it would cost, so that a heuristic's plan has a figure.
+      if (!implemented(*n.spec, p.spaces[s].kind)) continue;
+      cost = n.rate * n.per_block[s];
+    }
+    ev.total_cost += cost;
+    add_load(p, ev.load, s, cost);
+    if (p.spaces[s].kind != Kind::user) ev.insns[s] += n.insns;
+  }
+  std::map<std::pair<std::size_t, std::size_t>, double> chan_rate;
+  for (const auto& e : p.edges) {
+    const std::size_t s = a[e.from], t = a[e.to];
+    if (s == t) continue;
+    const PairChannel& c = p.pair(s, t);
+    if (!c.allowed) {
+      fail(e.to, "no channel from " + p.spaces[s].id + " (" + p.nodes[e.from].id + ") to " +
+                     p.spaces[t].id + " (" + p.nodes[e.to].id + ")" +
+                     (p.spaces[s].kind > p.spaces[t].kind ? ": data cannot flow down" : ""));
+      continue;
+    }
+    const double cost = p.edge_cost(e, s, t);
+    ev.total_cost += cost;
+    add_load(p, ev.load, t, cost);  // the reader pays for the crossing
+    ev.memory_traffic += e.rate * e.bytes * c.mem_bytes_per_byte;
+    chan_rate[{s, t}] += e.rate;
+  }
+  for (std::size_t s = 0; s < S; ++s)
+    ev.max_utilisation = std::max(ev.max_utilisation, ev.load[s] / p.spaces[s].capacity_ns_per_s);
+  if (p.objective != Objective::throughput)
+    for (std::size_t s = 0; s < S; ++s)
+      if (ev.load[s] > p.spaces[s].capacity_ns_per_s * (1 + 1e-9))
+        fail(SIZE_MAX, "capacity: " + p.spaces[s].id + " would need " + cpu(ev.load[s]) +
+                           ", it has " + cpu(p.spaces[s].capacity_ns_per_s));
+  for (std::size_t s = 0; s < S; ++s)
+    if (p.spaces[s].kind != Kind::user && p.spaces[s].ebpf_insn_limit > 0 &&
+        ev.insns[s] > p.spaces[s].ebpf_insn_limit)
+      fail(SIZE_MAX, "limit: " + p.spaces[s].id + " would need " + std::to_string(ev.insns[s]) +
+                         " eBPF instructions, its limit is " +
+                         std::to_string(p.spaces[s].ebpf_insn_limit));
+  if (p.memory_bandwidth > 0 && ev.memory_traffic > p.memory_bandwidth * (1 + 1e-9))
+    fail(SIZE_MAX, "memory: copies would move " + fmt(ev.memory_traffic / 1e9) +
+                       " GB/s, the memory bandwidth is " + fmt(p.memory_bandwidth / 1e9) + " GB/s");
+  for (const auto& [st, rate] : chan_rate) {
+    const PairChannel& c = p.pair(st.first, st.second);
+    if (c.capacity > 0 && rate > c.capacity * (1 + 1e-9))
+      fail(SIZE_MAX, "capacity: channel " + p.spaces[st.first].id + " -> " +
+                         p.spaces[st.second].id + " would carry " + fmt(rate) +
+                         " blocks/s, it takes " + fmt(c.capacity));
+  }
+  const double share = ev.total_cost / p.total_capacity();
+  switch (p.objective) {
+    case Objective::cost:
+      ev.objective = ev.total_cost;
+      break;
+    case Objective::throughput:
+      ev.objective = ev.max_utilisation + 1e-6 * share;
+      break;
+    case Objective::mix:
+      ev.objective = p.mix_weight * share + (1 - p.mix_weight) * ev.max_utilisation;
+      break;
+  }
+  return ev;
+}
+
+Problem build_problem(const std::vector<RequestInput>& requests, const SystemModel& model,
+                      const PlanOptions& opt) {
+  Problem p;
+  p.spaces = model.spaces;
+  p.objective = opt.objective;
+  p.mix_weight = opt.mix_weight;
+  p.input_rate = opt.input_rate_pps;
+  p.memory_bandwidth = model.host.memory_bandwidth_bytes_per_s;
+  const std::size_t S0 = p.S();
+  if (S0 == 0) throw PlanError("", "no-implementation", "the system model has no spaces");
+  const auto devices = model.devices();
+
+  // Channels between each ordered pair of spaces: the cheapest for the mean block.
+  std::vector<PairChannel> real(S0 * S0);
+  for (std::size_t s = 0; s < S0; ++s) {
+    real[s * S0 + s] = PairChannel{.allowed = true};
+    for (std::size_t t = 0; t < S0; ++t) {
+      if (s == t) continue;
+      const Channel* c = model.best_channel(p.spaces[s].id, p.spaces[t].id, opt.block_bytes);
+      if (!c) continue;
+      real[s * S0 + t] = {.allowed = true,
+                          .kind = c->kind,
+                          .ns_per_block = c->ns_per_block,
+                          .ns_per_byte = c->ns_per_byte,
+                          .mem_bytes_per_byte = c->mem_bytes_per_byte,
+                          .capacity = c->capacity_blocks_per_s,
+                          .zero_copy = c->zero_copy,
+                          .via = c->via};
+    }
+  }
+  p.members.assign(S0, {});
+
+  // Replica sets over interchangeable cores (same capacity, same channels
+  // to and from everything): the first k cores for k = 2, 4, 8.
+  std::vector<std::size_t> cores;
+  for (std::size_t s = 0; s < S0; ++s)
+    if (p.spaces[s].kind == Kind::user) cores.push_back(s);
+  auto same = [](const PairChannel& a, const PairChannel& b) {
+    return a.allowed == b.allowed && a.kind == b.kind && a.ns_per_block == b.ns_per_block &&
+           a.ns_per_byte == b.ns_per_byte && a.mem_bytes_per_byte == b.mem_bytes_per_byte &&
+           a.capacity == b.capacity && a.zero_copy == b.zero_copy;
+  };
+  bool interchangeable = opt.parallel && cores.size() >= 2;
+  for (std::size_t a = 1; interchangeable && a < cores.size(); ++a) {
+    const std::size_t c0 = cores[0], c = cores[a];
+    interchangeable =
+        p.spaces[c].capacity_ns_per_s == p.spaces[c0].capacity_ns_per_s &&
+        same(real[c0 * S0 + cores[1]], real[c * S0 + (c == cores[1] ? c0 : cores[1])]);
+    for (std::size_t s = 0; interchangeable && s < S0; ++s)
+      if (p.spaces[s].kind != Kind::user)
+        interchangeable = same(real[s * S0 + c0], real[s * S0 + c]);
+  }
+  if (interchangeable)
+    for (std::size_t k = 2; k <= std::min<std::size_t>(cores.size(), opt.max_replicas); k *= 2) {
+      Space r;
+      r.kind = Kind::user;
+      r.id = p.spaces[cores[0]].id + "-" + p.spaces[cores[k - 1]].id.substr(5);
+      r.mode = std::to_string(k) + " replicas";
+      r.capacity_ns_per_s = static_cast<double>(k) * p.spaces[cores[0]].capacity_ns_per_s;
+      p.spaces.push_back(r);
+      p.members.emplace_back(cores.begin(), cores.begin() + static_cast<std::ptrdiff_t>(k));
+    }
+  const std::size_t S = p.S();
+  // A flow hash per block where a stream is split over replicas.
+  constexpr double kSplitNs = 10;
+  p.pairs.assign(S * S, PairChannel{});
+  for (std::size_t s = 0; s < S; ++s) {
+    p.pairs[s * S + s] = PairChannel{.allowed = true};
+    for (std::size_t t = 0; t < S; ++t) {
+      if (s == t) continue;
+      if (s < S0 && t < S0) {
+        p.pairs[s * S + t] = real[s * S0 + t];
+        continue;
+      }
+      // Through a replica set: the channel its first core would use (a core
+      // of the set itself stands for another one), plus the split.
+      const auto other = [&](std::size_t set, std::size_t not_this) {
+        return p.members[set][0] != not_this ? p.members[set][0] : p.members[set][1];
+      };
+      std::size_t rs = s, rt = t;
+      if (s >= S0 && t < S0) rs = other(s, t);
+      if (s < S0 && t >= S0) rt = other(t, s);
+      if (s >= S0 && t >= S0) rs = p.members[s][0], rt = other(t, rs);
+      PairChannel c = real[rs * S0 + rt];
+      if (!c.allowed) continue;
+      if (t >= S0) c.ns_per_block += kSplitNs;
+      p.pairs[s * S + t] = c;
+    }
+  }
+
+  // Merge the requests: identical stateless prefixes fed from the same
+  // source become one node (same filter, options, pin, and the same inputs
+  // through the same selectors).
+  std::map<std::string, std::size_t> by_signature;
+  struct PendingEdge {
+    std::size_t from, to;
+    compiler::EdgeSelector sel;
+  };
+  std::vector<PendingEdge> pending;
+  std::set<std::tuple<std::size_t, std::size_t, std::string>> seen_edges;
+  for (const auto& req : requests) {
+    const auto& g = req.dag->graph;
+    const std::size_t n = boost::num_vertices(g);
+    // Kahn's algorithm, ties by id order, so merging sees inputs first.
+    std::vector<std::size_t> indeg(n, 0), order;
+    for (std::size_t v = 0; v < n; ++v)
+      indeg[v] = boost::in_degree(v, g);
+    auto id_num = [&](std::size_t v) {
+      const std::string& id = g[v].id;
+      return id.size() > 1 ? std::strtoul(id.c_str() + 1, nullptr, 10) : 0ul;
+    };
+    auto cmp = [&](std::size_t a, std::size_t b) { return id_num(a) > id_num(b); };
+    std::priority_queue<std::size_t, std::vector<std::size_t>, decltype(cmp)> ready(cmp);
+    for (std::size_t v = 0; v < n; ++v)
+      if (indeg[v] == 0) ready.push(v);
+    while (!ready.empty()) {
+      const std::size_t v = ready.top();
+      ready.pop();
+      order.push_back(v);
+      for (auto [ei, ee] = boost::out_edges(v, g); ei != ee; ++ei)
+        if (--indeg[boost::target(*ei, g)] == 0) ready.push(boost::target(*ei, g));
+    }
+    std::vector<std::size_t> index(n, SIZE_MAX);
+    for (std::size_t v : order) {
+      const compiler::DagNode& dn = g[v];
+      const filters::FilterSpec& f = *dn.filter;
+      const std::string id = req.label.empty() ? dn.id : req.label + "/" + dn.id;
+      std::string where;
+      if (dn.loc.valid())
+        where = (req.source ? req.source->name() : req.dag->file) + ":" +
+                std::to_string(dn.loc.line) + ":" + std::to_string(dn.loc.col);
+      // Device of a source; an rx without one binds to the only device.
+      std::string dev;
+      if (f.name == "rx") {
+        dev = option_string(dn, "dev");
+        if (dev.empty()) {
+          if (devices.size() != 1) {
+            std::string list;
+            for (const auto& d : devices)
+              list += (list.empty() ? "" : ", ") + d;
+            throw PlanError(
+                id, "device",
+                "cannot place " + id + " (rx)" + (where.empty() ? "" : " at " + where) +
+                    ": it names no device and the system model has " +
+                    (devices.empty() ? "none"
+                                     : std::to_string(devices.size()) + " (" + list + ")") +
+                    "; give one with --dev or rx dev=");
+          }
+          dev = devices.front();
+        } else if (std::find(devices.begin(), devices.end(), dev) == devices.end()) {
+          throw PlanError(id, "device",
+                          "cannot place " + id + " (rx, dev=" + dev + ")" +
+                              (where.empty() ? "" : " at " + where) + ": device " + dev +
+                              " is not in the system model" +
+                              (model.origin.empty() ? "" : " (" + model.origin + ")"));
+        }
+      }
+      std::vector<std::string> inputs;
+      for (auto [ei, ee] = boost::in_edges(v, g); ei != ee; ++ei)
+        inputs.push_back(std::to_string(index[boost::source(*ei, g)]) + g[*ei].select.to_srl());
+      std::sort(inputs.begin(), inputs.end());
+      const bool shareable = (f.role == Role::source || f.role == Role::filter) &&
+                             f.state == State::none && !f.emits_new_blocks;
+      std::string sig;
+      if (shareable) {
+        nlohmann::json opts = nlohmann::json::object();
+        for (const auto& [k, val] : dn.options)
+          opts[k] = filters::to_json(val);
+        sig = std::string(f.name) + "|" + opts.dump() + "|" + dn.space.value_or("") + "|" + dev +
+              "|" + (dn.translation ? dn.translation->source : "");
+        for (const auto& in : inputs)
+          sig += "|" + in;
+      }
+      if (shareable && by_signature.contains(sig)) {
+        index[v] = by_signature[sig];
+        p.nodes[index[v]].members.push_back(id);
+      } else {
+        index[v] = p.nodes.size();
+        if (shareable) by_signature[sig] = index[v];
+        ProblemNode pn;
+        pn.id = id;
+        pn.members = {id};
+        pn.spec = &f;
+        pn.where = where;
+        pn.pin = dn.space;
+        pn.insns = f.ebpf_insns;
+        if (dn.translation)
+          pn.insns += static_cast<std::uint32_t>(2 * dn.translation->insns.size());
+        pn.bytes = opt.block_bytes;
+        pn.excluded.assign(S, {});
+        for (std::size_t s = 0; s < S; ++s) {
+          const Space& sp = p.spaces[s];
+          const auto ik = impl_kind(sp.kind);
+          if (!implemented(f, sp.kind)) {
+            pn.excluded[s] = "no-implementation: " + std::string(f.name) + " has no " +
+                             std::string(filters::to_string(ik)) + " implementation";
+          } else if (dn.space && *dn.space != to_string(sp.kind)) {
+            pn.excluded[s] = "pinned: space=" + *dn.space;
+          } else if (!dev.empty() && sp.kind != Kind::user && sp.device != dev) {
+            pn.excluded[s] = "device: it receives from " + dev + ", this space is on " + sp.device;
+          } else if (!sp.capabilities.empty()) {
+            std::string missing;
+            for (const auto& c : required_caps(f, sp.kind))
+              if (!sp.has(c)) missing += (missing.empty() ? "" : ", ") + c;
+            if (!missing.empty()) pn.excluded[s] = "capability: the space lacks " + missing;
+          }
+          if (pn.excluded[s].empty() && p.replica_set(s)) {
+            if (f.role == Role::source)
+              pn.excluded[s] = "parallel: a source is not replicated";
+            else if (f.state != State::none && f.state != State::per_flow)
+              pn.excluded[s] = "parallel: " + std::string(f.name) + " keeps " +
+                               std::string(filters::to_string(f.state)) +
+                               " state; it runs on one core";
+            else if (f.name == "pcap" || f.name == "fifo")
+              pn.excluded[s] = "parallel: " + std::string(f.name) + " writes one output stream";
+          }
+          if (pn.excluded[s].empty() && sp.kind != Kind::user && sp.ebpf_insn_limit > 0 &&
+              pn.insns > sp.ebpf_insn_limit)
+            pn.excluded[s] = "limit: " + std::to_string(pn.insns) +
+                             " eBPF instructions alone exceed the space's limit of " +
+                             std::to_string(sp.ebpf_insn_limit);
+        }
+        p.nodes.push_back(std::move(pn));
+      }
+      for (auto [ei, ee] = boost::in_edges(v, g); ei != ee; ++ei) {
+        const std::size_t from = index[boost::source(*ei, g)];
+        if (seen_edges.insert({from, index[v], g[*ei].select.to_srl()}).second)
+          pending.push_back({from, index[v], g[*ei].select});
+      }
+    }
+  }
+
+  // Rates, in topological order (nodes were appended inputs first).
+  std::vector<std::vector<std::size_t>> in_edges(p.nodes.size());
+  for (std::size_t i = 0; i < pending.size(); ++i)
+    in_edges[pending[i].to].push_back(i);
+  p.edges.resize(pending.size());
+  for (std::size_t v = 0; v < p.nodes.size(); ++v) {
+    auto& n = p.nodes[v];
+    if (n.spec->role == Role::source) n.rate = opt.input_rate_pps;
+    for (std::size_t ei : in_edges[v]) {
+      const auto& pe = pending[ei];
+      const double rate = p.nodes[pe.from].rate * edge_share(pe.sel, *p.nodes[pe.from].spec);
+      p.edges[ei] = {pe.from, pe.to, rate, opt.block_bytes, pe.sel.to_srl()};
+      n.rate += rate;
+    }
+    n.cost.assign(S, kNotAllowed);
+    n.per_block.assign(S, 0);
+    for (std::size_t s = 0; s < S; ++s) {
+      const auto ik = impl_kind(p.spaces[s].kind);
+      const auto catalog_cost = impl_cost(*n.spec, ik);
+      if (!catalog_cost) continue;
+      const filters::Cost* c = opt.profile ? opt.profile->filter_cost(n.spec->name, ik) : nullptr;
+      if (!c) c = &*catalog_cost;
+      n.per_block[s] = c->ns_per_block + c->ns_per_byte * n.bytes;
+      if (!n.excluded[s].empty()) continue;
+      n.cost[s] = n.rate * n.per_block[s];
+      if (opt.objective != Objective::throughput && n.cost[s] > p.spaces[s].capacity_ns_per_s) {
+        n.excluded[s] = "capacity: alone it needs " + cpu(n.cost[s]) + " at " + fmt(n.rate) +
+                        " blocks/s, the space has " + cpu(p.spaces[s].capacity_ns_per_s);
+        n.cost[s] = kNotAllowed;
+      }
+    }
+    std::string reasons;
+    bool any = false;
+    for (std::size_t s = 0; s < S; ++s) {
+      if (n.cost[s] != kNotAllowed)
+        any = true;
+      else if (reasons.find(n.excluded[s]) == std::string::npos)
+        reasons += (reasons.empty() ? "" : "; ") + n.excluded[s];
+    }
+    if (!any) {
+      std::string kind = "no-implementation";
+      for (const char* k : {"capacity", "limit", "capability", "pinned", "device"})
+        if (reasons.find(std::string(k) + ":") != std::string::npos) kind = k;
+      throw PlanError(n.id, kind,
+                      "cannot place " + node_name(n) + (n.where.empty() ? "" : " at " + n.where) +
+                          ": no space of the system model can run it (" + reasons + ")");
+    }
+  }
+
+  // Arc consistency along edges: a space stays a candidate only if every
+  // input can reach it and it can reach every output.
+  std::vector<std::vector<std::size_t>> out_edges(p.nodes.size());
+  for (std::size_t i = 0; i < p.edges.size(); ++i)
+    out_edges[p.edges[i].from].push_back(i);
+  bool changed = true;
+  for (std::size_t round = 0; changed && round < 4 * p.nodes.size() + 4; ++round) {
+    changed = false;
+    for (std::size_t v = 0; v < p.nodes.size(); ++v) {
+      auto& n = p.nodes[v];
+      for (std::size_t s = 0; s < S; ++s) {
+        if (n.cost[s] == kNotAllowed) continue;
+        auto dom = [&](std::size_t u) {
+          std::vector<std::size_t> d;
+          for (std::size_t t = 0; t < S; ++t)
+            if (p.nodes[u].cost[t] != kNotAllowed) d.push_back(t);
+          return d;
+        };
+        std::string why;
+        for (std::size_t ei : in_edges[v]) {
+          const std::size_t u = p.edges[ei].from;
+          bool ok = false;
+          for (std::size_t t = 0; t < S && !ok; ++t)
+            ok = p.nodes[u].cost[t] != kNotAllowed && p.pair(t, s).allowed;
+          if (!ok) {
+            why = "unreachable: its input " + node_name(p.nodes[u]) + " can run only in " +
+                  space_list(p, dom(u)) + ", and no channel leads from there to " + p.spaces[s].id;
+            break;
+          }
+        }
+        for (std::size_t ei : out_edges[v]) {
+          if (!why.empty()) break;
+          const std::size_t w = p.edges[ei].to;
+          bool ok = false;
+          for (std::size_t t = 0; t < S && !ok; ++t)
+            ok = p.nodes[w].cost[t] != kNotAllowed && p.pair(s, t).allowed;
+          if (!ok)
+            why = "unreachable: its output " + node_name(p.nodes[w]) + " can run only in " +
+                  space_list(p, dom(w)) + ", and no channel leads there from " + p.spaces[s].id +
+                  " (data moves only up: offload -> xdp -> tc -> user)";
+        }
+        if (why.empty()) continue;
+        n.cost[s] = kNotAllowed;
+        n.excluded[s] = why;
+        changed = true;
+        if (std::none_of(n.cost.begin(), n.cost.end(), [](double c) { return c != kNotAllowed; })) {
+          throw PlanError(n.id, "unreachable",
+                          "cannot place " + node_name(n) +
+                              (n.where.empty() ? "" : " at " + n.where) +
+                              ": the last space left for it, " + p.spaces[s].id + ", is " + why);
+        }
+      }
+    }
+  }
+  return p;
+}
+
+namespace {
+
+std::optional<std::size_t> first_user(const Problem& p) {
+  for (std::size_t s = 0; s < p.S(); ++s)
+    if (p.spaces[s].kind == Kind::user) return s;
+  return std::nullopt;
+}
+
+std::vector<std::vector<std::size_t>> inputs_of(const Problem& p) {
+  std::vector<std::vector<std::size_t>> in(p.nodes.size());
+  for (const auto& e : p.edges)
+    in[e.to].push_back(e.from);
+  return in;
+}
+
+}  // namespace
+
+std::optional<Assignment> baseline_push_down(const Problem& p, std::string* why_not) {
+  const auto in = inputs_of(p);
+  Assignment a(p.nodes.size(), 0);
+  for (std::size_t v = 0; v < p.nodes.size(); ++v) {
+    const auto& n = p.nodes[v];
+    std::optional<std::size_t> best;
+    for (std::size_t s = 0; s < p.S(); ++s) {
+      if (!n.excluded[s].empty() && n.excluded[s].rfind("unreachable", 0) != 0 &&
+          n.excluded[s].rfind("capacity", 0) != 0)
+        continue;  // no implementation, pin, device, capability, limit
+      if (!implemented(*n.spec, p.spaces[s].kind)) continue;
+      bool reachable = true;
+      for (std::size_t u : in[v])
+        reachable = reachable && p.pair(a[u], s).allowed;
+      if (!reachable) continue;
+      // Lowest kind first; among equals (cores) stay with an input.
+      const bool with_input =
+          std::any_of(in[v].begin(), in[v].end(), [&](std::size_t u) { return a[u] == s; });
+      if (!best || p.spaces[s].kind < p.spaces[*best].kind ||
+          (p.spaces[s].kind == p.spaces[*best].kind && with_input &&
+           std::none_of(in[v].begin(), in[v].end(), [&](std::size_t u) { return a[u] == *best; })))
+        best = s;
+    }
+    if (!best) {
+      if (why_not) *why_not = "no space above the inputs of " + node_name(n) + " runs it";
+      return std::nullopt;
+    }
+    a[v] = *best;
+  }
+  return a;
+}
+
+std::optional<Assignment> baseline_all_user(const Problem& p, std::string* why_not) {
+  auto u = first_user(p);
+  if (!u) {
+    if (why_not) *why_not = "the system model has no user space";
+    return std::nullopt;
+  }
+  for (const auto& n : p.nodes)
+    if (!implemented(*n.spec, Kind::user) || (n.pin && *n.pin != "user")) {
+      if (why_not)
+        *why_not = node_name(n) + (n.pin && *n.pin != "user" ? " is pinned elsewhere"
+                                                             : " has no userspace implementation");
+      return std::nullopt;
+    }
+  return Assignment(p.nodes.size(), *u);
+}
+
+std::optional<Assignment> solve_exhaustive(const Problem& p) {
+  std::vector<std::vector<std::size_t>> dom(p.nodes.size());
+  for (std::size_t v = 0; v < p.nodes.size(); ++v)
+    for (std::size_t s = 0; s < p.S(); ++s)
+      if (p.nodes[v].cost[s] != kNotAllowed) dom[v].push_back(s);
+  std::vector<std::size_t> idx(p.nodes.size(), 0);
+  Assignment a(p.nodes.size()), best;
+  double best_obj = 0;
+  for (;;) {
+    for (std::size_t v = 0; v < a.size(); ++v)
+      a[v] = dom[v][idx[v]];
+    const Evaluation ev = evaluate(p, a);
+    if (ev.feasible && (best.empty() || ev.objective < best_obj)) best = a, best_obj = ev.objective;
+    std::size_t v = 0;
+    while (v < idx.size() && ++idx[v] == dom[v].size())
+      idx[v++] = 0;
+    if (v == idx.size()) break;
+  }
+  if (best.empty()) return std::nullopt;
+  return best;
+}
+
+}  // namespace srl::optimizer

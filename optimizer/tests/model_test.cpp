@@ -1,0 +1,187 @@
+// System model: JSON round trip and validation, discovery over a fabricated
+// sysfs tree, the offload emulator, profiles.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "srl/optimizer/discovery.h"
+#include "srl/optimizer/profile.h"
+
+using namespace srl::optimizer;
+namespace fs = std::filesystem;
+
+namespace {
+
+void put(const fs::path& p, const std::string& text) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p) << text << "\n";
+}
+
+// A sysfs/procfs tree with one device (eth7, 2 rx queues) and 4 CPUs.
+fs::path fake_root() {
+  const fs::path root = fs::temp_directory_path() / ("srl-sysfs-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  put(root / "sys/class/net/eth7/type", "1");
+  put(root / "sys/class/net/eth7/operstate", "up");
+  put(root / "sys/class/net/eth7/queues/rx-0/x", "");
+  put(root / "sys/class/net/eth7/queues/rx-1/x", "");
+  put(root / "sys/class/net/lo/type", "772");
+  put(root / "sys/class/net/lo/operstate", "unknown");
+  put(root / "sys/devices/system/cpu/online", "0-3");
+  for (int c = 0; c < 4; ++c) {
+    const fs::path cache = root / "sys/devices/system/cpu" / ("cpu" + std::to_string(c)) / "cache";
+    put(cache / "index0/level", "1");
+    put(cache / "index0/type", "Data");
+    put(cache / "index0/size", "48K");
+    put(cache / "index2/level", "2");
+    put(cache / "index2/type", "Unified");
+    put(cache / "index2/size", "2048K");
+    put(cache / "index3/level", "3");
+    put(cache / "index3/type", "Unified");
+    put(cache / "index3/size", "32M");
+  }
+  put(root / "proc/meminfo", "MemTotal:       16384 kB\nMemFree: 1 kB");
+  put(root / "proc/cpuinfo", "processor\t: 0\nmodel name\t: Test CPU 3000");
+  return root;
+}
+
+}  // namespace
+
+TEST_CASE("discovery reads devices, CPUs, caches and memory from sysfs") {
+  const fs::path root = fake_root();
+  DiscoveryOptions o;
+  o.sysfs = (root / "sys").string();
+  o.procfs = (root / "proc").string();
+  o.probe_bpf = false;
+  const SystemModel m = discover(o);
+  CHECK(m.host.cpus == 4);
+  CHECK(m.host.memory_bytes == 16384ull << 10);
+  CHECK(m.host.cpu_model == "Test CPU 3000");
+  CHECK(m.host.caches.l1d == 48 << 10);
+  CHECK(m.host.caches.l2 == 2048 << 10);
+  CHECK(m.host.caches.l3 == 32u << 20);
+  REQUIRE(m.spaces.size() == 6);  // xdp, tc on eth7 (lo is not Ethernet), 4 cores
+  CHECK(m.spaces[0].id == "xdp:eth7");
+  CHECK(m.spaces[1].id == "tc:eth7");
+  CHECK(m.spaces[2].id == "user:0");
+  CHECK(m.spaces[0].capacity_ns_per_s == doctest::Approx(2e9));  // 2 rx queues
+  CHECK(m.find_space("xdp:eth7")->has("prog:xdp"));
+  // Without probes the capabilities are assumed, and the model says so.
+  bool said = false;
+  for (const auto& n : m.notes)
+    said = said || n.find("ASSUMED") != std::string::npos;
+  CHECK(said);
+  // Channels go up only; user cores talk through shm.
+  CHECK(validate(m).empty());
+  CHECK(m.best_channel("xdp:eth7", "user:1", 512)->kind == ChannelKind::afxdp);
+  CHECK(m.best_channel("user:0", "user:1", 512)->kind == ChannelKind::shm);
+  CHECK(m.best_channel("user:0", "xdp:eth7", 512) == nullptr);
+  CHECK(m.best_channel("tc:eth7", "xdp:eth7", 512) == nullptr);
+
+  o.devices = {"nosuch0"};
+  CHECK_THROWS_WITH_AS(discover(o), doctest::Contains("device 'nosuch0' does not exist here"),
+                       std::runtime_error);
+  fs::remove_all(root);
+}
+
+TEST_CASE("the offload emulator says it is emulated and sits below xdp") {
+  const fs::path root = fake_root();
+  DiscoveryOptions o;
+  o.sysfs = (root / "sys").string();
+  o.procfs = (root / "proc").string();
+  o.probe_bpf = false;
+  o.offload_emulator = true;
+  o.max_user_cpus = 1;
+  const SystemModel m = discover(o);
+  const Space* off = m.find_space("offload:eth7");
+  REQUIRE(off != nullptr);
+  CHECK(off->emulated);
+  CHECK(m.spaces.front().id == "offload:eth7");
+  CHECK(m.best_channel("offload:eth7", "xdp:eth7", 512)->kind == ChannelKind::pcie);
+  const Channel* up = m.best_channel("offload:eth7", "user:0", 512);
+  REQUIRE(up != nullptr);
+  CHECK(up->via == std::vector<std::string>{"xdp:eth7"});
+  CHECK(to_text(m).find("EMULATED") != std::string::npos);
+  fs::remove_all(root);
+}
+
+TEST_CASE("system model JSON round trip and validation with JSON paths") {
+  SystemModel m;
+  m.host.hostname = "h";
+  m.host.cpus = 2;
+  Space x{.id = "xdp:eth0", .kind = Kind::xdp, .device = "eth0", .mode = "native"};
+  x.capabilities = {"prog:xdp"};
+  x.ebpf_insn_limit = 100;
+  Space u{.id = "user:0", .kind = Kind::user, .cpu = 0u};
+  m.spaces = {x, u};
+  add_default_channels(m);
+  const auto j = to_json(m);
+  const SystemModel back = model_from_json(nlohmann::json::parse(j.dump()));
+  CHECK(to_json(back).dump() == j.dump());
+
+  auto bad = nlohmann::json::parse(j.dump());
+  bad["spaces"][0]["kind"] = "gpu";
+  CHECK_THROWS_WITH(model_from_json(bad),
+                    "$.spaces[0].kind: unknown kind \"gpu\", expected offload, xdp, tc or user");
+  bad = nlohmann::json::parse(j.dump());
+  bad["channels"].push_back({{"from", "user:0"}, {"to", "xdp:eth0"}, {"kind", "shm"}});
+  CHECK_THROWS_WITH(model_from_json(bad), doctest::Contains("goes down"));
+  bad = nlohmann::json::parse(j.dump());
+  bad["spaces"][0].erase("id");
+  CHECK_THROWS_WITH(model_from_json(bad), "$.spaces[0]: missing \"id\"");
+  bad = nlohmann::json::parse(j.dump());
+  bad["srl_model_version"] = 7;
+  CHECK_THROWS_WITH(model_from_json(bad), doctest::Contains("unsupported version 7"));
+  bad = nlohmann::json::parse(j.dump());
+  bad["spaces"][0]["attachment"] = nlohmann::json::object();
+  CHECK_THROWS_WITH(model_from_json(bad), doctest::Contains("needs attachment.device"));
+}
+
+TEST_CASE("profiles: round trip, and applying them replaces channel costs") {
+  Profile p;
+  p.host = "h";
+  p.created = "2026-01-01T00:00:00Z";
+  p.measurements["memcpy_dram_ns_per_byte"] = 0.1;
+  p.memory_bandwidth_bytes_per_s = 20e9;
+  p.channels[ChannelKind::shm] = {12, 0.01};
+  p.filters["tcp"][srl::filters::SpaceKind::kernel] = {4.5, 0};
+  const Profile back = profile_from_json(nlohmann::json::parse(to_json(p).dump()));
+  CHECK(to_json(back).dump() == to_json(p).dump());
+  REQUIRE(back.filter_cost("tcp", srl::filters::SpaceKind::kernel) != nullptr);
+  CHECK(back.filter_cost("tcp", srl::filters::SpaceKind::kernel)->ns_per_block == 4.5);
+  CHECK(back.filter_cost("tcp", srl::filters::SpaceKind::user) == nullptr);
+
+  SystemModel m;
+  m.spaces = {Space{.id = "user:0", .kind = Kind::user}, Space{.id = "user:1", .kind = Kind::user}};
+  add_default_channels(m);
+  apply(p, m);
+  CHECK(m.best_channel("user:0", "user:1", 100)->ns_per_block == 12);
+  CHECK(m.host.memory_bandwidth_bytes_per_s == 20e9);
+
+  auto bad = to_json(p);
+  bad["channels"]["warp"] = {{"ns_per_block", 1}, {"ns_per_byte", 0}};
+  CHECK_THROWS_WITH(profile_from_json(nlohmann::json::parse(bad.dump())),
+                    doctest::Contains("$.channels.warp: unknown channel kind"));
+}
+
+TEST_CASE("calibration measures copies and channels on this machine") {
+  CalibrateOptions o;
+  o.seconds_per_test = 0.02;
+  o.bpf = ::geteuid() == 0;
+  std::vector<std::string> log;
+  const Profile p = calibrate(o, [&](const std::string& l) { log.push_back(l); });
+  CHECK(p.measurements.at("memcpy_cached_ns_per_byte") > 0);
+  CHECK(p.memory_bandwidth_bytes_per_s.value() > 1e8);
+  REQUIRE(p.channels.contains(ChannelKind::pipe));
+  REQUIRE(p.channels.contains(ChannelKind::shm));
+  // A pipe costs system calls: more per block than a shared-memory ring.
+  CHECK(p.measurements.at("pipe_64B_ns") > p.measurements.at("shm_64B_ns"));
+  CHECK(log.size() >= 3);
+  if (o.bpf && p.measurements.contains("ebpf_ns_per_insn")) {
+    CHECK(p.measurements.at("xdp_test_run_ns_per_packet") > 0);
+    CHECK(p.filter_cost("tcp", srl::filters::SpaceKind::kernel) != nullptr);
+  }
+}

@@ -1,0 +1,309 @@
+// Placement behaviour on a fixed model: eth0 with xdp and tc, two cores
+// (and an emulated offload device where asked).
+#include <doctest/doctest.h>
+
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "srl/compiler/compiler.h"
+#include "srl/optimizer/optimizer.h"
+
+using namespace srl;
+using namespace srl::optimizer;
+
+namespace {
+
+SystemModel host(bool offload = false, std::uint32_t insn_limit = 1'000'000) {
+  SystemModel m;
+  m.origin = "test";
+  if (offload)
+    m.spaces.push_back({.id = "offload:eth0",
+                        .kind = Kind::offload,
+                        .device = "eth0",
+                        .emulated = true,
+                        .capacity_ns_per_s = 4e9,
+                        .ebpf_insn_limit = 2048});
+  m.spaces.push_back({.id = "xdp:eth0",
+                      .kind = Kind::xdp,
+                      .device = "eth0",
+                      .mode = "native",
+                      .ebpf_insn_limit = insn_limit});
+  m.spaces.push_back(
+      {.id = "tc:eth0", .kind = Kind::tc, .device = "eth0", .ebpf_insn_limit = insn_limit});
+  m.spaces.push_back({.id = "user:0", .kind = Kind::user, .cpu = 0u});
+  m.spaces.push_back({.id = "user:1", .kind = Kind::user, .cpu = 1u});
+  add_default_channels(m);
+  return m;
+}
+
+struct Planned {
+  compiler::CompileResult r;
+  Plan plan;
+  const NodePlan& node(std::string_view filter) const {
+    for (const auto& n : plan.nodes)
+      if (n.filter == filter) return n;
+    FAIL("no node " << filter);
+    return plan.nodes.front();
+  }
+};
+
+compiler::CompileResult compile(const std::string& text) {
+  compiler::CompileOptions co;
+  co.default_devices = {"eth0"};
+  auto r = compiler::compile(text, co);
+  REQUIRE_MESSAGE(r.ok(), r.diagnostics.render(*r.source));
+  return r;
+}
+
+Planned run(const std::string& text, const SystemModel& m = host(), PlanOptions o = {}) {
+  Planned p{compile(text), {}};
+  p.plan = plan({{&*p.r.dag, "", p.r.source.get()}}, m, o);
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("a pure L2-L4 request runs entirely in XDP") {
+  const auto p = run("(eth) > (ipv4) > (udp) > (port, which=dst) 53> (count)");
+  for (const auto& n : p.plan.nodes)
+    CHECK_MESSAGE(n.space == "xdp:eth0", n.id << " " << n.filter);
+  CHECK(p.plan.solver.status == "optimal");
+  // Cheaper than doing it all in userspace; push-down finds the same here.
+  CHECK(p.plan.baselines[1].name == "all-user");
+  CHECK(p.plan.objective_value < p.plan.baselines[1].objective);
+  CHECK(p.plan.objective_value == doctest::Approx(p.plan.baselines[0].objective));
+}
+
+TEST_CASE("(tcp) > (http) > (print): tcp in the kernel, the rest in userspace over AF_XDP") {
+  const auto p = run("(tcp) > (http) > (print)");
+  CHECK(p.node("tcp").space == "xdp:eth0");
+  CHECK(p.node("http").space.rfind("user:", 0) == 0);
+  CHECK(p.node("print").space == p.node("http").space);
+  CHECK(p.node("http").channel_in == "afxdp");
+  CHECK(p.node("print").channel_in == "call");
+  // http has no kernel implementation, and the explanation says so.
+  bool said = false;
+  for (const auto& a : p.node("http").alternatives)
+    if (a.space == "xdp:eth0")
+      said = a.verdict == "no-implementation" && a.detail.find("no kernel") != std::string::npos;
+  CHECK(said);
+  // The chosen node's alternatives in userspace lost on cost (a delta is given).
+  for (const auto& a : p.node("tcp").alternatives)
+    if (a.space == "user:0") {
+      CHECK(a.verdict == "cost");
+      CHECK(a.delta.value() > 0);
+    }
+}
+
+TEST_CASE("space= pins are honoured, and data never flows down") {
+  const auto p = run("(tcp, space=user) > (count)");
+  CHECK(p.node("tcp").space.rfind("user:", 0) == 0);
+  CHECK(p.node("tcp").why.rfind("pinned with space=user", 0) == 0);
+  CHECK(p.node("count").space.rfind("user:", 0) == 0);  // count cannot go back down
+  bool listed = false;
+  for (const auto& b : p.plan.binding)
+    listed = listed || b.find("pin space=user on n1 (tcp)") != std::string::npos;
+  CHECK(listed);
+
+  const auto q = run("(tcp, space=tc) > (count)");
+  CHECK(q.node("tcp").space == "tc:eth0");
+}
+
+TEST_CASE("infeasible requests name the filter and the reason") {
+  auto r = compile("(http) > (count, space=xdp)");
+  // http runs only in userspace; its output is pinned below it.
+  try {
+    (void)plan({{&*r.dag, "", r.source.get()}}, host());
+    FAIL("expected a PlanError");
+  } catch (const PlanError& e) {
+    CHECK(e.node() == "n1");
+    CHECK(e.reason() == "unreachable");
+    CHECK(std::string(e.what()).find("cannot place n1 (http) at <expr>:1:1") == 0);
+    CHECK(std::string(e.what()).find("its output n2 (count, space=xdp) can run only in xdp:eth0") !=
+          std::string::npos);
+    CHECK(std::string(e.what()).find("data moves only up") != std::string::npos);
+  }
+
+  SystemModel kernel_only = host();
+  std::erase_if(kernel_only.spaces, [](const Space& s) { return s.kind == Kind::user; });
+  std::erase_if(kernel_only.channels,
+                [&](const Channel& c) { return !kernel_only.find_space(c.to); });
+  auto t = compile("(tcp) > (tcpstream) > (count)");
+  try {
+    (void)plan({{&*t.dag, "", t.source.get()}}, kernel_only);
+    FAIL("expected a PlanError");
+  } catch (const PlanError& e) {
+    CHECK(e.node() == "n2");
+    CHECK(e.reason() == "no-implementation");
+    CHECK(std::string(e.what()).find("tcpstream has no kernel implementation") !=
+          std::string::npos);
+  }
+
+  // 10 Mpps of print lines do not fit on a core.
+  PlanOptions fast;
+  fast.input_rate_pps = 1e7;
+  auto u = compile("(tcp) > (print)");
+  try {
+    (void)plan({{&*u.dag, "", u.source.get()}}, host(), fast);
+    FAIL("expected a PlanError");
+  } catch (const PlanError& e) {
+    CHECK(e.reason() == "capacity");
+    CHECK(std::string(e.what()).find("n2 (print)") != std::string::npos);
+  }
+
+  auto w = compile("(rx, dev=eth9) > (count)");
+  CHECK_THROWS_WITH_AS(plan({{&*w.dag, "", w.source.get()}}, host()),
+                       doctest::Contains("device eth9 is not in the system model"), PlanError);
+}
+
+TEST_CASE("the eBPF instruction limit of a kernel space is respected") {
+  // 8 + 14 + 14 instructions do not fit in 30: something moves up.
+  const auto p = run("(ipv4) > (tcp) > (port) 22> (count)", host(false, 30));
+  for (const auto& s : p.plan.spaces)
+    if (s.ebpf_insn_limit > 0) CHECK(s.ebpf_insns <= 30);
+  const auto q = run("(ipv4) > (tcp) > (port) 22> (count)", host(false, 1'000'000));
+  CHECK(q.plan.objective_value < p.plan.objective_value);
+}
+
+TEST_CASE("the offload emulator takes header filters first") {
+  const auto p = run("(ipv4) > (udp) > (len, min=100) > (count)", host(true));
+  CHECK(p.node("ipv4").space == "offload:eth0");
+  CHECK(p.node("udp").space == "offload:eth0");
+  CHECK(p.node("ipv4").implementation.find("emulator") != std::string::npos);
+}
+
+TEST_CASE("identical stateless prefixes of several requests are one node") {
+  auto a = compile("(tcp) > (port) 22> (count)");
+  auto b = compile("(tcp) > (port) 80> (count)");
+  const Plan p = plan({{&*a.dag, "a", a.source.get()}, {&*b.dag, "b", b.source.get()}}, host());
+  REQUIRE(p.nodes.size() == 5);  // rx, tcp, port shared; two counters
+  CHECK(p.nodes[0].members == std::vector<std::string>{"a/n0", "b/n0"});
+  CHECK(p.nodes[1].members == std::vector<std::string>{"a/n1", "b/n1"});
+  CHECK(p.nodes[2].members == std::vector<std::string>{"a/n2", "b/n2"});
+  CHECK(p.nodes[3].members.size() == 1);  // count is stateful: never shared
+  CHECK(p.edges.size() == 4);
+  // Planning them separately costs more.
+  const Plan pa = plan({{&*a.dag, "", a.source.get()}}, host());
+  const Plan pb = plan({{&*b.dag, "", b.source.get()}}, host());
+  CHECK(p.total_cost_ns_per_s < pa.total_cost_ns_per_s + pb.total_cost_ns_per_s);
+}
+
+TEST_CASE("throughput spreads heavy userspace filters over the cores") {
+  const std::string req = "(tcp) > ((match, pattern=\"a\") | (match, pattern=\"b\")) > (count)";
+  PlanOptions o;
+  o.input_rate_pps = 5e5;
+  const auto cost = run(req, host(), o);
+  o.objective = Objective::throughput;
+  const auto thr = run(req, host(), o);
+  CHECK(thr.plan.max_utilisation < cost.plan.max_utilisation);
+  // The two matches run on both cores: replicated, or one on each.
+  std::set<std::string> match_spaces;
+  for (const auto& n : thr.plan.nodes)
+    if (n.filter == "match") match_spaces.insert(n.space);
+  CHECK((match_spaces == std::set<std::string>{"user:0-1"} ||
+         match_spaces == std::set<std::string>{"user:0", "user:1"}));
+  CHECK(thr.plan.sustainable_rate_pps > cost.plan.sustainable_rate_pps);
+  bool bottleneck = false;
+  for (const auto& b : thr.plan.binding)
+    bottleneck = bottleneck || b.rfind("bottleneck", 0) == 0;
+  CHECK(bottleneck);
+  o.objective = Objective::mix;
+  o.mix_weight = 0.5;
+  const auto mix = run(req, host(), o);
+  CHECK(mix.plan.max_utilisation <= cost.plan.max_utilisation + 1e-9);
+  CHECK(mix.plan.total_cost_ns_per_s <= thr.plan.total_cost_ns_per_s + 1e-6);
+}
+
+TEST_CASE("plan outputs: JSON fields, text table, DOT clusters") {
+  const auto p = run("(tcp) > (http) > (print)");
+  const auto j = to_json(p.plan);
+  CHECK(j["srl_plan_version"] == 1);
+  CHECK(j["objective"]["kind"] == "cost");
+  CHECK(j["nodes"].size() == 4);
+  CHECK(j["nodes"][1]["space"] == "xdp:eth0");
+  CHECK(j["edges"][1]["channel"] == "afxdp");
+  CHECK(j["baselines"][0]["name"] == "push-down");
+  CHECK(j["solver"].contains("time_ms"));
+  CHECK_FALSE(to_json(p.plan, false)["solver"].contains("time_ms"));
+  const std::string text = to_text(p.plan);
+  CHECK(text.rfind("node  filter  space", 0) == 0);
+  CHECK(text.find("baseline all-user") != std::string::npos);
+  const std::string dot = to_dot(p.plan);
+  CHECK(dot.find("subgraph cluster_0") != std::string::npos);
+  CHECK(dot.find("label=\"afxdp\"") != std::string::npos);
+}
+
+TEST_CASE("data parallelism: replicas behind a flow-hash split when one core is not enough") {
+  PlanOptions o;
+  o.input_rate_pps = 2e6;  // http + print need about 1.4 CPUs
+  const auto p = run("(tcp) > (http) > (print)", host(), o);
+  CHECK(p.node("tcp").space == "xdp:eth0");
+  CHECK(p.node("http").space == "user:0-1");
+  CHECK(p.node("print").space == "user:0-1");
+  CHECK(p.node("http").implementation == "native, 2 replicas behind a flow-hash split");
+  CHECK(p.node("print").channel_in == "call");  // each replica feeds its own print
+  for (const auto& s : p.plan.spaces)
+    if (s.kind == "user" && s.replicas.empty()) CHECK(s.utilisation <= 1.0 + 1e-9);
+  const auto j = to_json(p.plan);
+  bool listed = false;
+  for (const auto& s : j["spaces"])
+    if (s["id"] == "user:0-1")
+      listed = s["replicas"].get<std::vector<std::string>>() ==
+               std::vector<std::string>{"user:0", "user:1"};
+  CHECK(listed);
+
+  // http alone needs more than a core at 3 Mpps: replicas, or no plan.
+  o.input_rate_pps = 3e6;
+  const auto q = run("(tcp) > (http) > (count)", host(), o);
+  CHECK(q.node("http").space == "user:0-1");
+  CHECK(q.node("count").space.rfind("user:", 0) == 0);
+  // Global state is never replicated.
+  for (const auto& a : q.node("count").alternatives)
+    if (a.space == "user:0-1") {
+      CHECK(a.verdict == "parallel");
+      CHECK(a.detail == "count keeps global state; it runs on one core");
+    }
+  o.parallel = false;
+  auto r = compile("(tcp) > (http) > (count)");
+  CHECK_THROWS_WITH_AS(plan({{&*r.dag, "", r.source.get()}}, host(), o),
+                       doctest::Contains("would need 113% of a CPU, it has "
+                                         "100% of a CPU; its largest user is n2 (http)"),
+                       PlanError);
+}
+
+TEST_CASE("an instruction limit no placement can meet is an error naming the largest user") {
+  SystemModel m;
+  m.spaces.push_back({.id = "xdp:eth0",
+                      .kind = Kind::xdp,
+                      .device = "eth0",
+                      .mode = "native",
+                      .ebpf_insn_limit = 20});
+  auto r = compile("(ipv4) > (tcp) > (drop)");  // 8 + 14 + 2 instructions
+  try {
+    (void)plan({{&*r.dag, "", r.source.get()}}, m);
+    FAIL("expected a PlanError");
+  } catch (const PlanError& e) {
+    CHECK(e.reason() == "limit");
+    CHECK(e.node() == "n2");
+    CHECK(std::string(e.what()) ==
+          "cannot place the request: no placement satisfies every constraint; the cheapest "
+          "placement breaks limit: xdp:eth0 would need 24 eBPF instructions, its limit is 20; its "
+          "largest user is n2 (tcp) at <expr>:1:10 with 14 instructions");
+  }
+}
+
+TEST_CASE("plans may be computed from several threads at once") {
+  auto r = compile("(tcp) > ((match, pattern=\"a\") | (http)) > (count)");
+  const std::string expected = to_json(plan({{&*r.dag, "", r.source.get()}}, host()), false).dump();
+  std::vector<std::thread> threads;
+  std::vector<int> same(4, 0);
+  for (std::size_t t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 10; ++i)
+        same[t] += to_json(plan({{&*r.dag, "", r.source.get()}}, host()), false).dump() == expected;
+    });
+  for (auto& t : threads)
+    t.join();
+  CHECK(same == std::vector<int>(4, 10));
+}

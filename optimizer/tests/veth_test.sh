@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Behaviour of discovery and planning on real devices: a veth pair in a
+# network namespace of its own (needs root; exit 77 = skipped otherwise).
+# The namespace is removed on any exit. No traffic is sent.
+set -euo pipefail
+srl=${1:?usage: veth_test.sh PATH/TO/srl}
+if [[ $(id -u) != 0 ]] || ! command -v ip >/dev/null; then
+  echo "skipped: needs root and iproute2"
+  exit 77
+fi
+ns=srlopt$$
+spaces=$(mktemp)
+cleanup() {
+  ip netns del "$ns" 2>/dev/null || true
+  rm -f "$spaces"
+}
+trap cleanup EXIT
+ip netns add "$ns"
+ip -n "$ns" link add va type veth peer name vb
+ip -n "$ns" link set va up
+ip -n "$ns" link set vb up
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+in_ns() { ip netns exec "$ns" "$@"; }
+# Reads a JSON document on stdin and evaluates a Python expression on it (j).
+check() {
+  python3 -c "import json,sys; j=json.load(sys.stdin); sys.exit(0 if ($1) else 1)" ||
+    fail "$2"
+}
+
+# Discovery sees both ends, with native XDP (veth implements it) and AF_XDP.
+in_ns "$srl" spaces -j --no-profile >"$spaces" || fail "srl spaces failed"
+check 'any(s["id"]=="xdp:va" and s["mode"]=="native" and "afxdp" in s["capabilities"] for s in j["spaces"])' \
+  "no native xdp:va space with AF_XDP" <"$spaces"
+check 'any(s["id"]=="tc:vb" for s in j["spaces"]) and any(s["kind"]=="user" for s in j["spaces"])' \
+  "tc:vb or user spaces missing" <"$spaces"
+check 'any(c["from"]=="xdp:va" and c["kind"]=="afxdp" for c in j["channels"]) and not any(c["to"].startswith("xdp:") and c["from"].startswith("user:") for c in j["channels"])' \
+  "channels: expected xdp -> user over AF_XDP and nothing going down" <"$spaces"
+
+plan() { in_ns "$srl" plan --no-profile --dev va -j "$@"; }
+
+# A pure L2-L4 request runs entirely in XDP.
+plan -e '(eth) > (ipv4) > (udp) > (port, which=dst) 53> (count)' |
+  check 'all(n["space"]=="xdp:va" for n in j["nodes"]) and len(j["nodes"])==6' \
+    "L2-L4 request not entirely in xdp:va"
+
+# tcp stays in the kernel; http and print run in userspace, fed over AF_XDP.
+plan -e '(tcp) > (http) > (print)' |
+  check '[n["space"].split(":")[0] for n in j["nodes"]]==["xdp","xdp","user","user"] and j["nodes"][2]["channel_in"]=="afxdp"' \
+    "(tcp) > (http) > (print) not placed xdp, xdp, user (afxdp), user"
+
+# space= pins are honoured.
+plan -e '(tcp, space=user) > (count)' |
+  check 'j["nodes"][1]["space"].startswith("user:") and j["nodes"][1]["why"].startswith("pinned")' \
+    "space=user pin not honoured"
+plan -e '(tcp, space=tc) > (count)' |
+  check 'j["nodes"][1]["space"]=="tc:va"' "space=tc pin not honoured"
+
+# An unknown device is an error naming it.
+if out=$(in_ns "$srl" plan --no-profile --dev nosuch0 -e '(tcp)' 2>&1); then
+  fail "planning on a missing device succeeded"
+fi
+[[ $out == *"device 'nosuch0' does not exist here"* ]] || fail "unexpected error: $out"
+echo "veth placement: all checks passed"
