@@ -19,6 +19,8 @@
 #include "commands.h"
 #include "srl/compiler/compiler.h"
 #include "srl/compiler/merge.h"
+#include "srl/optimizer/discovery.h"
+#include "srl/optimizer/optimizer.h"
 #include "srl/runtime/kernel.h"
 
 namespace srl::cli {
@@ -34,7 +36,7 @@ void on_signal(int) {
 
 struct RunOptions {
   std::vector<std::string> files, exprs;
-  std::string mode = "auto", hook = "xdp", bpffs = "/sys/fs/bpf", cache = "/var/cache/srl/bpf";
+  std::string mode = "auto", hook = "auto", bpffs = "/sys/fs/bpf", cache = "/var/cache/srl/bpf";
   std::vector<std::string> devices;
   double duration = 0, interval = 1;
   bool json = false;
@@ -191,6 +193,48 @@ int run(const RunOptions& o) {
     if (std::find(devices.begin(), devices.end(), name) == devices.end()) devices.push_back(name);
   }
 
+  // Where each node runs: the optimizer's plan for this machine, unless a
+  // hook is forced. Until the userspace space can be deployed, a plan that
+  // puts a node anywhere but a kernel hook is refused, naming the node.
+  std::map<std::string, std::string> hook_of_device;  // dev -> "xdp" | "tc"
+  if (o.hook != "auto") {
+    for (const auto& dev : devices)
+      hook_of_device[dev] = o.hook;
+  } else {
+    try {
+      optimizer::DiscoveryOptions discovery;
+      discovery.devices = devices;
+      const auto model = optimizer::discover(discovery);
+      std::vector<optimizer::RequestInput> inputs;
+      for (std::size_t i = 0; i < compiled.size(); ++i)
+        inputs.push_back({&*compiled[i].dag, labels[i], compiled[i].source.get()});
+      const auto plan = optimizer::plan(inputs, model);
+      for (const auto& node : plan.nodes) {
+        const auto colon = node.space.find(':');
+        const std::string kind = node.space.substr(0, colon);
+        const std::string dev = colon == std::string::npos ? "" : node.space.substr(colon + 1);
+        if (kind != "xdp" && kind != "tc") {
+          std::cerr << "srl run: the plan places " << node.id << " (" << node.filter << ") in "
+                    << node.space << ", and srl run deploys only the kernel hooks so far; see "
+                    << "'srl plan' for the placement and its reasons, or pin with space=xdp\n";
+          return kExitFailure;
+        }
+        auto [it, fresh] = hook_of_device.emplace(dev, kind);
+        if (!fresh && it->second != kind) {
+          std::cerr << "srl run: the plan uses both the XDP and the TC hook of " << dev
+                    << ", and srl run deploys one hook per device so far; force one with --hook\n";
+          return kExitFailure;
+        }
+      }
+      std::cerr << "srl: plan: " << plan.nodes.size() << " nodes, cost "
+                << plan.total_cost_ns_per_s / 1e6 << " ms of CPU per second at "
+                << plan.input_rate_pps / 1e6 << " Mpps ('srl plan' explains it)\n";
+    } catch (const std::exception& e) {
+      std::cerr << "srl run: " << e.what() << "\n";
+      return kExitFailure;
+    }
+  }
+
   std::optional<kernel::XdpMode> mode;
   if (o.mode == "native") mode = kernel::XdpMode::native;
   if (o.mode == "generic") mode = kernel::XdpMode::generic;
@@ -212,7 +256,7 @@ int run(const RunOptions& o) {
       const unsigned ifindex = if_nametoindex(dev.c_str());
       if (ifindex == 0) throw kernel::KernelError("no network device '" + dev + "'");
       maybe_fail("generate");
-      const bool tc = o.hook == "tc";
+      const bool tc = hook_of_device[dev] == "tc";
       auto gen = tc ? kernel::generate_tc(dag, static_cast<int>(ifindex), dev)
                     : kernel::generate_xdp(dag, static_cast<int>(ifindex), dev);
       maybe_fail("compile");
@@ -302,15 +346,15 @@ void add_run_command(CLI::App& app, int& result) {
   cmd->add_option("--xdp-mode", o->mode,
                   "auto (native if the driver has it, else generic), native or generic")
       ->check(CLI::IsMember({"auto", "native", "generic"}));
-  cmd->add_option("--hook", o->hook, "xdp (default) or tc (ingress)")
-      ->check(CLI::IsMember({"xdp", "tc"}));
+  cmd->add_option("--hook", o->hook,
+                  "auto (the optimizer's plan, default), or force xdp or tc (ingress)")
+      ->check(CLI::IsMember({"auto", "xdp", "tc"}));
   cmd->add_option("--bpffs", o->bpffs, "bpffs mount for pins (mounted if missing)");
   cmd->add_option("--cache", o->cache, "directory for compiled programs");
   cmd->footer(
-      "Every node runs in the kernel (XDP, or TC with --hook tc) for now; a request with a "
-      "userspace-only filter is "
-      "refused\n"
-      "with the filter's name. Exit status: 0 ok, 1 compile or deploy error, 2 usage error.");
+      "Nodes run where the optimizer places them (srl plan shows where and why). Only the\n"
+      "kernel hooks (XDP, TC ingress) are deployed so far: a plan with a node in userspace is\n"
+      "refused, naming the node. Exit status: 0 ok, 1 compile, plan or deploy error, 2 usage.");
   cmd->callback([o, &result] {
     if (o->files.empty() && o->exprs.empty()) {
       std::cerr << "srl run: give a request FILE or -e EXPR\n";

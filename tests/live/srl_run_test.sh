@@ -151,7 +151,7 @@ nothing_left "after SIGKILL of a TC run and the next run"
 # A request the kernel cannot run names the filter.
 snapshot
 ip netns exec "$b" "$srl" run --dev vb --duration 1 --bpffs "$bpffs" -e '(tcp) > (http) > (print)' >/dev/null 2>"$tmp/err"
-[[ $? -eq 1 ]] && grep -q "'http' (n2) has no kernel implementation" "$tmp/err" && ok "userspace-only filter named" \
+[[ $? -eq 1 ]] && grep -q "the plan places n2 (http) in user" "$tmp/err" && ok "userspace-only filter named" \
   || fail "userspace-only filter: $(cat "$tmp/err")"
 nothing_left "refused request"
 
