@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "golden.h"
 #include "srl/compiler/compiler.h"
 #include "srl/optimizer/optimizer.h"
 
@@ -20,38 +21,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool updating() {
-  const char* v = std::getenv("SRL_UPDATE_GOLDEN");
-  return v != nullptr && std::string(v) == "1";
-}
-
-std::string check_golden(const fs::path& golden, const std::string& actual) {
-  if (updating()) {
-    std::ofstream(golden, std::ios::binary | std::ios::trunc) << actual;
-    return {};
-  }
-  if (!fs::exists(golden))
-    return golden.string() + " is missing (run with SRL_UPDATE_GOLDEN=1 to create it)";
-  const std::string expected = slurp(golden);
-  if (expected == actual) return {};
-  std::size_t line = 1, i = 0;
-  for (; i < expected.size() && i < actual.size() && expected[i] == actual[i]; ++i)
-    if (expected[i] == '\n') ++line;
-  auto line_at = [](const std::string& s, std::size_t pos) {
-    const std::size_t b = s.rfind('\n', pos == 0 ? 0 : pos - 1);
-    const std::size_t start = b == std::string::npos ? 0 : b + 1;
-    return s.substr(start, s.find('\n', start) - start);
-  };
-  return golden.string() + ": differs at line " + std::to_string(line) +
-         "\n  expected: " + line_at(expected, i) + "\n  actual:   " + line_at(actual, i);
-}
+using testing::check_golden;
+using testing::read_file;
 
 struct Scenario {
   std::string model;
@@ -92,7 +63,7 @@ TEST_CASE("scenario golden plans") {
   std::size_t plans = 0, errors = 0;
   for (const auto& input : inputs) {
     CAPTURE(input.filename().string());
-    const std::string text = slurp(input);
+    const std::string text = read_file(input);
     const Scenario sc = header(text);
     REQUIRE_MESSAGE(!sc.model.empty(), "first lines must name a model: # model: FILE.json");
     const optimizer::SystemModel model = optimizer::load_model(dir / "models" / sc.model);
