@@ -119,34 +119,27 @@ for step in generate compile load attach activate; do
   nothing_left "fail at $step"
 done
 
-# SIGKILL leaves the pinned datapath running; the next run removes it.
-snapshot
-ip netns exec "$b" "$srl" run --dev vb --bpffs "$bpffs" -e "$request" >/dev/null 2>&1 &
-pid=$!
-wait_attached || fail "kill: never attached"
-sleep 0.5
-kill -KILL "$pid"; wait "$pid" 2>/dev/null
-xdp_attached && ok "after SIGKILL the pinned datapath keeps running" || fail "after SIGKILL: nothing attached"
-ip netns exec "$b" "$srl" run --dev vb --duration 1 --bpffs "$bpffs" -e "$request" >/dev/null 2>"$tmp/err"
-grep -q "removed the datapath of ended run $pid" "$tmp/err" && ok "next run removes the killed run's datapath" \
-  || fail "next run did not clean up: $(cat "$tmp/err")"
-nothing_left "after SIGKILL and the next run"
-
-# The same for a TC filter, which is not a link: the next run detaches it
-# because it still runs the killed run's pinned program.
-snapshot
-ip netns exec "$b" "$srl" run --hook tc --dev vb --bpffs "$bpffs" -e "$request" >/dev/null 2>&1 &
-pid=$!
-wait_attached || fail "tc kill: never attached"
-sleep 0.5
-kill -KILL "$pid"; wait "$pid" 2>/dev/null
-tc_attached && ok "after SIGKILL the TC filter keeps running" || fail "after SIGKILL: no TC filter"
-ip netns exec "$b" "$srl" run --dev vb --duration 1 --bpffs "$bpffs" -e "$request" >/dev/null 2>"$tmp/err"
-grep -q "removed the datapath of ended run $pid" "$tmp/err" && ok "next run removes the killed TC run" \
-  || fail "next run did not clean up TC: $(cat "$tmp/err")"
-# The qdisc of the killed run stays (only its creator removes it).
-tc -n "$b" qdisc del dev vb clsact 2>/dev/null
-nothing_left "after SIGKILL of a TC run and the next run"
+# SIGKILL leaves the datapath running; the next run removes it. XDP links
+# go with their pins; a TC filter is not a link, and the next run detaches
+# it because it still runs the killed run's pinned program.
+killed_run() {  # HOOK ATTACHED-CHECK
+  local hook=$1 attached=$2 pid
+  snapshot
+  ip netns exec "$b" "$srl" run --hook "$hook" --dev vb --bpffs "$bpffs" -e "$request" >/dev/null 2>&1 &
+  pid=$!
+  wait_attached || fail "$hook kill: never attached"
+  sleep 0.5
+  kill -KILL "$pid"; wait "$pid" 2>/dev/null
+  $attached && ok "$hook: after SIGKILL the datapath keeps running" || fail "$hook: after SIGKILL: nothing attached"
+  ip netns exec "$b" "$srl" run --dev vb --duration 1 --bpffs "$bpffs" -e "$request" >/dev/null 2>"$tmp/err"
+  grep -q "removed the datapath of ended run $pid" "$tmp/err" && ok "$hook: next run removes the killed run's datapath" \
+    || fail "$hook: next run did not clean up: $(cat "$tmp/err")"
+  # A clsact qdisc the killed run added stays (only its creator removes it).
+  tc -n "$b" qdisc del dev vb clsact 2>/dev/null
+  nothing_left "$hook: after SIGKILL and the next run"
+}
+killed_run xdp xdp_attached
+killed_run tc tc_attached
 
 # A request the kernel cannot run names the filter.
 snapshot
