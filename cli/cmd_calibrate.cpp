@@ -1,11 +1,13 @@
 // srl calibrate: measures costs on this machine (copies, channels, eBPF) and
 // stores them as the profile that plans use.
+#include <algorithm>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "srl/optimizer/profile.h"
+#include "srl/runtime/calibrate.h"
 
 namespace srl::cli {
 
@@ -13,7 +15,8 @@ void add_calibrate_command(CLI::App& app, int& result) {
   struct Opts {
     std::string output;
     double seconds = 0.3;
-    bool json = false, no_bpf = false, dry = false;
+    bool json = false, no_bpf = false, no_filters = false, dry = false;
+    std::string cache = "/var/cache/srl/bpf";
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd =
@@ -24,7 +27,10 @@ void add_calibrate_command(CLI::App& app, int& result) {
   cmd->add_option("-o,--output", o->output, "profile file to write");
   cmd->add_option("--seconds", o->seconds, "time per measurement (default 0.3)")
       ->check(CLI::Range(0.01, 60.0));
-  cmd->add_flag("--no-bpf", o->no_bpf, "skip the BPF_PROG_TEST_RUN measurement");
+  cmd->add_flag("--no-bpf", o->no_bpf, "skip the BPF_PROG_TEST_RUN measurements");
+  cmd->add_flag("--no-filters", o->no_filters,
+                "skip measuring each kernel filter in a generated XDP program");
+  cmd->add_option("--cache", o->cache, "directory for compiled programs");
   cmd->add_flag("-n,--dry-run", o->dry, "measure and print, write nothing");
   cmd->add_flag("-j,--json", o->json, "print the profile as JSON");
   cmd->callback([o, &result] {
@@ -32,8 +38,19 @@ void add_calibrate_command(CLI::App& app, int& result) {
       optimizer::CalibrateOptions c;
       c.seconds_per_test = o->seconds;
       c.bpf = !o->no_bpf;
-      const auto p = optimizer::calibrate(
-          c, [&](const std::string& line) { (o->json ? std::cerr : std::cout) << line << "\n"; });
+      auto log = [&](const std::string& line) {
+        (o->json ? std::cerr : std::cout) << line << "\n";
+      };
+      auto p = optimizer::calibrate(c, log);
+      if (!o->no_bpf && !o->no_filters) {
+        // Each kernel filter in the program the kernel space really
+        // generates, against the same program without it.
+        runtime::kernel::FilterCalibration fc;
+        fc.cache = o->cache;
+        fc.repeat = static_cast<std::uint32_t>(std::max(10'000.0, o->seconds * 1e6));
+        for (const auto& [name, ns] : runtime::kernel::calibrate_filters(fc, log))
+          p.filters[name][filters::SpaceKind::kernel] = filters::Cost{ns, 0};
+      }
       if (o->json) std::cout << optimizer::to_json(p).dump(2) << "\n";
       if (!o->dry) {
         const auto path = o->output.empty() ? optimizer::default_profile_path()

@@ -7,6 +7,7 @@
 
 #include "srl/compiler/compiler.h"
 #include "srl/compiler/merge.h"
+#include "srl/runtime/calibrate.h"
 #include "srl/runtime/kernel.h"
 
 using namespace srl;
@@ -170,4 +171,21 @@ TEST_CASE("kernel: exits to userspace need the XDP hook") {
   const auto gen = runtime::kernel::generate_xdp(*r.dag, 1, "", &in_kernel);
   CHECK(gen.exits.size() == 1);
   CHECK(gen.source.find("bpf_redirect_map(&srl_xsks") != std::string::npos);
+}
+
+TEST_CASE("kernel: every kernel filter is calibrated in a generated program") {
+  runtime::kernel::FilterCalibration o;
+  o.repeat = 2000;
+  o.rounds = 3;
+  o.cache = std::filesystem::temp_directory_path() / "srl-kernel-test-cache";
+  const auto costs = runtime::kernel::calibrate_filters(o);
+  for (const char* f : {"eth", "vlan", "ipv4", "tcp", "udp", "port", "addr", "hash", "bpf",
+                        "sample", "rate", "count", "drop", "pass", "len", "tcpflags", "proto"}) {
+    CAPTURE(f);
+    REQUIRE(costs.contains(f));
+    CHECK(costs.at(f) >= 0.1);
+    CHECK(costs.at(f) < 10'000);
+  }
+  CHECK_FALSE(costs.contains("rx"));
+  CHECK_FALSE(costs.contains("http"));
 }
