@@ -34,6 +34,28 @@ bpf_tc_opts srl_filter(int prog_fd = 0, std::uint32_t flags = 0) {
   return opts;
 }
 
+// The program (how a later run recognises an abandoned filter) and its
+// counters, pinned under `dir`, replacing older pins.
+void pin_program(const KernelProgram& program, const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  for (const auto& [name, fd] :
+       {std::pair{"tc-program", program.fd()}, std::pair{"counters", program.counters_fd()}}) {
+    const auto path = dir / name;
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+    if (bpf_obj_pin(fd, path.c_str()) != 0)
+      throw KernelError("cannot pin " + path.string() + ": " + errno_text(errno));
+  }
+}
+
+// Removes the clsact qdisc: both attach points name the qdisc itself, one
+// alone would only flush its filters.
+void remove_qdisc(int ifindex) {
+  bpf_tc_hook h = ingress(ifindex);
+  h.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
+  bpf_tc_hook_destroy(&h);
+}
+
 std::string device_name(int ifindex) {
   char name[IF_NAMESIZE] = "?";
   if_indextoname(static_cast<unsigned>(ifindex), name);
@@ -55,10 +77,7 @@ std::unique_ptr<TcHook> TcHook::attach(std::unique_ptr<KernelProgram> program, i
   hook->created_qdisc_ = created == 0;
   bpf_tc_opts opts = srl_filter(hook->program_->fd());
   if (const int err = bpf_tc_attach(&h, &opts); err != 0) {
-    if (hook->created_qdisc_) {
-      h.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
-      bpf_tc_hook_destroy(&h);
-    }
+    if (hook->created_qdisc_) remove_qdisc(ifindex);
     hook->created_qdisc_ = false;
     throw KernelError("cannot attach to TC ingress of " + device_name(ifindex) + ": " +
                       errno_text(err) +
@@ -66,14 +85,7 @@ std::unique_ptr<TcHook> TcHook::attach(std::unique_ptr<KernelProgram> program, i
   }
   if (!pin_dir.empty()) {
     hook->pin_dir_ = pin_dir;
-    std::filesystem::create_directories(pin_dir);
-    for (const auto& [name, fd] : {std::pair{"tc-program", hook->program_->fd()},
-                                   std::pair{"counters", hook->program_->counters_fd()}}) {
-      const auto path = pin_dir / name;
-      std::filesystem::remove(path);
-      if (bpf_obj_pin(fd, path.c_str()) != 0)
-        throw KernelError("cannot pin " + path.string() + ": " + errno_text(errno));
-    }
+    pin_program(*hook->program_, pin_dir);
   }
   return hook;
 }
@@ -85,27 +97,14 @@ void TcHook::replace(std::unique_ptr<KernelProgram> program) {
     throw KernelError("cannot replace the TC program on " + device_name(ifindex_) + ": " +
                       errno_text(err));
   program_ = std::move(program);
-  if (!pin_dir_.empty()) {
-    std::error_code ec;
-    for (const auto& [name, fd] : {std::pair{"tc-program", program_->fd()},
-                                   std::pair{"counters", program_->counters_fd()}}) {
-      std::filesystem::remove(pin_dir_ / name, ec);
-      if (bpf_obj_pin(fd, (pin_dir_ / name).c_str()) != 0)
-        throw KernelError("cannot pin the new " + std::string(name) + ": " + errno_text(errno));
-    }
-  }
+  if (!pin_dir_.empty()) pin_program(*program_, pin_dir_);
 }
 
 TcHook::~TcHook() {
   bpf_tc_hook h = ingress(ifindex_);
   bpf_tc_opts opts = srl_filter();
   bpf_tc_detach(&h, &opts);
-  if (created_qdisc_) {
-    // Both attach points name the qdisc itself; one alone would only
-    // flush its filters.
-    h.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
-    bpf_tc_hook_destroy(&h);
-  }
+  if (created_qdisc_) remove_qdisc(ifindex_);
   if (!pin_dir_.empty()) {
     std::error_code ec;
     std::filesystem::remove(pin_dir_ / "tc-program", ec);

@@ -225,6 +225,8 @@ std::string cbpf_function(const std::string& name, const compiler::Translation& 
 
 namespace {
 
+enum class Hook { xdp, tc };
+
 GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int ifindex,
                           const std::string& dev, const std::vector<bool>* in_kernel) {
   const DagGraph& g = dag.graph;
@@ -516,7 +518,6 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
   }
   src << "  return " << pass << ";\n}\n\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n";
   out.source = src.str();
-  out.state_slots = state;
   return out;
 }
 

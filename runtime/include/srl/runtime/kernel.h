@@ -55,7 +55,6 @@ struct GeneratedProgram {
   std::string source;           // eBPF C
   std::vector<NodeSlot> nodes;  // counter slot i is nodes[i]
   std::vector<KernelExit> exits;
-  std::uint32_t state_slots = 0;
 };
 
 // Generates the XDP program for every node of `dag` on the hook of device
@@ -72,8 +71,6 @@ struct GeneratedProgram {
 GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex,
                               const std::string& dev = {},
                               const std::vector<bool>* in_kernel = nullptr);
-
-enum class Hook { xdp, tc };
 
 // The same for the TC ingress hook of a device: verdicts become TC actions,
 // `tx` a redirect. No exits to userspace (AF_XDP takes blocks from XDP).
