@@ -89,7 +89,7 @@ ksoftirqd_ns() {
   echo "$sum"
 }
 vb_stat() { ip netns exec "$b" cat "/sys/class/net/$vb/statistics/$1"; }
-xdp_attached() { ip -n "$b" link show "$vb" | grep -q 'prog/xdp'; }
+xdp_attached() { [[ $(ip -n "$b" link show "$vb") == *prog/xdp* ]]; }  # no SIGPIPE under pipefail
 hz=$(getconf CLK_TCK)
 
 # Starts the capture of MODE in namespace B; sets capture_pid. Returns when it

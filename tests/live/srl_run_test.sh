@@ -46,8 +46,10 @@ srl_objects() {
     bpftool map show 2>/dev/null | awk -F: '/name srl_/ {print "map " $1}'; } | sort
 }
 snapshot() { srl_objects >"$tmp/before"; }
-xdp_attached() { ip -n "$b" link show vb | grep -q 'xdp'; }
-tc_attached() { tc -n "$b" filter show dev vb ingress 2>/dev/null | grep -q bpf; }
+# Output is captured before matching: with pipefail, `tc ... | grep -q` fails
+# whenever grep exits before tc's next flushed line (SIGPIPE).
+xdp_attached() { [[ $(ip -n "$b" link show vb) == *xdp* ]]; }
+tc_attached() { [[ $(tc -n "$b" filter show dev vb ingress 2>/dev/null) == *bpf* ]]; }
 hooked() { xdp_attached || tc_attached; }
 wait_attached() {  # up to 10 s
   for _ in $(seq 100); do hooked && return 0; sleep 0.1; done
@@ -72,7 +74,7 @@ nothing_left() {  # WHAT
   local left=""
   xdp_attached && left+=" xdp-on-vb"
   tc_attached && left+=" tc-filter-on-vb"
-  tc -n "$b" qdisc show dev vb | grep -q clsact && left+=" clsact-qdisc"
+  [[ $(tc -n "$b" qdisc show dev vb) == *clsact* ]] && left+=" clsact-qdisc"
   local new
   # The kernel frees programs and maps after an RCU grace period: give
   # released objects up to 3 s to go.
