@@ -1,0 +1,87 @@
+// The L2-L4 filters in userspace: the reference implementations behind the
+// UserFilter interface, and the payload helpers protocol filters share.
+#include <algorithm>
+
+#include "factories.h"
+
+namespace srl::filters {
+namespace {
+
+std::uint16_t be16_at(std::span<const std::uint8_t> b, std::size_t at) {
+  return static_cast<std::uint16_t>(b[at] << 8 | b[at + 1]);
+}
+
+// The reference filters read headers; on a stream chunk there are none, so
+// only the filters that look at a block as a whole (count, sample, rate,
+// len, drop, pass) take one, seeing its length.
+bool takes_streams(std::string_view name) {
+  return name == "count" || name == "sample" || name == "rate" || name == "len" || name == "drop" ||
+         name == "pass";
+}
+
+class HeaderFilter final : public UserFilter {
+ public:
+  HeaderFilter(std::unique_ptr<ReferenceFilter> ref, bool streams)
+      : ref_(std::move(ref)), streams_(streams) {}
+
+  void process(const Block& block, Emitter& out) override {
+    Verdict v;
+    if (block.kind == BlockKind::packet) {
+      v = block.parsed ? ref_->process(*block.parsed, block.data, block.ts_ns)
+                       : ref_->process(parse_packet(block.data), block.data, block.ts_ns);
+    } else {
+      if (!streams_) return;
+      ParsedPacket whole;
+      whole.len = static_cast<std::uint32_t>(block.data.size());
+      v = ref_->process(whole, block.data, block.ts_ns);
+    }
+    if (v.accept) out.accept(v.cls);
+  }
+
+ private:
+  std::unique_ptr<ReferenceFilter> ref_;
+  bool streams_;
+};
+
+}  // namespace
+
+std::span<const std::uint8_t> l4_payload(const ParsedPacket& p,
+                                         std::span<const std::uint8_t> frame) {
+  if (p.l4 == L4Kind::none || p.non_first_fragment) return {};
+  // The end of the IP datagram, so that Ethernet padding is not payload.
+  std::size_t end = frame.size();
+  if (p.l3 == L3Kind::ipv4 && p.l3_offset + 4 <= frame.size())
+    end = std::min(end, p.l3_offset + std::size_t{be16_at(frame, p.l3_offset + 2)});
+  else if (p.l3 == L3Kind::ipv6 && p.l3_offset + 6 <= frame.size())
+    end = std::min(end, p.l3_offset + 40 + std::size_t{be16_at(frame, p.l3_offset + 4)});
+  std::size_t header = 8;
+  if (p.l4 == L4Kind::tcp) {
+    if (p.l4_offset + 13 > frame.size()) return {};
+    header = std::size_t{frame[p.l4_offset + 12]} >> 4 << 2;
+    if (header < 20) return {};
+  }
+  const std::size_t start = p.l4_offset + header;
+  if (start >= end) return {};
+  return frame.subspan(start, end - start);
+}
+
+std::span<const std::uint8_t> payload_of(const Block& block) {
+  if (block.kind == BlockKind::stream) return block.data;
+  if (block.parsed) return l4_payload(*block.parsed, block.data);
+  return l4_payload(parse_packet(block.data), block.data);
+}
+
+namespace user {
+
+std::unique_ptr<UserFilter> make_header_filter(const UserFilterConfig& config) {
+  try {
+    return std::make_unique<HeaderFilter>(
+        make_reference_filter(*config.spec, config.options, config.cbpf),
+        takes_streams(config.spec->name));
+  } catch (const std::invalid_argument& e) {
+    config_error(config, e.what());
+  }
+}
+
+}  // namespace user
+}  // namespace srl::filters
