@@ -1,20 +1,60 @@
-// Placeholder until the implementation lands.
-#include "factories.h"
+// Helpers the file and pipe sinks share: little-endian output and the pcap
+// record layout.
+#include "io.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
 
 namespace srl::filters::user {
-std::unique_ptr<UserSource> make_pcapin(const UserFilterConfig& config) {
-  config_error(config, "no userspace implementation yet");
+
+void append_le16(std::vector<std::uint8_t>& out, std::uint16_t v) {
+  out.push_back(static_cast<std::uint8_t>(v));
+  out.push_back(static_cast<std::uint8_t>(v >> 8));
 }
-std::unique_ptr<UserFilter> make_pcap_sink(const UserFilterConfig& config) {
-  config_error(config, "no userspace implementation yet");
+
+void append_le32(std::vector<std::uint8_t>& out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i)
+    out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
 }
-std::unique_ptr<UserFilter> make_print_sink(const UserFilterConfig& config) {
-  config_error(config, "no userspace implementation yet");
+
+void append_le64(std::vector<std::uint8_t>& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i)
+    out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
 }
-std::unique_ptr<UserFilter> make_file_sink(const UserFilterConfig& config) {
-  config_error(config, "no userspace implementation yet");
+
+void append_pcap_header(std::vector<std::uint8_t>& out, std::uint32_t snaplen) {
+  append_le32(out, kPcapNanoMagic);
+  append_le16(out, 2);  // version 2.4
+  append_le16(out, 4);
+  append_le32(out, 0);  // thiszone
+  append_le32(out, 0);  // sigfigs
+  append_le32(out, snaplen);
+  append_le32(out, kLinktypeEthernet);
 }
-std::unique_ptr<UserFilter> make_fifo_sink(const UserFilterConfig& config) {
-  config_error(config, "no userspace implementation yet");
+
+std::size_t append_pcap_record(std::vector<std::uint8_t>& out, const Block& block,
+                               std::uint32_t snaplen) {
+  const std::size_t caplen = std::min<std::size_t>(block.data.size(), snaplen);
+  const auto wire = std::max<std::uint64_t>(block.wire_len, block.data.size());
+  append_le32(out, static_cast<std::uint32_t>(block.ts_ns / 1'000'000'000));
+  append_le32(out, static_cast<std::uint32_t>(block.ts_ns % 1'000'000'000));
+  append_le32(out, static_cast<std::uint32_t>(caplen));
+  append_le32(out, static_cast<std::uint32_t>(std::min<std::uint64_t>(wire, UINT32_MAX)));
+  out.insert(out.end(), block.data.begin(),
+             block.data.begin() + static_cast<std::ptrdiff_t>(caplen));
+  return caplen;
 }
+
+std::string address_text(L3Kind family, const std::array<std::uint8_t, 16>& addr) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (family == L3Kind::ipv4)
+    inet_ntop(AF_INET, addr.data(), text, sizeof text);
+  else if (family == L3Kind::ipv6)
+    inet_ntop(AF_INET6, addr.data(), text, sizeof text);
+  else
+    return "?";
+  return text;
+}
+
 }  // namespace srl::filters::user
