@@ -425,4 +425,19 @@ std::vector<TestFrame> standard_corpus() {
   return c.take();
 }
 
+Bytes tcp_segment(std::uint16_t sport, std::uint16_t dport, std::uint32_t seq, std::uint32_t ack,
+                  std::uint8_t flags, const Bytes& payload, std::uint16_t window) {
+  Bytes b;
+  put16(b, sport);
+  put16(b, dport);
+  put32(b, seq);
+  put32(b, ack);
+  b.push_back(u8(5u << 4));
+  b.push_back(flags);
+  put16(b, window);
+  put16(b, 0);  // checksum
+  put16(b, 0);  // urgent pointer
+  return b + payload;
+}
+
 }  // namespace srl::testing

@@ -83,4 +83,9 @@ Bytes arp_request(Ip4 sender, Ip4 target);
 // Ethernet header (down to 0 bytes).
 std::vector<TestFrame> standard_corpus();
 
+// A 20-byte TCP header with the given sequence and acknowledgment numbers
+// and window, then `payload`. Checksum left 0.
+Bytes tcp_segment(std::uint16_t sport, std::uint16_t dport, std::uint32_t seq, std::uint32_t ack,
+                  std::uint8_t flags, const Bytes& payload = {}, std::uint16_t window = 65535);
+
 }  // namespace srl::testing
