@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "srl/optimizer/profile.h"
 #include "srl/runtime/calibrate.h"
+#include "srl/runtime/calibrate_user.h"
 
 namespace srl::cli {
 
@@ -50,6 +51,14 @@ void add_calibrate_command(CLI::App& app, int& result) {
         fc.repeat = static_cast<std::uint32_t>(std::max(10'000.0, o->seconds * 1e6));
         for (const auto& [name, ns] : runtime::kernel::calibrate_filters(fc, log))
           p.filters[name][filters::SpaceKind::kernel] = filters::Cost{ns, 0};
+      }
+      if (!o->no_filters) {
+        // Each userspace filter in the engine, against the engine alone.
+        runtime::UserCalibration uc;
+        uc.blocks = static_cast<std::size_t>(std::max(20'000.0, o->seconds * 2e5));
+        for (const auto& [name, cost] : runtime::calibrate_user_filters(uc, log))
+          p.filters[name][filters::SpaceKind::user] =
+              filters::Cost{cost.ns_per_block, cost.ns_per_byte};
       }
       if (o->json) std::cout << optimizer::to_json(p).dump(2) << "\n";
       if (!o->dry) {

@@ -143,11 +143,12 @@ killed_run() {  # HOOK ATTACHED-CHECK
 killed_run xdp xdp_attached
 killed_run tc tc_attached
 
-# A request the kernel cannot run names the filter.
+# A userspace part cannot hang off the TC hook (AF_XDP takes blocks from
+# XDP only): refused, naming the hook, before anything is created.
 snapshot
-ip netns exec "$b" "$srl" run --dev vb --duration 1 --bpffs "$bpffs" -e '(tcp) > (http) > (print)' >/dev/null 2>"$tmp/err"
-[[ $? -eq 1 ]] && grep -q "the plan places n2 (http) in user" "$tmp/err" && ok "userspace-only filter named" \
-  || fail "userspace-only filter: $(cat "$tmp/err")"
+ip netns exec "$b" "$srl" run --dev vb --hook tc --duration 1 --bpffs "$bpffs" -e '(tcp) > (http) > (count)' >/dev/null 2>"$tmp/err"
+[[ $? -eq 1 ]] && grep -q "the TC hook of vb cannot hand blocks to userspace" "$tmp/err" && ok "TC with a userspace part refused" \
+  || fail "TC with a userspace part: $(cat "$tmp/err")"
 nothing_left "refused request"
 
 echo "$passed passed, $failed failed"

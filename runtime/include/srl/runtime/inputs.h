@@ -1,0 +1,26 @@
+// Engine inputs over the userspace ends of channels: AF_XDP sockets from the
+// kernel space (one per receive queue) and AF_PACKET sockets for `rx` nodes
+// placed in userspace.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "srl/runtime/afxdp.h"
+#include "srl/runtime/engine.h"
+#include "srl/runtime/packet_socket.h"
+
+namespace srl::runtime {
+
+// Blocks enter at the entries of the tag's exit bits: build the engine's
+// entries from the program's exits, in bit order (exit bit i = entry i).
+std::unique_ptr<BlockInput> afxdp_input(std::unique_ptr<AfxdpChannel> channel);
+
+// An `rx` node in userspace: every frame enters at `entry`.
+std::unique_ptr<BlockInput> packet_socket_input(std::unique_ptr<PacketSocketSource> socket,
+                                                std::uint32_t entry);
+
+// The number of receive queues of `dev` (from sysfs; 1 when unknown).
+std::uint32_t rx_queue_count(const std::string& dev);
+
+}  // namespace srl::runtime
