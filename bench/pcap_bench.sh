@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# srl run against tcpdump on the same job: read a large capture, keep TCP
+# port 80, write a capture.
+#
+#   srl run -e '(pcapin, file=F) > (tcp) > (port) 80> (pcap, file=G)'
+#   tcpdump -r F -w G 'tcp port 80'
+#
+# Both read the same file from the page cache; CPU time (user + system) is
+# measured with getrusage of the child (python's resource module), the
+# median of ROUNDS runs. Both outputs are checked to hold the same number of
+# packets. Usage: pcap_bench.sh SRL [PACKETS] [ROUNDS]
+set -euo pipefail
+srl=$(realpath "$1")
+packets=${2:-1000000}
+rounds=${3:-5}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# A capture of `packets` Ethernet/IPv4 frames: a third TCP to port 80, a third
+# TCP to other ports, a third UDP; sizes from 60 to 1514 bytes.
+python3 - "$tmp/in.pcap" "$packets" <<'PY'
+import struct, sys, random
+random.seed(7)
+path, n = sys.argv[1], int(sys.argv[2])
+def frame(proto, sport, dport, size):
+    l4 = (struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 0x50, 0x18, 65535, 0, 0) if proto == 6
+          else struct.pack("!HHHH", sport, dport, 8, 0))
+    pay = size - 14 - 20 - len(l4)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4) + pay, 1, 0, 64, proto, 0,
+                     bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + l4 + b"x" * pay
+frames = []
+for i in range(512):
+    size = random.choice([60, 60, 90, 200, 576, 1514])
+    kind = i % 3
+    if kind == 0: frames.append(frame(6, 1024 + i, 80, size))
+    elif kind == 1: frames.append(frame(6, 1024 + i, 443, size))
+    else: frames.append(frame(17, 1024 + i, 53, size))
+with open(path, "wb") as out:
+    out.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+    recs = [struct.pack("<IIII", 0, 0, len(f), len(f)) + f for f in frames]
+    for i in range(n):
+        r = recs[i % 512]
+        out.write(struct.pack("<II", 1700000000 + i // 1000000, i % 1000000) + r[8:])
+PY
+size=$(du -m "$tmp/in.pcap" | cut -f1)
+cat "$tmp/in.pcap" >/dev/null  # into the page cache
+
+cpu() {  # CMD...: prints "user+sys wall" seconds of the child
+  python3 - "$@" <<'PY'
+import resource, subprocess, sys, time
+t = time.monotonic()
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+wall = time.monotonic() - t
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print("%.3f %.3f" % (r.ru_utime + r.ru_stime, wall))
+PY
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+: >"$tmp/srl.cpu"; : >"$tmp/tcpdump.cpu"; : >"$tmp/srl.wall"; : >"$tmp/tcpdump.wall"
+for _ in $(seq "$rounds"); do
+  read -r c w < <(cpu "$srl" run -e "(pcapin, file=\"$tmp/in.pcap\") > (tcp) > (port) 80> (pcap, file=\"$tmp/srl.pcap\")")
+  echo "$c" >>"$tmp/srl.cpu"; echo "$w" >>"$tmp/srl.wall"
+  read -r c w < <(cpu tcpdump -r "$tmp/in.pcap" -w "$tmp/tcpdump.pcap" 'tcp port 80')
+  echo "$c" >>"$tmp/tcpdump.cpu"; echo "$w" >>"$tmp/tcpdump.wall"
+done
+n_srl=$(tcpdump -r "$tmp/srl.pcap" 2>/dev/null | wc -l)
+n_td=$(tcpdump -r "$tmp/tcpdump.pcap" 2>/dev/null | wc -l)
+[[ $n_srl -eq $n_td ]] || { echo "outputs differ: srl $n_srl packets, tcpdump $n_td" >&2; exit 1; }
+s=$(median <"$tmp/srl.cpu"); t=$(median <"$tmp/tcpdump.cpu")
+sw=$(median <"$tmp/srl.wall"); tw=$(median <"$tmp/tcpdump.wall")
+echo "capture: $packets packets, $size MB; both wrote $n_srl packets"
+printf "%-10s %10s %10s %14s\n" tool "cpu s" "wall s" "ns/packet cpu"
+awk -v s="$s" -v t="$t" -v sw="$sw" -v tw="$tw" -v n="$packets" 'BEGIN {
+  printf "%-10s %10.3f %10.3f %14.1f\n", "srl", s, sw, s * 1e9 / n
+  printf "%-10s %10.3f %10.3f %14.1f\n", "tcpdump", t, tw, t * 1e9 / n
+  printf "tcpdump cpu / srl cpu = %.2f\n", t / s }'
