@@ -92,7 +92,9 @@ TEST_CASE("header filters decide as the reference filters, block by block") {
       {"sample", {{"n", std::int64_t{3}}}},
   };
   const auto corpus = standard_corpus();
-  for (const auto& [name, options] : cases) {
+  for (const auto& c : cases) {
+    const std::string& name = c.first;
+    const auto& options = c.second;
     CAPTURE(name);
     auto user = filters::make_user_filter(config(name, options));
     auto ref = filters::make_reference_filter(name, options);

@@ -53,8 +53,10 @@ struct NodeSpec {
   std::vector<Child> children;
   std::vector<bool> input_classifies;  // per input edge, in edge order
   filters::UserFilterConfig config;
-  bool shared = false;       // one instance for all workers, behind a lock
-  bool classifying = false;  // can accept with a class other than 0
+  bool shared = false;           // one instance for all workers, behind a lock
+  bool classifying = false;      // can accept with a class other than 0
+  bool dedupe = false;           // several inputs: a block may arrive more than once
+  bool one_plain_child = false;  // the common chain link: `A > B`
 };
 
 struct EntrySpec {
@@ -215,9 +217,15 @@ struct Engine::Impl {
   std::vector<std::thread> threads;
   std::vector<std::unique_ptr<DBuf>> rings;  // workers > 1: one per worker
 
-  void deliver(Worker& w, std::uint32_t node, std::uint32_t block, bool accepted,
-               std::uint16_t cls) {
+  inline void deliver(Worker& w, std::uint32_t node, std::uint32_t block, bool accepted,
+                      std::uint16_t cls) {
     const NodeSpec& spec = nodes[node];
+    if (spec.one_plain_child) {
+      if (accepted)
+        w.inbox[spec.children[0].node].push_back(
+            {block, spec.children[0].input, cls, spec.classifying});
+      return;
+    }
     const bool classifying = accepted && spec.classifying;
     for (const Child& c : spec.children)
       if (c.takes(accepted, cls))
@@ -253,10 +261,13 @@ struct Engine::Impl {
             if (workers.size() > 1) guard = std::unique_lock(shared[n]->lock);
           }
           std::uint64_t blocks = 0, bytes = 0;
+          const bool dedupe = spec.dedupe;
           for (std::size_t i = 0; i < inbox.size(); ++i) {
             const std::uint32_t b = inbox[i].block;
-            if (w.mark[b] == me) continue;  // reached through several edges: once
-            w.mark[b] = me;
+            if (dedupe) {
+              if (w.mark[b] == me) continue;  // reached through several edges: once
+              w.mark[b] = me;
+            }
             const Block& block = w.block(b);
             ++blocks;
             bytes += block.data.size();
@@ -469,7 +480,7 @@ struct Engine::Impl {
           std::memcpy(record.data(), &b.ts_ns, 8);
           std::memcpy(record.data() + 8, &b.wire_len, 4);
           std::memcpy(record.data() + 12, &mask[i], 4);
-          std::memcpy(record.data() + kRecordHeader, b.data.data(), len);
+          if (len > 0) std::memcpy(record.data() + kRecordHeader, b.data.data(), len);
           const auto payload = std::span<const std::byte>(record).first(kRecordHeader + len);
           // Lossless while the engine runs: wait for the worker, but
           // never past a stop.
@@ -620,6 +631,7 @@ Engine::Engine(const compiler::RequestDag& dag, const std::vector<bool>& in_user
       const std::size_t from = boost::source(*it, g);
       spec.input_classifies.push_back(g[from].filter != nullptr && g[from].filter->max_class > 0);
     }
+    spec.dedupe = spec.input_classifies.size() > 1;
     m.nodes.push_back(std::move(spec));
   }
   // The bpf filter's program, from the DAG, while the filters are built
@@ -698,6 +710,8 @@ Engine::Engine(const compiler::RequestDag& dag, const std::vector<bool>& in_user
     w->engine = &m;
     w->filters.assign(m.nodes.size(), nullptr);
     w->inbox.resize(m.nodes.size());
+    for (auto& inbox : w->inbox)
+      inbox.reserve(m.options.max_batch * 2);
     w->counters = std::make_unique<Counter[]>(m.nodes.size());
     for (std::size_t i = 0; i < m.nodes.size(); ++i) {
       const NodeSpec& s = m.nodes[i];
