@@ -25,6 +25,7 @@
 #include "io.h"
 #include "packet_corpus.h"
 #include "srl/filters/user.h"
+#include "user_fixtures.h"
 
 using namespace srl;
 using namespace srl::testing;
@@ -60,15 +61,6 @@ struct NullEmitter final : filters::Emitter {
   std::span<std::uint8_t> allocate(std::size_t n) override { return arena.emplace_back(n); }
 };
 
-UserFilterConfig config(std::string_view name, std::map<std::string, OptionValue> options = {}) {
-  UserFilterConfig c;
-  c.spec = filters::Catalog::builtin().find(name);
-  REQUIRE(c.spec != nullptr);
-  c.options = std::move(options);
-  c.node_id = "n7";
-  return c;
-}
-
 template <typename Make>
 std::string error_of(Make make) {
   try {
@@ -77,13 +69,6 @@ std::string error_of(Make make) {
     return e.what();
   }
   return "(no error)";
-}
-
-std::uint64_t stat_of(const filters::FilterStats& stats, std::string_view name) {
-  for (const auto& [key, value] : stats)
-    if (key == name) return value;
-  FAIL("no stat " << name);
-  return 0;
 }
 
 // A capture record as libpcap reports it.
@@ -158,7 +143,7 @@ std::vector<Record> corpus_records() {
 std::unique_ptr<filters::UserSource> pcapin(const std::string& path, std::int64_t loop = 1,
                                             std::int64_t speed = 0) {
   return filters::make_user_source(
-      config("pcapin", {{"file", path}, {"loop", loop}, {"speed", speed}}));
+      filter_config("pcapin", {{"file", path}, {"loop", loop}, {"speed", speed}}));
 }
 
 // Everything a source gives at a clock that never stops it, in batches of
@@ -247,10 +232,6 @@ Block packet_block(const Record& r, const filters::ParsedPacket& parsed) {
   return b;
 }
 
-Bytes text_bytes(std::string_view s) {
-  return Bytes(s.begin(), s.end());
-}
-
 }  // namespace
 
 TEST_CASE("pcapin and the pcap sink round-trip a capture record for record") {
@@ -262,7 +243,7 @@ TEST_CASE("pcapin and the pcap sink round-trip a capture record for record") {
   write_with_libpcap(in, records);
 
   auto src = pcapin(in);
-  auto sink = filters::make_user_filter(config("pcap", {{"file", out}}));
+  auto sink = filters::make_user_filter(filter_config("pcap", {{"file", out}}));
   NullEmitter em;
   std::vector<Block> blocks(7);
   std::vector<Record> seen;
@@ -279,8 +260,8 @@ TEST_CASE("pcapin and the pcap sink round-trip a capture record for record") {
   filters::FlowInfo flow{.id = 1, .family = filters::L3Kind::ipv4};
   Block chunk;
   chunk.kind = BlockKind::stream;
-  const Bytes text = text_bytes("hello");
-  chunk.data = text;
+  const Bytes hello = text("hello");
+  chunk.data = hello;
   chunk.flow = &flow;
   sink->process(chunk, em);
   sink->finish(em);
@@ -354,7 +335,7 @@ TEST_CASE("tcpdump reads what the pcap sink writes") {
   write_with_libpcap(in, corpus_records());
   {
     auto src = pcapin(in);
-    auto sink = filters::make_user_filter(config("pcap", {{"file", out}}));
+    auto sink = filters::make_user_filter(filter_config("pcap", {{"file", out}}));
     NullEmitter em;
     std::vector<Block> blocks(32);
     for (int i = 0; i < 10'000 && !src->done(); ++i) {
@@ -460,7 +441,7 @@ TEST_CASE("pcapin and the sinks report unusable files and paths") {
                                                   "': " + missing + ": No such file or directory");
 
   const std::string garbage = dir / "garbage.pcap";
-  write_bytes(garbage, text_bytes("this is not a capture file at all"));
+  write_bytes(garbage, text("this is not a capture file at all"));
   const std::string corrupt = error_of([&] { pcapin(garbage); });
   CHECK(corrupt.starts_with("node n7 (pcapin): cannot read '" + garbage + "': "));
 
@@ -472,24 +453,24 @@ TEST_CASE("pcapin and the sinks report unusable files and paths") {
 
   const std::string unwritable = dir / "no/such/dir/out.pcap";
   CHECK(error_of([&] {
-          filters::make_user_filter(config("pcap", {{"file", unwritable}}));
+          filters::make_user_filter(filter_config("pcap", {{"file", unwritable}}));
         }) ==
         "node n7 (pcap): cannot open '" + unwritable + "' for writing: No such file or directory");
 
   const std::string plain = dir / "plain";
-  write_bytes(plain, text_bytes("x"));
+  write_bytes(plain, text("x"));
   CHECK(error_of([&] {
-          filters::make_user_filter(config("fifo", {{"path", plain}}));
+          filters::make_user_filter(filter_config("fifo", {{"path", plain}}));
         }) == "node n7 (fifo): '" + plain + "' exists and is not a FIFO");
   CHECK(error_of([&] {
-          filters::make_user_filter(config("fifo", {{"path", unwritable}}));
+          filters::make_user_filter(filter_config("fifo", {{"path", unwritable}}));
         }) == "node n7 (fifo): cannot create FIFO '" + unwritable + "': No such file or directory");
   CHECK(error_of([&] {
-          filters::make_user_filter(config("file", {{"dir", plain}}));
+          filters::make_user_filter(filter_config("file", {{"dir", plain}}));
         }).starts_with("node n7 (file): cannot create directory '" + plain + "': "));
   CHECK(error_of([&] {
           filters::make_user_filter(
-              config("pcap", {{"file", dir / "x.pcap"}, {"snaplen", std::int64_t{0}}}));
+              filter_config("pcap", {{"file", dir / "x.pcap"}, {"snaplen", std::int64_t{0}}}));
         }).find("snaplen") != std::string::npos);
 }
 
@@ -542,7 +523,7 @@ TEST_CASE("print writes one tcpdump-like line per block") {
       .id = 7, .family = filters::L3Kind::ipv4, .client_port = 1234, .server_port = 80};
   std::copy(a.begin(), a.end(), flow.client_addr.begin());
   std::copy(b.begin(), b.end(), flow.server_addr.begin());
-  const Bytes request = text_bytes("GET / HTTP/1.1\r\n");
+  const Bytes request = text("GET / HTTP/1.1\r\n");
   Block chunk;
   chunk.kind = BlockKind::stream;
   chunk.ts_ns = 12 * 3600 * kSecond + kSecond + 100'000'000;
@@ -551,7 +532,7 @@ TEST_CASE("print writes one tcpdump-like line per block") {
   CHECK(filters::user::format_block(chunk) ==
         "12:00:01.100000000 stream 7 10.0.0.1.1234 > 10.0.0.2.80 offset 0, 16 bytes "
         "\"GET / HTTP/1.1..\"");
-  const Bytes long_reply = text_bytes(std::string(100, 'z'));
+  const Bytes long_reply = text(std::string(100, 'z'));
   chunk.data = long_reply;
   chunk.direction = 1;
   chunk.stream_offset = 4096;
@@ -582,13 +563,13 @@ TEST_CASE("print writes one tcpdump-like line per block") {
   }
   std::fclose(out);
   std::free(text);
-  CHECK(filters::make_user_filter(config("print")) != nullptr);
+  CHECK(filters::make_user_filter(filter_config("print")) != nullptr);
 }
 
 TEST_CASE("file writes each stream direction at its offsets, and packets per conversation") {
   TempDir dir;
   const std::string out_dir = dir / "streams/sub";  // created if missing
-  auto sink = filters::user::make_file_sink(config("file", {{"dir", out_dir}}), 2);
+  auto sink = filters::user::make_file_sink(filter_config("file", {{"dir", out_dir}}), 2);
   NullEmitter em;
   REQUIRE(fs::is_directory(out_dir));
 
@@ -608,7 +589,7 @@ TEST_CASE("file writes each stream direction at its offsets, and packets per con
                          std::string_view text, bool end = false) {
     Block b;
     b.kind = BlockKind::stream;
-    b.data = keep.emplace_back(text_bytes(text));
+    b.data = keep.emplace_back(srl::testing::text(text));
     b.flow = &flows[flow];
     b.direction = direction;
     b.stream_offset = offset;
@@ -632,17 +613,17 @@ TEST_CASE("file writes each stream direction at its offsets, and packets per con
   const auto file = [&](std::string_view name) {
     return read_bytes(out_dir + "/" + std::string(name));
   };
-  Bytes expect = text_bytes("helloworld") + Bytes(10, 0) + text_bytes("!");
+  Bytes expect = text("helloworld") + Bytes(10, 0) + text("!");
   CHECK(file("flow-7-10.0.0.1.40000-192.0.2.80.80.c2s") == expect);
-  CHECK(file("flow-8-10.0.0.1.40001-192.0.2.80.80.c2s") == text_bytes("second flow"));
-  CHECK(file("flow-8-10.0.0.1.40001-192.0.2.80.80.s2c") == text_bytes("reply"));
-  CHECK(file("flow-9-10.0.0.1.40002-192.0.2.80.80.s2c") == text_bytes("abcdef"));
+  CHECK(file("flow-8-10.0.0.1.40001-192.0.2.80.80.c2s") == text("second flow"));
+  CHECK(file("flow-8-10.0.0.1.40001-192.0.2.80.80.s2c") == text("reply"));
+  CHECK(file("flow-9-10.0.0.1.40002-192.0.2.80.80.s2c") == text("abcdef"));
   CHECK_FALSE(fs::exists(out_dir + "/flow-9-10.0.0.1.40002-192.0.2.80.80.c2s"));
   CHECK(stat_of(sink->stats(), "files") == 4);
   CHECK(stat_of(sink->stats(), "bytes") == 11 + 11 + 5 + 6);
 
   // Packets: both directions of a conversation in one pcap file.
-  auto packets = filters::user::make_file_sink(config("file", {{"dir", out_dir}}), 2);
+  auto packets = filters::user::make_file_sink(filter_config("file", {{"dir", out_dir}}), 2);
   const Ip4 a = ip4("10.0.0.1");
   const Ip4 b = ip4("10.0.0.2");
   const std::vector<Bytes> frames = {
@@ -763,7 +744,7 @@ void feed(filters::UserFilter& sink, const std::vector<Record>& records) {
 TEST_CASE("fifo: a live libpcap reader gets every record") {
   TempDir dir;
   const std::string path = dir / "pipe";
-  auto sink = filters::make_user_filter(config("fifo", {{"path", path}}));
+  auto sink = filters::make_user_filter(filter_config("fifo", {{"path", path}}));
   struct stat st {};
   REQUIRE(::stat(path.c_str(), &st) == 0);
   CHECK(S_ISFIFO(st.st_mode));
@@ -793,7 +774,7 @@ TEST_CASE("fifo: tcpdump -r reads the pipe live") {
   }
   TempDir dir;
   const std::string path = dir / "pipe";
-  auto sink = filters::make_user_filter(config("fifo", {{"path", path}}));
+  auto sink = filters::make_user_filter(filter_config("fifo", {{"path", path}}));
   const std::string copy = dir / "copy.pcap";
   std::thread t(
       [&] { run("/usr/bin/tcpdump --nano -r " + path + " -w " + copy + " 2>/dev/null"); });
@@ -810,7 +791,7 @@ TEST_CASE("fifo: tcpdump -r reads the pipe live") {
 TEST_CASE("fifo: without a reader records are dropped and nothing blocks") {
   TempDir dir;
   const std::string path = dir / "pipe";
-  auto sink = filters::make_user_filter(config("fifo", {{"path", path}}));
+  auto sink = filters::make_user_filter(filter_config("fifo", {{"path", path}}));
   const auto start = std::chrono::steady_clock::now();
   feed(*sink, numbered_records(1000, kSecond));
   NullEmitter em;
@@ -825,14 +806,14 @@ TEST_CASE("fifo: without a reader records are dropped and nothing blocks") {
   // A FIFO that was there before stays after.
   const std::string mine = dir / "existing";
   REQUIRE(::mkfifo(mine.c_str(), 0600) == 0);
-  filters::make_user_filter(config("fifo", {{"path", mine}})).reset();
+  filters::make_user_filter(filter_config("fifo", {{"path", mine}})).reset();
   CHECK(fs::is_fifo(mine));
 }
 
 TEST_CASE("fifo: a reader that leaves is dropped, the next one gets a fresh header") {
   TempDir dir;
   const std::string path = dir / "pipe";
-  auto sink = filters::make_user_filter(config("fifo", {{"path", path}}));
+  auto sink = filters::make_user_filter(filter_config("fifo", {{"path", path}}));
   NullEmitter em;
 
   FifoReader first;
@@ -867,7 +848,7 @@ TEST_CASE("fifo: a reader that leaves is dropped, the next one gets a fresh head
 TEST_CASE("fifo: a slow reader loses whole records, never a broken stream") {
   TempDir dir;
   const std::string path = dir / "pipe";
-  auto sink = filters::user::make_fifo_sink(config("fifo", {{"path", path}}), 256 * 1024);
+  auto sink = filters::user::make_fifo_sink(filter_config("fifo", {{"path", path}}), 256 * 1024);
   FifoReader reader;
   reader.go = false;
   std::thread t([&] { reader.run(path, SIZE_MAX); });
@@ -901,7 +882,7 @@ TEST_CASE("fifo: a slow reader loses whole records, never a broken stream") {
 TEST_CASE("fifo: raw records carry length, timestamp and bytes, streams included") {
   TempDir dir;
   const std::string path = dir / "pipe";
-  auto sink = filters::make_user_filter(config("fifo", {{"path", path}, {"format", "raw"}}));
+  auto sink = filters::make_user_filter(filter_config("fifo", {{"path", path}, {"format", "raw"}}));
   Bytes got;
   std::thread t([&] {
     const int fd = ::open(path.c_str(), O_RDONLY);
@@ -919,11 +900,11 @@ TEST_CASE("fifo: raw records carry length, timestamp and bytes, streams included
   const auto records = numbered_records(3, 9 * kSecond);
   feed(*sink, records);
   filters::FlowInfo flow{.id = 3};
-  const Bytes text = text_bytes("stream bytes");
+  const Bytes stream_bytes = text("stream bytes");
   Block chunk;
   chunk.kind = BlockKind::stream;
   chunk.ts_ns = 42;
-  chunk.data = text;
+  chunk.data = stream_bytes;
   chunk.flow = &flow;
   NullEmitter em;
   sink->process(chunk, em);
@@ -937,7 +918,7 @@ TEST_CASE("fifo: raw records carry length, timestamp and bytes, streams included
   };
   for (const Record& r : records)
     add(r.ts_ns, r.bytes);
-  add(42, text);
+  add(42, stream_bytes);
   CHECK(got == expect);
   CHECK(stat_of(sink->stats(), "written") == 4);
 }

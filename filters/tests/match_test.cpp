@@ -11,6 +11,7 @@
 
 #include "packet_corpus.h"
 #include "srl/filters/user.h"
+#include "user_fixtures.h"
 
 using namespace srl;
 using namespace srl::testing;
@@ -24,22 +25,15 @@ namespace {
 
 using Verdict = std::optional<std::uint16_t>;
 
-struct Recorder final : filters::Emitter {
-  Verdict accepted;
-  std::vector<std::vector<std::uint8_t>> arena;
-  void accept(std::uint16_t cls) override { accepted = cls; }
-  void emit(const Block&, std::uint16_t) override { FAIL("match emitted a block"); }
-  std::span<std::uint8_t> allocate(std::size_t n) override { return arena.emplace_back(n); }
+// match decides; it never emits.
+struct Recorder final : RecordingEmitter {
+  Recorder() : RecordingEmitter(false) {}
 };
 
 UserFilterConfig config(std::string pattern, std::optional<std::string> flags = {}) {
-  UserFilterConfig c;
-  c.spec = filters::Catalog::builtin().find("match");
-  REQUIRE(c.spec != nullptr);
-  c.options["pattern"] = std::move(pattern);
-  if (flags) c.options["flags"] = *flags;
-  c.node_id = "n7";
-  return c;
+  std::map<std::string, OptionValue> options{{"pattern", std::move(pattern)}};
+  if (flags) options["flags"] = *flags;
+  return filter_config("match", std::move(options));
 }
 
 std::unique_ptr<UserFilter> make(std::string pattern, std::optional<std::string> flags = {}) {
@@ -47,23 +41,11 @@ std::unique_ptr<UserFilter> make(std::string pattern, std::optional<std::string>
 }
 
 std::string error_of(const UserFilterConfig& c) {
-  try {
-    filters::make_user_filter(c);
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-Bytes text(std::string_view s) {
-  return Bytes(s.begin(), s.end());
+  return config_error_of(c);
 }
 
 std::uint64_t stat(const UserFilter& f, std::string_view name) {
-  for (const auto& [k, v] : f.stats())
-    if (k == name) return v;
-  FAIL("no stat " << name);
-  return 0;
+  return stat_of(f.stats(), name);
 }
 
 Bytes udp_frame(const Bytes& payload) {

@@ -38,10 +38,6 @@ std::uint16_t internet_checksum(const Bytes& b, std::size_t from, std::size_t n)
   return static_cast<std::uint16_t>(~sum & 0xFFFFu);
 }
 
-Bytes text(std::string_view s) {
-  return Bytes(s.begin(), s.end());
-}
-
 // splitmix64: a fixed, portable sequence (std distributions are not).
 class Rng {
  public:
@@ -438,6 +434,10 @@ Bytes tcp_segment(std::uint16_t sport, std::uint16_t dport, std::uint32_t seq, s
   put16(b, 0);  // checksum
   put16(b, 0);  // urgent pointer
   return b + payload;
+}
+
+Bytes text(std::string_view s) {
+  return Bytes(s.begin(), s.end());
 }
 
 }  // namespace srl::testing

@@ -22,6 +22,8 @@ struct TestFrame {
 };
 
 Bytes operator+(Bytes a, const Bytes& b);
+// The bytes of `s` (payloads written as text).
+Bytes text(std::string_view s);
 
 // Addresses from text ("192.0.2.1", "2001:db8::1"); throws on bad text.
 Ip4 ip4(std::string_view text);

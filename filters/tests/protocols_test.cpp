@@ -14,6 +14,7 @@
 
 #include "packet_corpus.h"
 #include "srl/filters/user.h"
+#include "user_fixtures.h"
 
 using namespace srl;
 using namespace srl::testing;
@@ -28,42 +29,22 @@ namespace {
 using Verdict = std::optional<std::uint16_t>;
 constexpr std::uint64_t kSecond = 1'000'000'000;
 
-struct Recorder final : filters::Emitter {
-  Verdict accepted;
-  std::vector<std::vector<std::uint8_t>> arena;
-  void accept(std::uint16_t cls) override { accepted = cls; }
-  void emit(const Block&, std::uint16_t) override { FAIL("a protocol filter emitted a block"); }
-  std::span<std::uint8_t> allocate(std::size_t n) override { return arena.emplace_back(n); }
+// Protocol filters decide; they never emit.
+struct Recorder final : RecordingEmitter {
+  Recorder() : RecordingEmitter(false) {}
 };
 
 std::unique_ptr<UserFilter> make(std::string_view name,
                                  std::map<std::string, OptionValue> options = {}) {
-  UserFilterConfig c;
-  c.spec = filters::Catalog::builtin().find(name);
-  REQUIRE(c.spec != nullptr);
-  c.options = std::move(options);
-  c.node_id = "n7";
-  return filters::make_user_filter(c);
+  return filters::make_user_filter(filter_config(name, std::move(options)));
 }
 
 std::string error_of(std::string_view name, std::map<std::string, OptionValue> options) {
-  try {
-    make(name, std::move(options));
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-Bytes text(std::string_view s) {
-  return Bytes(s.begin(), s.end());
+  return config_error_of(filter_config(name, std::move(options)));
 }
 
 std::uint64_t stat(const UserFilter& f, std::string_view name) {
-  for (const auto& [k, v] : f.stats())
-    if (k == name) return v;
-  FAIL("no stat " << name);
-  return 0;
+  return stat_of(f.stats(), name);
 }
 
 // Packets --------------------------------------------------------------------

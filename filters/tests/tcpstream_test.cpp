@@ -30,10 +30,6 @@ constexpr std::uint8_t kSyn = tcpflag::syn, kAck = tcpflag::ack, kFin = tcpflag:
 constexpr std::uint64_t kSecond = 1'000'000'000ull;
 constexpr std::size_t kOverhead = filters::user::kHeldPieceOverhead;
 
-Bytes text(std::string_view s) {
-  return Bytes(s.begin(), s.end());
-}
-
 std::string str(std::span<const std::uint8_t> b) {
   return std::string(b.begin(), b.end());
 }

@@ -12,6 +12,7 @@
 #include "packet_corpus.h"
 #include "srl/filters/reference.h"
 #include "srl/filters/user.h"
+#include "user_fixtures.h"
 
 using namespace srl;
 using namespace srl::testing;
@@ -21,32 +22,14 @@ using filters::UserFilterConfig;
 
 namespace {
 
-// Records what a filter did with each block.
-struct Recorder final : filters::Emitter {
-  std::optional<std::uint16_t> accepted;
-  std::vector<std::pair<Block, std::uint16_t>> emitted;
-  std::vector<std::vector<std::uint8_t>> arena;
-  void accept(std::uint16_t cls) override { accepted = cls; }
-  void emit(const Block& b, std::uint16_t cls) override { emitted.emplace_back(b, cls); }
-  std::span<std::uint8_t> allocate(std::size_t n) override { return arena.emplace_back(n); }
-};
+using Recorder = RecordingEmitter;
 
 UserFilterConfig config(std::string_view name, std::map<std::string, OptionValue> options = {}) {
-  UserFilterConfig c;
-  c.spec = filters::Catalog::builtin().find(name);
-  REQUIRE(c.spec != nullptr);
-  c.options = std::move(options);
-  c.node_id = "n7";
-  return c;
+  return filter_config(name, std::move(options));
 }
 
 std::string error_of(const UserFilterConfig& c) {
-  try {
-    filters::make_user_filter(c);
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(no error)";
+  return config_error_of(c);
 }
 
 Block packet_block(const Bytes& frame, const filters::ParsedPacket& parsed) {

@@ -209,10 +209,6 @@ TEST_CASE("engine: a part that cannot run is refused with the node named") {
 
 namespace {
 
-Bytes text(std::string_view s) {
-  return Bytes(s.begin(), s.end());
-}
-
 // One HTTP connection, client 10.0.0.1:40000 -> server 10.0.0.2:80: the
 // request in two segments delivered out of order, then the response, FINs.
 std::vector<Bytes> http_connection() {

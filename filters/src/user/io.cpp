@@ -46,6 +46,23 @@ std::size_t append_pcap_record(std::vector<std::uint8_t>& out, const Block& bloc
   return caplen;
 }
 
+std::string proto_text(std::uint8_t proto) {
+  switch (proto) {
+    case 1:
+      return "icmp";
+    case 6:
+      return "tcp";
+    case 17:
+      return "udp";
+    case 58:
+      return "icmp6";
+    case kUnknownProto:
+      return "unknown-proto";
+    default:
+      return "ip-proto-" + std::to_string(proto);
+  }
+}
+
 std::string address_text(L3Kind family, const std::array<std::uint8_t, 16>& addr) {
   char text[INET6_ADDRSTRLEN] = {};
   if (family == L3Kind::ipv4)

@@ -34,6 +34,10 @@ std::size_t append_pcap_record(std::vector<std::uint8_t>& out, const Block& bloc
 // "a.b.c.d" or the canonical IPv6 text.
 std::string address_text(L3Kind family, const std::array<std::uint8_t, 16>& addr);
 
+// An IP protocol as print and file name it: "tcp", "udp", "icmp", "icmp6",
+// "unknown-proto" (255: not known), else "ip-proto-N".
+std::string proto_text(std::uint8_t proto);
+
 // The line `print` writes for a block, without the newline. Times are UTC
 // time of day with nanoseconds.
 std::string format_block(const Block& block);

@@ -39,21 +39,6 @@ constexpr std::size_t kDefaultMaxOpen = 256;
 constexpr std::size_t kPcapFlushAt = 16 * 1024;
 constexpr std::uint32_t kSnaplen = kMaxSnaplen;
 
-std::string proto_text(std::uint8_t proto) {
-  switch (proto) {
-    case 1:
-      return "icmp";
-    case 6:
-      return "tcp";
-    case 17:
-      return "udp";
-    case 58:
-      return "icmp6";
-    default:
-      return "ip-proto-" + std::to_string(proto);
-  }
-}
-
 template <typename T>
 void append_raw(std::string& key, const T& value) {
   key.append(reinterpret_cast<const char*>(&value), sizeof value);

@@ -3,21 +3,21 @@
 // forever.
 //
 // One record is always read ahead (the "head"), so that done() and
-// next_due_ns() are exact. A classic pcap file is mapped into memory and
-// read in place: blocks point into the mapping, so a record is never copied
-// (reading it through stdio costs two copies, and they are most of what a
-// capture-to-capture job does). pcapng, and anything the mapped reader does
-// not take, goes through libpcap, whose record data is valid only until the
-// next pcap_next_ex(): those blocks are copied into a buffer reused per poll.
+// next_due_ns() are exact. A classic pcap file is read in 1 MiB chunks and
+// used in place: blocks point into the chunk, which is refilled only at the
+// start of a poll (when the previous poll's blocks are dead), so a record is
+// never copied in userspace. pcapng, and anything that reader does not take,
+// goes through libpcap, whose record data is valid only until the next
+// pcap_next_ex(): those blocks are copied into a buffer reused per poll.
 //
 // Every pass reopens the file and replays the recorded timestamps as they
 // are; with a replay speed, a pass starts when the previous one's last
 // block was due.
 #include <fcntl.h>
 #include <pcap/pcap.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cstring>
@@ -55,86 +55,132 @@ PcapHandle open_capture(const std::string& path, std::string& error) {
   return p;
 }
 
-// A classic pcap file (either byte order, µs or ns), mapped read-only.
-class MappedPcap {
+// A classic pcap file (either byte order, µs or ns), read in large chunks
+// (two, alternating) that records are then used from in place. The chunk is
+// sized to stay in cache: the kernel's copy streams the file, and the
+// records are hot when the filters look at them (reading them from a
+// mapping instead stalls on every record header: the next record's place
+// depends on the previous one's length).
+class BufferedPcap {
  public:
-  // Null when the file is not a classic Ethernet pcap that can be mapped:
-  // the caller falls back to libpcap, which also words the errors.
-  static std::unique_ptr<MappedPcap> open(const std::string& path) {
+  enum class Next : std::uint8_t { record, need_more, end, truncated };
+
+  // Null when the file is not a classic Ethernet pcap: the caller falls back
+  // to libpcap, which also words the errors.
+  static std::unique_ptr<BufferedPcap> open(const std::string& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return nullptr;
-    struct stat st {};
-    void* base = MAP_FAILED;
-    if (fstat(fd, &st) == 0 && st.st_size >= 24)
-      base = mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
-    ::close(fd);
-    if (base == MAP_FAILED) return nullptr;
-    std::unique_ptr<MappedPcap> m(new MappedPcap(static_cast<const std::uint8_t*>(base),
-                                                 static_cast<std::size_t>(st.st_size)));
+    std::unique_ptr<BufferedPcap> r(new BufferedPcap(fd));
+    std::uint8_t header[24];
+    if (pread(fd, header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) return nullptr;
     std::uint32_t magic = 0;
-    std::memcpy(&magic, m->base_, 4);
+    std::memcpy(&magic, header, 4);
     switch (magic) {
       case 0xa1b2c3d4:
         break;
       case 0xa1b23c4d:
-        m->nano_ = true;
+        r->nano_ = true;
         break;
       case 0xd4c3b2a1:
-        m->swapped_ = true;
+        r->swapped_ = true;
         break;
       case 0x4d3cb2a1:
-        m->swapped_ = m->nano_ = true;
+        r->swapped_ = r->nano_ = true;
         break;
       default:
         return nullptr;  // pcapng or not a capture
     }
-    if (m->u32(20) != DLT_EN10MB) return nullptr;
-    madvise(const_cast<std::uint8_t*>(m->base_), m->size_, MADV_SEQUENTIAL);
-    m->rewind();
-    return m;
+    if (r->u32(header + 20) != DLT_EN10MB) return nullptr;
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    r->rewind();
+    return r;
   }
-  ~MappedPcap() { munmap(const_cast<std::uint8_t*>(base_), size_); }
-  MappedPcap(const MappedPcap&) = delete;
-  MappedPcap& operator=(const MappedPcap&) = delete;
+  ~BufferedPcap() { ::close(fd_); }
+  BufferedPcap(const BufferedPcap&) = delete;
+  BufferedPcap& operator=(const BufferedPcap&) = delete;
 
-  void rewind() { at_ = 24; }
+  void rewind() {
+    if (whole_) {
+      // The whole file is in the current chunk: replay it from there.
+      begin_ = 0;
+      end_ = whole_end_;
+      return;
+    }
+    file_at_ = 24;
+    begin_ = end_ = 0;
+    eof_ = false;
+  }
 
-  // The next record, valid while this object lives; false at the end and,
-  // with `truncated` set, when a record is cut short.
-  bool next(const std::uint8_t*& data, std::uint32_t& caplen, std::uint32_t& len,
-            std::uint64_t& ts_ns, bool& truncated) {
-    truncated = false;
-    if (at_ == size_) return false;
-    if (size_ - at_ < 16) {
-      truncated = true;
-      return false;
+  // Moves the unread tail into the other chunk and reads on there: records
+  // handed out from the current chunk stay valid until the refill after
+  // this one.
+  void refill() {
+    const std::vector<std::uint8_t>& from = chunks_[current_];
+    std::vector<std::uint8_t>& to = chunks_[1 - current_];
+    if (end_ > begin_) std::memcpy(to.data(), from.data() + begin_, end_ - begin_);
+    current_ = 1 - current_;
+    end_ -= begin_;
+    begin_ = 0;
+    const bool from_start = file_at_ == 24 && end_ == 0;
+    while (!eof_ && end_ < to.size()) {
+      const ssize_t got =
+          pread(fd_, to.data() + end_, to.size() - end_, static_cast<off_t>(file_at_));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        eof_ = true;
+        errors_ += got < 0;
+        break;
+      }
+      end_ += static_cast<std::size_t>(got);
+      file_at_ += static_cast<std::size_t>(got);
     }
-    const std::uint64_t sec = u32(at_), frac = u32(at_ + 4);
-    caplen = u32(at_ + 8);
-    len = u32(at_ + 12);
-    if (caplen > size_ - at_ - 16 || caplen > 0x40000) {
-      truncated = true;
-      return false;
+    if (from_start && eof_ && errors_ == 0) {
+      whole_ = true;
+      whole_end_ = end_;
     }
-    data = base_ + at_ + 16;
+  }
+
+  // The next record, valid until refill() or rewind().
+  Next next(const std::uint8_t*& data, std::uint32_t& caplen, std::uint32_t& len,
+            std::uint64_t& ts_ns) {
+    const std::size_t left = end_ - begin_;
+    if (left < 16) return eof_ ? (left == 0 ? Next::end : Next::truncated) : Next::need_more;
+    const std::uint8_t* h = chunks_[current_].data() + begin_;
+    caplen = u32(h + 8);
+    if (caplen > kMaxRecord) return Next::truncated;
+    if (left - 16 < caplen) return eof_ ? Next::truncated : Next::need_more;
+    const std::uint64_t sec = u32(h), frac = u32(h + 4);
+    len = u32(h + 12);
+    data = h + 16;
     ts_ns = sec * 1'000'000'000 + (nano_ ? frac : frac * 1000);
-    at_ += 16 + caplen;
-    return true;
+    begin_ += 16 + caplen;
+    return Next::record;
   }
+
+  std::uint64_t errors() const { return errors_; }
 
  private:
-  MappedPcap(const std::uint8_t* base, std::size_t size) : base_(base), size_(size) {}
-  std::uint32_t u32(std::size_t at) const {
+  static constexpr std::size_t kMaxRecord = 0x40000;  // libpcap's largest snaplen
+  static constexpr std::size_t kChunk = std::size_t{1} << 20;
+  explicit BufferedPcap(int fd)
+      : fd_(fd), chunks_{std::vector<std::uint8_t>(kChunk), std::vector<std::uint8_t>(kChunk)} {}
+  std::uint32_t u32(const std::uint8_t* at) const {
     std::uint32_t v = 0;
-    std::memcpy(&v, base_ + at, 4);
+    std::memcpy(&v, at, 4);
     return swapped_ ? __builtin_bswap32(v) : v;
   }
 
-  const std::uint8_t* base_;
-  std::size_t size_;
-  std::size_t at_ = 24;
+  int fd_;
+  std::vector<std::uint8_t> chunks_[2];
+  std::size_t current_ = 0;
+  std::size_t begin_ = 0, end_ = 0;  // unread bytes of the current chunk
+  std::size_t file_at_ = 24;         // file offset of the current chunk's end_
+  bool eof_ = false;
+  bool whole_ = false;  // the file fits in one chunk, which holds it all
+  std::size_t whole_end_ = 0;
   bool swapped_ = false;
   bool nano_ = false;
+  std::uint64_t errors_ = 0;
 };
 
 class PcapIn final : public UserSource {
@@ -146,13 +192,17 @@ class PcapIn final : public UserSource {
     // is then read through a mapping instead.
     pcap_ = open_capture(path_, error);
     if (!pcap_) config_error(config, error);
-    mapped_ = MappedPcap::open(path_);
-    if (mapped_) pcap_.reset();
+    chunked_ = BufferedPcap::open(path_);
+    if (chunked_) pcap_.reset();
     buffer_.resize(64 * 2048);
     read_head();
   }
 
   std::size_t poll(std::span<Block> out, std::uint64_t now_ns) override {
+    // One refill per poll: a second would overwrite the chunk that this
+    // poll's first blocks point into.
+    refills_left_ = 1;
+    if (need_more_) read_head();
     if (out.empty() || head_data_ == nullptr) return 0;
     if (!anchored_) {
       anchor_ns_ = now_ns;
@@ -172,8 +222,8 @@ class PcapIn final : public UserSource {
       const std::size_t caplen = head_caplen_;
       Block& b = out[n];
       b = Block{};
-      if (mapped_) {
-        b.data = {head_data_, caplen};  // in the mapping: no copy
+      if (chunked_) {
+        b.data = {head_data_, caplen};  // in the chunk: no copy
       } else {
         if (buffer_.size() - used < caplen)
           buffer_.resize(std::max(buffer_.size() * 2, used + caplen));
@@ -192,22 +242,23 @@ class PcapIn final : public UserSource {
     }
     // The buffer no longer moves: point the blocks into it.
     for (std::size_t i = 0; i < n; ++i) {
-      if (!mapped_) out[i].data = {buffer_.data() + offsets_[i], parsed_[i].len};
+      if (!chunked_) out[i].data = {buffer_.data() + offsets_[i], parsed_[i].len};
       out[i].parsed = &parsed_[i];
     }
     return n;
   }
 
-  bool done() const override { return head_data_ == nullptr; }
+  bool done() const override { return head_data_ == nullptr && !need_more_; }
 
   std::uint64_t next_due_ns() const override {
-    if (speed_ == 0 || head_data_ == nullptr || !anchored_) return 0;
+    if (speed_ == 0 || head_data_ == nullptr || !anchored_) return 0;  // also: chunk to refill
     return head_due_ns();
   }
 
   FilterStats stats() const override {
     FilterStats s{{"packets", packets_}, {"bytes", bytes_}, {"passes", passes_}};
-    if (read_errors_ != 0) s.emplace_back("read_errors", read_errors_);
+    const std::uint64_t errors = read_errors_ + (chunked_ ? chunked_->errors() : 0);
+    if (errors != 0) s.emplace_back("read_errors", errors);
     return s;
   }
 
@@ -221,12 +272,13 @@ class PcapIn final : public UserSource {
   // end of the file; leaves the head empty when there is none.
   void read_head() {
     head_data_ = nullptr;
-    while (mapped_ && !mapped_done_) {
+    need_more_ = false;
+    while (chunked_ && !chunked_done_) {
       const std::uint8_t* data = nullptr;
       std::uint32_t caplen = 0, len = 0;
       std::uint64_t ts = 0;
-      bool truncated = false;
-      if (mapped_->next(data, caplen, len, ts, truncated)) {
+      const auto next = chunked_->next(data, caplen, len, ts);
+      if (next == BufferedPcap::Next::record) {
         head_data_ = data;
         head_caplen_ = caplen;
         head_wire_len_ = len;
@@ -237,14 +289,22 @@ class PcapIn final : public UserSource {
         }
         return;
       }
-      if (truncated) ++read_errors_;
-      ++passes_;
-      if ((loop_ != 0 && passes_ >= loop_) || pass_records_ == 0) {
-        // The mapping stays: the blocks of the last poll point into it.
-        mapped_done_ = true;
+      if (next == BufferedPcap::Next::need_more) {
+        if (refills_left_ > 0) {
+          --refills_left_;
+          chunked_->refill();
+          continue;
+        }
+        need_more_ = true;  // at the next poll
         return;
       }
-      mapped_->rewind();
+      if (next == BufferedPcap::Next::truncated) ++read_errors_;
+      ++passes_;
+      if ((loop_ != 0 && passes_ >= loop_) || pass_records_ == 0) {
+        chunked_done_ = true;
+        return;
+      }
+      chunked_->rewind();
       pass_records_ = 0;
     }
     while (pcap_) {
@@ -281,8 +341,10 @@ class PcapIn final : public UserSource {
   std::uint64_t loop_;
   std::uint64_t speed_;
   PcapHandle pcap_;
-  std::unique_ptr<MappedPcap> mapped_;  // instead of pcap_ for classic pcap
-  bool mapped_done_ = false;
+  std::unique_ptr<BufferedPcap> chunked_;  // instead of pcap_ for classic pcap
+  bool chunked_done_ = false;
+  bool need_more_ = false;  // the head is in the part of the file not read yet
+  int refills_left_ = 1;
 
   // The record read ahead; head_data_ points into libpcap's buffer.
   const u_char* head_data_ = nullptr;

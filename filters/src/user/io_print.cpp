@@ -39,23 +39,6 @@ void append_time(std::string& line, std::uint64_t ts_ns) {
                 s % 60, ts_ns % 1'000'000'000);
 }
 
-std::string proto_name(std::uint8_t proto) {
-  switch (proto) {
-    case 1:
-      return "icmp";
-    case 6:
-      return "tcp";
-    case 17:
-      return "udp";
-    case 58:
-      return "icmp6";
-    case kUnknownProto:
-      return "unknown-proto";
-    default:
-      return "ip-proto-" + std::to_string(proto);
-  }
-}
-
 // tcpdump's letters and order.
 std::string tcp_flags_text(std::uint8_t flags) {
   static constexpr std::pair<std::uint8_t, char> kLetters[] = {
@@ -145,14 +128,14 @@ void append_ip(std::string& line, const ParsedPacket& p, std::span<const std::ui
       append_format(line, "type %u code %u", unsigned{type}, unsigned{f[p.l4_offset + 1]});
     append_format(line, ", length %" PRIu64, after(p.l4_offset));
   } else if (p.non_first_fragment) {
-    append_format(line, "%s fragment, length %" PRIu64, proto_name(p.l4_proto).c_str(),
+    append_format(line, "%s fragment, length %" PRIu64, proto_text(p.l4_proto).c_str(),
                   after(p.l4_offset));
   } else if (p.l4_proto == 6 || p.l4_proto == 17 || p.l4_proto == 1 || p.l4_proto == 58) {
     // A known protocol whose header was cut short.
-    append_format(line, "%s truncated, length %" PRIu64, proto_name(p.l4_proto).c_str(),
+    append_format(line, "%s truncated, length %" PRIu64, proto_text(p.l4_proto).c_str(),
                   after(p.l4_offset));
   } else {
-    append_format(line, "%s %" PRIu64, proto_name(p.l4_proto).c_str(), after(p.l4_offset));
+    append_format(line, "%s %" PRIu64, proto_text(p.l4_proto).c_str(), after(p.l4_offset));
   }
 }
 

@@ -27,6 +27,7 @@ class HeaderFilter final : public UserFilter {
   void process(const Block& block, Emitter& out) override {
     Verdict v;
     if (block.kind == BlockKind::packet) {
+      // The hot path: headers parsed once by whoever made the block.
       v = block.parsed ? ref_->process(*block.parsed, block.data, block.ts_ns)
                        : ref_->process(parse_packet(block.data), block.data, block.ts_ns);
     } else {
@@ -67,8 +68,14 @@ std::span<const std::uint8_t> l4_payload(const ParsedPacket& p,
 
 std::span<const std::uint8_t> payload_of(const Block& block) {
   if (block.kind == BlockKind::stream) return block.data;
-  if (block.parsed) return l4_payload(*block.parsed, block.data);
-  return l4_payload(parse_packet(block.data), block.data);
+  ParsedPacket scratch;
+  return l4_payload(headers_of(block, scratch), block.data);
+}
+
+const ParsedPacket& headers_of(const Block& block, ParsedPacket& scratch) {
+  if (block.parsed != nullptr) return *block.parsed;
+  scratch = parse_packet(block.data);
+  return scratch;
 }
 
 namespace user {

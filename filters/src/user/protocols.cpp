@@ -159,11 +159,7 @@ class DetectFilter final : public UserFilter {
       offset = block.stream_offset;
     } else {
       ParsedPacket local;
-      const ParsedPacket* p = block.parsed;
-      if (p == nullptr) {
-        local = parse_packet(block.data);
-        p = &local;
-      }
+      const ParsedPacket* p = &headers_of(block, local);
       if (p->l4 != L4Kind::tcp) return;
       payload = l4_payload(*p, block.data);
       std::tie(key, side) = packet_key(*p);
@@ -742,11 +738,7 @@ class DnsFilter final : public UserFilter {
       payload = block.data;
     } else {
       ParsedPacket local;
-      const ParsedPacket* p = block.parsed;
-      if (p == nullptr) {
-        local = parse_packet(block.data);
-        p = &local;
-      }
+      const ParsedPacket* p = &headers_of(block, local);
       if (p->l4 != L4Kind::tcp && p->l4 != L4Kind::udp) return;
       length_prefix = p->l4 == L4Kind::tcp;
       payload = l4_payload(*p, block.data);

@@ -221,11 +221,7 @@ class TcpStream final : public UserFilter {
   void process(const Block& block, Emitter& out) override {
     if (block.kind != BlockKind::packet) return;
     ParsedPacket local;
-    const ParsedPacket* p = block.parsed;
-    if (p == nullptr) {
-      local = parse_packet(block.data);
-      p = &local;
-    }
+    const ParsedPacket* p = &headers_of(block, local);
     if (p->l4 != L4Kind::tcp) return;
     Segment s;
     if (!read_segment(*p, block.data, s)) {

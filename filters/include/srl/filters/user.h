@@ -69,6 +69,9 @@ struct Block {
 std::span<const std::uint8_t> l4_payload(const ParsedPacket& packet,
                                          std::span<const std::uint8_t> frame);
 std::span<const std::uint8_t> payload_of(const Block& block);
+// A packet's parsed headers: its own, or parsed into `scratch` when whoever
+// made the block left them out.
+const ParsedPacket& headers_of(const Block& block, ParsedPacket& scratch);
 
 // Where a filter puts its decision and its new blocks.
 class Emitter {
