@@ -7,49 +7,11 @@
 # Usage: srl_run_test.sh SRL
 set -uo pipefail
 srl=$(realpath "$1")
-[[ $(id -u) -eq 0 ]] || { echo "skipped: needs root"; exit 77; }
-
-id=$$
-a=srl-a-$id b=srl-b-$id
-tmp=$(mktemp -d)
-bpffs=$tmp/bpffs
-passed=0 failed=0
-cleanup() {
-  ip netns del "$a" 2>/dev/null
-  ip netns del "$b" 2>/dev/null
-  umount "$bpffs" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-ok() { passed=$((passed + 1)); echo "ok: $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-
-ip netns add "$a" && ip netns add "$b" || { echo "cannot create namespaces" >&2; exit 1; }
-ip link add va netns "$a" type veth peer name vb netns "$b"
-ip -n "$a" addr add 10.77.0.1/24 dev va
-ip -n "$b" addr add 10.77.0.2/24 dev vb
-for ns in "$a" "$b"; do
-  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-  ip -n "$ns" link set lo up
-done
-ip -n "$a" link set va up
-ip -n "$b" link set vb up
+. "$(dirname "$0")/lib.sh" srl
+make_hosts
 # Resolve ARP first, so that the counted run sees only the test's datagrams.
 ip netns exec "$a" ping -c 1 -W 2 10.77.0.2 >/dev/null || { echo "no connectivity" >&2; exit 1; }
-mkdir -p "$bpffs" && mount -t bpf bpf "$bpffs"
 
-# Ids of srl programs and maps that exist now. Other processes on the
-# machine may hold their own, so the test compares against a snapshot taken
-# before each step instead of expecting none.
-srl_objects() {
-  { bpftool prog show 2>/dev/null | awk -F: '/name srl_/ {print "prog " $1}'
-    bpftool map show 2>/dev/null | awk -F: '/name srl_/ {print "map " $1}'; } | sort
-}
-snapshot() { srl_objects >"$tmp/before"; }
-# Output is captured before matching: with pipefail, `tc ... | grep -q` fails
-# whenever grep exits before tc's next flushed line (SIGPIPE).
-xdp_attached() { [[ $(ip -n "$b" link show vb) == *xdp* ]]; }
-tc_attached() { [[ $(tc -n "$b" filter show dev vb ingress 2>/dev/null) == *bpf* ]]; }
 hooked() { xdp_attached || tc_attached; }
 wait_attached() {  # up to 10 s
   for _ in $(seq 100); do hooked && return 0; sleep 0.1; done
@@ -76,13 +38,7 @@ nothing_left() {  # WHAT
   tc_attached && left+=" tc-filter-on-vb"
   [[ $(tc -n "$b" qdisc show dev vb) == *clsact* ]] && left+=" clsact-qdisc"
   local new
-  # The kernel frees programs and maps after an RCU grace period: give
-  # released objects up to 3 s to go.
-  for _ in $(seq 30); do
-    new=$(srl_objects | comm -13 "$tmp/before" - | tr '\n' ' ')
-    [[ -z $new ]] && break
-    sleep 0.1
-  done
+  new=$(new_objects 3)
   [[ -z $new ]] || left+=" ($new)"
   [[ -z $(ls -A "$bpffs/srl/run" 2>/dev/null) ]] || left+=" pins"
   [[ -z $left ]] && ok "$1: nothing left" || fail "$1: left behind:$left"
@@ -151,5 +107,4 @@ ip netns exec "$b" "$srl" run --dev vb --hook tc --duration 1 --bpffs "$bpffs" -
   || fail "TC with a userspace part: $(cat "$tmp/err")"
 nothing_left "refused request"
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+summary

@@ -10,23 +10,8 @@
 # Usage: srl_user_test.sh SRL
 set -uo pipefail
 srl=$(realpath "$1")
-[[ $(id -u) -eq 0 ]] || { echo "skipped: needs root"; exit 77; }
+. "$(dirname "$0")/lib.sh" srl-u
 command -v tcpdump >/dev/null || { echo "skipped: needs tcpdump"; exit 77; }
-
-id=$$
-a=srl-ua-$id b=srl-ub-$id
-tmp=$(mktemp -d)
-bpffs=$tmp/bpffs
-passed=0 failed=0
-cleanup() {
-  ip netns del "$a" 2>/dev/null
-  ip netns del "$b" 2>/dev/null
-  umount "$bpffs" 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-ok() { passed=$((passed + 1)); echo "ok: $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
 
 # Frames: TCP to port 80 and 81 and UDP to 80, each from its own ephemeral
 # port, as Ethernet/IPv4. `frames N80 N81 NUDP` prints them hex-encoded.
@@ -116,28 +101,15 @@ rc=$?
   || fail "pcapin missing file: exit $rc: $(cat "$tmp/err")"
 
 # 2. Live: the kernel selects, AF_XDP carries, userspace writes.
-ip netns add "$a" && ip netns add "$b" || { echo "cannot create namespaces" >&2; exit 1; }
-ip link add va netns "$a" type veth peer name vb netns "$b"
-for ns in "$a" "$b"; do
-  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-  ip -n "$ns" link set lo up
-done
-ip -n "$a" link set va up
-ip -n "$b" link set vb up
-mkdir -p "$bpffs" && mount -t bpf bpf "$bpffs"
+make_hosts
 mac=$(ip -n "$b" -br link show vb | awk '{print $3}')
 
-srl_objects() {
-  { bpftool prog show 2>/dev/null | awk -F: '/name srl_/ {print "prog " $1}'
-    bpftool map show 2>/dev/null | awk -F: '/name srl_/ {print "map " $1}'; } | sort
-}
-xdp_attached() { [[ $(ip -n "$b" link show vb) == *xdp* ]]; }
 wait_for() {  # FILE PATTERN: up to 10 s for the run to report it
   for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
   return 1
 }
 for hook in xdp auto; do
-  srl_objects >"$tmp/before"
+  snapshot
   out=$tmp/live-$hook.pcap
   ip netns exec "$b" "$srl" run --dev vb --hook "$hook" --xdp-mode generic --duration 6 \
     --bpffs "$bpffs" -j -e "(tcp) > (port, which=dst) 80> (pcap, file=\"$out\")" \
@@ -157,16 +129,8 @@ for hook in xdp auto; do
     fail "live $hook: no AF_XDP socket reported: $(cat "$tmp/err")"
   fi
   xdp_attached && fail "live $hook: XDP left on vb" || ok "live $hook: hook removed"
-  # Released programs and maps go after an RCU grace period, AF_XDP sockets
-  # after their deferred teardown: give them up to 10 s.
-  new=""
-  for _ in $(seq 100); do
-    new=$(srl_objects | comm -13 "$tmp/before" - | tr '\n' ' ')
-    [[ -z $new ]] && break
-    sleep 0.1
-  done
+  new=$(new_objects 10)
   [[ -z $new ]] && ok "live $hook: no program or map left" || fail "live $hook: left: $new"
 done
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+summary

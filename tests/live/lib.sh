@@ -1,0 +1,67 @@
+# Shared by the live tests: two test hosts (network namespaces $a and $b
+# joined by a veth pair va/vb), a bpffs of their own, pass/fail counting,
+# and the srl BPF objects that exist. Source it after setting `srl`; it
+# skips (exit 77) without root, and removes everything on exit.
+# Usage: . lib.sh PREFIX    (namespaces PREFIX-a-PID and PREFIX-b-PID)
+
+[[ $(id -u) -eq 0 ]] || { echo "skipped: needs root"; exit 77; }
+
+a=$1-a-$$ b=$1-b-$$
+tmp=$(mktemp -d)
+bpffs=$tmp/bpffs
+passed=0 failed=0
+cleanup() {
+  ip netns del "$a" 2>/dev/null
+  ip netns del "$b" 2>/dev/null
+  umount "$bpffs" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+ok() { passed=$((passed + 1)); echo "ok: $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+summary() {  # the last command of a test: its status
+  echo "$passed passed, $failed failed"
+  [[ $failed -eq 0 ]]
+}
+
+# va (10.77.0.1) in $a, vb (10.77.0.2) in $b, IPv6 off so that no stray
+# neighbour discovery reaches a counted run; a bpffs mounted at $bpffs.
+make_hosts() {
+  ip netns add "$a" && ip netns add "$b" || { echo "cannot create namespaces" >&2; exit 1; }
+  ip link add va netns "$a" type veth peer name vb netns "$b"
+  ip -n "$a" addr add 10.77.0.1/24 dev va
+  ip -n "$b" addr add 10.77.0.2/24 dev vb
+  for ns in "$a" "$b"; do
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    ip -n "$ns" link set lo up
+  done
+  ip -n "$a" link set va up
+  ip -n "$b" link set vb up
+  mkdir -p "$bpffs" && mount -t bpf bpf "$bpffs"
+}
+
+# Ids of srl programs and maps that exist now. Other processes on the
+# machine may hold their own, so tests compare against a snapshot taken
+# before each step instead of expecting none.
+srl_objects() {
+  { bpftool prog show 2>/dev/null | awk -F: '/name srl_/ {print "prog " $1}'
+    bpftool map show 2>/dev/null | awk -F: '/name srl_/ {print "map " $1}'; } | sort
+}
+snapshot() { srl_objects >"$tmp/before"; }
+# srl objects made since the snapshot and still there after up to SECONDS
+# (released programs and maps go after an RCU grace period, AF_XDP sockets
+# after their deferred teardown).
+new_objects() {  # SECONDS
+  local new=""
+  for _ in $(seq $(($1 * 10))); do
+    new=$(srl_objects | comm -13 "$tmp/before" - | tr '\n' ' ')
+    [[ -z $new ]] && break
+    sleep 0.1
+  done
+  echo "$new"
+}
+
+# Output is captured before matching: with pipefail, `tc ... | grep -q` fails
+# whenever grep exits before tc's next flushed line (SIGPIPE).
+xdp_attached() { [[ $(ip -n "$b" link show vb) == *xdp* ]]; }
+tc_attached() { [[ $(tc -n "$b" filter show dev vb ingress 2>/dev/null) == *bpf* ]]; }
