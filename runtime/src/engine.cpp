@@ -57,6 +57,10 @@ struct NodeSpec {
   bool classifying = false;      // can accept with a class other than 0
   bool dedupe = false;           // several inputs: a block may arrive more than once
   bool one_plain_child = false;  // the common chain link: `A > B`
+  // The only child, when it has no other input and runs by direct call
+  // right after this node, block by block (Click-style push), with no inbox
+  // in between: a chain of single-input filters costs a call per link.
+  std::uint32_t fused_child = kNoNode;
 };
 
 struct EntrySpec {
@@ -71,6 +75,31 @@ struct Item {
   std::uint16_t input;
   std::uint16_t cls;  // the upstream class (0 through `!>`)
   bool classifying;   // delivered through an accepting edge of a classifying filter
+};
+
+// A node's inbox for the current batch: pushes are the engine's most
+// frequent operation (one per block per edge), so the fast path is an
+// inline store; it grows only when transforms emit beyond the batch size.
+class Inbox {
+ public:
+  void push(const Item& item) {
+    if (count_ == items_.size()) [[unlikely]]
+      items_.resize(std::max<std::size_t>(64, 2 * items_.size()));
+    items_[count_++] = item;
+  }
+  void reserve(std::size_t n) {
+    if (items_.size() < n) items_.resize(n);
+  }
+  std::size_t size() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  void clear() { count_ = 0; }
+  const Item& operator[](std::size_t i) const { return items_[i]; }
+  const Item* begin() const { return items_.data(); }
+  const Item* end() const { return items_.data() + count_; }
+
+ private:
+  std::vector<Item> items_;
+  std::size_t count_ = 0;
 };
 
 struct Counter {
@@ -143,6 +172,21 @@ struct Engine::Impl {
     bool accepted_ = false, emitted_ = false;
     std::uint16_t cls_ = 0;
 
+    // A fused child runs while its parent may still be inside process()
+    // (it emitted): the parent's state is kept across.
+    struct State {
+      std::uint32_t node;
+      bool accepted, emitted;
+      std::uint16_t cls;
+    };
+    State save() const { return {node_, accepted_, emitted_, cls_}; }
+    void restore(const State& st) {
+      node_ = st.node;
+      accepted_ = st.accepted;
+      emitted_ = st.emitted;
+      cls_ = st.cls;
+    }
+
    private:
     Worker& w_;
   };
@@ -151,7 +195,7 @@ struct Engine::Impl {
     Impl* engine = nullptr;
     std::vector<filters::UserFilter*> filters;  // per node; null for synthetic and sources
     std::vector<std::unique_ptr<filters::UserFilter>> owned;
-    std::vector<std::vector<Item>> inbox;
+    std::vector<Inbox> inbox;
     std::unique_ptr<Counter[]> counters;
     // The batch's blocks: those from the input, then those filters emitted.
     // Emitted ones go in a deque so that a filter emitting while it holds a
@@ -220,17 +264,43 @@ struct Engine::Impl {
   inline void deliver(Worker& w, std::uint32_t node, std::uint32_t block, bool accepted,
                       std::uint16_t cls) {
     const NodeSpec& spec = nodes[node];
+    if (spec.fused_child != kNoNode) {
+      if (spec.children[0].takes(accepted, cls)) run_block(w, spec.fused_child, block);
+      return;
+    }
     if (spec.one_plain_child) {
       if (accepted)
-        w.inbox[spec.children[0].node].push_back(
-            {block, spec.children[0].input, cls, spec.classifying});
+        w.inbox[spec.children[0].node].push({block, spec.children[0].input, cls, spec.classifying});
       return;
     }
     const bool classifying = accepted && spec.classifying;
     for (const Child& c : spec.children)
       if (c.takes(accepted, cls))
-        w.inbox[c.node].push_back(
+        w.inbox[c.node].push(
             {block, c.input, accepted ? cls : std::uint16_t{0}, classifying && !c.rejected});
+  }
+
+  // One block through filter node `n` (not synthetic), then on to its
+  // children.
+  void run_block(Worker& w, std::uint32_t n, std::uint32_t b) {
+    const NodeSpec& spec = nodes[n];
+    filters::UserFilter* f = shared[n] ? shared[n]->filter.get() : w.filters[n];
+    Counter& ctr = w.counters[n];
+    const Block& block = w.block(b);
+    Counter::add(ctr.blocks, 1);
+    Counter::add(ctr.bytes, block.data.size());
+    const auto saved = w.emitter.save();
+    w.emitter.begin(n);
+    f->process(block, w.emitter);
+    const bool accepted = w.emitter.accepted_, emitted = w.emitter.emitted_;
+    const std::uint16_t cls = w.emitter.cls_;
+    w.emitter.restore(saved);
+    if (accepted) {
+      Counter::add(ctr.accepted, 1);
+      deliver(w, n, b, true, cls);
+    } else if (!emitted && spec.kind == Kind::filter) {
+      deliver(w, n, b, false, 0);
+    }
   }
 
   enum class Phase : std::uint8_t { blocks, tick, finish };
@@ -260,7 +330,6 @@ struct Engine::Impl {
             // batch lock keeps out.
             if (workers.size() > 1) guard = std::unique_lock(shared[n]->lock);
           }
-          std::uint64_t blocks = 0, bytes = 0;
           const bool dedupe = spec.dedupe;
           for (std::size_t i = 0; i < inbox.size(); ++i) {
             const std::uint32_t b = inbox[i].block;
@@ -268,17 +337,7 @@ struct Engine::Impl {
               if (w.mark[b] == me) continue;  // reached through several edges: once
               w.mark[b] = me;
             }
-            const Block& block = w.block(b);
-            ++blocks;
-            bytes += block.data.size();
-            w.emitter.begin(n);
-            f->process(block, w.emitter);
-            if (w.emitter.accepted_) {
-              Counter::add(ctr.accepted, 1);
-              deliver(w, n, b, true, w.emitter.cls_);
-            } else if (!w.emitter.emitted_ && spec.kind == Kind::filter) {
-              deliver(w, n, b, false, 0);
-            }
+            run_block(w, n, b);
           }
           if (hooks) {
             w.emitter.begin(n);
@@ -287,8 +346,6 @@ struct Engine::Impl {
             else
               f->finish(w.emitter);
           }
-          Counter::add(ctr.blocks, blocks);
-          Counter::add(ctr.bytes, bytes);
           break;
         }
         case Kind::union_node:
@@ -365,7 +422,7 @@ struct Engine::Impl {
           Counter::add(ctr.accepted, 1);
           deliver(w, entry.node, b, true, 0);
         } else {
-          w.inbox[entry.node].push_back({b, entry.input, 0, false});
+          w.inbox[entry.node].push({b, entry.input, 0, false});
         }
       }
     }
@@ -657,6 +714,25 @@ Engine::Engine(const compiler::RequestDag& dag, const std::vector<bool>& in_user
       m.nodes[i].children.push_back(
           {index[to], *input_index(v, to), sel.plain(), sel.rejected, sel});
     }
+  }
+
+  // Chain links to fuse: the only child of a node, with no other input and
+  // no entry, that runs a filter; shared filters only with one worker (with
+  // more, their calls take a lock once per batch instead).
+  std::vector<bool> entered(m.nodes.size(), false);
+  for (const auto& e : entries) {
+    const auto to = dag.find(e.to);
+    if (to && index[*to] != kNoNode) entered[index[*to]] = true;
+  }
+  for (auto& node : m.nodes) {
+    node.one_plain_child = node.children.size() == 1 && node.children[0].plain;
+    if (node.children.size() != 1) continue;
+    const std::uint32_t c = node.children[0].node;
+    const NodeSpec& child = m.nodes[c];
+    const bool runs =
+        child.kind == Kind::filter || child.kind == Kind::transform || child.kind == Kind::sink;
+    const bool lockless = !child.shared || m.options.workers == 1;
+    if (runs && lockless && child.input_classifies.size() == 1 && !entered[c]) node.fused_child = c;
   }
 
   // Entries: the caller's (kernel exits), then one per userspace source.
