@@ -161,7 +161,7 @@ class BufferedPcap {
 
  private:
   static constexpr std::size_t kMaxRecord = 0x40000;  // libpcap's largest snaplen
-  static constexpr std::size_t kChunk = std::size_t{1} << 20;
+  static constexpr std::size_t kChunk = std::size_t{1} << 19;
   explicit BufferedPcap(int fd)
       : fd_(fd), chunks_{std::vector<std::uint8_t>(kChunk), std::vector<std::uint8_t>(kChunk)} {}
   std::uint32_t u32(const std::uint8_t* at) const {
