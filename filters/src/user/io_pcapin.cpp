@@ -3,7 +3,7 @@
 // forever.
 //
 // One record is always read ahead (the "head"), so that done() and
-// next_due_ns() are exact. A classic pcap file is read in 1 MiB chunks and
+// next_due_ns() are exact. A classic pcap file is read in 512 KiB chunks and
 // used in place: blocks point into the chunk, which is refilled only at the
 // start of a poll (when the previous poll's blocks are dead), so a record is
 // never copied in userspace. pcapng, and anything that reader does not take,
