@@ -17,5 +17,7 @@ void add_run_command(CLI::App& app, int& result);
 void add_plan_command(CLI::App& app, int& result);
 void add_spaces_command(CLI::App& app, int& result);
 void add_calibrate_command(CLI::App& app, int& result);
+// Commands that talk to controld (cmd_filters.cpp).
+void add_filters_command(CLI::App& app, int& result);
 
 }  // namespace srl::cli

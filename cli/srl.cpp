@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   srl::cli::add_plan_command(app, result);
   srl::cli::add_spaces_command(app, result);
   srl::cli::add_calibrate_command(app, result);
+  srl::cli::add_filters_command(app, result);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

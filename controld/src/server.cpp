@@ -215,7 +215,6 @@ bool socket_answers(const std::filesystem::path& path) {
 
 std::unique_ptr<Server> Server::start(const ServerOptions& options) {
   std::unique_ptr<Server> s(new Server());
-  s->socket_ = options.socket;
   const auto& path = options.socket;
   if (path.string().size() >= sizeof(sockaddr_un{}.sun_path))
     throw std::runtime_error("socket path " + path.string() + " is too long for a Unix socket");
@@ -234,6 +233,7 @@ std::unique_ptr<Server> Server::start(const ServerOptions& options) {
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();
   if (!s->server_) throw std::runtime_error("cannot listen on " + path.string());
+  s->socket_ = path;  // ours from here: removed at shutdown
   // Only root and the srl group may connect.
   const group* g = getgrnam(options.group.c_str());
   if (g != nullptr && ::chown(path.c_str(), 0, g->gr_gid) == 0)
@@ -246,7 +246,7 @@ std::unique_ptr<Server> Server::start(const ServerOptions& options) {
 Server::~Server() {
   if (server_) server_->Shutdown();
   std::error_code ec;
-  std::filesystem::remove(socket_, ec);
+  if (!socket_.empty()) std::filesystem::remove(socket_, ec);
 }
 
 void Server::wait() {

@@ -182,6 +182,12 @@ TEST_CASE("the socket: private without the group, exclusive, a stale one replace
     CHECK((st.st_mode & 0777) == 0600);
     CHECK_THROWS_WITH(srl::controld::Server::start(o),
                       ("another daemon answers on " + o.socket.string()).c_str());
+    // The refused one left the running daemon's socket alone.
+    auto stub = v1::Control::NewStub(
+        grpc::CreateChannel("unix:" + o.socket.string(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext c;
+    v1::FiltersReply reply;
+    CHECK(stub->Filters(&c, v1::FiltersRequest(), &reply).ok());
   }
   CHECK_FALSE(fs::exists(o.socket));  // removed on shutdown
   // A socket file nobody answers on (a daemon that died) is replaced.

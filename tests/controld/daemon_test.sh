@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # controld as a process: it listens on its socket, refuses to start while
-# another daemon answers there, stops on SIGTERM with exit 0 and removes its
-# socket. Usage: daemon_test.sh CONTROLD
+# another daemon answers there, serves `srl filters`, stops on SIGTERM with
+# exit 0 and removes its socket; `srl filters` without a daemon says so.
+# Usage: daemon_test.sh CONTROLD SRL
 set -uo pipefail
 controld=$(realpath "$1")
+srl=$(realpath "$2")
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
@@ -29,11 +31,24 @@ rc=$?
 [[ $rc -eq 1 ]] && grep -q "another daemon answers on $sock" "$tmp/err2" \
   && ok "a second daemon on the same socket is refused" || fail "second daemon: exit $rc: $(cat "$tmp/err2")"
 
+"$srl" filters --socket "$sock" >"$tmp/filters" 2>&1
+rc=$?
+[[ $rc -eq 0 ]] && grep -q "^tcpstream  *filter  *user " "$tmp/filters" \
+  && ok "srl filters through the daemon" || fail "srl filters: exit $rc: $(cat "$tmp/filters")"
+SRL_SOCKET=$sock "$srl" filters -j >"$tmp/filters.json" 2>&1
+python3 -c 'import json,sys; f={x["name"]: x for x in json.load(open(sys.argv[1]))}; assert f["port"]["options"][0]["default"] == "any"' \
+  "$tmp/filters.json" && ok "srl filters -j via SRL_SOCKET" || fail "srl filters -j: $(head -5 "$tmp/filters.json")"
+
 kill -TERM "$pid"
 wait "$pid"
 rc=$?
 [[ $rc -eq 0 ]] && ok "SIGTERM: exit 0" || fail "SIGTERM: exit $rc: $(cat "$tmp/err1")"
 [[ ! -e $sock ]] && ok "socket removed" || fail "socket left behind"
+
+"$srl" filters --socket "$sock" >/dev/null 2>"$tmp/err3"
+rc=$?
+[[ $rc -eq 1 ]] && grep -q "cannot reach controld at $sock" "$tmp/err3" \
+  && ok "no daemon: srl filters says so" || fail "no daemon: exit $rc: $(cat "$tmp/err3")"
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
