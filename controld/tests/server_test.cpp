@@ -15,24 +15,14 @@
 
 #include "srl/controld/server.h"
 #include "srl/v1/srl.grpc.pb.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 namespace v1 = srl::v1;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string templ = (fs::temp_directory_path() / "srl-controld-XXXXXX").string();
-    REQUIRE(::mkdtemp(templ.data()) != nullptr);
-    path = templ;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using srl::testing::TempDir;
 
 struct Fixture {
   TempDir dir;

@@ -25,6 +25,7 @@
 #include "io.h"
 #include "packet_corpus.h"
 #include "srl/filters/user.h"
+#include "temp_dir.h"
 #include "user_fixtures.h"
 
 using namespace srl;
@@ -38,21 +39,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::uint64_t kSecond = 1'000'000'000;
-
-// A directory of its own, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string templ = (fs::temp_directory_path() / "srl-io-XXXXXX").string();
-    REQUIRE(::mkdtemp(templ.data()) != nullptr);
-    path = templ;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(std::string_view name) const { return (path / name).string(); }
-};
 
 struct NullEmitter final : filters::Emitter {
   std::vector<std::vector<std::uint8_t>> arena;
