@@ -30,4 +30,7 @@ std::unique_ptr<UserFilter> make_print_sink(const UserFilterConfig& config);
 std::unique_ptr<UserFilter> make_file_sink(const UserFilterConfig& config);
 std::unique_ptr<UserFilter> make_fifo_sink(const UserFilterConfig& config);
 
+// Transmission on a device (tx.cpp).
+std::unique_ptr<UserFilter> make_tx(const UserFilterConfig& config);
+
 }  // namespace srl::filters::user

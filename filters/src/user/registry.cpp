@@ -41,6 +41,7 @@ constexpr std::array kFilters{
     Entry{"rate", user::make_header_filter},
     Entry{"drop", user::make_header_filter},
     Entry{"pass", user::make_header_filter},
+    Entry{"tx", user::make_tx},
     Entry{"tcpstream", user::make_tcpstream},
     Entry{"http", user::make_http},
     Entry{"ssh", user::make_ssh},
