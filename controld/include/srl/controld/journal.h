@@ -1,0 +1,84 @@
+// The daemon's state and write-ahead journal, in SQLite (WAL mode): the
+// requests it keeps, and for every transaction (apply, remove, replace) each
+// step it is about to take, recorded before it is taken, so that after a
+// crash the daemon knows exactly which steps ran and can finish or undo the
+// transaction (docs/architecture.md §5).
+//
+// A step goes pending -> done (taken) or pending -> failed; undoing a done
+// step records it as undone. A transaction ends committed or rolled back;
+// one that did not end is open, and recovery finds it with its steps.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct sqlite3;
+
+namespace srl::controld {
+
+struct StoredRequest {
+  std::string name;
+  std::uint32_t owner_uid = 0;
+  std::string text;
+  std::string state;       // "applying", "active", "removing", "failed"
+  std::string updated_at;  // UTC, ISO 8601
+};
+
+enum class StepState { pending, done, failed, undone };
+std::string_view to_string(StepState s);
+
+struct Step {
+  std::int64_t id = 0;
+  std::int64_t transaction = 0;
+  std::uint32_t index = 0;  // order within the transaction
+  std::string kind;         // "instantiate", "connect", "activate", ...
+  std::string target;       // what it acts on: "xdp:eth0", "user:n3", ...
+  std::string undo;         // what undoes it (a pin path, a link id, ...)
+  StepState state = StepState::pending;
+};
+
+struct Transaction {
+  std::int64_t id = 0;
+  std::string request;  // request name
+  std::string kind;     // "apply", "remove", "replace"
+  std::string state;    // "open", "committed", "rolled_back"
+  std::vector<Step> steps;
+};
+
+class Journal {
+ public:
+  // Opens (creating if needed) the database at `path` in WAL mode with
+  // synchronous=FULL: a step recorded is on disk before it is taken.
+  // Throws std::runtime_error naming the file and SQLite's message.
+  explicit Journal(const std::filesystem::path& path);
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  // Requests.
+  void put_request(const StoredRequest& r);  // insert or replace by name
+  std::optional<StoredRequest> request(const std::string& name) const;
+  std::vector<StoredRequest> requests() const;  // by name
+  void set_request_state(const std::string& name, const std::string& state);
+  void delete_request(const std::string& name);
+
+  // Transactions and their steps.
+  std::int64_t begin(const std::string& request, const std::string& kind);
+  std::int64_t step(std::int64_t transaction, const std::string& kind, const std::string& target,
+                    const std::string& undo);  // recorded pending
+  void mark(std::int64_t step, StepState state);
+  void end(std::int64_t transaction, bool committed);
+  // Transactions that did not end (a crash cut them), with their steps.
+  std::vector<Transaction> open_transactions() const;
+  std::optional<Transaction> transaction(std::int64_t id) const;
+
+ private:
+  void exec(const char* sql) const;
+  sqlite3* db_ = nullptr;
+  std::filesystem::path path_;
+};
+
+}  // namespace srl::controld

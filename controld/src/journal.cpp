@@ -1,0 +1,242 @@
+// The SQLite state and journal (journal.h). Statements are prepared per call:
+// the journal is written a handful of times per transaction, not per packet.
+#include "srl/controld/journal.h"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <ctime>
+#include <stdexcept>
+
+namespace srl::controld {
+namespace {
+
+std::string now_utc() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// One prepared statement, finalized on scope exit.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK)
+      throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db) + " in: " + sql);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& bind(int i, std::int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  // True while there is a row.
+  bool next() {
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    throw std::runtime_error(std::string("journal: ") + sqlite3_errmsg(db_));
+  }
+  void run() {
+    while (next()) {
+    }
+  }
+  std::string text(int col) const {
+    const auto* p = sqlite3_column_text(stmt_, col);
+    return p ? reinterpret_cast<const char*>(p) : "";
+  }
+  std::int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+StepState step_state(const std::string& s) {
+  if (s == "done") return StepState::done;
+  if (s == "failed") return StepState::failed;
+  if (s == "undone") return StepState::undone;
+  return StepState::pending;
+}
+
+StoredRequest read_request(const Statement& st) {
+  return {st.text(0), static_cast<std::uint32_t>(st.integer(1)), st.text(2), st.text(3),
+          st.text(4)};
+}
+
+}  // namespace
+
+std::string_view to_string(StepState s) {
+  switch (s) {
+    case StepState::pending:
+      return "pending";
+    case StepState::done:
+      return "done";
+    case StepState::failed:
+      return "failed";
+    case StepState::undone:
+      return "undone";
+  }
+  return "?";
+}
+
+Journal::Journal(const std::filesystem::path& path) : path_(path) {
+  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
+    const std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw std::runtime_error("journal " + path.string() + ": " + msg);
+  }
+  try {
+    exec("PRAGMA journal_mode=WAL");
+    exec("PRAGMA synchronous=FULL");
+    exec("PRAGMA foreign_keys=ON");
+    exec(
+        "CREATE TABLE IF NOT EXISTS requests ("
+        " name TEXT PRIMARY KEY, owner_uid INTEGER NOT NULL, text TEXT NOT NULL,"
+        " state TEXT NOT NULL, updated_at TEXT NOT NULL)");
+    exec(
+        "CREATE TABLE IF NOT EXISTS transactions ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT, request TEXT NOT NULL, kind TEXT NOT NULL,"
+        " state TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT)");
+    exec(
+        "CREATE TABLE IF NOT EXISTS steps ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " txn INTEGER NOT NULL REFERENCES transactions(id), idx INTEGER NOT NULL,"
+        " kind TEXT NOT NULL, target TEXT NOT NULL, undo TEXT NOT NULL, state TEXT NOT NULL)");
+  } catch (const std::exception& e) {
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw std::runtime_error("journal " + path.string() + ": " + e.what());
+  }
+}
+
+Journal::~Journal() {
+  sqlite3_close(db_);
+}
+
+void Journal::exec(const char* sql) const {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    const std::string msg = err ? err : "error";
+    sqlite3_free(err);
+    throw std::runtime_error(msg + " in: " + sql);
+  }
+}
+
+void Journal::put_request(const StoredRequest& r) {
+  Statement(db_,
+            "INSERT INTO requests(name, owner_uid, text, state, updated_at) VALUES(?,?,?,?,?)"
+            " ON CONFLICT(name) DO UPDATE SET owner_uid=excluded.owner_uid, text=excluded.text,"
+            " state=excluded.state, updated_at=excluded.updated_at")
+      .bind(1, r.name)
+      .bind(2, std::int64_t{r.owner_uid})
+      .bind(3, r.text)
+      .bind(4, r.state)
+      .bind(5, r.updated_at.empty() ? now_utc() : r.updated_at)
+      .run();
+}
+
+std::optional<StoredRequest> Journal::request(const std::string& name) const {
+  Statement st(db_, "SELECT name, owner_uid, text, state, updated_at FROM requests WHERE name = ?");
+  st.bind(1, name);
+  if (!st.next()) return std::nullopt;
+  return read_request(st);
+}
+
+std::vector<StoredRequest> Journal::requests() const {
+  Statement st(db_, "SELECT name, owner_uid, text, state, updated_at FROM requests ORDER BY name");
+  std::vector<StoredRequest> out;
+  while (st.next())
+    out.push_back(read_request(st));
+  return out;
+}
+
+void Journal::set_request_state(const std::string& name, const std::string& state) {
+  Statement(db_, "UPDATE requests SET state = ?, updated_at = ? WHERE name = ?")
+      .bind(1, state)
+      .bind(2, now_utc())
+      .bind(3, name)
+      .run();
+}
+
+void Journal::delete_request(const std::string& name) {
+  Statement(db_, "DELETE FROM requests WHERE name = ?").bind(1, name).run();
+}
+
+std::int64_t Journal::begin(const std::string& request, const std::string& kind) {
+  Statement(db_, "INSERT INTO transactions(request, kind, state, started_at) VALUES(?,?,'open',?)")
+      .bind(1, request)
+      .bind(2, kind)
+      .bind(3, now_utc())
+      .run();
+  return sqlite3_last_insert_rowid(db_);
+}
+
+std::int64_t Journal::step(std::int64_t transaction, const std::string& kind,
+                           const std::string& target, const std::string& undo) {
+  Statement(db_,
+            "INSERT INTO steps(txn, idx, kind, target, undo, state)"
+            " VALUES(?1, (SELECT COUNT(*) FROM steps WHERE txn = ?1), ?2, ?3, ?4, 'pending')")
+      .bind(1, transaction)
+      .bind(2, kind)
+      .bind(3, target)
+      .bind(4, undo)
+      .run();
+  return sqlite3_last_insert_rowid(db_);
+}
+
+void Journal::mark(std::int64_t step, StepState state) {
+  Statement(db_, "UPDATE steps SET state = ? WHERE id = ?")
+      .bind(1, std::string(to_string(state)))
+      .bind(2, step)
+      .run();
+}
+
+void Journal::end(std::int64_t transaction, bool committed) {
+  Statement(db_, "UPDATE transactions SET state = ?, ended_at = ? WHERE id = ?")
+      .bind(1, std::string(committed ? "committed" : "rolled_back"))
+      .bind(2, now_utc())
+      .bind(3, transaction)
+      .run();
+}
+
+std::optional<Transaction> Journal::transaction(std::int64_t id) const {
+  Statement t(db_, "SELECT id, request, kind, state FROM transactions WHERE id = ?");
+  t.bind(1, id);
+  if (!t.next()) return std::nullopt;
+  Transaction out{t.integer(0), t.text(1), t.text(2), t.text(3), {}};
+  Statement s(db_,
+              "SELECT id, txn, idx, kind, target, undo, state FROM steps WHERE txn = ?"
+              " ORDER BY idx");
+  s.bind(1, id);
+  while (s.next())
+    out.steps.push_back({s.integer(0), s.integer(1), static_cast<std::uint32_t>(s.integer(2)),
+                         s.text(3), s.text(4), s.text(5), step_state(s.text(6))});
+  return out;
+}
+
+std::vector<Transaction> Journal::open_transactions() const {
+  std::vector<std::int64_t> ids;
+  {
+    Statement t(db_, "SELECT id FROM transactions WHERE state = 'open' ORDER BY id");
+    while (t.next())
+      ids.push_back(t.integer(0));
+  }
+  std::vector<Transaction> out;
+  for (const auto id : ids)
+    out.push_back(*transaction(id));
+  return out;
+}
+
+}  // namespace srl::controld

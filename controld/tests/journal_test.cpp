@@ -1,0 +1,106 @@
+// The daemon's SQLite state and journal: requests kept, steps recorded in
+// order with their states, and a transaction a crash cut found again, also
+// when the process died without closing the database.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "srl/controld/journal.h"
+#include "temp_dir.h"
+
+using srl::controld::Journal;
+using srl::controld::StepState;
+using srl::controld::StoredRequest;
+using srl::testing::TempDir;
+
+TEST_CASE("journal: requests are kept by name, in WAL mode") {
+  TempDir dir("srl-journal");
+  const auto db = dir.path / "state.db";
+  {
+    Journal j(db);
+    j.put_request({"web", 1000, "(tcp) > (port) 80> (count)", "active", ""});
+    j.put_request({"dns", 0, "(udp) > (port) 53> (count)", "applying", ""});
+    CHECK(std::filesystem::exists(dir.path / "state.db-wal"));
+    const auto all = j.requests();
+    REQUIRE(all.size() == 2);
+    CHECK(all[0].name == "dns");
+    CHECK(all[1].name == "web");
+    CHECK(all[1].owner_uid == 1000);
+    CHECK(all[1].updated_at.size() == 20);  // 2026-11-25T12:00:00Z
+    j.set_request_state("dns", "active");
+    j.put_request({"web", 1000, "(tcp) > (port) 443> (count)", "active", ""});
+    j.delete_request("nosuch");
+  }
+  Journal j(db);  // reopened: everything is still there
+  CHECK(j.request("dns")->state == "active");
+  CHECK(j.request("web")->text == "(tcp) > (port) 443> (count)");
+  j.delete_request("dns");
+  CHECK_FALSE(j.request("dns").has_value());
+  CHECK(j.requests().size() == 1);
+}
+
+TEST_CASE("journal: steps in order, their states, and transactions that ended") {
+  TempDir dir("srl-journal");
+  Journal j(dir.path / "state.db");
+  const auto t = j.begin("web", "apply");
+  const auto s0 = j.step(t, "instantiate", "xdp:eth0", "pin /sys/fs/bpf/srl/web/eth0");
+  const auto s1 = j.step(t, "connect", "afxdp:eth0/0", "");
+  const auto s2 = j.step(t, "activate", "xdp:eth0", "link 42");
+  j.mark(s0, StepState::done);
+  j.mark(s1, StepState::done);
+  j.mark(s2, StepState::failed);
+  j.mark(s1, StepState::undone);
+  j.mark(s0, StepState::undone);
+  const auto tx = j.transaction(t);
+  REQUIRE(tx.has_value());
+  CHECK(tx->request == "web");
+  CHECK(tx->state == "open");
+  REQUIRE(tx->steps.size() == 3);
+  CHECK(tx->steps[0].index == 0);
+  CHECK(tx->steps[2].index == 2);
+  CHECK(tx->steps[0].undo == "pin /sys/fs/bpf/srl/web/eth0");
+  CHECK(tx->steps[0].state == StepState::undone);
+  CHECK(tx->steps[2].state == StepState::failed);
+  CHECK(j.open_transactions().size() == 1);
+  j.end(t, false);
+  CHECK(j.transaction(t)->state == "rolled_back");
+  CHECK(j.open_transactions().empty());
+  const auto t2 = j.begin("web", "apply");
+  j.end(t2, true);
+  CHECK(j.transaction(t2)->state == "committed");
+  CHECK(j.transaction(t2)->steps.empty());
+}
+
+TEST_CASE("journal: a transaction a crash cut is found with every step it recorded") {
+  TempDir dir("srl-journal");
+  const auto db = dir.path / "state.db";
+  // A process that records two steps, takes the first, and dies at once:
+  // no close, no checkpoint.
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    Journal j(db);
+    const auto t = j.begin("web", "apply");
+    j.mark(j.step(t, "instantiate", "xdp:eth0", "pin a"), StepState::done);
+    j.step(t, "connect", "afxdp:eth0/0", "");
+    _exit(0);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  Journal j(db);
+  const auto open = j.open_transactions();
+  REQUIRE(open.size() == 1);
+  CHECK(open[0].kind == "apply");
+  REQUIRE(open[0].steps.size() == 2);
+  CHECK(open[0].steps[0].state == StepState::done);
+  CHECK(open[0].steps[0].undo == "pin a");
+  CHECK(open[0].steps[1].state == StepState::pending);
+}
+
+TEST_CASE("journal: a database that cannot be opened is named") {
+  CHECK_THROWS_WITH(Journal("/nonexistent-dir/state.db"),
+                    doctest::Contains("journal /nonexistent-dir/state.db: "));
+}
