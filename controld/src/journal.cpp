@@ -4,21 +4,14 @@
 
 #include <sqlite3.h>
 
-#include <chrono>
-#include <ctime>
 #include <stdexcept>
+
+#include "srl/optimizer/profile.h"
 
 namespace srl::controld {
 namespace {
 
-std::string now_utc() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+using optimizer::now_utc;
 
 // One prepared statement, finalized on scope exit.
 class Statement {

@@ -196,6 +196,8 @@ double xdp_test_run_ns(int alu, std::string& error) {
   return best;
 }
 
+}  // namespace
+
 std::string now_utc() {
   const std::time_t t = std::time(nullptr);
   std::tm tm{};
@@ -204,8 +206,6 @@ std::string now_utc() {
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
-
-}  // namespace
 
 const filters::Cost* Profile::filter_cost(std::string_view filter, filters::SpaceKind k) const {
   auto it = filters.find(std::string(filter));

@@ -42,6 +42,10 @@ nlohmann::ordered_json to_json(const Profile& p);
 Profile profile_from_json(const nlohmann::json& j);  // throws std::runtime_error
 Profile load_profile(const std::filesystem::path& file);
 void save_profile(const Profile& p, const std::filesystem::path& file);
+// The time now, UTC, ISO 8601 ("2026-11-25T12:00:00Z"): how profiles and
+// the daemon's journal stamp what they record.
+std::string now_utc();
+
 // $SRL_PROFILE, else $XDG_CONFIG_HOME/srl/profile.json, else ~/.config/srl/profile.json.
 std::filesystem::path default_profile_path();
 
