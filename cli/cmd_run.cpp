@@ -23,8 +23,7 @@
 #include "srl/compiler/merge.h"
 #include "srl/optimizer/discovery.h"
 #include "srl/optimizer/optimizer.h"
-#include "srl/runtime/engine.h"
-#include "srl/runtime/inputs.h"
+#include "srl/runtime/datapath.h"
 #include "srl/runtime/kernel.h"
 
 namespace srl::cli {
@@ -47,13 +46,18 @@ struct RunOptions {
   std::size_t workers = 1, batch = 32;
 };
 
-// A test hook: SRL_FAIL_AT=STEP makes that deploy step fail, to check that
-// a failure at any step leaves nothing behind.
-void maybe_fail(const char* step) {
-  const char* at = std::getenv("SRL_FAIL_AT");
-  if (at != nullptr && std::string(at) == step)
-    throw kernel::KernelError(std::string("injected failure at step '") + step + "'");
-}
+// A test hook: SRL_FAIL_AT=KEY makes the deploy step with that key fail
+// ("load:eth0", or "load" for the first load step), to check that a failure
+// at any step leaves nothing behind.
+struct InjectedFailure : runtime::StepObserver {
+  void before(const runtime::Step& step) override {
+    const char* at = std::getenv("SRL_FAIL_AT");
+    if (at == nullptr || *at == '\0') return;
+    const std::string want = at;
+    if (step.key == want || step.key.starts_with(want + ":"))
+      throw kernel::KernelError("injected failure at step '" + step.key + "'");
+  }
+};
 
 bool process_alive(const std::string& pid) {
   try {
@@ -83,15 +87,6 @@ void remove_stale_runs(const fs::path& runs) {
               << "\n";
   }
 }
-
-struct Deployed {
-  std::string dev;
-  std::unique_ptr<kernel::XdpHook> xdp;  // one of these two
-  std::unique_ptr<kernel::TcHook> tc;
-  std::vector<kernel::NodeSlot> nodes;
-
-  const kernel::KernelProgram& program() const { return xdp ? xdp->program() : tc->program(); }
-};
 
 // One row of the counters report: a node of the merged DAG.
 struct Row {
@@ -136,101 +131,27 @@ nlohmann::ordered_json counters_json(const std::vector<Row>& rows, double second
   return {{"seconds", seconds}, {"final", final}, {"nodes", std::move(list)}};
 }
 
-// The rows of every node: kernel counters summed over the hooks (a node on
-// several devices' hooks counts the blocks of all of them), userspace ones
-// from the engine.
+// The rows of every node of the merged DAG, from the datapath's counters.
 std::vector<Row> collect_rows(const compiler::MergedRequests& merged,
-                              const std::vector<bool>& in_kernel,
-                              const std::vector<Deployed>& hooks) {
+                              const runtime::Datapath* datapath) {
   const auto& g = merged.dag.graph;
   std::vector<Row> rows(merged.dag.node_count());
-  std::map<std::string, std::size_t> row_of;
+  std::vector<runtime::VertexCounters> counters;
+  if (datapath != nullptr) counters = datapath->counters();
   for (std::size_t v = 0; v < rows.size(); ++v) {
     for (const auto& m : merged.members[v])
       rows[v].id += (rows[v].id.empty() ? "" : ",") + m;
     rows[v].filter = std::string(g[v].filter_name());
     rows[v].name = g[v].name;
-    rows[v].space = in_kernel[v] ? "kernel" : "user";
-    row_of[g[v].id] = v;
-  }
-  for (const auto& d : hooks) {
-    const auto c = d.program().counters();
-    for (std::size_t i = 0; i < d.nodes.size() && i < c.size(); ++i) {
-      Row& r = rows[row_of.at(d.nodes[i].id)];
-      r.blocks += c[i].packets;
-      r.bytes += c[i].bytes;
-      r.accepted += c[i].accepted;
+    if (v < counters.size()) {
+      const auto& c = counters[v];
+      rows[v].space = c.space == "user" ? "user" : "kernel";
+      rows[v].blocks = c.blocks;
+      rows[v].bytes = c.bytes;
+      rows[v].accepted = c.accepted;
     }
   }
   return rows;
-}
-
-// Adds the engine's counters to the rows of the userspace nodes.
-void add_engine_rows(const compiler::MergedRequests& merged, const runtime::Engine& engine,
-                     std::vector<Row>& rows) {
-  for (const auto& n : engine.stats().nodes) {
-    const auto v = merged.dag.find(n.id);
-    if (!v) continue;
-    Row& r = rows[*v];
-    r.blocks += n.blocks;
-    r.bytes += n.bytes;
-    r.accepted += n.accepted;
-  }
-}
-
-// Where each node of the merged DAG runs in this process.
-struct Placement {
-  std::vector<bool> in_kernel;                        // per vertex
-  std::map<std::string, std::string> hook_of_device;  // dev -> "xdp" | "tc"
-};
-
-// Nodes downstream of a pcapin source cannot be in the kernel: data only
-// moves up.
-std::vector<bool> below_user_sources(const compiler::RequestDag& dag) {
-  const auto& g = dag.graph;
-  std::vector<bool> user(dag.node_count(), false);
-  std::vector<compiler::Vertex> stack;
-  for (auto v : dag.sources())
-    if (g[v].filter_name() != "rx") stack.push_back(v);
-  while (!stack.empty()) {
-    const auto v = stack.back();
-    stack.pop_back();
-    if (user[v]) continue;
-    user[v] = true;
-    for (auto [it, end] = boost::out_edges(v, g); it != end; ++it)
-      stack.push_back(boost::target(*it, g));
-  }
-  return user;
-}
-
-// With --hook forced: the fixed rule. A node runs in the kernel when it has
-// a kernel implementation and all its inputs run there; the rest goes up.
-Placement fixed_placement(const compiler::RequestDag& dag, const std::vector<std::string>& devices,
-                          const std::string& hook) {
-  const auto& g = dag.graph;
-  const auto user = below_user_sources(dag);
-  Placement p;
-  p.in_kernel.assign(dag.node_count(), false);
-  // Vertices in topological order: a vertex's inputs are decided first.
-  std::vector<std::size_t> indegree(dag.node_count(), 0), order;
-  for (std::size_t v = 0; v < dag.node_count(); ++v)
-    for (auto [it, end] = boost::out_edges(v, g); it != end; ++it)
-      ++indegree[boost::target(*it, g)];
-  for (std::size_t v = 0; v < dag.node_count(); ++v)
-    if (indegree[v] == 0) order.push_back(v);
-  for (std::size_t i = 0; i < order.size(); ++i)
-    for (auto [it, end] = boost::out_edges(order[i], g); it != end; ++it)
-      if (--indegree[boost::target(*it, g)] == 0) order.push_back(boost::target(*it, g));
-  for (std::size_t v : order) {
-    if (user[v]) continue;
-    bool k = g[v].filter != nullptr && g[v].filter->implemented_in(filters::SpaceKind::kernel);
-    for (auto [it, end] = boost::in_edges(v, g); it != end; ++it)
-      k = k && p.in_kernel[boost::source(*it, g)];
-    p.in_kernel[v] = k;
-  }
-  for (const auto& dev : devices)
-    p.hook_of_device[dev] = hook;
-  return p;
 }
 
 int run(const RunOptions& o) {
@@ -268,29 +189,23 @@ int run(const RunOptions& o) {
   }
   const auto merged = compiler::merge_requests(dags, labels);
   const auto& dag = merged.dag;
-  const auto& g = dag.graph;
 
   // The devices blocks enter at: the rx nodes'.
   std::vector<std::string> devices;
-  for (auto v : dag.sources()) {
-    const auto& node = g[v];
-    if (node.filter_name() != "rx") continue;
-    const auto dev = node.options.find("dev");
-    if (dev == node.options.end()) {
-      std::cerr << "srl run: no device to receive from; give --dev IF or (rx, dev=IF)\n";
-      return kExitUsage;
-    }
-    const auto& name = std::get<std::string>(dev->second);
-    if (std::find(devices.begin(), devices.end(), name) == devices.end()) devices.push_back(name);
+  try {
+    devices = runtime::rx_devices(dag);
+  } catch (const std::invalid_argument&) {
+    std::cerr << "srl run: no device to receive from; give --dev IF or (rx, dev=IF)\n";
+    return kExitUsage;
   }
 
   // Where each node runs: the optimizer's plan for this machine, unless a
   // hook is forced (then the fixed rule: the kernel as far as it can go).
-  Placement place;
+  runtime::Placement place;
   if (devices.empty()) {
     place.in_kernel.assign(dag.node_count(), false);
   } else if (o.hook != "auto") {
-    place = fixed_placement(dag, devices, o.hook);
+    place = runtime::fixed_placement(dag, devices, o.hook);
   } else {
     try {
       optimizer::DiscoveryOptions discovery;
@@ -300,34 +215,7 @@ int run(const RunOptions& o) {
       for (std::size_t i = 0; i < compiled.size(); ++i)
         inputs.push_back({&*compiled[i].dag, labels[i], compiled[i].source.get()});
       const auto plan = optimizer::plan(inputs, model);
-      std::map<std::string, const optimizer::NodePlan*> plan_of;  // request node -> its plan
-      for (const auto& node : plan.nodes)
-        for (const auto& m : node.members.empty() ? std::vector{node.id} : node.members)
-          plan_of[m] = &node;
-      place.in_kernel.assign(dag.node_count(), false);
-      const auto user = below_user_sources(dag);
-      for (std::size_t v = 0; v < dag.node_count(); ++v) {
-        const auto it = plan_of.find(merged.members[v].front());
-        if (it == plan_of.end() || user[v]) continue;
-        const auto& node = *it->second;
-        const auto colon = node.space.find(':');
-        const std::string kind = node.space.substr(0, colon);
-        const std::string dev = colon == std::string::npos ? "" : node.space.substr(colon + 1);
-        if (kind == "user") continue;
-        if (kind != "xdp" && kind != "tc") {
-          std::cerr << "srl run: the plan places " << node.id << " (" << node.filter << ") in "
-                    << node.space << ", which srl run does not deploy; see 'srl plan', or pin "
-                    << "with space=xdp or space=user\n";
-          return kExitFailure;
-        }
-        place.in_kernel[v] = true;
-        auto [h, fresh] = place.hook_of_device.emplace(dev, kind);
-        if (!fresh && h->second != kind) {
-          std::cerr << "srl run: the plan uses both the XDP and the TC hook of " << dev
-                    << ", and srl run deploys one hook per device so far; force one with --hook\n";
-          return kExitFailure;
-        }
-      }
+      place = runtime::plan_placement(merged, plan);
       std::cerr << "srl: plan: " << plan.nodes.size() << " nodes, cost "
                 << plan.total_cost_ns_per_s / 1e6 << " ms of CPU per second at "
                 << plan.input_rate_pps / 1e6 << " Mpps ('srl plan' explains it)\n";
@@ -336,130 +224,35 @@ int run(const RunOptions& o) {
       return kExitFailure;
     }
   }
-  std::vector<bool> in_user(dag.node_count());
-  bool any_user = false;
-  for (std::size_t v = 0; v < dag.node_count(); ++v) {
-    in_user[v] = !place.in_kernel[v];
-    any_user = any_user || in_user[v];
-  }
-  // Devices whose rx runs in the kernel get a hook; the others an AF_PACKET
-  // socket in the engine.
-  std::vector<std::string> hooked;
-  for (auto v : dag.sources())
-    if (g[v].filter_name() == "rx" && place.in_kernel[v]) {
-      const auto& dev = std::get<std::string>(g[v].options.at("dev"));
-      if (std::find(hooked.begin(), hooked.end(), dev) == hooked.end()) hooked.push_back(dev);
-      if (!place.hook_of_device.contains(dev)) place.hook_of_device[dev] = "xdp";
-    }
 
-  std::optional<kernel::XdpMode> mode;
-  if (o.mode == "native") mode = kernel::XdpMode::native;
-  if (o.mode == "generic") mode = kernel::XdpMode::generic;
-
+  runtime::DatapathOptions dopts;
+  if (o.mode == "native") dopts.xdp_mode = kernel::XdpMode::native;
+  if (o.mode == "generic") dopts.xdp_mode = kernel::XdpMode::generic;
+  dopts.bpffs = o.bpffs;
+  dopts.cache = o.cache;
+  dopts.workers = o.workers;
+  dopts.batch = o.batch;
   const fs::path runs = fs::path(o.bpffs) / "srl" / "run";
-  const fs::path mine = runs / std::to_string(getpid());
-  std::vector<Deployed> hooks;
-  std::unique_ptr<runtime::Engine> engine;
-  // Everything created is owned by `engine`, `hooks` and `mine`: on any
-  // failure below, the hooks detach as they are destroyed (before the
-  // engine's sockets go), and the pin directory goes.
+  dopts.pin_root = runs / std::to_string(getpid());
+  std::unique_ptr<runtime::Datapath> datapath;
+  // The pin directory goes with the datapath, on failure and at the end.
   auto remove_all = [&] {
-    hooks.clear();
-    if (engine) {
-      engine->stop();
-      engine->wait();
-      engine.reset();
-    }
+    datapath.reset();
     std::error_code ec;
-    fs::remove_all(mine, ec);
+    fs::remove_all(dopts.pin_root, ec);
   };
   try {
-    // Generate first: the exits of the kernel part are the entries of the
-    // userspace part.
-    std::vector<std::pair<std::string, kernel::GeneratedProgram>> programs;
-    for (const auto& dev : hooked) {
-      const unsigned ifindex = if_nametoindex(dev.c_str());
-      if (ifindex == 0) throw kernel::KernelError("no network device '" + dev + "'");
-      maybe_fail("generate");
-      const bool tc = place.hook_of_device[dev] == "tc";
-      if (tc && any_user)
-        throw kernel::KernelError("the TC hook of " + dev +
-                                  " cannot hand blocks to userspace (AF_XDP takes them from "
-                                  "XDP): use --hook xdp or auto");
-      programs.emplace_back(
-          dev, tc ? kernel::generate_tc(dag, static_cast<int>(ifindex), dev)
-                  : kernel::generate_xdp(dag, static_cast<int>(ifindex), dev, &place.in_kernel));
-    }
-    std::vector<kernel::KernelExit> exits;
-    if (!programs.empty()) exits = programs.front().second.exits;
-    for (const auto& [dev, gen] : programs)
-      if (gen.exits.size() != exits.size())
-        throw kernel::KernelError(
-            "the programs of the devices leave the kernel at different "
-            "edges; run one device per srl run");
-    if (any_user) {
-      std::vector<runtime::EngineEntry> entries(exits.size());
-      for (const auto& e : exits)
-        entries.at(e.bit) = {e.from, e.to};
-      runtime::EngineOptions eo;
-      eo.workers = o.workers;
-      eo.max_batch = o.batch;
-      engine = std::make_unique<runtime::Engine>(dag, in_user, std::move(entries), eo);
-      for (const auto& id : engine->rx_nodes()) {
-        const auto& dev = std::get<std::string>(g[*dag.find(id)].options.at("dev"));
-        runtime::PacketSocketOptions po;
-        po.dev = dev;
-        engine->add_input(runtime::packet_socket_input(
-            std::make_unique<runtime::PacketSocketSource>(po), engine->source_entry(id)));
-        std::cerr << "srl: " << dev << ": rx in userspace (AF_PACKET)\n";
-      }
-    }
-    if (!hooked.empty()) {
+    bool any_kernel = false;
+    for (bool k : place.in_kernel)
+      any_kernel = any_kernel || k;
+    if (any_kernel) {
       kernel::ensure_bpffs(o.bpffs);
       remove_stale_runs(runs);
     }
-    for (auto& [dev, gen] : programs) {
-      const unsigned ifindex = if_nametoindex(dev.c_str());
-      const bool tc = place.hook_of_device[dev] == "tc";
-      maybe_fail("compile");
-      const auto object = kernel::compile_bpf(gen.source, o.cache);
-      maybe_fail("load");
-      auto program = kernel::KernelProgram::load(object, gen.nodes.size());
-      // The sockets go into the program's XSKMAP before it is attached, so
-      // that no block leaves for a queue nobody reads.
-      if (!gen.exits.empty()) {
-        const std::uint32_t queues = runtime::rx_queue_count(dev);
-        bool zero_copy = true;
-        for (std::uint32_t q = 0; q < queues; ++q) {
-          runtime::AfxdpOptions ao;
-          ao.dev = dev;
-          ao.queue = q;
-          auto channel = runtime::AfxdpChannel::open(ao, program->xsks_fd());
-          zero_copy = zero_copy && channel->zero_copy();
-          engine->add_input(runtime::afxdp_input(std::move(channel)));
-        }
-        std::cerr << "srl: " << dev << ": " << gen.exits.size() << " exit(s) to userspace over "
-                  << queues << " AF_XDP socket(s), " << (zero_copy ? "zero-copy" : "copy mode")
-                  << "\n";
-      }
-      maybe_fail("attach");
-      Deployed d{dev, nullptr, nullptr, gen.nodes};
-      if (engine && !engine->running()) engine->start();  // outputs before inputs
-      if (tc) {
-        d.tc = kernel::TcHook::attach(std::move(program), static_cast<int>(ifindex), mine / dev);
-        std::cerr << "srl: " << dev << ": TC ingress, program id " << d.tc->program().id()
-                  << ", pinned at " << (mine / dev).string() << "\n";
-      } else {
-        d.xdp = kernel::XdpHook::attach(std::move(program), static_cast<int>(ifindex), mode,
-                                        mine / dev);
-        std::cerr << "srl: " << dev << ": XDP " << kernel::to_string(d.xdp->mode())
-                  << ", program id " << d.xdp->program().id() << ", link id " << d.xdp->link_id()
-                  << ", pinned at " << (mine / dev).string() << "\n";
-      }
-      hooks.push_back(std::move(d));
-      maybe_fail("activate");
-    }
-    if (engine && !engine->running()) engine->start();
+    InjectedFailure inject;
+    datapath = runtime::Datapath::build(dag, place, dopts, &inject);
+    for (const auto& line : datapath->report())
+      std::cerr << "srl: " << line << "\n";
   } catch (const std::exception& e) {
     remove_all();
     std::cerr << "srl run: " << e.what() << "\n";
@@ -485,27 +278,17 @@ int run(const RunOptions& o) {
   int rc = kExitOk;
   try {
     // A userspace-only request (pcapin) ends when its input does.
-    const bool ends = hooks.empty() && engine && engine->rx_nodes().empty();
-    while (g_stop == 0 && (o.duration <= 0 || elapsed() < o.duration) &&
-           !(ends && !engine->running())) {
+    while (g_stop == 0 && (o.duration <= 0 || elapsed() < o.duration) && !datapath->ended()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       if (elapsed() < next_report || (o.duration > 0 && elapsed() >= o.duration)) continue;
       next_report += o.interval;
-      auto rows = collect_rows(merged, place.in_kernel, hooks);
-      if (engine) add_engine_rows(merged, *engine, rows);
-      print(rows, false);
+      print(collect_rows(merged, datapath.get()), false);
     }
-    // Inputs first: the kernel counters are read one last time and the hooks
-    // detached, then the engine finishes what it holds (open streams end,
-    // files are flushed) before the final report.
-    auto rows = collect_rows(merged, place.in_kernel, hooks);
-    hooks.clear();
-    if (engine) {
-      engine->stop();
-      engine->wait();
-      add_engine_rows(merged, *engine, rows);
-    }
-    print(rows, true);
+    // Inputs first: the hooks detach (their counters read one last time),
+    // then the engine finishes what it holds (open streams end, files are
+    // flushed) before the final report.
+    datapath->remove();
+    print(collect_rows(merged, datapath.get()), true);
   } catch (const std::exception& e) {
     std::cerr << "srl run: " << e.what() << "\n";
     rc = kExitFailure;

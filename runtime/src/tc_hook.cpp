@@ -90,14 +90,22 @@ std::unique_ptr<TcHook> TcHook::attach(std::unique_ptr<KernelProgram> program, i
   return hook;
 }
 
-void TcHook::replace(std::unique_ptr<KernelProgram> program) {
+std::unique_ptr<KernelProgram> TcHook::replace(std::unique_ptr<KernelProgram> program) {
   bpf_tc_hook h = ingress(ifindex_);
   bpf_tc_opts opts = srl_filter(program->fd(), BPF_TC_F_REPLACE);
   if (const int err = bpf_tc_attach(&h, &opts); err != 0)
     throw KernelError("cannot replace the TC program on " + device_name(ifindex_) + ": " +
                       errno_text(err));
-  program_ = std::move(program);
-  if (!pin_dir_.empty()) pin_program(*program_, pin_dir_);
+  std::swap(program_, program);
+  // The swap is done and stays done even if re-pinning fails: the caller
+  // gets the old program back either way.
+  if (!pin_dir_.empty()) {
+    try {
+      pin_program(*program_, pin_dir_);
+    } catch (const KernelError&) {
+    }
+  }
+  return program;
 }
 
 TcHook::~TcHook() {

@@ -238,16 +238,18 @@ void XdpHook::unpin() {
   std::filesystem::remove(pin_dir_, ec);
 }
 
-void XdpHook::replace(std::unique_ptr<KernelProgram> program) {
+std::unique_ptr<KernelProgram> XdpHook::replace(std::unique_ptr<KernelProgram> program) {
   if (bpf_link_update(link_fd_, program->fd(), nullptr) != 0)
     throw KernelError("cannot replace the program on the XDP link: " + errno_text(errno));
-  program_ = std::move(program);
+  std::swap(program_, program);
+  // The pinned counters follow the running program; the swap itself is done
+  // and stays done even if re-pinning fails (the pin is informative).
   if (!pin_dir_.empty()) {
     std::error_code ec;
     std::filesystem::remove(pin_dir_ / "counters", ec);
-    if (bpf_obj_pin(program_->counters_fd(), (pin_dir_ / "counters").c_str()) != 0)
-      throw KernelError("cannot pin the new counters: " + errno_text(errno));
+    bpf_obj_pin(program_->counters_fd(), (pin_dir_ / "counters").c_str());
   }
+  return program;
 }
 
 XdpHook::~XdpHook() {

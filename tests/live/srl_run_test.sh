@@ -67,12 +67,12 @@ for mode in native generic tc; do
 done
 
 # A failure at each deploy step leaves nothing behind.
-for step in generate compile load attach activate; do
+for step in compile load attach; do
   snapshot
   SRL_FAIL_AT=$step ip netns exec "$b" "$srl" run --dev vb --duration 1 --bpffs "$bpffs" \
     -e "$request" >/dev/null 2>"$tmp/err"
   rc=$?
-  [[ $rc -eq 1 ]] && grep -q "injected failure at step '$step'" "$tmp/err" && ok "fail at $step: exit 1" \
+  [[ $rc -eq 1 ]] && grep -q "injected failure at step '$step:vb'" "$tmp/err" && ok "fail at $step: exit 1" \
     || fail "fail at $step: exit $rc: $(cat "$tmp/err")"
   nothing_left "fail at $step"
 done

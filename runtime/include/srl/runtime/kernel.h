@@ -135,8 +135,9 @@ class XdpHook {
   XdpHook(const XdpHook&) = delete;
   XdpHook& operator=(const XdpHook&) = delete;
 
-  // Replaces the running program in one link update: the hook is never empty.
-  void replace(std::unique_ptr<KernelProgram> program);
+  // Replaces the running program in one link update: the hook is never
+  // empty. Returns the program it ran (its counters stay readable).
+  std::unique_ptr<KernelProgram> replace(std::unique_ptr<KernelProgram> program);
 
   XdpMode mode() const { return mode_; }
   int ifindex() const { return ifindex_; }
@@ -173,8 +174,8 @@ class TcHook {
   TcHook& operator=(const TcHook&) = delete;
 
   // Replaces the filter's program in one netlink request (the filter is
-  // never absent).
-  void replace(std::unique_ptr<KernelProgram> program);
+  // never absent). Returns the program it ran.
+  std::unique_ptr<KernelProgram> replace(std::unique_ptr<KernelProgram> program);
   const KernelProgram& program() const { return *program_; }
   int ifindex() const { return ifindex_; }
 

@@ -1,0 +1,164 @@
+// A deployed datapath: the kernel part of a (merged) request DAG as one
+// program per device hook, the userspace part in an engine, joined by AF_XDP
+// sockets, built as ONE transaction.
+//
+// The life cycle follows ARCHITECTURE.md §5: every node is instantiated
+// (programs compiled and loaded, the engine's filters built), then every
+// channel is connected (AF_XDP sockets into the programs' XSKMAPs, AF_PACKET
+// sockets), then the datapath is activated from the outputs back to the
+// inputs (the engine starts before any hook sends it blocks). Each step is
+// announced to a StepObserver before it is taken, so that a journal can
+// record it first, and has an exact inverse: a failure undoes the steps
+// taken, in reverse, and leaves the machine as it was.
+//
+// Replacing a running datapath is make-before-break: on a device both use,
+// activation swaps the program in the running hook in one atomic update
+// (bpf_link_update for XDP, a netlink replace for TC), so the hook is never
+// empty; the old datapath keeps the program it ran, to be read one last time.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "srl/compiler/dag.h"
+#include "srl/compiler/merge.h"
+#include "srl/runtime/kernel.h"
+
+namespace srl::optimizer {
+struct Plan;
+}
+
+namespace srl::runtime {
+
+// Where each node of a DAG runs.
+struct Placement {
+  std::vector<bool> in_kernel;                        // per vertex
+  std::map<std::string, std::string> hook_of_device;  // dev -> "xdp" | "tc"
+};
+
+// The devices the DAG's rx sources read, in order of first use. Throws
+// std::invalid_argument when an rx has no device.
+std::vector<std::string> rx_devices(const compiler::RequestDag& dag);
+
+// Vertices at or below a source that is not rx (pcapin): they cannot run in
+// the kernel, since data only moves up.
+std::vector<bool> below_user_sources(const compiler::RequestDag& dag);
+
+// The fixed rule (a hook forced): a node runs in the kernel when it has a
+// kernel implementation and all its inputs run there.
+Placement fixed_placement(const compiler::RequestDag& dag, const std::vector<std::string>& devices,
+                          const std::string& hook);
+
+// The optimizer's plan for the requests merged into `merged`, as a
+// placement. Throws std::runtime_error when the plan uses a space this
+// datapath does not deploy (offload) or both hooks of one device.
+Placement plan_placement(const compiler::MergedRequests& merged, const optimizer::Plan& plan);
+
+struct DatapathOptions {
+  std::optional<kernel::XdpMode> xdp_mode;  // none: native where the driver has it
+  std::filesystem::path bpffs = "/sys/fs/bpf";
+  // Hooks are pinned at pin_root/DEV (XDP: link and counters; TC: program
+  // and counters), so that a crash leaves them findable. Empty: no pins.
+  std::filesystem::path pin_root;
+  std::filesystem::path cache = "/var/cache/srl/bpf";
+  std::size_t workers = 1;
+  std::size_t batch = 32;
+};
+
+enum class Phase { instantiate, connect, activate, deactivate };
+std::string_view to_string(Phase p);
+
+// One step of a transaction: `key` identifies it ("load:eth0",
+// "afxdp:eth0:0", "attach:eth0"), `what` says it in words.
+struct Step {
+  Phase phase = Phase::instantiate;
+  std::string key;
+  std::string what;
+};
+
+class StepObserver {
+ public:
+  virtual ~StepObserver() = default;
+  // Before a step is taken. Throwing here fails the step (the journal could
+  // not record it, or a test injects a failure): it is not taken, and the
+  // steps before it are undone.
+  virtual void before(const Step&) {}
+  virtual void taken(const Step&) {}
+  virtual void undone(const Step&) {}
+};
+
+// A transaction failed at `step` for `reason`; everything it did is undone.
+class StepError : public std::runtime_error {
+ public:
+  StepError(Step step, std::string reason);
+  const Step& step() const { return step_; }
+  const std::string& reason() const { return reason_; }
+
+ private:
+  Step step_;
+  std::string reason_;
+};
+
+// Counters of one vertex of the datapath's DAG.
+struct VertexCounters {
+  std::string id;
+  std::string space;  // "xdp:eth0", "tc:eth0" or "user"
+  std::uint64_t blocks = 0, bytes = 0, accepted = 0, drops = 0;
+};
+
+class Datapath {
+ public:
+  // Builds and activates `dag` placed as `placement`. With `previous`, the
+  // new datapath replaces it: hooks on devices both use move over (their
+  // programs swapped atomically); `previous` keeps the rest and everything
+  // of its engine, to be removed by its owner once this one runs. Throws
+  // StepError after undoing every step taken (`previous` then runs on as
+  // before); std::invalid_argument for a DAG it cannot deploy.
+  static std::unique_ptr<Datapath> build(const compiler::RequestDag& dag,
+                                         const Placement& placement, const DatapathOptions& options,
+                                         StepObserver* observer = nullptr,
+                                         Datapath* previous = nullptr);
+
+  // Deactivates from the inputs to the outputs (hooks detached, then the
+  // engine drains and stops: open streams end, files are flushed), each step
+  // announced to `observer`. Idempotent.
+  void remove(StepObserver* observer = nullptr);
+  ~Datapath();  // remove()
+
+  Datapath(const Datapath&) = delete;
+  Datapath& operator=(const Datapath&) = delete;
+
+  const compiler::RequestDag& dag() const { return dag_; }
+  // Per vertex: the kernel counters (of the program the hook runs, or ran
+  // last if it moved to a newer datapath) plus the engine's.
+  std::vector<VertexCounters> counters() const;
+  // The devices with a hook of this datapath, and the one-line descriptions
+  // of what was set up ("eth0: XDP native, program id 7, link id 3").
+  std::vector<std::string> hooked_devices() const;
+  const std::vector<std::string>& report() const { return report_; }
+  // A userspace-only datapath (pcapin) whose inputs are all done.
+  bool ended() const;
+  bool has_engine() const;
+  // Devices whose blocks reach this datapath's engine over AF_XDP: a new
+  // datapath cannot bind those queues while this one holds them.
+  const std::vector<std::string>& afxdp_devices() const { return afxdp_devices_; }
+
+  struct Hook;
+  struct Impl;
+
+ private:
+  Datapath();
+  compiler::RequestDag dag_;
+  Placement placement_;
+  std::unique_ptr<Impl> impl_;
+  std::vector<std::string> report_;
+  std::vector<std::string> afxdp_devices_;
+};
+
+}  // namespace srl::runtime

@@ -1,0 +1,519 @@
+// Datapath (datapath.h): placement, and the transaction that builds a
+// datapath step by step with an inverse for each step.
+#include "srl/runtime/datapath.h"
+
+#include <net/if.h>
+
+#include <algorithm>
+#include <functional>
+
+#include "srl/optimizer/optimizer.h"
+#include "srl/runtime/engine.h"
+#include "srl/runtime/inputs.h"
+
+namespace srl::runtime {
+
+namespace fs = std::filesystem;
+
+std::string_view to_string(Phase p) {
+  switch (p) {
+    case Phase::instantiate:
+      return "instantiate";
+    case Phase::connect:
+      return "connect";
+    case Phase::activate:
+      return "activate";
+    case Phase::deactivate:
+      return "deactivate";
+  }
+  return "?";
+}
+
+StepError::StepError(Step step, std::string reason)
+    : std::runtime_error(std::string(to_string(step.phase)) + " step '" + step.key + "' (" +
+                         step.what + ") failed: " + reason),
+      step_(std::move(step)),
+      reason_(std::move(reason)) {}
+
+std::vector<std::string> rx_devices(const compiler::RequestDag& dag) {
+  const auto& g = dag.graph;
+  std::vector<std::string> devices;
+  for (auto v : dag.sources()) {
+    if (g[v].filter_name() != "rx") continue;
+    const auto dev = g[v].options.find("dev");
+    if (dev == g[v].options.end())
+      throw std::invalid_argument("node " + g[v].id +
+                                  " (rx) has no device to receive from; give dev=IF");
+    const auto& name = std::get<std::string>(dev->second);
+    if (std::find(devices.begin(), devices.end(), name) == devices.end()) devices.push_back(name);
+  }
+  return devices;
+}
+
+std::vector<bool> below_user_sources(const compiler::RequestDag& dag) {
+  const auto& g = dag.graph;
+  std::vector<bool> user(dag.node_count(), false);
+  std::vector<compiler::Vertex> stack;
+  for (auto v : dag.sources())
+    if (g[v].filter_name() != "rx") stack.push_back(v);
+  while (!stack.empty()) {
+    const auto v = stack.back();
+    stack.pop_back();
+    if (user[v]) continue;
+    user[v] = true;
+    for (auto [it, end] = boost::out_edges(v, g); it != end; ++it)
+      stack.push_back(boost::target(*it, g));
+  }
+  return user;
+}
+
+Placement fixed_placement(const compiler::RequestDag& dag, const std::vector<std::string>& devices,
+                          const std::string& hook) {
+  const auto& g = dag.graph;
+  const auto user = below_user_sources(dag);
+  Placement p;
+  p.in_kernel.assign(dag.node_count(), false);
+  // Vertices in topological order: a vertex's inputs are decided first.
+  std::vector<std::size_t> indegree(dag.node_count(), 0), order;
+  for (std::size_t v = 0; v < dag.node_count(); ++v)
+    for (auto [it, end] = boost::out_edges(v, g); it != end; ++it)
+      ++indegree[boost::target(*it, g)];
+  for (std::size_t v = 0; v < dag.node_count(); ++v)
+    if (indegree[v] == 0) order.push_back(v);
+  for (std::size_t i = 0; i < order.size(); ++i)
+    for (auto [it, end] = boost::out_edges(order[i], g); it != end; ++it)
+      if (--indegree[boost::target(*it, g)] == 0) order.push_back(boost::target(*it, g));
+  for (std::size_t v : order) {
+    if (user[v]) continue;
+    bool k = g[v].filter != nullptr && g[v].filter->implemented_in(filters::SpaceKind::kernel);
+    for (auto [it, end] = boost::in_edges(v, g); it != end; ++it)
+      k = k && p.in_kernel[boost::source(*it, g)];
+    p.in_kernel[v] = k;
+  }
+  for (const auto& dev : devices)
+    p.hook_of_device[dev] = hook;
+  return p;
+}
+
+Placement plan_placement(const compiler::MergedRequests& merged, const optimizer::Plan& plan) {
+  const auto& dag = merged.dag;
+  std::map<std::string, const optimizer::NodePlan*> plan_of;  // request node -> its plan
+  for (const auto& node : plan.nodes)
+    for (const auto& m : node.members.empty() ? std::vector{node.id} : node.members)
+      plan_of[m] = &node;
+  Placement place;
+  place.in_kernel.assign(dag.node_count(), false);
+  const auto user = below_user_sources(dag);
+  for (std::size_t v = 0; v < dag.node_count(); ++v) {
+    const auto it = plan_of.find(merged.members[v].front());
+    if (it == plan_of.end() || user[v]) continue;
+    const auto& node = *it->second;
+    const auto colon = node.space.find(':');
+    const std::string kind = node.space.substr(0, colon);
+    const std::string dev = colon == std::string::npos ? "" : node.space.substr(colon + 1);
+    if (kind == "user") continue;
+    if (kind != "xdp" && kind != "tc")
+      throw std::runtime_error("the plan places " + node.id + " (" + node.filter + ") in " +
+                               node.space +
+                               ", which is not deployed here; pin it with space=xdp or "
+                               "space=user");
+    place.in_kernel[v] = true;
+    auto [h, fresh] = place.hook_of_device.emplace(dev, kind);
+    if (!fresh && h->second != kind)
+      throw std::runtime_error("the plan uses both the XDP and the TC hook of " + dev +
+                               ", and one hook per device is deployed so far; force one hook");
+  }
+  return place;
+}
+
+// The hook of one device: attached by this datapath, or taken over from the
+// datapath it replaced. `ran` is the program a newer datapath swapped out.
+struct Datapath::Hook {
+  std::string dev;
+  std::unique_ptr<kernel::XdpHook> xdp;  // one of these two while attached
+  std::unique_ptr<kernel::TcHook> tc;
+  std::unique_ptr<kernel::KernelProgram> ran;
+  std::vector<kernel::NodeSlot> nodes;
+  std::string kind;                   // "xdp" | "tc"
+  std::vector<kernel::Counter> last;  // read just before the hook was detached
+
+  const kernel::KernelProgram* program() const {
+    if (xdp) return &xdp->program();
+    if (tc) return &tc->program();
+    return ran.get();
+  }
+  bool attached() const { return xdp || tc; }
+};
+
+struct Datapath::Impl {
+  std::vector<Hook> hooks;
+  std::unique_ptr<Engine> engine;
+  bool removed = false;
+};
+
+Datapath::Datapath() : impl_(std::make_unique<Impl>()) {}
+
+Datapath::~Datapath() {
+  try {
+    remove(nullptr);
+  } catch (...) {
+  }
+}
+
+namespace {
+
+// The steps taken so far and their inverses; undone in reverse on failure.
+class Transaction {
+ public:
+  explicit Transaction(StepObserver* observer) : observer_(observer) {}
+  // Whatever leaves before commit() (an exception between steps) is undone.
+  ~Transaction() { rollback(); }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  // Takes `step` (announcing it first); `inverse` undoes it exactly.
+  void take(Step step, const std::function<void()>& action, std::function<void()> inverse) {
+    try {
+      if (observer_ != nullptr) observer_->before(step);
+      action();
+    } catch (const std::exception& e) {
+      rollback();
+      throw StepError(std::move(step), e.what());
+    }
+    taken_.emplace_back(step, std::move(inverse));
+    if (observer_ != nullptr) observer_->taken(taken_.back().first);
+  }
+
+  void rollback() {
+    while (!taken_.empty()) {
+      auto [step, inverse] = std::move(taken_.back());
+      taken_.pop_back();
+      try {
+        if (inverse) inverse();
+      } catch (...) {
+        // An inverse that fails leaves nothing better to do than to go on
+        // undoing the others; what it held is released by its destructor.
+      }
+      if (observer_ != nullptr) observer_->undone(step);
+    }
+  }
+
+  void commit() { taken_.clear(); }
+
+ private:
+  StepObserver* observer_;
+  std::vector<std::pair<Step, std::function<void()>>> taken_;
+};
+
+unsigned ifindex_of(const std::string& dev) {
+  const unsigned i = if_nametoindex(dev.c_str());
+  if (i == 0) throw kernel::KernelError("no network device '" + dev + "'");
+  return i;
+}
+
+}  // namespace
+
+std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
+                                          const Placement& placement,
+                                          const DatapathOptions& options, StepObserver* observer,
+                                          Datapath* previous) {
+  std::unique_ptr<Datapath> dp(new Datapath());
+  dp->dag_ = dag;
+  dp->placement_ = placement;
+  Impl& m = *dp->impl_;
+  const auto& g = dp->dag_.graph;
+  const std::size_t n = dp->dag_.node_count();
+  if (placement.in_kernel.size() != n)
+    throw std::invalid_argument("placement has " + std::to_string(placement.in_kernel.size()) +
+                                " vertices, the DAG " + std::to_string(n));
+  std::vector<bool> in_user(n);
+  bool any_user = false;
+  for (std::size_t v = 0; v < n; ++v) {
+    in_user[v] = !placement.in_kernel[v];
+    any_user = any_user || in_user[v];
+  }
+  // Devices whose rx runs in the kernel get a hook; the others an AF_PACKET
+  // socket in the engine.
+  std::vector<std::string> hooked;
+  std::map<std::string, std::string> hook_of = placement.hook_of_device;
+  for (auto v : dp->dag_.sources())
+    if (g[v].filter_name() == "rx" && placement.in_kernel[v]) {
+      const auto& dev = std::get<std::string>(g[v].options.at("dev"));
+      if (std::find(hooked.begin(), hooked.end(), dev) == hooked.end()) hooked.push_back(dev);
+      hook_of.emplace(dev, "xdp");
+    }
+
+  // Generating is pure (nothing to undo): done before the transaction, so
+  // that a DAG that cannot be deployed fails without a step taken.
+  struct Part {
+    std::string dev;
+    bool tc = false;
+    kernel::GeneratedProgram gen;
+    fs::path object;
+    std::unique_ptr<kernel::KernelProgram> program;
+    std::vector<std::unique_ptr<AfxdpChannel>> channels;
+  };
+  std::vector<Part> parts;
+  for (const auto& dev : hooked) {
+    const int ifindex = static_cast<int>(ifindex_of(dev));
+    Part p;
+    p.dev = dev;
+    p.tc = hook_of[dev] == "tc";
+    if (p.tc && any_user)
+      throw std::invalid_argument("the TC hook of " + dev +
+                                  " cannot hand blocks to userspace (AF_XDP takes them from "
+                                  "XDP): place the request on XDP");
+    p.gen = p.tc ? kernel::generate_tc(dp->dag_, ifindex, dev)
+                 : kernel::generate_xdp(dp->dag_, ifindex, dev, &placement.in_kernel);
+    parts.push_back(std::move(p));
+  }
+  std::vector<kernel::KernelExit> exits;
+  if (!parts.empty()) exits = parts.front().gen.exits;
+  for (const auto& p : parts)
+    if (p.gen.exits.size() != exits.size())
+      throw std::invalid_argument(
+          "the programs of the devices leave the kernel at different edges; deploy one device "
+          "at a time");
+
+  std::vector<std::unique_ptr<BlockInput>> inputs;  // connected, not yet in the engine
+  Transaction tx(observer);
+
+  // Instantiate: programs compiled and loaded, the engine's filters built.
+  for (auto& p : parts) {
+    tx.take(
+        {Phase::instantiate, "compile:" + p.dev, "compile the eBPF program of " + p.dev},
+        [&] { p.object = kernel::compile_bpf(p.gen.source, options.cache); }, nullptr);
+    tx.take(
+        {Phase::instantiate, "load:" + p.dev, "load the program of " + p.dev},
+        [&] { p.program = kernel::KernelProgram::load(p.object, p.gen.nodes.size()); },
+        [&] { p.program.reset(); });
+  }
+  if (any_user) {
+    tx.take(
+        {Phase::instantiate, "engine", "build the userspace filters"},
+        [&] {
+          std::vector<EngineEntry> entries(exits.size());
+          for (const auto& e : exits)
+            entries.at(e.bit) = {e.from, e.to};
+          EngineOptions eo;
+          eo.workers = options.workers;
+          eo.max_batch = options.batch;
+          m.engine = std::make_unique<Engine>(dp->dag_, in_user, std::move(entries), eo);
+        },
+        [&] { m.engine.reset(); });
+  }
+
+  // Connect: AF_PACKET sockets of rx nodes in userspace, AF_XDP sockets into
+  // the programs' XSKMAPs (before any program is attached, so that no block
+  // leaves for a queue nobody reads).
+  if (m.engine) {
+    for (const auto& id : m.engine->rx_nodes()) {
+      const auto& dev = std::get<std::string>(g[*dp->dag_.find(id)].options.at("dev"));
+      tx.take(
+          {Phase::connect, "packet-socket:" + dev, "open an AF_PACKET socket on " + dev},
+          [&] {
+            PacketSocketOptions po;
+            po.dev = dev;
+            inputs.push_back(packet_socket_input(std::make_unique<PacketSocketSource>(po),
+                                                 m.engine->source_entry(id)));
+            dp->report_.push_back(dev + ": rx in userspace (AF_PACKET)");
+          },
+          [&] { inputs.pop_back(); });
+    }
+  }
+  for (auto& p : parts) {
+    if (p.gen.exits.empty()) continue;
+    const std::uint32_t queues = rx_queue_count(p.dev);
+    for (std::uint32_t q = 0; q < queues; ++q)
+      tx.take(
+          {Phase::connect, "afxdp:" + p.dev + ":" + std::to_string(q),
+           "bind an AF_XDP socket to " + p.dev + " queue " + std::to_string(q)},
+          [&] {
+            AfxdpOptions ao;
+            ao.dev = p.dev;
+            ao.queue = q;
+            p.channels.push_back(AfxdpChannel::open(ao, p.program->xsks_fd()));
+          },
+          [&] { p.channels.pop_back(); });
+    bool zero_copy = true;
+    for (const auto& c : p.channels)
+      zero_copy = zero_copy && c->zero_copy();
+    dp->report_.push_back(p.dev + ": " + std::to_string(p.gen.exits.size()) +
+                          " exit(s) to userspace over " + std::to_string(queues) +
+                          " AF_XDP socket(s), " + (zero_copy ? "zero-copy" : "copy mode"));
+    dp->afxdp_devices_.push_back(p.dev);
+  }
+
+  // Activate, outputs first: the engine runs before any hook sends it blocks.
+  if (m.engine) {
+    tx.take(
+        {Phase::activate, "start:engine", "start the userspace engine"},
+        [&] {
+          for (auto& p : parts)
+            for (auto& c : p.channels)
+              inputs.push_back(afxdp_input(std::move(c)));
+          for (auto& in : inputs)
+            m.engine->add_input(std::move(in));
+          inputs.clear();
+          m.engine->start();
+        },
+        [&] {
+          m.engine->stop();
+          m.engine->wait();
+        });
+  }
+  for (auto& p : parts) {
+    const fs::path pin = options.pin_root.empty() ? fs::path() : options.pin_root / p.dev;
+    // A hook of the datapath being replaced, of the same kind, on this device.
+    Hook* old = nullptr;
+    if (previous != nullptr)
+      for (auto& h : previous->impl_->hooks)
+        if (h.dev == p.dev && h.attached() && h.kind == (p.tc ? "tc" : "xdp")) old = &h;
+    if (old != nullptr) {
+      tx.take(
+          {Phase::activate, "swap:" + p.dev,
+           "swap the program on the " + std::string(p.tc ? "TC" : "XDP") + " hook of " + p.dev},
+          [&] {
+            Hook h;
+            h.dev = p.dev;
+            h.kind = old->kind;
+            h.nodes = p.gen.nodes;
+            // One atomic update; the old datapath keeps the program it ran.
+            if (p.tc) {
+              old->ran = old->tc->replace(std::move(p.program));
+              h.tc = std::move(old->tc);
+            } else {
+              old->ran = old->xdp->replace(std::move(p.program));
+              h.xdp = std::move(old->xdp);
+            }
+            m.hooks.push_back(std::move(h));
+          },
+          [&m, old] {
+            Hook& h = m.hooks.back();
+            if (h.tc) {
+              h.tc->replace(std::move(old->ran)).reset();
+              old->tc = std::move(h.tc);
+            } else {
+              h.xdp->replace(std::move(old->ran)).reset();
+              old->xdp = std::move(h.xdp);
+            }
+            m.hooks.pop_back();
+          });
+    } else {
+      tx.take(
+          {Phase::activate, "attach:" + p.dev,
+           "attach the program to the " + std::string(p.tc ? "TC ingress" : "XDP") + " hook of " +
+               p.dev},
+          [&] {
+            if (previous != nullptr)
+              for (auto& other : previous->impl_->hooks)
+                if (other.dev == p.dev && other.attached())
+                  throw kernel::KernelError("the running datapath holds the " + other.kind +
+                                            " hook of " + p.dev + ", and a device has one hook");
+            const int ifindex = static_cast<int>(ifindex_of(p.dev));
+            Hook h;
+            h.dev = p.dev;
+            h.kind = p.tc ? "tc" : "xdp";
+            h.nodes = p.gen.nodes;
+            if (p.tc)
+              h.tc = kernel::TcHook::attach(std::move(p.program), ifindex, pin);
+            else
+              h.xdp = kernel::XdpHook::attach(std::move(p.program), ifindex, options.xdp_mode, pin);
+            m.hooks.push_back(std::move(h));
+          },
+          [&m] { m.hooks.pop_back(); });
+    }
+    const Hook& h = m.hooks.back();
+    if (h.tc)
+      dp->report_.push_back(p.dev + ": TC ingress, program id " +
+                            std::to_string(h.tc->program().id()) +
+                            (pin.empty() ? "" : ", pinned at " + pin.string()));
+    else
+      dp->report_.push_back(p.dev + ": XDP " + std::string(kernel::to_string(h.xdp->mode())) +
+                            ", program id " + std::to_string(h.xdp->program().id()) + ", link id " +
+                            std::to_string(h.xdp->link_id()) +
+                            (pin.empty() ? "" : ", pinned at " + pin.string()));
+  }
+  tx.commit();
+  return dp;
+}
+
+void Datapath::remove(StepObserver* observer) {
+  Impl& m = *impl_;
+  if (m.removed) return;
+  m.removed = true;
+  auto announce = [&](Step s, const std::function<void()>& act) {
+    if (observer != nullptr) observer->before(s);
+    act();
+    if (observer != nullptr) observer->taken(s);
+  };
+  // Inputs first: hooks detach (their pins go with them), then the engine
+  // finishes what it holds.
+  for (auto& h : m.hooks) {
+    if (!h.attached()) continue;
+    announce({Phase::deactivate, "detach:" + h.dev, "detach the program of " + h.dev}, [&] {
+      h.last = h.program()->counters();
+      h.xdp.reset();
+      h.tc.reset();
+    });
+  }
+  if (m.engine)
+    announce({Phase::deactivate, "stop:engine", "drain and stop the userspace engine"}, [&] {
+      m.engine->stop();
+      m.engine->wait();
+    });
+}
+
+std::vector<VertexCounters> Datapath::counters() const {
+  const auto& g = dag_.graph;
+  std::vector<VertexCounters> out(dag_.node_count());
+  for (std::size_t v = 0; v < out.size(); ++v) {
+    out[v].id = g[v].id;
+    out[v].space = placement_.in_kernel[v] ? "kernel" : "user";
+  }
+  for (const auto& h : impl_->hooks) {
+    const auto* program = h.program();
+    const auto c = program != nullptr ? program->counters() : h.last;
+    for (std::size_t i = 0; i < h.nodes.size() && i < c.size(); ++i) {
+      const auto v = dag_.find(h.nodes[i].id);
+      if (!v) continue;
+      auto& r = out[*v];
+      r.space = h.kind + ":" + h.dev;
+      r.blocks += c[i].packets;
+      r.bytes += c[i].bytes;
+      r.accepted += c[i].accepted;
+    }
+  }
+  if (impl_->engine)
+    for (const auto& n : impl_->engine->stats().nodes) {
+      const auto v = dag_.find(n.id);
+      if (!v) continue;
+      auto& r = out[*v];
+      r.blocks += n.blocks;
+      r.bytes += n.bytes;
+      r.accepted += n.accepted;
+      // Blocks a filter had to let go (a full buffer, no reader), by the
+      // filters' own counters named dropped*.
+      for (const auto& [name, value] : n.extra)
+        if (name.starts_with("dropped") && !name.ends_with("_bytes")) r.drops += value;
+    }
+  return out;
+}
+
+std::vector<std::string> Datapath::hooked_devices() const {
+  std::vector<std::string> out;
+  for (const auto& h : impl_->hooks)
+    if (h.attached()) out.push_back(h.dev);
+  return out;
+}
+
+bool Datapath::ended() const {
+  const auto& m = *impl_;
+  return m.hooks.empty() && m.engine && m.engine->rx_nodes().empty() && !m.engine->running();
+}
+
+bool Datapath::has_engine() const {
+  return impl_->engine != nullptr;
+}
+
+}  // namespace srl::runtime
