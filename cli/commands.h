@@ -19,5 +19,12 @@ void add_spaces_command(CLI::App& app, int& result);
 void add_calibrate_command(CLI::App& app, int& result);
 // Commands that talk to controld (cmd_filters.cpp).
 void add_filters_command(CLI::App& app, int& result);
+// The requests controld runs: `srl apply`, `ls`, `show`, `rm`, `stats`
+// (cmd_requests.cpp).
+void add_apply_command(CLI::App& app, int& result);
+void add_ls_command(CLI::App& app, int& result);
+void add_show_command(CLI::App& app, int& result);
+void add_rm_command(CLI::App& app, int& result);
+void add_stats_command(CLI::App& app, int& result);
 
 }  // namespace srl::cli

@@ -11,6 +11,11 @@ int main(int argc, char** argv) {
   srl::cli::add_spaces_command(app, result);
   srl::cli::add_calibrate_command(app, result);
   srl::cli::add_filters_command(app, result);
+  srl::cli::add_apply_command(app, result);
+  srl::cli::add_ls_command(app, result);
+  srl::cli::add_show_command(app, result);
+  srl::cli::add_rm_command(app, result);
+  srl::cli::add_stats_command(app, result);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -61,9 +61,34 @@ StepState step_state(const std::string& s) {
   return StepState::pending;
 }
 
+// Devices are kept as one space-separated column: device names have no
+// spaces.
+std::string join_devices(const std::vector<std::string>& devices) {
+  std::string out;
+  for (const auto& d : devices)
+    out += (out.empty() ? "" : " ") + d;
+  return out;
+}
+
+std::vector<std::string> split_devices(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto j = std::min(text.find(' ', i), text.size());
+    if (j > i) out.push_back(text.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
 StoredRequest read_request(const Statement& st) {
-  return {st.text(0), static_cast<std::uint32_t>(st.integer(1)), st.text(2), st.text(3),
-          st.text(4)};
+  return {st.text(0),
+          static_cast<std::uint32_t>(st.integer(1)),
+          st.text(2),
+          st.text(3),
+          st.text(4),
+          st.text(5),
+          split_devices(st.text(6))};
 }
 
 }  // namespace
@@ -97,7 +122,8 @@ Journal::Journal(const std::filesystem::path& path) : path_(path) {
     exec(
         "CREATE TABLE IF NOT EXISTS requests ("
         " name TEXT PRIMARY KEY, owner_uid INTEGER NOT NULL, text TEXT NOT NULL,"
-        " state TEXT NOT NULL, updated_at TEXT NOT NULL)");
+        " state TEXT NOT NULL, updated_at TEXT NOT NULL,"
+        " file_name TEXT NOT NULL DEFAULT '<expr>', devices TEXT NOT NULL DEFAULT '')");
     exec(
         "CREATE TABLE IF NOT EXISTS transactions ("
         " id INTEGER PRIMARY KEY AUTOINCREMENT, request TEXT NOT NULL, kind TEXT NOT NULL,"
@@ -129,26 +155,34 @@ void Journal::exec(const char* sql) const {
 
 void Journal::put_request(const StoredRequest& r) {
   Statement(db_,
-            "INSERT INTO requests(name, owner_uid, text, state, updated_at) VALUES(?,?,?,?,?)"
+            "INSERT INTO requests(name, owner_uid, text, state, updated_at, file_name, devices)"
+            " VALUES(?,?,?,?,?,?,?)"
             " ON CONFLICT(name) DO UPDATE SET owner_uid=excluded.owner_uid, text=excluded.text,"
-            " state=excluded.state, updated_at=excluded.updated_at")
+            " state=excluded.state, updated_at=excluded.updated_at,"
+            " file_name=excluded.file_name, devices=excluded.devices")
       .bind(1, r.name)
       .bind(2, std::int64_t{r.owner_uid})
       .bind(3, r.text)
       .bind(4, r.state)
       .bind(5, r.updated_at.empty() ? now_utc() : r.updated_at)
+      .bind(6, r.file_name.empty() ? std::string("<expr>") : r.file_name)
+      .bind(7, join_devices(r.devices))
       .run();
 }
 
 std::optional<StoredRequest> Journal::request(const std::string& name) const {
-  Statement st(db_, "SELECT name, owner_uid, text, state, updated_at FROM requests WHERE name = ?");
+  Statement st(db_,
+               "SELECT name, owner_uid, text, state, updated_at, file_name, devices FROM requests "
+               "WHERE name = ?");
   st.bind(1, name);
   if (!st.next()) return std::nullopt;
   return read_request(st);
 }
 
 std::vector<StoredRequest> Journal::requests() const {
-  Statement st(db_, "SELECT name, owner_uid, text, state, updated_at FROM requests ORDER BY name");
+  Statement st(db_,
+               "SELECT name, owner_uid, text, state, updated_at, file_name, devices FROM requests "
+               "ORDER BY name");
   std::vector<StoredRequest> out;
   while (st.next())
     out.push_back(read_request(st));

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -16,8 +17,28 @@ int main(int argc, char** argv) {
   app.add_option("--group", o.group, "group allowed to connect (socket mode 0660)");
   app.add_option("--dev", o.devices, "devices to model when a request names none (repeatable)")
       ->allow_extra_args(false);
+  std::string state = o.requests.state.string(), bpffs = o.requests.bpffs.string(),
+              cache = o.requests.cache.string();
+  app.add_option("--state", state, "the state database (SQLite)");
+  app.add_option("--bpffs", bpffs, "bpffs mount for pins, under srl/controld (mounted if missing)");
+  app.add_option("--cache", cache, "directory for compiled programs");
+  app.add_option("--member-kernel-filters", o.member_kernel_filters,
+                 "filters members of the group may place in the kernel (repeatable; replaces the "
+                 "default list of filters that only look at traffic)")
+      ->allow_extra_args(false);
+  app.set_config("--config", "/etc/srl/controld.conf",
+                 "configuration file (TOML or INI: the options above as key = value)");
+  app.footer(
+      "Test hooks: SRL_FAIL_AT=STEP makes the transaction step with that key (load:eth0, or\n"
+      "load) or 1-based index fail; SRL_CRASH_AT=STEP kills the daemon right after journaling\n"
+      "it. Exit status: 0 after SIGINT or SIGTERM, 1 when it cannot start.");
   CLI11_PARSE(app, argc, argv);
   o.socket = socket;
+  o.requests.state = state;
+  o.requests.bpffs = bpffs;
+  o.requests.cache = cache;
+  if (const char* v = std::getenv("SRL_FAIL_AT")) o.requests.fail_at = v;
+  if (const char* v = std::getenv("SRL_CRASH_AT")) o.requests.crash_at = v;
 
   // Signals are taken by a thread of their own, which shuts the server down
   // (gRPC's shutdown is not async-signal-safe).
@@ -28,6 +49,8 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   try {
     auto server = srl::controld::Server::start(o);
+    for (const auto& e : server->start_errors())
+      std::cerr << "controld: a stored request did not come up again: " << e << "\n";
     std::cerr << "controld: listening on " << server->socket().string() << "\n";
     std::thread waiter([&] {
       int sig = 0;

@@ -1,8 +1,10 @@
-// The srl.v1.Control service (server.h): the read-only methods, over the
-// compiler, the optimizer and the catalog.
+// The srl.v1.Control service (server.h): the read-only methods over the
+// compiler, the optimizer and the catalog; the request methods over the
+// RequestManager, each checked against the caller's credentials.
 #include "srl/controld/server.h"
 
 #include <grp.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -12,19 +14,23 @@
 #include <grpcpp/grpcpp.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include "srl/compiler/compiler.h"
 #include "srl/optimizer/discovery.h"
 #include "srl/optimizer/optimizer.h"
 #include "srl/optimizer/profile.h"
 #include "srl/v1/srl.grpc.pb.h"
+#include "unix_listener.h"
 
 namespace srl::controld {
 namespace {
 
 namespace v1 = ::srl::v1;
+using optimizer::now_utc;
 
 void fill_diagnostics(const compiler::CompileResult& r,
                       google::protobuf::RepeatedPtrField<v1::Diagnostic>* out) {
@@ -65,10 +71,106 @@ std::string option_text(const filters::OptionValue& v) {
   return std::get<std::string>(v);
 }
 
+grpc::Status status_of(const RequestError& e) {
+  using K = RequestError::Kind;
+  switch (e.kind()) {
+    case K::invalid:
+      return {grpc::StatusCode::INVALID_ARGUMENT, e.what()};
+    case K::not_found:
+      return {grpc::StatusCode::NOT_FOUND, e.what()};
+    case K::exists:
+      return {grpc::StatusCode::ALREADY_EXISTS, e.what()};
+    case K::denied:
+      return {grpc::StatusCode::PERMISSION_DENIED, e.what()};
+    case K::failed:
+      return {grpc::StatusCode::ABORTED, e.what()};
+  }
+  return {grpc::StatusCode::INTERNAL, e.what()};
+}
+
+std::string user_name(std::uint32_t uid) {
+  if (const passwd* pw = getpwuid(uid); pw != nullptr) return pw->pw_name;
+  return std::to_string(uid);
+}
+
+void fill_info(const RequestInfo& r, v1::RequestInfo* out) {
+  out->set_name(r.name);
+  out->set_owner(user_name(r.owner_uid));
+  out->set_owner_uid(r.owner_uid);
+  out->set_text(r.text);
+  out->set_state(r.state);
+  out->set_applied_at(r.applied_at);
+  for (const auto& n : r.nodes) {
+    auto* pn = out->add_nodes();
+    pn->set_id(n.id);
+    pn->set_filter(n.filter);
+    pn->set_space(n.space);
+    pn->set_why(n.why);
+  }
+}
+
+void fill_stats(const std::vector<NodeCounters>& nodes, v1::StatsReply* out) {
+  for (const auto& n : nodes) {
+    auto* pn = out->add_nodes();
+    pn->set_request(n.request);
+    pn->set_id(n.id);
+    pn->set_filter(n.filter);
+    pn->set_space(n.space);
+    pn->set_blocks(n.blocks);
+    pn->set_bytes(n.bytes);
+    pn->set_accepted(n.accepted);
+    pn->set_drops(n.drops);
+  }
+}
+
+// What a caller may do.
+struct Caller {
+  std::uint32_t uid = 0;
+  std::string user;
+  bool root = false;
+  bool member = false;  // of the socket's group
+
+  bool may_see(std::uint32_t owner) const { return root || owner == uid; }
+};
+
 }  // namespace
 
 struct Server::Service final : v1::Control::Service {
   ServerOptions options;
+  UnixListener* listener = nullptr;
+  std::unique_ptr<RequestManager> requests;
+
+  // The caller of a call, or the status that refuses it: anyone neither
+  // root nor in the group gets only the catalog and the compiler.
+  std::variant<Caller, grpc::Status> caller(grpc::ServerContext* ctx, const char* method) const {
+    const auto cred = listener != nullptr ? listener->credentials(ctx->peer()) : std::nullopt;
+    if (!cred)
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          std::string(method) + ": the caller's credentials are unknown");
+    Caller c{cred->uid, cred->user, cred->uid == 0, member_of(*cred, options.group)};
+    if (!c.root && !c.member)
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          std::string(method) + ": user " + c.user + " (uid " +
+                              std::to_string(c.uid) + ") is neither root nor in group " +
+                              options.group);
+    return c;
+  }
+
+  // The request `name` if the caller may see it (others' requests are
+  // reported as not found to members: their names are not theirs to learn).
+  std::variant<RequestInfo, grpc::Status> visible(const Caller& c, const std::string& name,
+                                                  const char* method) const {
+    try {
+      auto r = requests->get(name);
+      if (!c.may_see(r.owner_uid))
+        return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                            std::string(method) + ": request " + name + " belongs to " +
+                                user_name(r.owner_uid) + ", not to " + c.user);
+      return r;
+    } catch (const RequestError& e) {
+      return status_of(e);
+    }
+  }
 
   grpc::Status Compile(grpc::ServerContext*, const v1::CompileRequest* req,
                        v1::CompileReply* reply) override {
@@ -190,63 +292,180 @@ struct Server::Service final : v1::Control::Service {
     }
     return grpc::Status::OK;
   }
-};
 
-namespace {
-
-// True when something accepts connections on the Unix socket `path`.
-bool socket_answers(const std::filesystem::path& path) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  const std::string p = path.string();
-  if (p.size() >= sizeof addr.sun_path) {
-    ::close(fd);
-    return false;
+  grpc::Status Apply(grpc::ServerContext* ctx, const v1::ApplyRequest* req,
+                     v1::ApplyReply* reply) override {
+    auto who = caller(ctx, "Apply");
+    if (auto* st = std::get_if<grpc::Status>(&who)) return *st;
+    const auto& c = std::get<Caller>(who);
+    ApplySpec spec;
+    spec.name = req->name();
+    spec.text = req->source().text();
+    spec.file_name = req->source().file_name().empty() ? "<expr>" : req->source().file_name();
+    spec.devices.assign(req->source().devices().begin(), req->source().devices().end());
+    spec.replace = req->replace();
+    spec.owner_uid = c.uid;
+    if (spec.name.empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "Apply: no request name"};
+    if (!c.root) spec.kernel_filters = options.member_kernel_filters;
+    if (spec.replace) {
+      auto r = visible(c, spec.name, "Apply");
+      if (auto* st = std::get_if<grpc::Status>(&r)) return *st;
+    }
+    try {
+      fill_info(requests->apply(spec), reply->mutable_request());
+    } catch (const RequestError& e) {
+      return status_of(e);
+    }
+    return grpc::Status::OK;
   }
-  std::copy(p.begin(), p.end(), addr.sun_path);
-  const bool up = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return up;
-}
 
-}  // namespace
+  grpc::Status Remove(grpc::ServerContext* ctx, const v1::RemoveRequest* req,
+                      v1::RemoveReply*) override {
+    auto who = caller(ctx, "Remove");
+    if (auto* st = std::get_if<grpc::Status>(&who)) return *st;
+    auto r = visible(std::get<Caller>(who), req->name(), "Remove");
+    if (auto* st = std::get_if<grpc::Status>(&r)) return *st;
+    try {
+      requests->remove(req->name());
+    } catch (const RequestError& e) {
+      return status_of(e);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status List(grpc::ServerContext* ctx, const v1::ListRequest*,
+                    v1::ListReply* reply) override {
+    auto who = caller(ctx, "List");
+    if (auto* st = std::get_if<grpc::Status>(&who)) return *st;
+    const auto& c = std::get<Caller>(who);
+    for (const auto& r : requests->list())
+      if (c.may_see(r.owner_uid)) fill_info(r, reply->add_requests());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Get(grpc::ServerContext* ctx, const v1::GetRequest* req,
+                   v1::RequestInfo* reply) override {
+    auto who = caller(ctx, "Get");
+    if (auto* st = std::get_if<grpc::Status>(&who)) return *st;
+    auto r = visible(std::get<Caller>(who), req->name(), "Get");
+    if (auto* st = std::get_if<grpc::Status>(&r)) return *st;
+    fill_info(std::get<RequestInfo>(r), reply);
+    return grpc::Status::OK;
+  }
+
+  // The counters of `name` (empty: every request the caller may see).
+  std::variant<std::vector<NodeCounters>, grpc::Status> counters(const Caller& c,
+                                                                 const std::string& name,
+                                                                 const char* method) const {
+    if (!name.empty()) {
+      auto r = visible(c, name, method);
+      if (auto* st = std::get_if<grpc::Status>(&r)) return *st;
+    }
+    try {
+      auto all = requests->stats(name);
+      if (!c.root) {
+        std::set<std::string> mine;
+        for (const auto& r : requests->list())
+          if (c.may_see(r.owner_uid)) mine.insert(r.name);
+        std::erase_if(all, [&](const auto& n) { return !mine.contains(n.request); });
+      }
+      return all;
+    } catch (const RequestError& e) {
+      return status_of(e);
+    }
+  }
+
+  grpc::Status Stats(grpc::ServerContext* ctx, const v1::StatsRequest* req,
+                     v1::StatsReply* reply) override {
+    auto who = caller(ctx, "Stats");
+    if (auto* st = std::get_if<grpc::Status>(&who)) return *st;
+    auto n = counters(std::get<Caller>(who), req->name(), "Stats");
+    if (auto* st = std::get_if<grpc::Status>(&n)) return *st;
+    fill_stats(std::get<std::vector<NodeCounters>>(n), reply);
+    return grpc::Status::OK;
+  }
+
+  // Counters every interval; applied and removed events as the set of
+  // visible requests changes between two looks.
+  grpc::Status Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,
+                     grpc::ServerWriter<v1::Event>* writer) override {
+    auto who = caller(ctx, "Watch");
+    if (auto* st = std::get_if<grpc::Status>(&who)) return *st;
+    const auto& c = std::get<Caller>(who);
+    const auto interval = std::chrono::milliseconds(
+        req->interval_ms() == 0 ? 1000 : std::max(req->interval_ms(), 10u));
+    std::map<std::string, std::string> known;  // name -> applied_at
+    bool first = true;
+    while (!ctx->IsCancelled()) {
+      std::map<std::string, std::string> now;
+      for (const auto& r : requests->list())
+        if (c.may_see(r.owner_uid) && (req->name().empty() || r.name == req->name()))
+          now[r.name] = r.state == "failed" ? "failed" : r.applied_at;
+      if (!first) {
+        for (const auto& [name, at] : now) {
+          const auto it = known.find(name);
+          if (it != known.end() && it->second == at) continue;
+          v1::Event e;
+          e.set_time(now_utc());
+          if (at == "failed")
+            e.set_failed(name);
+          else
+            e.set_applied(name);
+          if (!writer->Write(e)) return grpc::Status::OK;
+        }
+        for (const auto& [name, at] : known)
+          if (!now.contains(name)) {
+            v1::Event e;
+            e.set_time(now_utc());
+            e.set_removed(name);
+            if (!writer->Write(e)) return grpc::Status::OK;
+          }
+      }
+      known = std::move(now);
+      first = false;
+      auto n = counters(c, req->name(), "Watch");
+      if (auto* st = std::get_if<grpc::Status>(&n)) return *st;
+      v1::Event e;
+      e.set_time(now_utc());
+      fill_stats(std::get<std::vector<NodeCounters>>(n), e.mutable_counters());
+      if (!writer->Write(e)) return grpc::Status::OK;
+      // Sleep in short steps so that a cancelled watch ends promptly.
+      const auto until = std::chrono::steady_clock::now() + interval;
+      while (!ctx->IsCancelled() && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return grpc::Status::OK;
+  }
+};
 
 std::unique_ptr<Server> Server::start(const ServerOptions& options) {
   std::unique_ptr<Server> s(new Server());
-  const auto& path = options.socket;
-  if (path.string().size() >= sizeof(sockaddr_un{}.sun_path))
-    throw std::runtime_error("socket path " + path.string() + " is too long for a Unix socket");
-  std::error_code ec;
-  std::filesystem::create_directories(path.parent_path(), ec);
-  if (std::filesystem::exists(path, ec)) {
-    if (socket_answers(path))
-      throw std::runtime_error("another daemon answers on " + path.string());
-    std::filesystem::remove(path, ec);  // left by a daemon that died
-  }
+  // The socket first: a second daemon must not touch the first one's state.
+  s->listener_ = UnixListener::open(options.socket, options.group);
   s->service_ = std::make_unique<Service>();
   s->service_->options = options;
+  s->service_->listener = s->listener_.get();
+  s->service_->requests = std::make_unique<RequestManager>(options.requests);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + path.string(), grpc::InsecureServerCredentials());
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();
-  if (!s->server_) throw std::runtime_error("cannot listen on " + path.string());
-  s->socket_ = path;  // ours from here: removed at shutdown
-  // Only root and the srl group may connect.
-  const group* g = getgrnam(options.group.c_str());
-  if (g != nullptr && ::chown(path.c_str(), 0, g->gr_gid) == 0)
-    ::chmod(path.c_str(), 0660);
-  else
-    ::chmod(path.c_str(), 0600);
+  if (!s->server_) throw std::runtime_error("cannot start the gRPC server");
+  s->socket_ = options.socket;
+  s->listener_->serve(s->server_.get());
   return s;
 }
 
+const std::vector<std::string>& Server::start_errors() const {
+  return service_->requests->start_errors();
+}
+
 Server::~Server() {
+  // No new callers, then no calls, then the datapaths go.
+  if (listener_) listener_->stop();
   if (server_) server_->Shutdown();
-  std::error_code ec;
-  if (!socket_.empty()) std::filesystem::remove(socket_, ec);
+  server_.reset();
+  service_.reset();
 }
 
 void Server::wait() {
@@ -254,7 +473,9 @@ void Server::wait() {
 }
 
 void Server::shutdown() {
-  server_->Shutdown();
+  listener_->stop();
+  // Watch streams end when their calls are cancelled; give calls a bound.
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }
 
 }  // namespace srl::controld

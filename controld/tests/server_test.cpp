@@ -4,15 +4,23 @@
 #include <doctest/doctest.h>
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "srl/controld/journal.h"
 #include "srl/controld/server.h"
 #include "srl/v1/srl.grpc.pb.h"
 #include "temp_dir.h"
@@ -24,14 +32,22 @@ namespace {
 
 using srl::testing::TempDir;
 
+// A daemon of its own in `dir`: socket, state, pins; no group.
+srl::controld::ServerOptions options_in(const TempDir& dir) {
+  srl::controld::ServerOptions o;
+  o.socket = dir.path / "controld.sock";
+  o.group = "srl-no-such-group";
+  o.requests.state = dir.path / "state.db";
+  o.requests.bpffs = dir.path / "bpffs";
+  return o;
+}
+
 struct Fixture {
   TempDir dir;
   std::unique_ptr<srl::controld::Server> server;
   std::unique_ptr<v1::Control::Stub> stub;
   Fixture() {
-    srl::controld::ServerOptions o;
-    o.socket = dir.path / "controld.sock";
-    o.group = "srl-no-such-group";
+    const auto o = options_in(dir);
     server = srl::controld::Server::start(o);
     stub = v1::Control::NewStub(
         grpc::CreateChannel("unix:" + o.socket.string(), grpc::InsecureChannelCredentials()));
@@ -151,12 +167,210 @@ TEST_CASE("Spaces and Plan: a dry run on the model Spaces returns") {
         grpc::StatusCode::INVALID_ARGUMENT);
 }
 
-TEST_CASE("methods that need the daemon's state answer UNIMPLEMENTED") {
-  Fixture f;
+namespace {
+
+// A classic pcap of `tcp` TCP and `udp` UDP frames (Ethernet, IPv4).
+void write_pcap(const fs::path& path, int tcp, int udp) {
+  std::ofstream out(path, std::ios::binary);
+  auto u32 = [&](std::uint32_t v) { out.write(reinterpret_cast<const char*>(&v), 4); };
+  auto u16 = [&](std::uint16_t v) { out.write(reinterpret_cast<const char*>(&v), 2); };
+  u32(0xa1b2c3d4);
+  u16(2);
+  u16(4);
+  u32(0);
+  u32(0);
+  u32(65535);
+  u32(1);  // Ethernet
+  for (int i = 0; i < tcp + udp; ++i) {
+    std::vector<std::uint8_t> f(14 + 20 + 20, 0);
+    f[12] = 0x08;  // IPv4
+    f[14] = 0x45;
+    f[16] = 0;
+    f[17] = 40;
+    f[22] = 64;
+    f[23] = i < tcp ? 6 : 17;
+    for (std::size_t b = 0; b < 4; ++b) {
+      f[26 + b] = static_cast<std::uint8_t>(10 + b);
+      f[30 + b] = static_cast<std::uint8_t>(20 + b);
+    }
+    f[34] = 0x30;  // source port 12345
+    f[35] = 0x39;
+    f[37] = 80;
+    f[46] = 0x50;  // TCP data offset
+    u32(static_cast<std::uint32_t>(1700000000 + i));
+    u32(0);
+    u32(static_cast<std::uint32_t>(f.size()));
+    u32(static_cast<std::uint32_t>(f.size()));
+    out.write(reinterpret_cast<const char*>(f.data()), static_cast<std::streamsize>(f.size()));
+  }
+}
+
+v1::ApplyRequest apply_request(const std::string& name, const std::string& text) {
+  v1::ApplyRequest req;
+  req.set_name(name);
+  req.mutable_source()->set_text(text);
+  return req;
+}
+
+// The counter of node `id` of request `name`, once its input is done
+// (bounded wait).
+std::optional<v1::NodeCounters> final_counters(v1::Control::Stub& stub, const std::string& name,
+                                               const std::string& filter) {
+  for (int i = 0; i < 200; ++i) {
+    grpc::ClientContext c;
+    v1::GetRequest g;
+    g.set_name(name);
+    v1::RequestInfo info;
+    if (stub.Get(&c, g, &info).ok() && info.state() == "ended") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   grpc::ClientContext c;
+  v1::StatsRequest sreq;
+  sreq.set_name(name);
+  v1::StatsReply reply;
+  if (!stub.Stats(&c, sreq, &reply).ok()) return std::nullopt;
+  for (const auto& n : reply.nodes())
+    if (n.filter() == filter) return n;
+  return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("Apply, List, Get, Stats, Remove: a userspace request over a capture") {
+  Fixture f;
+  const auto capture = f.dir.path / "in.pcap";
+  write_pcap(capture, 7, 3);
+  const std::string text = "(pcapin, file=\"" + capture.string() + "\") > (tcp) > (count)";
+
+  grpc::ClientContext c1;
+  v1::ApplyReply applied;
+  const auto st = f.stub->Apply(&c1, apply_request("replay", text), &applied);
+  REQUIRE_MESSAGE(st.ok(), st.error_message());
+  CHECK(applied.request().name() == "replay");
+  CHECK(applied.request().owner_uid() == ::getuid());
+  CHECK(applied.request().state() == "active");
+  REQUIRE(applied.request().nodes_size() == 3);
+  for (const auto& n : applied.request().nodes())
+    CHECK(n.space() == "user");
+
+  const auto count = final_counters(*f.stub, "replay", "count");
+  REQUIRE(count.has_value());
+  CHECK(count->blocks() == 7);
+  CHECK(count->request() == "replay");
+
+  grpc::ClientContext c2;
+  v1::ApplyReply again;
+  const auto dup = f.stub->Apply(&c2, apply_request("replay", text), &again);
+  CHECK(dup.error_code() == grpc::StatusCode::ALREADY_EXISTS);
+  CHECK(dup.error_message().find("a request named replay exists") != std::string::npos);
+
+  grpc::ClientContext c3;
+  v1::ListReply list;
+  REQUIRE(f.stub->List(&c3, v1::ListRequest(), &list).ok());
+  REQUIRE(list.requests_size() == 1);
+  CHECK(list.requests(0).name() == "replay");
+  CHECK(list.requests(0).state() == "ended");
+  CHECK(list.requests(0).text() == text);
+
+  grpc::ClientContext c4;
+  v1::RemoveRequest rm;
+  rm.set_name("replay");
+  v1::RemoveReply removed;
+  REQUIRE(f.stub->Remove(&c4, rm, &removed).ok());
+  grpc::ClientContext c5;
+  v1::GetRequest get;
+  get.set_name("replay");
+  v1::RequestInfo info;
+  const auto gone = f.stub->Get(&c5, get, &info);
+  CHECK(gone.error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK(gone.error_message() == "no request named replay");
+  grpc::ClientContext c6;
+  CHECK(f.stub->Remove(&c6, rm, &removed).error_code() == grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_CASE("Apply refuses bad names and bad requests, saying where and what") {
+  Fixture f;
+  grpc::ClientContext c1;
   v1::ApplyReply reply;
-  CHECK(f.stub->Apply(&c, v1::ApplyRequest(), &reply).error_code() ==
-        grpc::StatusCode::UNIMPLEMENTED);
+  const auto bad_name = f.stub->Apply(&c1, apply_request("../x", "(count)"), &reply);
+  CHECK(bad_name.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(bad_name.error_message().find("bad request name '../x'") != std::string::npos);
+
+  grpc::ClientContext c2;
+  auto req = apply_request("web", "(tcp) > (prot) 80> (count)");
+  req.mutable_source()->set_file_name("web.srl");
+  req.mutable_source()->add_devices("lo");
+  const auto bad = f.stub->Apply(&c2, req, &reply);
+  CHECK(bad.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(bad.error_message().find("web.srl:1:") != std::string::npos);
+  CHECK(bad.error_message().find("prot") != std::string::npos);
+
+  grpc::ClientContext c3;
+  const auto no_dev = f.stub->Apply(&c3, apply_request("web", "(tcp) > (count)"), &reply);
+  CHECK(no_dev.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+
+  grpc::ClientContext c4;
+  v1::ListReply list;
+  REQUIRE(f.stub->List(&c4, v1::ListRequest(), &list).ok());
+  CHECK(list.requests_size() == 0);
+}
+
+TEST_CASE("a failing step is undone, named to the client, and journaled") {
+  TempDir dir;
+  auto o = options_in(dir);
+  o.requests.fail_at = "start";
+  const auto capture = dir.path / "in.pcap";
+  write_pcap(capture, 2, 0);
+  {
+    auto server = srl::controld::Server::start(o);
+    auto stub = v1::Control::NewStub(
+        grpc::CreateChannel("unix:" + o.socket.string(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext c;
+    v1::ApplyReply reply;
+    const auto st = stub->Apply(
+        &c, apply_request("r", "(pcapin, file=\"" + capture.string() + "\") > (count)"), &reply);
+    CHECK(st.error_code() == grpc::StatusCode::ABORTED);
+    CHECK(st.error_message().find("step 'start:engine'") != std::string::npos);
+    CHECK(st.error_message().find("injected failure") != std::string::npos);
+    CHECK(st.error_message().find("every step taken is undone") != std::string::npos);
+    grpc::ClientContext c2;
+    v1::ListReply list;
+    REQUIRE(stub->List(&c2, v1::ListRequest(), &list).ok());
+    CHECK(list.requests_size() == 0);
+  }
+  srl::controld::Journal journal(o.requests.state);
+  CHECK(journal.open_transactions().empty());
+  const auto t = journal.transaction(1);
+  REQUIRE(t.has_value());
+  CHECK(t->state == "rolled_back");
+  REQUIRE(t->steps.size() == 2);  // engine, start:engine
+  CHECK(t->steps[0].target == "engine");
+  CHECK(t->steps[0].state == srl::controld::StepState::undone);
+  CHECK(t->steps[1].target == "start:engine");
+  CHECK(t->steps[1].state == srl::controld::StepState::failed);
+}
+
+TEST_CASE("requests outlive the daemon: stored, and up again with the next one") {
+  TempDir dir;
+  auto o = options_in(dir);
+  const auto capture = dir.path / "in.pcap";
+  write_pcap(capture, 4, 1);
+  const std::string text = "(pcapin, file=\"" + capture.string() + "\") > (udp) > (count)";
+  {
+    auto server = srl::controld::Server::start(o);
+    auto stub = v1::Control::NewStub(
+        grpc::CreateChannel("unix:" + o.socket.string(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext c;
+    v1::ApplyReply reply;
+    REQUIRE(stub->Apply(&c, apply_request("udp-replay", text), &reply).ok());
+  }
+  auto server = srl::controld::Server::start(o);
+  CHECK(server->start_errors().empty());
+  auto stub = v1::Control::NewStub(
+      grpc::CreateChannel("unix:" + o.socket.string(), grpc::InsecureChannelCredentials()));
+  const auto count = final_counters(*stub, "udp-replay", "count");
+  REQUIRE(count.has_value());
+  CHECK(count->blocks() == 1);
 }
 
 TEST_CASE("the socket: private without the group, exclusive, a stale one replaced") {
@@ -164,6 +378,8 @@ TEST_CASE("the socket: private without the group, exclusive, a stale one replace
   srl::controld::ServerOptions o;
   o.socket = dir.path / "sub" / "controld.sock";
   o.group = "srl-no-such-group";
+  o.requests.state = dir.path / "state.db";
+  o.requests.bpffs = dir.path / "bpffs";
   {
     auto server = srl::controld::Server::start(o);
     struct stat st {};
@@ -181,7 +397,14 @@ TEST_CASE("the socket: private without the group, exclusive, a stale one replace
   }
   CHECK_FALSE(fs::exists(o.socket));  // removed on shutdown
   // A socket file nobody answers on (a daemon that died) is replaced.
-  std::ofstream(o.socket).put('x');
+  {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, o.socket.c_str(), sizeof addr.sun_path - 1);
+    REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+    ::close(fd);
+  }
   auto server = srl::controld::Server::start(o);
   auto stub = v1::Control::NewStub(
       grpc::CreateChannel("unix:" + o.socket.string(), grpc::InsecureChannelCredentials()));

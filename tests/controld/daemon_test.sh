@@ -18,7 +18,8 @@ ok() { passed=$((passed + 1)); echo "ok: $*"; }
 fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
 
 sock=$tmp/run/controld.sock
-"$controld" --socket "$sock" --group srl-no-such-group 2>"$tmp/err1" &
+"$controld" --socket "$sock" --group srl-no-such-group --state "$tmp/state.db" \
+  --bpffs "$tmp/bpffs" 2>"$tmp/err1" &
 pid=$!
 pids+=("$pid")
 for _ in $(seq 100); do [[ -S $sock ]] && break; sleep 0.05; done
@@ -26,7 +27,7 @@ for _ in $(seq 100); do [[ -S $sock ]] && break; sleep 0.05; done
 [[ $(stat -c %a "$sock") == 600 ]] && ok "socket mode 0600 without the group" \
   || fail "socket mode $(stat -c %a "$sock")"
 
-"$controld" --socket "$sock" 2>"$tmp/err2"
+"$controld" --socket "$sock" --state "$tmp/state2.db" --bpffs "$tmp/bpffs" 2>"$tmp/err2"
 rc=$?
 [[ $rc -eq 1 ]] && grep -q "another daemon answers on $sock" "$tmp/err2" \
   && ok "a second daemon on the same socket is refused" || fail "second daemon: exit $rc: $(cat "$tmp/err2")"

@@ -23,8 +23,10 @@ struct StoredRequest {
   std::string name;
   std::uint32_t owner_uid = 0;
   std::string text;
-  std::string state;       // "applying", "active", "removing", "failed"
-  std::string updated_at;  // UTC, ISO 8601
+  std::string state;                 // "applying", "active", "removing", "failed"
+  std::string updated_at;            // UTC, ISO 8601
+  std::string file_name;             // the name diagnostics use
+  std::vector<std::string> devices;  // of the implicit rx (srlc --dev)
 };
 
 enum class StepState { pending, done, failed, undone };

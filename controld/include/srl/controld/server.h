@@ -1,10 +1,10 @@
 // The control daemon's gRPC server: the srl.v1.Control service of
 // proto/srl.proto on a Unix socket (and, later, TCP with TLS).
 //
-// So far the read-only part of the API is served: Compile, Plan (a dry run
-// on this machine or a given system model), Spaces and Filters. The methods
-// that change state (Apply, Remove) and those that read it (List, Get,
-// Stats, Watch) answer UNIMPLEMENTED until the daemon keeps requests.
+// The daemon owns its socket and learns each caller's credentials
+// (SO_PEERCRED): root may do anything; members of the socket's group may
+// apply requests whose kernel part uses only filters root allows them, and
+// see, watch and remove only their own requests; anyone else is refused.
 #pragma once
 
 #include <filesystem>
@@ -12,11 +12,15 @@
 #include <string>
 #include <vector>
 
+#include "srl/controld/requests.h"
+
 namespace grpc {
 class Server;
 }
 
 namespace srl::controld {
+
+class UnixListener;
 
 struct ServerOptions {
   std::filesystem::path socket = "/run/srl/controld.sock";
@@ -25,6 +29,14 @@ struct ServerOptions {
   std::string group = "srl";
   // Devices discovery models for Plan and Spaces when a request names none.
   std::vector<std::string> devices;
+  // The requests and their state (database, pins, test hooks).
+  ManagerOptions requests;
+  // Filters the group's members may place in the kernel: by default those
+  // that only look at traffic, never drop, redirect or change it.
+  std::vector<std::string> member_kernel_filters = {
+      "rx",   "eth", "arp",   "vlan",   "ip",   "ipv4",  "ipv6",      "icmp",
+      "tcp",  "udp", "proto", "port",   "addr", "net",   "tcpflags",  "len",
+      "hash", "bpf", "count", "sample", "rate", "union", "intersect", "pass"};
 };
 
 class Server {
@@ -42,11 +54,14 @@ class Server {
   void wait();
   void shutdown();
   const std::filesystem::path& socket() const { return socket_; }
+  // Stored requests that did not come up again at start, with why.
+  const std::vector<std::string>& start_errors() const;
 
  private:
   Server() = default;
   struct Service;
   std::unique_ptr<Service> service_;
+  std::unique_ptr<UnixListener> listener_;
   std::unique_ptr<grpc::Server> server_;
   std::filesystem::path socket_;
 };

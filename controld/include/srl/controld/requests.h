@@ -1,0 +1,134 @@
+// The requests the daemon keeps running, and the transactions that change
+// them (ARCHITECTURE.md §5).
+//
+// Requests that receive from a common device run as one unit: their DAGs are
+// merged (identical stateless prefixes share one instance, counted for each
+// request that shares it) into one datapath with one program per device
+// hook. Applying, replacing or removing a request rebuilds only its unit, as
+// one transaction (runtime::Datapath) whose every step is journaled before it
+// is taken; on a device the old and the new datapath both use, the program
+// is swapped in the running hook in one atomic update (make-before-break).
+// Counters survive a rebuild: what the old datapath counted is carried over.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "srl/controld/journal.h"
+
+namespace srl::controld {
+
+struct ManagerOptions {
+  std::filesystem::path state = "/var/lib/srl/controld.db";
+  std::filesystem::path bpffs = "/sys/fs/bpf";  // pins under bpffs/srl/controld
+  std::filesystem::path cache = "/var/cache/srl/bpf";
+  // Test hooks: the transaction step whose key (or key prefix before ':',
+  // or 1-based index) matches fails (`fail_at`), or the daemon dies with
+  // _exit(86) right after journaling it (`crash_at`).
+  std::string fail_at;
+  std::string crash_at;
+};
+
+// What a request failed on, for the client: the status to answer with
+// and a message that names the request, the step and the reason.
+class RequestError : public std::runtime_error {
+ public:
+  enum class Kind { invalid, not_found, exists, denied, failed };
+  RequestError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+struct NodeInfo {
+  std::string id;  // the request's own node id
+  std::string filter;
+  std::string space;  // "xdp:eth0", "tc:eth0", "user"
+  std::string why;
+};
+
+struct RequestInfo {
+  std::string name;
+  std::uint32_t owner_uid = 0;
+  std::string text;
+  std::string file_name;
+  std::vector<std::string> devices;
+  std::string state;  // "active", "ended" (its input is done), "failed"
+  std::string applied_at;
+  std::vector<NodeInfo> nodes;
+};
+
+struct NodeCounters {
+  std::string request;
+  std::string id;
+  std::string filter;
+  std::string space;
+  std::uint64_t blocks = 0, bytes = 0, accepted = 0, drops = 0;
+};
+
+struct ApplySpec {
+  std::string name;
+  std::string text;
+  std::string file_name;
+  std::vector<std::string> devices;
+  bool replace = false;
+  std::uint32_t owner_uid = 0;
+  // When set, the only filters this request may place in the kernel (the
+  // caller is not root); checked against the plan before any step.
+  std::optional<std::vector<std::string>> kernel_filters;
+};
+
+class RequestManager {
+ public:
+  // Opens the state database, removes what a crash left (pinned hooks of no
+  // running datapath, transactions that did not end: rolled back) and
+  // brings every stored request up again.
+  explicit RequestManager(const ManagerOptions& options);
+  // Removes every datapath (their requests stay stored, and come up again
+  // with the next daemon).
+  ~RequestManager();
+  RequestManager(const RequestManager&) = delete;
+  RequestManager& operator=(const RequestManager&) = delete;
+
+  // Throws RequestError.
+  RequestInfo apply(const ApplySpec& spec);
+  void remove(const std::string& name);
+  std::vector<RequestInfo> list() const;
+  RequestInfo get(const std::string& name) const;
+  // Every node of `name` (empty: of every request), in request order.
+  std::vector<NodeCounters> stats(const std::string& name = {}) const;
+  // Requests that failed to come up again at start, with the reason.
+  const std::vector<std::string>& start_errors() const { return start_errors_; }
+
+  struct Unit;
+
+ private:
+  RequestInfo apply_locked(const ApplySpec& spec, bool store);
+  void rebuild(Unit* unit, std::vector<ApplySpec> specs, const std::string& txn_request,
+               const std::string& txn_kind, std::vector<std::unique_ptr<Unit>> absorbed);
+  Unit* unit_of(const std::string& name) const;
+  void recover();
+
+  ManagerOptions options_;
+  std::filesystem::path pin_root_;
+  std::unique_ptr<Journal> journal_;
+  std::vector<std::unique_ptr<Unit>> units_;
+  std::vector<std::string> start_errors_;
+  bool recovering_ = false;
+  mutable std::mutex mutex_;
+};
+
+// A request name: 1 to 64 of [A-Za-z0-9_.-], not starting with '.' or '-'.
+bool valid_request_name(const std::string& name);
+
+}  // namespace srl::controld

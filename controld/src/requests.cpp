@@ -1,0 +1,534 @@
+// RequestManager (requests.h): units of requests, their transactions and
+// the journal, recovery at start.
+#include "srl/controld/requests.h"
+
+#include <net/if.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "srl/compiler/compiler.h"
+#include "srl/compiler/merge.h"
+#include "srl/optimizer/discovery.h"
+#include "srl/optimizer/optimizer.h"
+#include "srl/optimizer/profile.h"
+#include "srl/runtime/datapath.h"
+
+namespace srl::controld {
+
+namespace fs = std::filesystem;
+using optimizer::now_utc;
+
+bool valid_request_name(const std::string& name) {
+  if (name.empty() || name.size() > 64 || name[0] == '.' || name[0] == '-') return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  });
+}
+
+// Requests that share a device, deployed as one datapath.
+struct RequestManager::Unit {
+  std::vector<ApplySpec> specs;
+  std::vector<compiler::CompileResult> compiled;  // per spec; the DAGs the merge refers to
+  compiler::MergedRequests merged;
+  std::unique_ptr<runtime::Datapath> datapath;
+  std::map<std::string, RequestInfo> info;  // by name
+  // What earlier datapaths of this unit counted, per "request/node".
+  std::map<std::string, runtime::VertexCounters> carried;
+  std::set<std::string> devices;
+
+  bool has(const std::string& name) const {
+    return std::any_of(specs.begin(), specs.end(), [&](const auto& s) { return s.name == name; });
+  }
+};
+
+namespace {
+
+using Kind = RequestError::Kind;
+
+compiler::CompileResult compile_spec(const ApplySpec& spec) {
+  compiler::CompileOptions o;
+  o.file_name = spec.file_name.empty() ? "<expr>" : spec.file_name;
+  o.default_devices = spec.devices;
+  auto r = compiler::compile(spec.text, o);
+  if (!r.ok()) {
+    std::string msg = "request " + spec.name + " does not compile:\n";
+    if (r.source) msg += r.diagnostics.render(*r.source);
+    throw RequestError(Kind::invalid, msg);
+  }
+  return r;
+}
+
+std::optional<optimizer::Profile> default_profile() {
+  const auto p = optimizer::default_profile_path();
+  std::error_code ec;
+  if (!fs::exists(p, ec)) return std::nullopt;
+  try {
+    return optimizer::load_profile(p);
+  } catch (const std::exception&) {
+    return std::nullopt;  // a bad profile: the catalog's costs
+  }
+}
+
+// "web/n3" -> {"web", "n3"}
+std::pair<std::string, std::string> split_member(const std::string& m) {
+  const auto slash = m.find('/');
+  if (slash == std::string::npos) return {"", m};
+  return {m.substr(0, slash), m.substr(slash + 1)};
+}
+
+void add(runtime::VertexCounters& to, const runtime::VertexCounters& c) {
+  to.blocks += c.blocks;
+  to.bytes += c.bytes;
+  to.accepted += c.accepted;
+  to.drops += c.drops;
+}
+
+// Journals every step of a transaction before it is taken, and holds the
+// test hooks that fail a step or kill the daemon at one.
+class JournalObserver : public runtime::StepObserver {
+ public:
+  // `hooks`: whether the test hooks apply (not to the transactions of
+  // recovery, so that a hook aims at one transaction a client asked for).
+  JournalObserver(Journal& journal, std::int64_t txn, const ManagerOptions& options, bool hooks)
+      : journal_(journal), txn_(txn), options_(options), hooks_(hooks) {}
+
+  void before(const runtime::Step& step) override {
+    ++index_;
+    const auto id =
+        journal_.step(txn_, std::string(runtime::to_string(step.phase)), step.key, step.what);
+    ids_[step.key] = id;
+    if (hooks_ && matches(options_.crash_at, step)) ::_exit(86);  // a crash, for recovery tests
+    if (hooks_ && matches(options_.fail_at, step)) {
+      journal_.mark(id, StepState::failed);
+      throw std::runtime_error("injected failure at step " + std::to_string(index_) + " '" +
+                               step.key + "'");
+    }
+  }
+  void taken(const runtime::Step& step) override { mark(step, StepState::done); }
+  void undone(const runtime::Step& step) override { mark(step, StepState::undone); }
+  void failed(const runtime::Step& step) { mark(step, StepState::failed); }
+
+ private:
+  bool matches(const std::string& want, const runtime::Step& step) const {
+    if (want.empty()) return false;
+    if (std::all_of(want.begin(), want.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return std::stoul(want) == index_;
+    return step.key == want || step.key.starts_with(want + ":");
+  }
+  void mark(const runtime::Step& step, StepState s) {
+    const auto it = ids_.find(step.key);
+    if (it != ids_.end()) journal_.mark(it->second, s);
+  }
+
+  Journal& journal_;
+  std::int64_t txn_;
+  const ManagerOptions& options_;
+  bool hooks_;
+  std::size_t index_ = 0;
+  std::map<std::string, std::int64_t> ids_;
+};
+
+}  // namespace
+
+RequestManager::RequestManager(const ManagerOptions& options)
+    : options_(options), pin_root_(options.bpffs / "srl" / "controld") {
+  std::error_code ec;
+  fs::create_directories(options.state.parent_path(), ec);
+  journal_ = std::make_unique<Journal>(options.state);
+  recover();
+}
+
+RequestManager::~RequestManager() {
+  std::lock_guard lock(mutex_);
+  for (auto& u : units_)
+    if (u->datapath) u->datapath->remove();
+  units_.clear();
+  std::error_code ec;
+  fs::remove_all(pin_root_, ec);
+}
+
+void RequestManager::recover() {
+  // Transactions a crash cut: their datapath died with the daemon, so they
+  // are rolled back; the requests they were for come up below as stored.
+  for (const auto& t : journal_->open_transactions()) {
+    for (const auto& s : t.steps)
+      if (s.state == StepState::done || s.state == StepState::pending)
+        journal_->mark(s.id, StepState::undone);
+    journal_->end(t.id, false);
+    if (t.kind == "apply") {
+      const auto r = journal_->request(t.request);
+      if (r && r->state == "applying") journal_->delete_request(t.request);
+    }
+  }
+  // Hooks pinned by a daemon that died: unpinning an XDP link detaches it; a
+  // TC filter is detached when it still runs the pinned program.
+  std::error_code ec;
+  if (fs::exists(pin_root_, ec)) {
+    for (const auto& dev : fs::directory_iterator(pin_root_, ec)) {
+      const auto program = dev.path() / "tc-program";
+      const unsigned ifindex = if_nametoindex(dev.path().filename().c_str());
+      if (ifindex != 0 && fs::exists(program, ec))
+        runtime::kernel::TcHook::remove_abandoned(static_cast<int>(ifindex), program);
+    }
+    fs::remove_all(pin_root_, ec);
+  }
+  recovering_ = true;
+  for (const auto& r : journal_->requests()) {
+    if (r.state == "removing") {
+      journal_->delete_request(r.name);
+      continue;
+    }
+    if (r.state != "active") continue;
+    try {
+      apply_locked({r.name, r.text, r.file_name, r.devices, false, r.owner_uid}, false);
+    } catch (const std::exception& e) {
+      journal_->set_request_state(r.name, "failed");
+      start_errors_.push_back(r.name + ": " + e.what());
+    }
+  }
+  recovering_ = false;
+}
+
+RequestManager::Unit* RequestManager::unit_of(const std::string& name) const {
+  for (const auto& u : units_)
+    if (u->has(name)) return u.get();
+  return nullptr;
+}
+
+RequestInfo RequestManager::apply(const ApplySpec& spec) {
+  if (!valid_request_name(spec.name))
+    throw RequestError(Kind::invalid, "bad request name '" + spec.name +
+                                          "': expected 1 to 64 of A-Z a-z 0-9 _ . - , not "
+                                          "starting with . or -");
+  std::lock_guard lock(mutex_);
+  const auto stored = journal_->request(spec.name);
+  if (stored && !spec.replace)
+    throw RequestError(Kind::exists,
+                       "a request named " + spec.name + " exists; remove it or apply with replace");
+  if (!stored && spec.replace)
+    throw RequestError(Kind::not_found, "no request named " + spec.name + " to replace");
+  return apply_locked(spec, true);
+}
+
+RequestInfo RequestManager::apply_locked(const ApplySpec& spec, bool store) {
+  auto compiled = compile_spec(spec);
+  std::vector<std::string> devices;
+  try {
+    devices = runtime::rx_devices(*compiled.dag);
+  } catch (const std::invalid_argument& e) {
+    throw RequestError(Kind::invalid,
+                       "request " + spec.name + ": " + e.what() + " (or apply with a device)");
+  }
+  // The unit it joins: every unit sharing a device with it, and its own.
+  Unit* target = unit_of(spec.name);
+  std::vector<std::unique_ptr<Unit>> absorbed;
+  for (auto it = units_.begin(); it != units_.end();) {
+    Unit* u = it->get();
+    const bool shares = std::any_of(devices.begin(), devices.end(),
+                                    [&](const auto& d) { return u->devices.contains(d); });
+    if (u != target && shares) {
+      if (target == nullptr) {
+        target = u;
+        ++it;
+      } else {
+        absorbed.push_back(std::move(*it));
+        it = units_.erase(it);
+      }
+    } else {
+      ++it;
+    }
+  }
+  std::vector<ApplySpec> specs;
+  if (target != nullptr)
+    for (const auto& s : target->specs)
+      if (s.name != spec.name) specs.push_back(s);
+  for (const auto& u : absorbed)
+    for (const auto& s : u->specs)
+      specs.push_back(s);
+  specs.push_back(spec);
+  const bool replacing = target != nullptr && target->has(spec.name);
+  if (store) {
+    StoredRequest r{spec.name, spec.owner_uid, spec.text,   replacing ? "active" : "applying",
+                    "",        spec.file_name, spec.devices};
+    if (!replacing) journal_->put_request(r);
+  }
+  try {
+    rebuild(target, specs, spec.name, replacing ? "replace" : "apply", std::move(absorbed));
+  } catch (...) {
+    if (store && !replacing) journal_->delete_request(spec.name);
+    throw;
+  }
+  if (store)
+    journal_->put_request(
+        {spec.name, spec.owner_uid, spec.text, "active", "", spec.file_name, spec.devices});
+  return unit_of(spec.name)->info.at(spec.name);
+}
+
+void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
+                             const std::string& txn_request, const std::string& txn_kind,
+                             std::vector<std::unique_ptr<Unit>> absorbed) {
+  const std::int64_t txn = journal_->begin(txn_request, txn_kind);
+  JournalObserver observer(*journal_, txn, options_, !recovering_);
+  auto fail = [&](const std::string& what) {
+    journal_->end(txn, false);
+    throw RequestError(Kind::failed, txn_kind + " " + txn_request + ": " + what);
+  };
+  auto fresh = std::make_unique<Unit>();
+
+  if (specs.empty()) {  // the last request of the unit goes
+    if (unit != nullptr && unit->datapath) unit->datapath->remove(&observer);
+    std::erase_if(units_, [&](const auto& u) { return u.get() == unit; });
+    journal_->end(txn, true);
+    return;
+  }
+
+  try {
+    for (const auto& s : specs)
+      fresh->compiled.push_back(compile_spec(s));
+  } catch (const RequestError& e) {
+    fail(e.what());
+  }
+  std::vector<const compiler::RequestDag*> dags;
+  std::vector<std::string> labels;
+  std::vector<optimizer::RequestInput> inputs;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    dags.push_back(&*fresh->compiled[i].dag);
+    labels.push_back(specs[i].name);
+    inputs.push_back({&*fresh->compiled[i].dag, specs[i].name, fresh->compiled[i].source.get()});
+  }
+  fresh->merged = compiler::merge_requests(dags, labels);
+  const auto& dag = fresh->merged.dag;
+  std::vector<std::string> devices;
+  try {
+    devices = runtime::rx_devices(dag);
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+  fresh->devices.insert(devices.begin(), devices.end());
+  for (const auto& d : devices)
+    if (if_nametoindex(d.c_str()) == 0) fail("no network device '" + d + "'");
+
+  // Placement: the optimizer's plan for this machine.
+  runtime::Placement place;
+  std::map<std::string, std::string> why;  // request node -> the plan's reason
+  if (devices.empty()) {
+    place.in_kernel.assign(dag.node_count(), false);
+  } else {
+    try {
+      optimizer::DiscoveryOptions discovery;
+      discovery.devices = devices;
+      auto model = optimizer::discover(discovery);
+      auto profile = default_profile();
+      if (profile) optimizer::apply(*profile, model);
+      optimizer::PlanOptions po;
+      po.profile = profile ? &*profile : nullptr;
+      const auto plan = optimizer::plan(inputs, model, po);
+      place = runtime::plan_placement(fresh->merged, plan);
+      for (const auto& n : plan.nodes)
+        for (const auto& m : n.members.empty() ? std::vector{n.id} : n.members)
+          why[m] = n.why;
+    } catch (const std::exception& e) {
+      fail(std::string("plan: ") + e.what());
+    }
+  }
+
+  // A caller restricted to some kernel filters gets the kernel only for those.
+  for (const auto& s : specs) {
+    if (s.name != txn_request || !s.kernel_filters) continue;
+    const auto& allowed = *s.kernel_filters;
+    for (std::size_t v = 0; v < dag.node_count(); ++v) {
+      const std::string filter(dag.graph[v].filter_name());
+      if (!place.in_kernel[v] || std::find(allowed.begin(), allowed.end(), filter) != allowed.end())
+        continue;
+      for (const auto& m : fresh->merged.members[v])
+        if (split_member(m).first == s.name) {
+          journal_->end(txn, false);
+          std::string list;
+          for (const auto& f : allowed)
+            list += (list.empty() ? "" : " ") + f;
+          throw RequestError(
+              Kind::denied,
+              txn_kind + " " + txn_request + ": node " + split_member(m).second + " (" + filter +
+                  ") would run in the kernel, where this caller may place only: " + list +
+                  "; pin it with space=user, or ask root");
+        }
+    }
+  }
+
+  // Units this one absorbs (a request now joins two devices' units): their
+  // datapaths go first, as they hold hooks the new one needs.
+  for (auto& u : absorbed) {
+    u->datapath->remove(&observer);
+    for (const auto& c : u->carried)
+      fresh->carried.insert(c);
+    const auto counters = u->datapath->counters();
+    for (std::size_t v = 0; v < counters.size(); ++v)
+      for (const auto& m : u->merged.members[v])
+        add(fresh->carried[m], counters[v]);
+  }
+
+  runtime::Datapath* previous = unit != nullptr ? unit->datapath.get() : nullptr;
+  // AF_XDP queues are bound by one socket at a time: when the old datapath
+  // holds the queues of a device the new one reads from userspace too, the
+  // old one goes first (break before make).
+  bool new_reads_afxdp = false;
+  for (std::size_t v = 0; v < dag.node_count(); ++v)
+    if (!place.in_kernel[v])
+      for (auto [it, end] = boost::in_edges(v, dag.graph); it != end; ++it)
+        new_reads_afxdp = new_reads_afxdp || place.in_kernel[boost::source(*it, dag.graph)];
+  if (previous != nullptr && new_reads_afxdp && !previous->afxdp_devices().empty()) {
+    previous->remove(&observer);
+    previous = nullptr;
+  }
+
+  runtime::DatapathOptions dopts;
+  dopts.bpffs = options_.bpffs;
+  dopts.pin_root = pin_root_;
+  dopts.cache = options_.cache;
+  try {
+    if (!devices.empty()) runtime::kernel::ensure_bpffs(options_.bpffs);
+    fresh->datapath = runtime::Datapath::build(dag, place, dopts, &observer, previous);
+  } catch (const runtime::StepError& e) {
+    fail(std::string(e.what()) + "; every step taken is undone");
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+
+  // The new datapath runs: the old one gives up what it still holds (hooks
+  // of devices no longer used, its engine), and what it counted carries over.
+  if (unit != nullptr) {
+    if (unit->datapath) {
+      unit->datapath->remove(&observer);
+      const auto counters = unit->datapath->counters();
+      for (std::size_t v = 0; v < counters.size(); ++v)
+        for (const auto& m : unit->merged.members[v])
+          add(unit->carried[m], counters[v]);
+    }
+    for (auto& [m, c] : unit->carried)
+      fresh->carried[m] = c;
+    // A replaced request starts counting afresh: its nodes are new.
+    if (txn_kind == "replace")
+      std::erase_if(fresh->carried,
+                    [&](const auto& kv) { return split_member(kv.first).first == txn_request; });
+  }
+
+  // What each request looks like now.
+  const auto now = now_utc();
+  const auto& g = dag.graph;
+  for (const auto& s : specs) {
+    RequestInfo info;
+    if (unit != nullptr && unit->info.contains(s.name) && s.name != txn_request)
+      info = unit->info.at(s.name);
+    for (const auto& u : absorbed)
+      if (u->info.contains(s.name)) info = u->info.at(s.name);
+    info.name = s.name;
+    info.owner_uid = s.owner_uid;
+    info.text = s.text;
+    info.file_name = s.file_name;
+    info.devices = s.devices;
+    info.state = "active";
+    if (info.applied_at.empty() || s.name == txn_request) info.applied_at = now;
+    info.nodes.clear();
+    const auto counters = fresh->datapath->counters();
+    for (std::size_t v = 0; v < dag.node_count(); ++v)
+      for (const auto& m : fresh->merged.members[v]) {
+        const auto [req, id] = split_member(m);
+        if (req != s.name) continue;
+        info.nodes.push_back({id, std::string(g[v].filter_name()), counters[v].space,
+                              why.contains(m) ? why.at(m) : std::string()});
+      }
+    fresh->info[s.name] = std::move(info);
+  }
+  fresh->specs = std::move(specs);
+  journal_->end(txn, true);
+  if (unit != nullptr) {
+    for (auto& u : units_)
+      if (u.get() == unit) u = std::move(fresh);
+  } else {
+    units_.push_back(std::move(fresh));
+  }
+}
+
+void RequestManager::remove(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  const auto stored = journal_->request(name);
+  if (!stored) throw RequestError(Kind::not_found, "no request named " + name);
+  Unit* unit = unit_of(name);
+  if (unit == nullptr) {  // stored but not running (it failed to come up)
+    journal_->delete_request(name);
+    return;
+  }
+  journal_->set_request_state(name, "removing");
+  std::vector<ApplySpec> specs;
+  for (const auto& s : unit->specs)
+    if (s.name != name) specs.push_back(s);
+  try {
+    rebuild(unit, specs, name, "remove", {});
+  } catch (...) {
+    journal_->set_request_state(name, "active");
+    throw;
+  }
+  // The remaining requests' counters of the removed one are gone with it.
+  if (Unit* u = specs.empty() ? nullptr : unit_of(specs.front().name))
+    std::erase_if(u->carried, [&](const auto& kv) { return split_member(kv.first).first == name; });
+  journal_->delete_request(name);
+}
+
+std::vector<RequestInfo> RequestManager::list() const {
+  std::lock_guard lock(mutex_);
+  std::vector<RequestInfo> out;
+  for (const auto& r : journal_->requests()) {
+    if (const Unit* u = unit_of(r.name); u != nullptr && u->info.contains(r.name)) {
+      auto info = u->info.at(r.name);
+      if (u->datapath && u->datapath->ended()) info.state = "ended";
+      out.push_back(std::move(info));
+    } else {
+      RequestInfo info;
+      info.name = r.name;
+      info.owner_uid = r.owner_uid;
+      info.text = r.text;
+      info.file_name = r.file_name;
+      info.devices = r.devices;
+      info.state = r.state;
+      info.applied_at = r.updated_at;
+      out.push_back(std::move(info));
+    }
+  }
+  return out;
+}
+
+RequestInfo RequestManager::get(const std::string& name) const {
+  for (auto& r : list())
+    if (r.name == name) return r;
+  throw RequestError(Kind::not_found, "no request named " + name);
+}
+
+std::vector<NodeCounters> RequestManager::stats(const std::string& name) const {
+  std::lock_guard lock(mutex_);
+  if (!name.empty() && !journal_->request(name))
+    throw RequestError(Kind::not_found, "no request named " + name);
+  std::vector<NodeCounters> out;
+  for (const auto& u : units_) {
+    if (!u->datapath) continue;
+    const auto counters = u->datapath->counters();
+    const auto& g = u->merged.dag.graph;
+    for (const auto& s : u->specs) {
+      if (!name.empty() && s.name != name) continue;
+      for (std::size_t v = 0; v < counters.size(); ++v)
+        for (const auto& m : u->merged.members[v]) {
+          const auto [req, id] = split_member(m);
+          if (req != s.name) continue;
+          runtime::VertexCounters c = counters[v];
+          if (const auto it = u->carried.find(m); it != u->carried.end()) add(c, it->second);
+          out.push_back({req, id, std::string(g[v].filter_name()), counters[v].space, c.blocks,
+                         c.bytes, c.accepted, c.drops});
+        }
+    }
+  }
+  return out;
+}
+
+}  // namespace srl::controld

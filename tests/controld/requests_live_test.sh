@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# controld end to end, through the real daemon and the srl CLI, on a veth
+# pair between two network namespaces with real traffic:
+# - apply, stats, ls, show, rm; two requests on one device share its hook,
+#   and counters carry over when the program is swapped;
+# - replacing a request under traffic loses no packet: a request that is
+#   never replaced counts every packet sent while another is replaced;
+# - a failure injected at every step of a transaction, and a crash at every
+#   step followed by a restart, leave the machine exactly as before (or, for
+#   the running requests, as after) with nothing leaked;
+# - a member of the daemon's group and an outsider are each refused what
+#   they may not do.
+# Needs root; exits 77 (skipped) without it.
+# Usage: requests_live_test.sh CONTROLD SRL
+set -uo pipefail
+controld=$(realpath "$1")
+srl=$(realpath "$2")
+. "$(dirname "$0")/../live/lib.sh" srld
+make_hosts
+ip netns exec "$a" ping -c 1 -W 2 10.77.0.2 >/dev/null || { echo "no connectivity" >&2; exit 1; }
+# Other users must reach the socket (the member test).
+chmod 755 "$tmp"
+export SRL_SOCKET=$tmp/controld.sock
+state=$tmp/state.db
+dpid=""
+stop_daemon() {
+  [[ -n $dpid ]] || return 0
+  kill -TERM "$dpid" 2>/dev/null
+  wait "$dpid" 2>/dev/null
+  dpid=""
+}
+trap 'stop_daemon; cleanup' EXIT
+start_daemon() {  # [ENV=VALUE...]: the daemon in $b, with test hooks
+  env "$@" ip netns exec "$b" "$controld" --socket "$SRL_SOCKET" --group nogroup \
+    --state "$state" --bpffs "$bpffs" 2>>"$tmp/controld.log" &
+  dpid=$!
+  for _ in $(seq 100); do
+    [[ -S $SRL_SOCKET ]] && "$srl" ls -q >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  fail "controld did not start: $(tail -3 "$tmp/controld.log")"
+  return 1
+}
+send() {  # N datagrams to port 53
+  ip netns exec "$a" python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(int(sys.argv[1])): s.sendto(b"q" * 20, ("10.77.0.2", 53))
+' "$1"
+}
+count_of() {  # REQUEST: blocks of its count node
+  "$srl" stats -j "$1" 2>/dev/null | python3 -c '
+import json, sys
+print(next(n["blocks"] for n in json.load(sys.stdin)["nodes"] if n["filter"] == "count"))'
+}
+pins() { find "$bpffs/srl" -mindepth 1 ! -type d 2>/dev/null | tr '\n' ' '; }
+names() { "$srl" ls -q 2>/dev/null | tr '\n' ' '; }
+
+web='(udp) > (port) 53> (count)'
+all='(udp) > (count)'  # shares rx > udp with web
+
+# --- apply, share a device, carry counters over a swap, remove -----------
+snapshot
+start_daemon
+out=$("$srl" apply -n web --dev vb -e "$web" 2>&1)
+[[ $? -eq 0 && $out == *"applied web (4 nodes: 4 kernel, 0 user)"* ]] && ok "apply web" \
+  || fail "apply web: $out"
+xdp_attached && ok "web: XDP attached to vb" || fail "web: nothing attached"
+send 100
+n=$(count_of web)
+[[ $n == 100 ]] && ok "web counted 100 of 100" || fail "web counted $n, expected 100"
+"$srl" apply -n all --dev vb -e "$all" >/dev/null 2>&1 && ok "apply all on the same device (sharing rx > udp)" \
+  || fail "apply all"
+send 50
+n=$(count_of web) m=$(count_of all)
+[[ $n == 150 && $m == 50 ]] && ok "after the swap: web 150, all 50 (carried over)" \
+  || fail "after the swap: web $n (150), all $m (50)"
+out=$("$srl" apply -n web --dev vb -e "$web" 2>&1)
+[[ $? -eq 1 && $out == *"a request named web exists"* ]] && ok "apply over a name: refused" \
+  || fail "apply over a name: $out"
+[[ $(names) == "all web " ]] && ok "srl ls: all web" || fail "srl ls: $(names)"
+out=$("$srl" show web 2>&1)
+[[ $out == *"(udp) > (port) 53> (count)"* && $out == *"xdp:vb"* ]] && ok "srl show web" \
+  || fail "srl show: $out"
+
+# --- replace under traffic: not one packet without a program --------------
+ip netns exec "$a" python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(20000):
+    s.sendto(b"q" * 20, ("10.77.0.2", 53))
+    if i % 100 == 0: time.sleep(0.01)
+' &
+sender=$!
+before=$(count_of all)
+replaced=0
+for i in $(seq 10); do
+  port=$((53 + i % 2 * 1000))
+  "$srl" apply -n web --replace --dev vb -e "(udp) > (port) ${port}> (count)" >/dev/null 2>&1 \
+    && replaced=$((replaced + 1))
+done
+wait "$sender"
+after=$(count_of all)
+[[ $replaced -eq 10 ]] && ok "10 replaces under traffic" || fail "$replaced of 10 replaces"
+[[ $((after - before)) -eq 20000 ]] && ok "replace under traffic: 20000 of 20000 packets counted" \
+  || fail "replace under traffic: $((after - before)) of 20000 counted"
+echo "replace: $((after - before)) of 20000 packets seen by a program during 10 replaces"
+
+"$srl" rm web all >/dev/null 2>&1 && ok "srl rm web all" || fail "srl rm"
+! xdp_attached && ok "rm: nothing attached" || fail "rm: XDP left on vb"
+left=$(new_objects 5)
+[[ -z $left ]] && ok "rm: no srl program or map left" || fail "rm: left $left"
+[[ -z $(pins) ]] && ok "rm: no pins left" || fail "rm: pins left: $(pins)"
+stop_daemon
+
+# --- a failure at every step: the state before, nothing leaked -----------
+# Step N of applying web alone, of applying it next to `all` (a swap), and
+# of a request with a userspace part (engine, AF_XDP sockets).
+dns='(udp) > (port) 53> (dns) > (count)'
+for case in "none web" "all web" "none dns"; do
+  read -r base what <<<"$case"
+  text=$web
+  [[ $what == dns ]] && text=$dns
+  for n in $(seq 1 12); do
+    rm -f "$state" "$state"-*
+    if [[ $base == all ]]; then
+      start_daemon || break
+      "$srl" apply -n all --dev vb -e "$all" >/dev/null 2>&1
+      stop_daemon
+    fi
+    snapshot
+    start_daemon SRL_FAIL_AT="$n" || break
+    out=$("$srl" apply -n web --dev vb -e "$text" 2>&1)
+    rc=$?
+    if [[ $rc -eq 0 ]]; then
+      ok "$what next to $base: apply has $((n - 1)) steps; each failure left the state before"
+      "$srl" rm web >/dev/null 2>&1
+      stop_daemon
+      break
+    fi
+    expect="all "
+    [[ $base == none ]] && expect=""
+    [[ $rc -eq 1 && $out == *"injected failure at step $n "* && $(names) == "$expect" ]] \
+      || fail "base $base, fail at $n: exit $rc, requests '$(names)': $out"
+    if [[ $base == all ]]; then
+      c0=$(count_of all); send 10; c1=$(count_of all)
+      [[ $((c1 - c0)) -eq 10 ]] || fail "base all, fail at $n: all no longer counts ($c0 -> $c1)"
+    else
+      xdp_attached && fail "base none, fail at $n: XDP left attached"
+    fi
+    stop_daemon
+    left=$(new_objects 5)
+    [[ -z $left ]] || fail "base $base, fail at $n: left $left"
+    [[ -z $(pins) ]] || fail "base $base, fail at $n: pins left: $(pins)"
+  done
+done
+
+# --- a crash at every step, then a restart: before or after, no leak ------
+for n in $(seq 1 12); do
+  rm -f "$state" "$state"-*
+  start_daemon || break
+  "$srl" apply -n all --dev vb -e "$all" >/dev/null 2>&1
+  stop_daemon
+  snapshot
+  start_daemon SRL_CRASH_AT="$n" || break
+  "$srl" apply -n web --dev vb -e "$web" >/dev/null 2>&1
+  rc=$?
+  if [[ $rc -eq 0 ]]; then
+    ok "crash: apply has $((n - 1)) steps"
+    "$srl" rm web all >/dev/null 2>&1
+    stop_daemon
+    break
+  fi
+  wait "$dpid" 2>/dev/null
+  drc=$?
+  dpid=""
+  [[ $drc -eq 86 ]] || fail "crash at $n: the daemon ended with $drc, not the crash hook's 86"
+  [[ $rc -eq 1 ]] || fail "crash at $n: the client got exit $rc"
+  start_daemon || break
+  # `all` is up again, `web` never finished: the state before.
+  [[ $(names) == "all " ]] || fail "crash at $n: requests after recovery '$(names)'"
+  c0=$(count_of all); send 10; c1=$(count_of all)
+  [[ $((c1 - c0)) -eq 10 ]] || fail "crash at $n: all does not count after recovery"
+  "$srl" rm all >/dev/null 2>&1
+  stop_daemon
+  left=$(new_objects 5)
+  [[ -z $left ]] || fail "crash at $n: left $left"
+  [[ -z $(pins) ]] || fail "crash at $n: pins left: $(pins)"
+  xdp_attached && fail "crash at $n: XDP left on vb"
+done
+ok "crash at every step: recovered to the state before, nothing leaked"
+
+# --- who may do what -------------------------------------------------------
+rm -f "$state" "$state"-*
+start_daemon
+"$srl" apply -n roots --dev vb -e "$all" >/dev/null 2>&1
+as_member() { setpriv --reuid=nobody --regid=nogroup --init-groups "$@"; }
+as_outsider() { setpriv --reuid=daemon --regid=daemon --init-groups "$@"; }
+out=$(as_member "$srl" apply -n mine --dev vb -e "$web" 2>&1)
+[[ $? -eq 0 ]] && ok "member: applies a counting request" || fail "member apply: $out"
+out=$(as_member "$srl" apply -n dropper --dev vb -e "(udp) > (drop)" 2>&1)
+[[ $? -eq 1 && $out == *"would run in the kernel, where this caller may place only"* ]] \
+  && ok "member: a kernel drop is refused" || fail "member drop: $out"
+out=$(as_member "$srl" ls -q 2>&1)
+[[ $out == "mine" ]] && ok "member: sees only their own" || fail "member ls: $out"
+out=$(as_member "$srl" rm roots 2>&1)
+[[ $? -eq 1 && $out == *"belongs to root"* ]] && ok "member: cannot remove root's" \
+  || fail "member rm roots: $out"
+out=$(as_member "$srl" stats roots 2>&1)
+[[ $? -eq 1 && $out == *"belongs to root"* ]] && ok "member: cannot read root's counters" \
+  || fail "member stats roots: $out"
+out=$(as_outsider "$srl" ls 2>&1)
+[[ $? -eq 1 && ($out == *"Permission denied"* || $out == *"neither root nor in group"*) ]] \
+  && ok "outsider: refused" || fail "outsider ls: $out"
+out=$("$srl" ls -q 2>&1)
+[[ $out == $'mine\nroots' ]] && ok "root sees every request" || fail "root ls: $out"
+as_member "$srl" rm mine >/dev/null 2>&1 && ok "member: removes their own" || fail "member rm"
+"$srl" rm roots >/dev/null 2>&1
+stop_daemon
+
+summary
