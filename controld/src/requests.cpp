@@ -143,11 +143,11 @@ RequestManager::RequestManager(const ManagerOptions& options)
 
 RequestManager::~RequestManager() {
   std::lock_guard lock(mutex_);
+  // Kernel parts keep forwarding while no daemon runs; the next one adopts
+  // them. Userspace parts live in this process and go with it.
   for (auto& u : units_)
-    if (u->datapath) u->datapath->remove();
+    if (u->datapath) u->datapath->release();
   units_.clear();
-  std::error_code ec;
-  fs::remove_all(pin_root_, ec);
 }
 
 void RequestManager::recover() {
@@ -163,18 +163,13 @@ void RequestManager::recover() {
       if (r && r->state == "applying") journal_->delete_request(t.request);
     }
   }
-  // Hooks pinned by a daemon that died: unpinning an XDP link detaches it; a
-  // TC filter is detached when it still runs the pinned program.
-  std::error_code ec;
-  if (fs::exists(pin_root_, ec)) {
-    for (const auto& dev : fs::directory_iterator(pin_root_, ec)) {
-      const auto program = dev.path() / "tc-program";
-      const unsigned ifindex = if_nametoindex(dev.path().filename().c_str());
-      if (ifindex != 0 && fs::exists(program, ec))
-        runtime::kernel::TcHook::remove_abandoned(static_cast<int>(ifindex), program);
-    }
-    fs::remove_all(pin_root_, ec);
-  }
+  // Hooks the last daemon left running (stopped, or died mid-transaction):
+  // taken over, so that the requests below swap their programs in without a
+  // gap; whatever no stored request takes is removed at the end.
+  std::vector<std::string> problems;
+  adopted_ = runtime::Datapath::adopt(pin_root_, &problems);
+  for (const auto& p : problems)
+    start_errors_.push_back("pinned hook " + p);
   recovering_ = true;
   for (const auto& r : journal_->requests()) {
     if (r.state == "removing") {
@@ -190,6 +185,7 @@ void RequestManager::recover() {
     }
   }
   recovering_ = false;
+  adopted_.reset();  // orphans: detached, unpinned
 }
 
 RequestManager::Unit* RequestManager::unit_of(const std::string& name) const {
@@ -370,7 +366,7 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
         add(fresh->carried[m], counters[v]);
   }
 
-  runtime::Datapath* previous = unit != nullptr ? unit->datapath.get() : nullptr;
+  runtime::Datapath* previous = unit != nullptr ? unit->datapath.get() : adopted_.get();
   // AF_XDP queues are bound by one socket at a time: when the old datapath
   // holds the queues of a device the new one reads from userspace too, the
   // old one goes first (break before make).

@@ -315,6 +315,8 @@ struct Server::Service final : v1::Control::Service {
       fill_info(requests->apply(spec), reply->mutable_request());
     } catch (const RequestError& e) {
       return status_of(e);
+    } catch (const std::exception& e) {
+      return {grpc::StatusCode::INTERNAL, "Apply " + spec.name + ": " + e.what()};
     }
     return grpc::Status::OK;
   }
@@ -329,6 +331,8 @@ struct Server::Service final : v1::Control::Service {
       requests->remove(req->name());
     } catch (const RequestError& e) {
       return status_of(e);
+    } catch (const std::exception& e) {
+      return {grpc::StatusCode::INTERNAL, "Remove " + req->name() + ": " + e.what()};
     }
     return grpc::Status::OK;
   }

@@ -442,8 +442,16 @@ void Datapath::remove(StepObserver* observer) {
   Impl& m = *impl_;
   if (m.removed) return;
   m.removed = true;
+  // Removal rolls forward: once it starts, every step is taken even if the
+  // observer objects (a journal that cannot write, an injected failure), as
+  // stopping half way would leave a datapath nobody owns.
   auto announce = [&](Step s, const std::function<void()>& act) {
-    if (observer != nullptr) observer->before(s);
+    if (observer != nullptr) {
+      try {
+        observer->before(s);
+      } catch (const std::exception&) {
+      }
+    }
     act();
     if (observer != nullptr) observer->taken(s);
   };
@@ -462,6 +470,57 @@ void Datapath::remove(StepObserver* observer) {
       m.engine->stop();
       m.engine->wait();
     });
+}
+
+std::unique_ptr<Datapath> Datapath::adopt(const fs::path& pin_root,
+                                          std::vector<std::string>* problems) {
+  std::unique_ptr<Datapath> dp(new Datapath());
+  std::error_code ec;
+  if (!fs::is_directory(pin_root, ec)) return dp;
+  auto problem = [&](const std::string& what) {
+    if (problems != nullptr) problems->push_back(what);
+  };
+  for (const auto& entry : fs::directory_iterator(pin_root, ec)) {
+    const auto dir = entry.path();
+    const std::string dev = dir.filename().string();
+    const unsigned ifindex = if_nametoindex(dev.c_str());
+    Hook h;
+    h.dev = dev;
+    try {
+      if (fs::exists(dir / "link", ec)) {
+        h.kind = "xdp";
+        h.xdp = kernel::XdpHook::adopt(dir);
+      } else if (fs::exists(dir / "tc-program", ec)) {
+        if (ifindex == 0) throw kernel::KernelError("no network device '" + dev + "'");
+        h.kind = "tc";
+        h.tc = kernel::TcHook::adopt(dir, static_cast<int>(ifindex));
+      } else {
+        fs::remove_all(dir, ec);
+        continue;
+      }
+      dp->impl_->hooks.push_back(std::move(h));
+    } catch (const std::exception& e) {
+      // Unpinning is what detaches an XDP link nobody holds.
+      problem(dev + ": " + e.what() + "; its pins are removed");
+      fs::remove_all(dir, ec);
+    }
+  }
+  return dp;
+}
+
+bool Datapath::release() {
+  Impl& m = *impl_;
+  if (m.removed) return false;
+  if (m.engine) {
+    remove();
+    return false;
+  }
+  for (auto& h : m.hooks) {
+    if (h.xdp) h.xdp->release();
+    if (h.tc) h.tc->release();
+  }
+  m.removed = true;
+  return !m.hooks.empty();
 }
 
 std::vector<VertexCounters> Datapath::counters() const {

@@ -108,7 +108,33 @@ std::unique_ptr<KernelProgram> TcHook::replace(std::unique_ptr<KernelProgram> pr
   return program;
 }
 
+std::unique_ptr<TcHook> TcHook::adopt(const std::filesystem::path& pin_dir, int ifindex) {
+  const auto pinned = pin_dir / "tc-program";
+  const int prog_fd = bpf_obj_get(pinned.c_str());
+  const int counters_fd = bpf_obj_get((pin_dir / "counters").c_str());
+  if (prog_fd < 0 || counters_fd < 0) {
+    if (prog_fd >= 0) close(prog_fd);
+    if (counters_fd >= 0) close(counters_fd);
+    throw KernelError("cannot open the program or the counters pinned at " + pin_dir.string());
+  }
+  std::unique_ptr<TcHook> hook(new TcHook());
+  hook->program_ = KernelProgram::adopt(prog_fd, counters_fd);
+  hook->ifindex_ = ifindex;
+  bpf_tc_hook h = ingress(ifindex);
+  bpf_tc_opts query = srl_filter();
+  if (bpf_tc_query(&h, &query) != 0 || query.prog_id != hook->program_->id()) {
+    hook->released_ = true;  // nothing of ours runs there: touch nothing
+    throw KernelError("the TC ingress of " + device_name(ifindex) +
+                      " does not run the program pinned at " + pinned.string());
+  }
+  // Whether the clsact qdisc was made for srl is not known any more: it
+  // stays (it holds no filter of srl's once this hook goes).
+  hook->pin_dir_ = pin_dir;
+  return hook;
+}
+
 TcHook::~TcHook() {
+  if (released_) return;  // attached and pinned: the datapath outlives us
   bpf_tc_hook h = ingress(ifindex_);
   bpf_tc_opts opts = srl_filter();
   bpf_tc_detach(&h, &opts);

@@ -152,11 +152,29 @@ std::unique_ptr<KernelProgram> KernelProgram::load(const std::filesystem::path& 
   return p;
 }
 
+std::unique_ptr<KernelProgram> KernelProgram::adopt(int prog_fd, int counters_fd) {
+  std::unique_ptr<KernelProgram> p(new KernelProgram());
+  p->prog_fd_ = prog_fd;
+  p->counters_fd_ = counters_fd;
+  bpf_map_info info{};
+  std::uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(counters_fd, &info, &len) == 0)
+    p->node_count_ = info.value_size / sizeof(Counter);
+  return p;
+}
+
 KernelProgram::~KernelProgram() {
-  if (obj_ != nullptr) bpf_object__close(obj_);
+  if (obj_ != nullptr) {
+    bpf_object__close(obj_);
+    return;
+  }
+  // An adopted program owns its descriptors itself.
+  if (prog_fd_ >= 0) close(prog_fd_);
+  if (counters_fd_ >= 0) close(counters_fd_);
 }
 
 int KernelProgram::xsks_fd() const {
+  if (obj_ == nullptr) return -1;
   bpf_map* m = bpf_object__find_map_by_name(obj_, "srl_xsks");
   return m != nullptr ? bpf_map__fd(m) : -1;
 }
@@ -219,6 +237,33 @@ std::unique_ptr<XdpHook> XdpHook::attach(std::unique_ptr<KernelProgram> program,
   return hook;
 }
 
+std::unique_ptr<XdpHook> XdpHook::adopt(const std::filesystem::path& pin_dir) {
+  const auto link = pin_dir / "link", counters = pin_dir / "counters";
+  std::unique_ptr<XdpHook> hook(new XdpHook());
+  hook->link_fd_ = bpf_obj_get(link.c_str());
+  if (hook->link_fd_ < 0)
+    throw KernelError("cannot open the pinned link " + link.string() + ": " + errno_text(errno));
+  bpf_link_info info{};
+  std::uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(hook->link_fd_, &info, &len) != 0 || info.type != BPF_LINK_TYPE_XDP)
+    throw KernelError(link.string() + " is not an XDP link");
+  hook->ifindex_ = static_cast<int>(info.xdp.ifindex);
+  const int prog_fd = bpf_prog_get_fd_by_id(info.prog_id);
+  const int counters_fd = bpf_obj_get(counters.c_str());
+  if (prog_fd < 0 || counters_fd < 0) {
+    if (prog_fd >= 0) close(prog_fd);
+    if (counters_fd >= 0) close(counters_fd);
+    throw KernelError("cannot open the program or the counters pinned at " + pin_dir.string());
+  }
+  hook->program_ = KernelProgram::adopt(prog_fd, counters_fd);
+  bpf_xdp_query_opts q{};
+  q.sz = sizeof q;
+  if (bpf_xdp_query(hook->ifindex_, 0, &q) == 0)
+    hook->mode_ = q.attach_mode == XDP_ATTACHED_DRV ? XdpMode::native : XdpMode::generic;
+  hook->pin_dir_ = pin_dir;
+  return hook;
+}
+
 void XdpHook::pin() {
   std::filesystem::create_directories(pin_dir_);
   const auto link = pin_dir_ / "link", counters = pin_dir_ / "counters";
@@ -253,6 +298,10 @@ std::unique_ptr<KernelProgram> XdpHook::replace(std::unique_ptr<KernelProgram> p
 }
 
 XdpHook::~XdpHook() {
+  if (released_) {
+    if (link_fd_ >= 0) close(link_fd_);  // the pin keeps the link
+    return;
+  }
   unpin();
   if (link_fd_ >= 0) {
     bpf_link_detach(link_fd_);

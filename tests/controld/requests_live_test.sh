@@ -113,6 +113,50 @@ left=$(new_objects 5)
 [[ -z $(pins) ]] && ok "rm: no pins left" || fail "rm: pins left: $(pins)"
 stop_daemon
 
+# --- the daemon down: kernel datapaths keep running, and a restart takes
+# them over without a gap (the new program is swapped into the pinned hook) --
+rm -f "$state" "$state"-*
+snapshot
+start_daemon
+"$srl" apply -n guard --dev vb -e '(udp) > (port) 9999> (drop)' >/dev/null 2>&1 \
+  || fail "apply guard"
+ip netns exec "$b" timeout 8 python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.77.0.2", 9999))
+s.settimeout(7)
+n = 0
+try:
+    while True:
+        s.recv(100); n += 1
+except OSError:
+    pass
+print(n)' >"$tmp/received" &
+receiver=$!
+ip netns exec "$a" python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(5000):
+    s.sendto(b"x", ("10.77.0.2", 9999))
+    if i % 100 == 0: time.sleep(0.01)
+' &
+sender=$!
+sleep 0.2
+stop_daemon
+xdp_attached && ok "daemon down: the XDP program still runs" || fail "daemon down: detached"
+sleep 0.2
+start_daemon
+wait "$sender"
+wait "$receiver"
+[[ $(cat "$tmp/received") == 0 ]] \
+  && ok "daemon stopped and restarted under traffic: 0 of 5000 datagrams got past the drop" \
+  || fail "restart under traffic: $(cat "$tmp/received") of 5000 datagrams got past the drop"
+[[ $(names) == "guard " ]] && ok "restart: guard is up again" || fail "restart: '$(names)'"
+"$srl" rm guard >/dev/null 2>&1
+stop_daemon
+! xdp_attached && [[ -z $(new_objects 5) && -z $(pins) ]] && ok "guard removed: nothing left" \
+  || fail "guard removed: left $(new_objects 1) $(pins)"
+
 # --- a failure at every step: the state before, nothing leaked -----------
 # Step N of applying web alone, of applying it next to `all` (a swap), and
 # of a request with a userspace part (engine, AF_XDP sockets).
@@ -134,7 +178,7 @@ for case in "none web" "all web" "none dns"; do
     rc=$?
     if [[ $rc -eq 0 ]]; then
       ok "$what next to $base: apply has $((n - 1)) steps; each failure left the state before"
-      "$srl" rm web >/dev/null 2>&1
+      "$srl" rm web all >/dev/null 2>&1
       stop_daemon
       break
     fi
@@ -145,9 +189,9 @@ for case in "none web" "all web" "none dns"; do
     if [[ $base == all ]]; then
       c0=$(count_of all); send 10; c1=$(count_of all)
       [[ $((c1 - c0)) -eq 10 ]] || fail "base all, fail at $n: all no longer counts ($c0 -> $c1)"
-    else
-      xdp_attached && fail "base none, fail at $n: XDP left attached"
+      "$srl" rm all >/dev/null 2>&1
     fi
+    xdp_attached && fail "$what next to $base, fail at $n: XDP left attached"
     stop_daemon
     left=$(new_objects 5)
     [[ -z $left ]] || fail "base $base, fail at $n: left $left"
@@ -189,6 +233,37 @@ for n in $(seq 1 12); do
   xdp_attached && fail "crash at $n: XDP left on vb"
 done
 ok "crash at every step: recovered to the state before, nothing leaked"
+
+# A crash at every step of removing web (next to all): after recovery, web is
+# gone and all runs (the state after); nothing leaked.
+for n in $(seq 1 12); do
+  rm -f "$state" "$state"-*
+  start_daemon || break
+  "$srl" apply -n all --dev vb -e "$all" >/dev/null 2>&1
+  "$srl" apply -n web --dev vb -e "$web" >/dev/null 2>&1
+  stop_daemon
+  snapshot
+  start_daemon SRL_CRASH_AT="$n" || break
+  "$srl" rm web >/dev/null 2>&1
+  rc=$?
+  if [[ $rc -eq 0 ]]; then
+    ok "crash: removing web has $((n - 1)) steps; after each crash and recovery, the state after"
+    "$srl" rm all >/dev/null 2>&1
+    stop_daemon
+    break
+  fi
+  wait "$dpid" 2>/dev/null
+  dpid=""
+  start_daemon || break
+  [[ $(names) == "all " ]] || fail "crash in rm at $n: requests after recovery '$(names)'"
+  c0=$(count_of all); send 10; c1=$(count_of all)
+  [[ $((c1 - c0)) -eq 10 ]] || fail "crash in rm at $n: all does not count after recovery"
+  "$srl" rm all >/dev/null 2>&1
+  stop_daemon
+  left=$(new_objects 5)
+  [[ -z $left ]] || fail "crash in rm at $n: left $left"
+  [[ -z $(pins) ]] || fail "crash in rm at $n: pins left: $(pins)"
+done
 
 # --- who may do what -------------------------------------------------------
 rm -f "$state" "$state"-*

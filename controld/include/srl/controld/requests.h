@@ -9,6 +9,8 @@
 // is taken; on a device the old and the new datapath both use, the program
 // is swapped in the running hook in one atomic update (make-before-break).
 // Counters survive a rebuild: what the old datapath counted is carried over.
+// Kernel parts outlive the daemon (pinned); the next daemon adopts them and
+// swaps the programs of the stored requests in.
 #pragma once
 
 #include <sys/types.h>
@@ -24,6 +26,10 @@
 #include <vector>
 
 #include "srl/controld/journal.h"
+
+namespace srl::runtime {
+class Datapath;
+}
 
 namespace srl::controld {
 
@@ -125,6 +131,7 @@ class RequestManager {
   std::vector<std::unique_ptr<Unit>> units_;
   std::vector<std::string> start_errors_;
   bool recovering_ = false;
+  std::unique_ptr<runtime::Datapath> adopted_;  // during recovery
   mutable std::mutex mutex_;
 };
 

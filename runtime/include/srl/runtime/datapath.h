@@ -125,9 +125,23 @@ class Datapath {
                                          StepObserver* observer = nullptr,
                                          Datapath* previous = nullptr);
 
+  // The hooks an earlier process left pinned under `pin_root` (a directory
+  // per device), taken over as they run: a new datapath built with this one
+  // as `previous` swaps its programs in (make-before-break across a daemon
+  // restart); removing it detaches whatever nobody took. Pins that cannot be
+  // taken over are removed, each said in `problems`.
+  static std::unique_ptr<Datapath> adopt(const std::filesystem::path& pin_root,
+                                         std::vector<std::string>* problems = nullptr);
+
+  // Leaves the kernel part attached and pinned when this object goes, for
+  // adopt() to find. A userspace part cannot outlive its process, so a
+  // datapath with one is removed instead. True when it was left running.
+  bool release();
+
   // Deactivates from the inputs to the outputs (hooks detached, then the
   // engine drains and stops: open streams end, files are flushed), each step
-  // announced to `observer`. Idempotent.
+  // announced to `observer`. Removal rolls forward: every step is taken even
+  // when the observer objects to one. Idempotent.
   void remove(StepObserver* observer = nullptr);
   ~Datapath();  // remove()
 

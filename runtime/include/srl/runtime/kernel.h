@@ -96,6 +96,9 @@ class KernelProgram {
  public:
   static std::unique_ptr<KernelProgram> load(const std::filesystem::path& object,
                                              std::size_t node_count);
+  // A program found running (pinned by an earlier process): owns the two
+  // descriptors. It has no AF_XDP socket map to fill.
+  static std::unique_ptr<KernelProgram> adopt(int prog_fd, int counters_fd);
   ~KernelProgram();
   KernelProgram(const KernelProgram&) = delete;
   KernelProgram& operator=(const KernelProgram&) = delete;
@@ -131,7 +134,13 @@ class XdpHook {
   static std::unique_ptr<XdpHook> attach(std::unique_ptr<KernelProgram> program, int ifindex,
                                          std::optional<XdpMode> mode = std::nullopt,
                                          const std::filesystem::path& pin_dir = {});
+  // The hook pinned at `pin_dir` by an earlier process (a daemon that
+  // stopped or died), taken over as it runs. Throws KernelError.
+  static std::unique_ptr<XdpHook> adopt(const std::filesystem::path& pin_dir);
   ~XdpHook();
+  // Leaves the program attached and pinned when this object goes (the
+  // datapath outlives the process; adopt() finds it again).
+  void release() { released_ = true; }
   XdpHook(const XdpHook&) = delete;
   XdpHook& operator=(const XdpHook&) = delete;
 
@@ -152,6 +161,7 @@ class XdpHook {
   std::unique_ptr<KernelProgram> program_;
   int link_fd_ = -1;
   int ifindex_ = 0;
+  bool released_ = false;
   XdpMode mode_ = XdpMode::generic;
   std::filesystem::path pin_dir_;
 };
@@ -169,7 +179,11 @@ class TcHook {
 
   static std::unique_ptr<TcHook> attach(std::unique_ptr<KernelProgram> program, int ifindex,
                                         const std::filesystem::path& pin_dir = {});
+  // The srl filter on `ifindex` that runs the program pinned at
+  // pin_dir/tc-program, taken over as it runs. Throws KernelError.
+  static std::unique_ptr<TcHook> adopt(const std::filesystem::path& pin_dir, int ifindex);
   ~TcHook();
+  void release() { released_ = true; }  // see XdpHook::release
   TcHook(const TcHook&) = delete;
   TcHook& operator=(const TcHook&) = delete;
 
@@ -188,6 +202,7 @@ class TcHook {
   std::unique_ptr<KernelProgram> program_;
   int ifindex_ = 0;
   bool created_qdisc_ = false;
+  bool released_ = false;
   std::filesystem::path pin_dir_;
 };
 
