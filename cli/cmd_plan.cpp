@@ -8,11 +8,68 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "daemon_client.h"
 #include "model_options.h"
 #include "srl/compiler/compiler.h"
 #include "srl/optimizer/optimizer.h"
 
 namespace srl::cli {
+
+namespace {
+
+// The dry run of applying one request by name, through the daemon: the plan
+// for the requests it would share devices with, and the changes.
+template <typename Opts>
+int plan_with_daemon(const Opts& o) {
+  if (o.files.size() + o.exprs.size() != 1) {
+    std::cerr << "srl plan: with -n NAME give exactly one FILE or -e EXPR\n";
+    return kExitUsage;
+  }
+  srl::v1::PlanRequest req;
+  req.set_name(o.name);
+  auto* src = req.add_sources();
+  if (!o.files.empty()) {
+    std::ifstream in(o.files.front(), std::ios::binary);
+    if (!in) {
+      std::cerr << "srl plan: cannot read " << o.files.front() << "\n";
+      return kExitUsage;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    src->set_text(ss.str());
+    src->set_file_name(o.files.front());
+  } else {
+    src->set_text(o.exprs.front());
+  }
+  for (const auto& d : o.model.devices)
+    src->add_devices(d);
+  grpc::ClientContext ctx;
+  DaemonOptions::deadline(ctx, 60);
+  srl::v1::PlanReply reply;
+  const auto st = o.daemon.stub()->Plan(&ctx, req, &reply);
+  if (!st.ok()) {
+    std::cerr << "srl plan: " << o.daemon.describe(st) << "\n";
+    return kExitFailure;
+  }
+  for (const auto& d : reply.diagnostics())
+    std::cerr << d.rendered();
+  if (!reply.ok()) return kExitFailure;
+  if (o.json) {
+    nlohmann::ordered_json out;
+    out["plan"] = nlohmann::json::parse(reply.plan_json());
+    out["changes"] = nlohmann::json::array();
+    for (const auto& c : reply.changes())
+      out["changes"].push_back(c);
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << reply.text() << "\nchanges against what runs now:\n";
+    for (const auto& c : reply.changes())
+      std::cout << "  " << c << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace
 
 void add_plan_command(CLI::App& app, int& result) {
   struct Opts {
@@ -22,6 +79,8 @@ void add_plan_command(CLI::App& app, int& result) {
     double mix_weight = 0.5, rate = 1e6, bytes = 512, time_limit = 10;
     bool json = false, dot = false, no_parallel = false;
     std::uint32_t max_replicas = 8;
+    std::string name;
+    DaemonOptions daemon;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd =
@@ -32,7 +91,8 @@ void add_plan_command(CLI::App& app, int& result) {
       "Examples:\n"
       "  srl plan --dev eth0 -e '(tcp) > (http) > (print)'\n"
       "  srl plan --model other-host.json -j req.srl\n"
-      "  srl plan --dot -e '(udp) > (port) 53> (dns) > (count)' | dot -Tsvg > plan.svg");
+      "  srl plan --dot -e '(udp) > (port) 53> (dns) > (count)' | dot -Tsvg > plan.svg\n"
+      "  srl plan -n web --dev eth0 web.srl   (through controld: what applying would change)");
   cmd->add_option("file", o->files, "request files (several are planned together)");
   cmd->add_option("-e,--expr", o->exprs, "request text (repeatable)")->allow_extra_args(false);
   o->model.add(*cmd);
@@ -56,10 +116,18 @@ void add_plan_command(CLI::App& app, int& result) {
       ->check(CLI::Range(2, 64));
   cmd->add_flag("-j,--json", o->json, "print the plan as JSON");
   cmd->add_flag("--dot", o->dot, "print the plan as Graphviz, spaces as clusters");
+  cmd->add_option("-n,--name", o->name,
+                  "plan through controld as applying the request NAME, and show what would "
+                  "change against what runs now (one FILE or -e EXPR)");
+  o->daemon.add(*cmd);
   cmd->callback([o, &result] {
     if (o->files.empty() && o->exprs.empty()) {
       std::cerr << "srl plan: give a request FILE or -e EXPR\n";
       result = kExitUsage;
+      return;
+    }
+    if (!o->name.empty()) {
+      result = plan_with_daemon(*o);
       return;
     }
     struct Compiled {

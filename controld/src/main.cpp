@@ -20,6 +20,9 @@ int main(int argc, char** argv) {
   std::string state = o.requests.state.string(), bpffs = o.requests.bpffs.string(),
               cache = o.requests.cache.string();
   app.add_option("--state", state, "the state database (SQLite)");
+  app.add_option("--metrics", o.metrics,
+                 "serve counters in the Prometheus text format at http://ADDR/metrics "
+                 "(127.0.0.1:9477, [::1]:9477 or :9477); default: not served");
   app.add_option("--bpffs", bpffs, "bpffs mount for pins, under srl/controld (mounted if missing)");
   app.add_option("--cache", cache, "directory for compiled programs");
   app.add_option("--member-kernel-filters", o.member_kernel_filters,

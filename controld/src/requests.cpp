@@ -131,6 +131,84 @@ class JournalObserver : public runtime::StepObserver {
   std::map<std::string, std::int64_t> ids_;
 };
 
+// A unit's requests compiled, merged (shared prefixes) and placed by the
+// optimizer for this machine. Throws std::runtime_error saying what failed.
+struct PlacedUnit {
+  std::unique_ptr<RequestManager::Unit> unit;
+  runtime::Placement place;
+  std::map<std::string, std::string> why;  // request node -> the plan's reason
+};
+
+PlacedUnit place_unit(const std::vector<ApplySpec>& specs) {
+  PlacedUnit placed;
+  placed.unit = std::make_unique<RequestManager::Unit>();
+  auto& fresh = placed.unit;
+  for (const auto& s : specs)
+    fresh->compiled.push_back(compile_spec(s));
+  std::vector<const compiler::RequestDag*> dags;
+  std::vector<std::string> labels;
+  std::vector<optimizer::RequestInput> inputs;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    dags.push_back(&*fresh->compiled[i].dag);
+    labels.push_back(specs[i].name);
+    inputs.push_back({&*fresh->compiled[i].dag, specs[i].name, fresh->compiled[i].source.get()});
+  }
+  fresh->merged = compiler::merge_requests(dags, labels);
+  const auto& dag = fresh->merged.dag;
+  const auto devices = runtime::rx_devices(dag);
+  fresh->devices.insert(devices.begin(), devices.end());
+  for (const auto& d : devices)
+    if (if_nametoindex(d.c_str()) == 0) throw std::runtime_error("no network device '" + d + "'");
+  if (devices.empty()) {
+    placed.place.in_kernel.assign(dag.node_count(), false);
+    return placed;
+  }
+  try {
+    optimizer::DiscoveryOptions discovery;
+    discovery.devices = devices;
+    auto model = optimizer::discover(discovery);
+    auto profile = default_profile();
+    if (profile) optimizer::apply(*profile, model);
+    optimizer::PlanOptions po;
+    po.profile = profile ? &*profile : nullptr;
+    const auto plan = optimizer::plan(inputs, model, po);
+    placed.place = runtime::plan_placement(fresh->merged, plan);
+    for (const auto& n : plan.nodes)
+      for (const auto& m : n.members.empty() ? std::vector{n.id} : n.members)
+        placed.why[m] = n.why;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string("plan: ") + e.what());
+  }
+  return placed;
+}
+
+// Where vertex `v` runs: "user", or the hooks of the devices whose blocks
+// reach it ("xdp:eth0", "xdp:eth0,tc:eth1").
+std::string space_of(const compiler::RequestDag& dag, const runtime::Placement& place,
+                     std::size_t v) {
+  if (!place.in_kernel[v]) return "user";
+  const auto& g = dag.graph;
+  std::set<std::string> spaces;
+  std::vector<std::size_t> stack{v};
+  std::set<std::size_t> seen;
+  while (!stack.empty()) {
+    const auto u = stack.back();
+    stack.pop_back();
+    if (!seen.insert(u).second) continue;
+    if (g[u].filter_name() == "rx") {
+      const auto& dev = std::get<std::string>(g[u].options.at("dev"));
+      const auto hook = place.hook_of_device.find(dev);
+      spaces.insert((hook != place.hook_of_device.end() ? hook->second : "xdp") + ":" + dev);
+    }
+    for (auto [it, end] = boost::in_edges(u, g); it != end; ++it)
+      stack.push_back(boost::source(*it, g));
+  }
+  std::string out;
+  for (const auto& sp : spaces)
+    out += (out.empty() ? "" : ",") + sp;
+  return out;
+}
+
 }  // namespace
 
 RequestManager::RequestManager(const ManagerOptions& options)
@@ -269,67 +347,27 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
   const std::int64_t txn = journal_->begin(txn_request, txn_kind);
   JournalObserver observer(*journal_, txn, options_, !recovering_);
   auto fail = [&](const std::string& what) {
-    journal_->end(txn, false);
+    end_transaction(txn, false);
     throw RequestError(Kind::failed, txn_kind + " " + txn_request + ": " + what);
   };
-  auto fresh = std::make_unique<Unit>();
-
   if (specs.empty()) {  // the last request of the unit goes
     if (unit != nullptr && unit->datapath) unit->datapath->remove(&observer);
     std::erase_if(units_, [&](const auto& u) { return u.get() == unit; });
-    journal_->end(txn, true);
+    end_transaction(txn, true);
     return;
   }
 
+  PlacedUnit placed;
   try {
-    for (const auto& s : specs)
-      fresh->compiled.push_back(compile_spec(s));
-  } catch (const RequestError& e) {
-    fail(e.what());
-  }
-  std::vector<const compiler::RequestDag*> dags;
-  std::vector<std::string> labels;
-  std::vector<optimizer::RequestInput> inputs;
-  for (std::size_t i = 0; i < specs.size(); ++i) {
-    dags.push_back(&*fresh->compiled[i].dag);
-    labels.push_back(specs[i].name);
-    inputs.push_back({&*fresh->compiled[i].dag, specs[i].name, fresh->compiled[i].source.get()});
-  }
-  fresh->merged = compiler::merge_requests(dags, labels);
-  const auto& dag = fresh->merged.dag;
-  std::vector<std::string> devices;
-  try {
-    devices = runtime::rx_devices(dag);
+    placed = place_unit(specs);
   } catch (const std::exception& e) {
     fail(e.what());
   }
-  fresh->devices.insert(devices.begin(), devices.end());
-  for (const auto& d : devices)
-    if (if_nametoindex(d.c_str()) == 0) fail("no network device '" + d + "'");
-
-  // Placement: the optimizer's plan for this machine.
-  runtime::Placement place;
-  std::map<std::string, std::string> why;  // request node -> the plan's reason
-  if (devices.empty()) {
-    place.in_kernel.assign(dag.node_count(), false);
-  } else {
-    try {
-      optimizer::DiscoveryOptions discovery;
-      discovery.devices = devices;
-      auto model = optimizer::discover(discovery);
-      auto profile = default_profile();
-      if (profile) optimizer::apply(*profile, model);
-      optimizer::PlanOptions po;
-      po.profile = profile ? &*profile : nullptr;
-      const auto plan = optimizer::plan(inputs, model, po);
-      place = runtime::plan_placement(fresh->merged, plan);
-      for (const auto& n : plan.nodes)
-        for (const auto& m : n.members.empty() ? std::vector{n.id} : n.members)
-          why[m] = n.why;
-    } catch (const std::exception& e) {
-      fail(std::string("plan: ") + e.what());
-    }
-  }
+  auto fresh = std::move(placed.unit);
+  const auto& place = placed.place;
+  const auto& why = placed.why;
+  const auto& dag = fresh->merged.dag;
+  const std::vector<std::string> devices(fresh->devices.begin(), fresh->devices.end());
 
   // A caller restricted to some kernel filters gets the kernel only for those.
   for (const auto& s : specs) {
@@ -341,7 +379,7 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
         continue;
       for (const auto& m : fresh->merged.members[v])
         if (split_member(m).first == s.name) {
-          journal_->end(txn, false);
+          end_transaction(txn, false);
           std::string list;
           for (const auto& f : allowed)
             list += (list.empty() ? "" : " ") + f;
@@ -428,24 +466,152 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
     info.state = "active";
     if (info.applied_at.empty() || s.name == txn_request) info.applied_at = now;
     info.nodes.clear();
-    const auto counters = fresh->datapath->counters();
     for (std::size_t v = 0; v < dag.node_count(); ++v)
       for (const auto& m : fresh->merged.members[v]) {
         const auto [req, id] = split_member(m);
         if (req != s.name) continue;
-        info.nodes.push_back({id, std::string(g[v].filter_name()), counters[v].space,
+        info.nodes.push_back({id, std::string(g[v].filter_name()), space_of(dag, place, v),
                               why.contains(m) ? why.at(m) : std::string()});
       }
     fresh->info[s.name] = std::move(info);
   }
   fresh->specs = std::move(specs);
-  journal_->end(txn, true);
+  end_transaction(txn, true);
   if (unit != nullptr) {
     for (auto& u : units_)
       if (u.get() == unit) u = std::move(fresh);
   } else {
     units_.push_back(std::move(fresh));
   }
+}
+
+void RequestManager::end_transaction(std::int64_t txn, bool committed) {
+  journal_->end(txn, committed);
+  ++(committed ? committed_ : rolled_back_);
+}
+
+std::vector<runtime::ChannelCounters> RequestManager::channels() const {
+  std::lock_guard lock(mutex_);
+  std::vector<runtime::ChannelCounters> out;
+  for (const auto& u : units_)
+    if (u->datapath)
+      for (auto& c : u->datapath->channels())
+        out.push_back(std::move(c));
+  return out;
+}
+
+RequestManager::Totals RequestManager::totals() const {
+  std::lock_guard lock(mutex_);
+  return {journal_->requests().size(), committed_, rolled_back_};
+}
+
+std::vector<std::string> RequestManager::diff(const ApplySpec& spec,
+                                              std::optional<std::uint32_t> viewer) const {
+  std::lock_guard lock(mutex_);
+  auto compiled = compile_spec(spec);
+  std::vector<std::string> devices;
+  try {
+    devices = runtime::rx_devices(*compiled.dag);
+  } catch (const std::invalid_argument& e) {
+    throw RequestError(Kind::invalid, "request " + spec.name + ": " + e.what());
+  }
+  // The units the request would join, as apply() gathers them.
+  std::vector<const Unit*> affected;
+  for (const auto& u : units_) {
+    const bool shares = std::any_of(devices.begin(), devices.end(),
+                                    [&](const auto& d) { return u->devices.contains(d); });
+    if (shares || u->has(spec.name)) affected.push_back(u.get());
+  }
+  std::vector<ApplySpec> specs;
+  for (const auto* u : affected)
+    for (const auto& s : u->specs)
+      if (s.name != spec.name) specs.push_back(s);
+  specs.push_back(spec);
+  PlacedUnit placed;
+  try {
+    placed = place_unit(specs);
+  } catch (const std::exception& e) {
+    throw RequestError(Kind::failed, e.what());
+  }
+  const auto& dag = placed.unit->merged.dag;
+  const auto& g = dag.graph;
+
+  std::vector<std::string> changes;
+  const bool running = std::any_of(affected.begin(), affected.end(),
+                                   [&](const Unit* u) { return u->has(spec.name); });
+  changes.push_back((running ? "replace " : "apply ") + spec.name);
+  // Another user's requests are not the viewer's to learn of by name.
+  auto visible = [&](const ApplySpec& s) {
+    return !viewer || s.name == spec.name || s.owner_uid == *viewer;
+  };
+  // Node by node, against what runs now ("= " lines left out).
+  for (const auto& s : specs) {
+    if (!visible(s)) continue;
+    std::map<std::string, NodeInfo> before, after;
+    for (const auto* u : affected)
+      if (const auto it = u->info.find(s.name); it != u->info.end())
+        for (const auto& n : it->second.nodes)
+          before[n.id] = n;
+    for (std::size_t v = 0; v < dag.node_count(); ++v)
+      for (const auto& m : placed.unit->merged.members[v]) {
+        const auto [req, id] = split_member(m);
+        if (req == s.name)
+          after[id] = {id, std::string(g[v].filter_name()), space_of(dag, placed.place, v), ""};
+      }
+    const bool replaced = s.name == spec.name && running;
+    for (const auto& [id, n] : before) {
+      const auto it = after.find(id);
+      if (replaced || it == after.end() || it->second.filter != n.filter)
+        changes.push_back("- " + s.name + "/" + id + " " + n.filter + " " + n.space);
+    }
+    for (const auto& [id, n] : after) {
+      const auto it = before.find(id);
+      if (replaced || it == before.end() || it->second.filter != n.filter)
+        changes.push_back("+ " + s.name + "/" + id + " " + n.filter + " " + n.space);
+      else if (it->second.space != n.space)
+        changes.push_back("~ " + s.name + "/" + id + " " + n.filter + " " + it->second.space +
+                          " -> " + n.space);
+    }
+  }
+  // Hook by hook.
+  std::set<std::string> old_devices;
+  for (const auto* u : affected)
+    old_devices.insert(u->devices.begin(), u->devices.end());
+  for (const auto& dev : placed.unit->devices) {
+    const auto hook = placed.place.hook_of_device.contains(dev)
+                          ? placed.place.hook_of_device.at(dev)
+                          : std::string("xdp");
+    std::string others;
+    std::size_t hidden = 0;
+    for (const auto& s : specs) {
+      if (s.name == spec.name) continue;
+      bool on_dev = false;
+      for (std::size_t v = 0; v < dag.node_count() && !on_dev; ++v)
+        if (g[v].filter_name() == "rx" && std::get<std::string>(g[v].options.at("dev")) == dev)
+          for (const auto& m : placed.unit->merged.members[v])
+            on_dev = on_dev || split_member(m).first == s.name;
+      if (!on_dev) continue;
+      if (visible(s))
+        others += (others.empty() ? "" : ", ") + s.name;
+      else
+        ++hidden;
+    }
+    if (hidden > 0)
+      others += (others.empty() ? "" : ", ") + std::to_string(hidden) + " other user" +
+                (hidden == 1 ? "'s request" : "s' requests");
+    if (old_devices.contains(dev))
+      changes.push_back("swap the program on the " + hook + " hook of " + dev + " in one update" +
+                        (others.empty() ? "" : " (shared with " + others + ")"));
+    else
+      changes.push_back("attach a program to the " + hook + " hook of " + dev);
+  }
+  for (const auto& dev : old_devices)
+    if (!placed.unit->devices.contains(dev)) changes.push_back("detach the program of " + dev);
+  if (affected.size() > 1)
+    changes.push_back(
+        "join " + std::to_string(affected.size()) +
+        " groups of requests into one datapath: they are removed first (break before make)");
+  return changes;
 }
 
 void RequestManager::remove(const std::string& name) {

@@ -19,10 +19,12 @@
 #include <stdexcept>
 #include <thread>
 
+#include "metrics.h"
 #include "srl/compiler/compiler.h"
 #include "srl/optimizer/discovery.h"
 #include "srl/optimizer/optimizer.h"
 #include "srl/optimizer/profile.h"
+#include "srl/runtime/datapath.h"
 #include "srl/v1/srl.grpc.pb.h"
 #include "unix_listener.h"
 
@@ -185,8 +187,11 @@ struct Server::Service final : v1::Control::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Plan(grpc::ServerContext*, const v1::PlanRequest* req,
+  grpc::Status Plan(grpc::ServerContext* ctx, const v1::PlanRequest* req,
                     v1::PlanReply* reply) override {
+    auto who = caller(ctx, "Plan");
+    if (auto* st = std::get_if<grpc::Status>(&who)) return *st;
+    const auto& c = std::get<Caller>(who);
     if (req->sources().empty())
       return {grpc::StatusCode::INVALID_ARGUMENT, "Plan: no source given; expected at least one"};
     std::vector<compiler::CompileResult> compiled;
@@ -233,6 +238,22 @@ struct Server::Service final : v1::Control::Service {
       reply->set_input_rate_pps(plan.input_rate_pps);
       reply->set_plan_json(optimizer::to_json(plan).dump());
       reply->set_text(optimizer::to_text(plan));
+      if (!req->name().empty()) {
+        if (req->sources_size() != 1)
+          return {grpc::StatusCode::INVALID_ARGUMENT,
+                  "Plan: a name goes with exactly one source, the request it would apply"};
+        ApplySpec spec;
+        spec.name = req->name();
+        spec.text = req->sources(0).text();
+        spec.file_name = req->sources(0).file_name();
+        spec.devices.assign(req->sources(0).devices().begin(), req->sources(0).devices().end());
+        spec.owner_uid = c.uid;
+        for (const auto& line :
+             requests->diff(spec, c.root ? std::nullopt : std::optional<std::uint32_t>(c.uid)))
+          reply->add_changes(line);
+      }
+    } catch (const RequestError& e) {
+      return status_of(e);
     } catch (const nlohmann::json::exception& e) {
       return {grpc::StatusCode::INVALID_ARGUMENT,
               std::string("Plan: model_json is not valid JSON: ") + e.what()};
@@ -457,6 +478,23 @@ std::unique_ptr<Server> Server::start(const ServerOptions& options) {
   if (!s->server_) throw std::runtime_error("cannot start the gRPC server");
   s->socket_ = options.socket;
   s->listener_->serve(s->server_.get());
+  if (!options.metrics.empty()) {
+    const auto started = std::chrono::steady_clock::now();
+    RequestManager* requests = s->service_->requests.get();
+    s->metrics_ = MetricsServer::start(options.metrics, [requests, started] {
+      std::vector<ChannelCounters> channels;
+      for (const auto& c : requests->channels())
+        channels.push_back({"", c.name, c.kind, c.blocks, c.bytes, c.drops});
+      const auto totals = requests->totals();
+      DaemonGauges gauges;
+      gauges.requests = totals.requests;
+      gauges.transactions_committed = static_cast<std::size_t>(totals.committed);
+      gauges.transactions_rolled_back = static_cast<std::size_t>(totals.rolled_back);
+      gauges.uptime_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      return render_metrics(requests->stats(), channels, gauges);
+    });
+  }
   return s;
 }
 
@@ -466,6 +504,7 @@ const std::vector<std::string>& Server::start_errors() const {
 
 Server::~Server() {
   // No new callers, then no calls, then the datapaths go.
+  if (metrics_) metrics_->stop();
   if (listener_) listener_->stop();
   if (server_) server_->Shutdown();
   server_.reset();

@@ -559,6 +559,25 @@ std::vector<VertexCounters> Datapath::counters() const {
   return out;
 }
 
+std::vector<ChannelCounters> Datapath::channels() const {
+  std::vector<ChannelCounters> out;
+  if (!impl_->engine) return out;
+  for (const auto& [name, stats] : impl_->engine->stats().inputs) {
+    ChannelCounters c;
+    c.name = name;
+    c.kind = name.substr(0, name.find(':'));
+    // Each input names its counters its own way: blocks taken, their bytes,
+    // and everything the kernel or the ring could not deliver.
+    for (const auto& [key, value] : stats) {
+      if (key == "received" || key == "packets" || key == "blocks") c.blocks += value;
+      if (key == "bytes") c.bytes += value;
+      if (key == "drops" || key == "rx_dropped" || key == "rx_ring_full") c.drops += value;
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 std::vector<std::string> Datapath::hooked_devices() const {
   std::vector<std::string> out;
   for (const auto& h : impl_->hooks)

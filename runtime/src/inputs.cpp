@@ -1,4 +1,6 @@
 // Engine inputs over AF_XDP and AF_PACKET sockets (inputs.h).
+#include <net/if.h>
+
 #include "srl/runtime/inputs.h"
 
 #include <algorithm>
@@ -15,7 +17,10 @@ class AfxdpInput final : public BlockInput {
     return channel_->receive(out, entries, timeout_ms);
   }
   bool done() const override { return false; }
-  std::string name() const override { return "afxdp queue " + std::to_string(channel_->queue()); }
+  // "afxdp:DEV:QUEUE", as the datapath's connect steps name it.
+  std::string name() const override {
+    return "afxdp:" + channel_->device() + ":" + std::to_string(channel_->queue());
+  }
   filters::FilterStats stats() const override {
     const auto s = channel_->stats();
     return {{"received", s.received},         {"bytes", s.bytes},
@@ -40,7 +45,9 @@ class PacketSocketInput final : public BlockInput {
   }
   bool done() const override { return false; }
   std::string name() const override {
-    return "af_packet ifindex " + std::to_string(socket_->ifindex());
+    char dev[IF_NAMESIZE] = "?";
+    if_indextoname(static_cast<unsigned>(socket_->ifindex()), dev);
+    return std::string("packet:") + dev;
   }
   filters::FilterStats stats() const override { return socket_->stats(); }
 

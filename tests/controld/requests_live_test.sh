@@ -32,7 +32,7 @@ stop_daemon() {
 trap 'stop_daemon; cleanup' EXIT
 start_daemon() {  # [ENV=VALUE...]: the daemon in $b, with test hooks
   env "$@" ip netns exec "$b" "$controld" --socket "$SRL_SOCKET" --group nogroup \
-    --state "$state" --bpffs "$bpffs" 2>>"$tmp/controld.log" &
+    --state "$state" --bpffs "$bpffs" --metrics 127.0.0.1:9477 2>>"$tmp/controld.log" &
   dpid=$!
   for _ in $(seq 100); do
     [[ -S $SRL_SOCKET ]] && "$srl" ls -q >/dev/null 2>&1 && return 0
@@ -75,6 +75,16 @@ send 50
 n=$(count_of web) m=$(count_of all)
 [[ $n == 150 && $m == 50 ]] && ok "after the swap: web 150, all 50 (carried over)" \
   || fail "after the swap: web $n (150), all $m (50)"
+metrics=$(ip netns exec "$b" python3 -c '
+import urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:9477/metrics", timeout=5).read().decode())')
+[[ $metrics == *'srl_node_blocks_total{request="web",node="n3",filter="count",space="xdp:vb"} 150'* \
+   && $metrics == *"srl_requests 2"* ]] && ok "Prometheus metrics: web's count node at 150" \
+  || fail "metrics: $(grep -m3 'count\|srl_requests' <<<"$metrics")"
+out=$("$srl" plan -n web --dev vb -e '(udp) > (port) 54> (count)' 2>&1)
+[[ $? -eq 0 && $out == *"replace web"* && $out == *"+ web/n2 port xdp:vb"* \
+   && $out == *"swap the program on the xdp hook of vb in one update (shared with all)"* ]] \
+  && ok "srl plan -n web: the changes against what runs" || fail "plan diff: $out"
 out=$("$srl" apply -n web --dev vb -e "$web" 2>&1)
 [[ $? -eq 1 && $out == *"a request named web exists"* ]] && ok "apply over a name: refused" \
   || fail "apply over a name: $out"

@@ -29,7 +29,8 @@
 
 namespace srl::runtime {
 class Datapath;
-}
+struct ChannelCounters;
+}  // namespace srl::runtime
 
 namespace srl::controld {
 
@@ -109,10 +110,24 @@ class RequestManager {
   // Throws RequestError.
   RequestInfo apply(const ApplySpec& spec);
   void remove(const std::string& name);
+  // What applying `spec` would change against what runs now, one line per
+  // change ("+ web/n3 count xdp:eth0", "~ web/n1 udp user -> xdp:eth0",
+  // "swap the program on the xdp hook of eth0 in one update"); nothing is
+  // changed. Throws RequestError.
+  // With `viewer`, other users' requests are not named.
+  std::vector<std::string> diff(const ApplySpec& spec,
+                                std::optional<std::uint32_t> viewer = std::nullopt) const;
   std::vector<RequestInfo> list() const;
   RequestInfo get(const std::string& name) const;
   // Every node of `name` (empty: of every request), in request order.
   std::vector<NodeCounters> stats(const std::string& name = {}) const;
+  // Counters of the channels into the userspace parts.
+  std::vector<runtime::ChannelCounters> channels() const;
+  struct Totals {
+    std::size_t requests = 0;
+    std::uint64_t committed = 0, rolled_back = 0;  // transactions since start
+  };
+  Totals totals() const;
   // Requests that failed to come up again at start, with the reason.
   const std::vector<std::string>& start_errors() const { return start_errors_; }
 
@@ -130,6 +145,8 @@ class RequestManager {
   std::unique_ptr<Journal> journal_;
   std::vector<std::unique_ptr<Unit>> units_;
   std::vector<std::string> start_errors_;
+  void end_transaction(std::int64_t txn, bool committed);
+  std::uint64_t committed_ = 0, rolled_back_ = 0;
   bool recovering_ = false;
   std::unique_ptr<runtime::Datapath> adopted_;  // during recovery
   mutable std::mutex mutex_;

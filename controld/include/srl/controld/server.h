@@ -21,6 +21,7 @@ class Server;
 namespace srl::controld {
 
 class UnixListener;
+class MetricsServer;
 
 struct ServerOptions {
   std::filesystem::path socket = "/run/srl/controld.sock";
@@ -29,6 +30,9 @@ struct ServerOptions {
   std::string group = "srl";
   // Devices discovery models for Plan and Spaces when a request names none.
   std::vector<std::string> devices;
+  // Where to serve the counters in the Prometheus text format over HTTP
+  // ("127.0.0.1:9477", "[::1]:9477", ":9477"); empty: not served.
+  std::string metrics;
   // The requests and their state (database, pins, test hooks).
   ManagerOptions requests;
   // Filters the group's members may place in the kernel: by default those
@@ -62,6 +66,7 @@ class Server {
   struct Service;
   std::unique_ptr<Service> service_;
   std::unique_ptr<UnixListener> listener_;
+  std::unique_ptr<MetricsServer> metrics_;
   std::unique_ptr<grpc::Server> server_;
   std::filesystem::path socket_;
 };

@@ -69,6 +69,7 @@ class AfxdpChannel {
   int fd() const;
   bool zero_copy() const { return zero_copy_; }
   std::uint32_t queue() const { return options_.queue; }
+  const std::string& device() const { return options_.dev; }
   Stats stats() const;
 
  private:

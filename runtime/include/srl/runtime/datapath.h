@@ -112,6 +112,14 @@ struct VertexCounters {
   std::uint64_t blocks = 0, bytes = 0, accepted = 0, drops = 0;
 };
 
+// Counters of one channel into the engine (an AF_XDP socket, an AF_PACKET
+// socket, a capture file).
+struct ChannelCounters {
+  std::string name;  // "afxdp:eth0:0", "packet:eth0", ...
+  std::string kind;  // the part before the first ':'
+  std::uint64_t blocks = 0, bytes = 0, drops = 0;
+};
+
 class Datapath {
  public:
   // Builds and activates `dag` placed as `placement`. With `previous`, the
@@ -152,6 +160,8 @@ class Datapath {
   // Per vertex: the kernel counters (of the program the hook runs, or ran
   // last if it moved to a newer datapath) plus the engine's.
   std::vector<VertexCounters> counters() const;
+  // Per channel into the userspace part.
+  std::vector<ChannelCounters> channels() const;
   // The devices with a hook of this datapath, and the one-line descriptions
   // of what was set up ("eth0: XDP native, program id 7, link id 3").
   std::vector<std::string> hooked_devices() const;
