@@ -537,7 +537,8 @@ std::vector<VertexCounters> Datapath::counters() const {
       const auto v = dag_.find(h.nodes[i].id);
       if (!v) continue;
       auto& r = out[*v];
-      r.space = h.kind + ":" + h.dev;
+      // The program has a slot for every node; only kernel nodes run there.
+      if (placement_.in_kernel.empty() || placement_.in_kernel[*v]) r.space = h.kind + ":" + h.dev;
       r.blocks += c[i].packets;
       r.bytes += c[i].bytes;
       r.accepted += c[i].accepted;
