@@ -20,6 +20,14 @@ int main(int argc, char** argv) {
   std::string state = o.requests.state.string(), bpffs = o.requests.bpffs.string(),
               cache = o.requests.cache.string();
   app.add_option("--state", state, "the state database (SQLite)");
+  std::string tls_cert, tls_key, tls_ca;
+  app.add_option("--tcp", o.tcp,
+                 "also listen on TCP for orchestration tools, with TLS both ways (ADDR:PORT)");
+  app.add_option("--tls-cert", tls_cert, "the daemon's certificate (PEM), with --tcp");
+  app.add_option("--tls-key", tls_key, "the daemon's private key (PEM), with --tcp");
+  app.add_option("--tls-client-ca", tls_ca,
+                 "the CA that signs clients' certificates (PEM), with --tcp; a client acts as "
+                 "the local user its certificate's common name names");
   app.add_option("--metrics", o.metrics,
                  "serve counters in the Prometheus text format at http://ADDR/metrics "
                  "(127.0.0.1:9477, [::1]:9477 or :9477); default: not served");
@@ -40,6 +48,9 @@ int main(int argc, char** argv) {
   o.requests.state = state;
   o.requests.bpffs = bpffs;
   o.requests.cache = cache;
+  o.tls_cert = tls_cert;
+  o.tls_key = tls_key;
+  o.tls_client_ca = tls_ca;
   if (const char* v = std::getenv("SRL_FAIL_AT")) o.requests.fail_at = v;
   if (const char* v = std::getenv("SRL_CRASH_AT")) o.requests.crash_at = v;
 
@@ -55,6 +66,8 @@ int main(int argc, char** argv) {
     for (const auto& e : server->start_errors())
       std::cerr << "controld: a stored request did not come up again: " << e << "\n";
     std::cerr << "controld: listening on " << server->socket().string() << "\n";
+    if (!o.tcp.empty())
+      std::cerr << "controld: listening on TCP port " << server->tcp_port() << " (TLS)\n";
     std::thread waiter([&] {
       int sig = 0;
       sigwait(&set, &sig);

@@ -13,6 +13,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -145,16 +146,48 @@ struct Server::Service final : v1::Control::Service {
   // The caller of a call, or the status that refuses it: anyone neither
   // root nor in the group gets only the catalog and the compiler.
   std::variant<Caller, grpc::Status> caller(grpc::ServerContext* ctx, const char* method) const {
-    const auto cred = listener != nullptr ? listener->credentials(ctx->peer()) : std::nullopt;
-    if (!cred)
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                          std::string(method) + ": the caller's credentials are unknown");
+    const auto cred = credentials_of(ctx);
+    if (!cred) {
+      const bool tcp = ctx->peer().starts_with("ipv");
+      return grpc::Status(
+          grpc::StatusCode::UNAUTHENTICATED,
+          std::string(method) + ": the caller's credentials are unknown" +
+              (tcp ? " (the client certificate's common name is no local user)" : ""));
+    }
     Caller c{cred->uid, cred->user, cred->uid == 0, member_of(*cred, options.group)};
     if (!c.root && !c.member)
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                           std::string(method) + ": user " + c.user + " (uid " +
                               std::to_string(c.uid) + ") is neither root nor in group " +
                               options.group);
+    return c;
+  }
+
+  // Unix socket: the kernel's SO_PEERCRED. TCP: the user the verified
+  // client certificate's common name names.
+  std::optional<PeerCredentials> credentials_of(grpc::ServerContext* ctx) const {
+    const std::string peer = ctx->peer();
+    if (!peer.starts_with("ipv4:") && !peer.starts_with("ipv6:"))
+      return listener != nullptr ? listener->credentials(peer) : std::nullopt;
+    const auto auth = ctx->auth_context();
+    if (!auth || !auth->IsPeerAuthenticated()) return std::nullopt;
+    const auto names = auth->FindPropertyValues("x509_common_name");
+    if (names.empty()) return std::nullopt;
+    const std::string name(names.front().data(), names.front().size());
+    const passwd* pw = getpwnam(name.c_str());
+    if (pw == nullptr) return std::nullopt;
+    PeerCredentials c;
+    c.uid = pw->pw_uid;
+    c.gid = pw->pw_gid;
+    c.user = pw->pw_name;
+    int n = 64;
+    std::vector<gid_t> groups(static_cast<std::size_t>(n));
+    if (getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) {
+      groups.resize(static_cast<std::size_t>(n));
+      getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n);
+    }
+    groups.resize(static_cast<std::size_t>(std::max(n, 0)));
+    c.groups = std::move(groups);
     return c;
   }
 
@@ -474,8 +507,27 @@ std::unique_ptr<Server> Server::start(const ServerOptions& options) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.RegisterService(s->service_.get());
+  if (!options.tcp.empty()) {
+    auto read = [](const std::filesystem::path& p, const char* what) {
+      std::ifstream in(p, std::ios::binary);
+      if (p.empty() || !in)
+        throw std::runtime_error(std::string("TCP needs ") + what + ": cannot read '" + p.string() +
+                                 "'");
+      std::stringstream ss;
+      ss << in.rdbuf();
+      return ss.str();
+    };
+    grpc::SslServerCredentialsOptions tls(
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    tls.pem_root_certs = read(options.tls_client_ca, "--tls-client-ca");
+    tls.pem_key_cert_pairs.push_back(
+        {read(options.tls_key, "--tls-key"), read(options.tls_cert, "--tls-cert")});
+    builder.AddListeningPort(options.tcp, grpc::SslServerCredentials(tls), &s->tcp_port_);
+  }
   s->server_ = builder.BuildAndStart();
   if (!s->server_) throw std::runtime_error("cannot start the gRPC server");
+  if (!options.tcp.empty() && s->tcp_port_ == 0)
+    throw std::runtime_error("cannot listen on " + options.tcp);
   s->socket_ = options.socket;
   s->listener_->serve(s->server_.get());
   if (!options.metrics.empty()) {

@@ -2,7 +2,8 @@
 // proto/srl.proto on a Unix socket (and, later, TCP with TLS).
 //
 // The daemon owns its socket and learns each caller's credentials
-// (SO_PEERCRED): root may do anything; members of the socket's group may
+// (SO_PEERCRED; over TCP, the common name of the client's verified TLS
+// certificate names a local user): root may do anything; members of the socket's group may
 // apply requests whose kernel part uses only filters root allows them, and
 // see, watch and remove only their own requests; anyone else is refused.
 #pragma once
@@ -30,6 +31,13 @@ struct ServerOptions {
   std::string group = "srl";
   // Devices discovery models for Plan and Spaces when a request names none.
   std::vector<std::string> devices;
+  // Orchestration tools over TCP ("0.0.0.0:7477"; empty: none), with TLS
+  // both ways: the daemon's certificate and key, and the CA that signs the
+  // clients' certificates. A client acts as the local user its
+  // certificate's common name names (root, a member of the group, or
+  // refused like anyone else).
+  std::string tcp;
+  std::filesystem::path tls_cert, tls_key, tls_client_ca;
   // Where to serve the counters in the Prometheus text format over HTTP
   // ("127.0.0.1:9477", "[::1]:9477", ":9477"); empty: not served.
   std::string metrics;
@@ -58,6 +66,8 @@ class Server {
   void wait();
   void shutdown();
   const std::filesystem::path& socket() const { return socket_; }
+  // The TCP port bound (with ServerOptions::tcp; port 0 picks one).
+  int tcp_port() const { return tcp_port_; }
   // Stored requests that did not come up again at start, with why.
   const std::vector<std::string>& start_errors() const;
 
@@ -69,6 +79,7 @@ class Server {
   std::unique_ptr<MetricsServer> metrics_;
   std::unique_ptr<grpc::Server> server_;
   std::filesystem::path socket_;
+  int tcp_port_ = 0;
 };
 
 }  // namespace srl::controld
