@@ -7,6 +7,7 @@
 #include <iostream>
 #include <thread>
 
+#include "log.h"
 #include "srl/controld/server.h"
 
 int main(int argc, char** argv) {
@@ -20,6 +21,10 @@ int main(int argc, char** argv) {
   std::string state = o.requests.state.string(), bpffs = o.requests.bpffs.string(),
               cache = o.requests.cache.string();
   app.add_option("--state", state, "the state database (SQLite)");
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format,
+                 "log lines on standard error as key=value text or JSON objects")
+      ->check(CLI::IsMember({"text", "json"}));
   std::string tls_cert, tls_key, tls_ca;
   app.add_option("--tcp", o.tcp,
                  "also listen on TCP for orchestration tools, with TLS both ways (ADDR:PORT)");
@@ -45,6 +50,8 @@ int main(int argc, char** argv) {
       "it. Exit status: 0 after SIGINT or SIGTERM, 1 when it cannot start.");
   CLI11_PARSE(app, argc, argv);
   o.socket = socket;
+  srl::controld::log::set_format(log_format == "json" ? srl::controld::log::Format::json
+                                                      : srl::controld::log::Format::text);
   o.requests.state = state;
   o.requests.bpffs = bpffs;
   o.requests.cache = cache;
@@ -64,14 +71,16 @@ int main(int argc, char** argv) {
   try {
     auto server = srl::controld::Server::start(o);
     for (const auto& e : server->start_errors())
-      std::cerr << "controld: a stored request did not come up again: " << e << "\n";
-    std::cerr << "controld: listening on " << server->socket().string() << "\n";
+      srl::controld::log::event("error", "start", {{"problem", e}});
+    srl::controld::log::event("info", "listening", {{"socket", server->socket().string()}});
     if (!o.tcp.empty())
-      std::cerr << "controld: listening on TCP port " << server->tcp_port() << " (TLS)\n";
+      srl::controld::log::event(
+          "info", "listening",
+          {{"tcp_port", std::to_string(server->tcp_port())}, {"tls", "both ways"}});
     std::thread waiter([&] {
       int sig = 0;
       sigwait(&set, &sig);
-      std::cerr << "controld: signal " << sig << ", stopping\n";
+      srl::controld::log::event("info", "stopping", {{"signal", std::to_string(sig)}});
       server->shutdown();
     });
     server->wait();

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <set>
 
+#include "log.h"
 #include "srl/compiler/compiler.h"
 #include "srl/compiler/merge.h"
 #include "srl/optimizer/discovery.h"
@@ -95,6 +96,15 @@ class JournalObserver : public runtime::StepObserver {
   JournalObserver(Journal& journal, std::int64_t txn, const ManagerOptions& options, bool hooks)
       : journal_(journal), txn_(txn), options_(options), hooks_(hooks) {}
 
+  // Failures are said by the transaction's end; taken and undone steps here.
+  static void say(const runtime::Step& step, std::int64_t txn, const char* state) {
+    log::event("info", "step",
+               {{"transaction", std::to_string(txn)},
+                {"phase", std::string(runtime::to_string(step.phase))},
+                {"step", step.key},
+                {"state", state}});
+  }
+
   void before(const runtime::Step& step) override {
     ++index_;
     const auto id =
@@ -107,8 +117,14 @@ class JournalObserver : public runtime::StepObserver {
                                step.key + "'");
     }
   }
-  void taken(const runtime::Step& step) override { mark(step, StepState::done); }
-  void undone(const runtime::Step& step) override { mark(step, StepState::undone); }
+  void taken(const runtime::Step& step) override {
+    mark(step, StepState::done);
+    say(step, txn_, "done");
+  }
+  void undone(const runtime::Step& step) override {
+    mark(step, StepState::undone);
+    say(step, txn_, "undone");
+  }
   void failed(const runtime::Step& step) { mark(step, StepState::failed); }
 
  private:
@@ -236,6 +252,12 @@ void RequestManager::recover() {
       if (s.state == StepState::done || s.state == StepState::pending)
         journal_->mark(s.id, StepState::undone);
     journal_->end(t.id, false);
+    log::event("warning", "recovery",
+               {{"transaction", std::to_string(t.id)},
+                {"request", t.request},
+                {"kind", t.kind},
+                {"result", "rolled_back"},
+                {"why", "a crash cut it"}});
     if (t.kind == "apply") {
       const auto r = journal_->request(t.request);
       if (r && r->state == "applying") journal_->delete_request(t.request);
@@ -248,6 +270,9 @@ void RequestManager::recover() {
   adopted_ = runtime::Datapath::adopt(pin_root_, &problems);
   for (const auto& p : problems)
     start_errors_.push_back("pinned hook " + p);
+  log::event("info", "recovery",
+             {{"adopted_hooks", std::to_string(adopted_->hooked_devices().size())},
+              {"pins", pin_root_.string()}});
   recovering_ = true;
   for (const auto& r : journal_->requests()) {
     if (r.state == "removing") {
@@ -488,6 +513,12 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
 void RequestManager::end_transaction(std::int64_t txn, bool committed) {
   journal_->end(txn, committed);
   ++(committed ? committed_ : rolled_back_);
+  const auto t = journal_->transaction(txn);
+  log::event(committed ? "info" : "warning", "transaction",
+             {{"transaction", std::to_string(txn)},
+              {"request", t ? t->request : std::string()},
+              {"kind", t ? t->kind : std::string()},
+              {"result", committed ? "committed" : "rolled_back"}});
 }
 
 std::vector<runtime::ChannelCounters> RequestManager::channels() const {

@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "log.h"
 #include "metrics.h"
 #include "srl/compiler/compiler.h"
 #include "srl/optimizer/discovery.h"
@@ -155,11 +156,14 @@ struct Server::Service final : v1::Control::Service {
               (tcp ? " (the client certificate's common name is no local user)" : ""));
     }
     Caller c{cred->uid, cred->user, cred->uid == 0, member_of(*cred, options.group)};
-    if (!c.root && !c.member)
+    if (!c.root && !c.member) {
+      log::event("warning", "refused",
+                 {{"method", method}, {"user", c.user}, {"uid", std::to_string(c.uid)}});
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                           std::string(method) + ": user " + c.user + " (uid " +
                               std::to_string(c.uid) + ") is neither root nor in group " +
                               options.group);
+    }
     return c;
   }
 

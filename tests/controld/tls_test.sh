@@ -45,7 +45,7 @@ cert other root client-foreign
 dpid=$!
 port=""
 for _ in $(seq 100); do
-  port=$(sed -n 's/.*listening on TCP port \([0-9]*\).*/\1/p' "$tmp/log")
+  port=$(sed -n 's/.* listening tcp_port=\([0-9]*\).*/\1/p' "$tmp/log")
   [[ -n $port ]] && break
   sleep 0.05
 done
