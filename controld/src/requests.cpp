@@ -638,6 +638,17 @@ std::vector<std::string> RequestManager::diff(const ApplySpec& spec,
   }
   for (const auto& dev : old_devices)
     if (!placed.unit->devices.contains(dev)) changes.push_back("detach the program of " + dev);
+  bool reads_afxdp = false;
+  for (std::size_t v = 0; v < dag.node_count(); ++v)
+    if (!placed.place.in_kernel[v])
+      for (auto [it, end] = boost::in_edges(v, g); it != end; ++it)
+        reads_afxdp = reads_afxdp || placed.place.in_kernel[boost::source(*it, g)];
+  for (const auto* u : affected)
+    if (reads_afxdp && u->datapath)
+      for (const auto& dev : u->datapath->afxdp_devices())
+        changes.push_back("rebind the AF_XDP sockets of " + dev +
+                          ": the running userspace part stops first (break before make); "
+                          "blocks sent up meanwhile are lost");
   if (affected.size() > 1)
     changes.push_back(
         "join " + std::to_string(affected.size()) +
