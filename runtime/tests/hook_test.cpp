@@ -27,38 +27,14 @@
 
 #include "srl/compiler/compiler.h"
 #include "srl/runtime/kernel.h"
+#include "test_namespace.h"
 
 using namespace srl;
+using srl::testing::attached_program;
+using srl::testing::TestNamespace;
 namespace kernel = srl::runtime::kernel;
 
 namespace {
-
-// A namespace with a veth pair, entered by this thread for the test's
-// lifetime; removed on destruction, also when a check fails.
-class TestNamespace {
- public:
-  TestNamespace() : name_("srl-hook-test-" + std::to_string(getpid())) {
-    const std::string cmd = "ip netns add " + name_ + " && ip -n " + name_ +
-                            " link add ha type veth peer name hb && ip -n " + name_ +
-                            " link set ha up && ip -n " + name_ + " link set hb up";
-    REQUIRE(std::system(cmd.c_str()) == 0);
-    home_ = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    const int ns = open(("/run/netns/" + name_).c_str(), O_RDONLY | O_CLOEXEC);
-    REQUIRE(ns >= 0);
-    REQUIRE(setns(ns, CLONE_NEWNET) == 0);
-    close(ns);
-  }
-  ~TestNamespace() {
-    setns(home_, CLONE_NEWNET);
-    close(home_);
-    std::system(("ip netns del " + name_).c_str());
-  }
-  int ifindex(const char* dev) const { return static_cast<int>(if_nametoindex(dev)); }
-
- private:
-  std::string name_;
-  int home_ = -1;
-};
 
 std::unique_ptr<kernel::KernelProgram> build(const std::string& request) {
   const auto r = compiler::compile(request);
@@ -67,14 +43,6 @@ std::unique_ptr<kernel::KernelProgram> build(const std::string& request) {
   const auto obj = kernel::compile_bpf(
       gen.source, std::filesystem::temp_directory_path() / "srl-kernel-test-cache");
   return kernel::KernelProgram::load(obj, gen.nodes.size());
-}
-
-// The id of the XDP program attached to a device, 0 if none.
-std::uint32_t attached_program(int ifindex) {
-  bpf_xdp_query_opts q{};
-  q.sz = sizeof q;
-  if (bpf_xdp_query(ifindex, 0, &q) != 0) return 0;
-  return q.prog_id;
 }
 
 }  // namespace

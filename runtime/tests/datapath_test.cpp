@@ -1,0 +1,202 @@
+// Datapath on a real device (a veth pair in a namespace of the test's own):
+// the steps of a transaction in their order, a failure at every step undone
+// in reverse with nothing left attached, the make-before-break swap and its
+// inverse, and hooks that outlive their process (release, adopt). Needs root.
+#include <doctest/doctest.h>
+#include <sys/mount.h>
+
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "srl/compiler/compiler.h"
+#include "srl/runtime/datapath.h"
+#include "srl/runtime/inputs.h"
+#include "test_namespace.h"
+
+using namespace srl;
+using srl::testing::attached_program;
+using srl::testing::TestNamespace;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Records every step announced; throws before the step numbered `fail_at`
+// (1-based; 0: never).
+struct RecordingObserver : runtime::StepObserver {
+  std::size_t fail_at = 0;
+  std::vector<std::string> before_keys, taken_keys, undone_keys;
+  void before(const runtime::Step& s) override {
+    before_keys.push_back(s.key);
+    if (before_keys.size() == fail_at) throw std::runtime_error("refused by the test");
+  }
+  void taken(const runtime::Step& s) override { taken_keys.push_back(s.key); }
+  void undone(const runtime::Step& s) override { undone_keys.push_back(s.key); }
+};
+
+struct Compiled {
+  compiler::CompileResult result;
+  runtime::Placement placement;
+};
+
+Compiled compile_on_hb(const std::string& text) {
+  compiler::CompileOptions o;
+  o.default_devices = {"hb"};
+  Compiled c{compiler::compile(text, o), {}};
+  REQUIRE(c.result.ok());
+  c.placement = runtime::fixed_placement(*c.result.dag, {"hb"}, "xdp");
+  return c;
+}
+
+runtime::DatapathOptions options() {
+  runtime::DatapathOptions o;
+  o.cache = fs::temp_directory_path() / "srl-kernel-test-cache";
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("datapath: instantiate, connect, then activate from the outputs back") {
+  TestNamespace ns;
+  const int hb = ns.ifindex("hb");
+  // dns has no kernel implementation: the kernel hands blocks up over AF_XDP.
+  const auto c = compile_on_hb("(udp) > (port) 53> (dns) > (count)");
+  RecordingObserver rec;
+  auto dp = runtime::Datapath::build(*c.result.dag, c.placement, options(), &rec);
+  std::vector<std::string> expected = {"compile:hb", "load:hb", "engine"};
+  for (std::uint32_t q = 0; q < runtime::rx_queue_count("hb"); ++q)
+    expected.push_back("afxdp:hb:" + std::to_string(q));
+  expected.push_back("start:engine");
+  expected.push_back("attach:hb");
+  CHECK(rec.taken_keys == expected);
+  CHECK(rec.undone_keys.empty());
+  CHECK(attached_program(hb) != 0);
+  CHECK(dp->afxdp_devices() == std::vector<std::string>{"hb"});
+  CHECK(dp->has_engine());
+  const auto counters = dp->counters();
+  REQUIRE(counters.size() == 5);
+  CHECK(counters[2].space == "xdp:hb");  // port
+  CHECK(counters[3].space == "user");    // dns
+  REQUIRE(dp->channels().size() == expected.size() - 5);
+  CHECK(dp->channels().front().name == "afxdp:hb:0");
+
+  // Removal: the inputs first (the hook), then the engine.
+  RecordingObserver out;
+  dp->remove(&out);
+  CHECK(out.taken_keys == std::vector<std::string>{"detach:hb", "stop:engine"});
+  CHECK(attached_program(hb) == 0);
+  dp->remove(&out);  // idempotent
+  CHECK(out.taken_keys.size() == 2);
+}
+
+TEST_CASE("datapath: a failure at any step undoes the steps taken, in reverse") {
+  TestNamespace ns;
+  const int hb = ns.ifindex("hb");
+  const auto c = compile_on_hb("(udp) > (port) 53> (dns) > (count)");
+  std::size_t steps = 0;
+  {
+    RecordingObserver rec;
+    auto dp = runtime::Datapath::build(*c.result.dag, c.placement, options(), &rec);
+    steps = rec.taken_keys.size();
+  }
+  REQUIRE(steps >= 5);
+  for (std::size_t n = 1; n <= steps; ++n) {
+    CAPTURE(n);
+    RecordingObserver rec;
+    rec.fail_at = n;
+    try {
+      runtime::Datapath::build(*c.result.dag, c.placement, options(), &rec);
+      FAIL("the build did not fail");
+    } catch (const runtime::StepError& e) {
+      CHECK(e.step().key == rec.before_keys.back());
+      CHECK(e.reason() == "refused by the test");
+      CHECK(std::string(e.what()).find("step '" + e.step().key + "'") != std::string::npos);
+    }
+    CHECK(rec.taken_keys.size() == n - 1);
+    const std::vector<std::string> reversed(rec.taken_keys.rbegin(), rec.taken_keys.rend());
+    CHECK(rec.undone_keys == reversed);
+    CHECK(attached_program(hb) == 0);
+  }
+}
+
+TEST_CASE("datapath: a new datapath swaps its program into the running hook") {
+  TestNamespace ns;
+  const int hb = ns.ifindex("hb");
+  const auto first = compile_on_hb("(udp) > (count)");
+  const auto second = compile_on_hb("(tcp) > (count)");
+  auto old = runtime::Datapath::build(*first.result.dag, first.placement, options());
+  const auto old_program = attached_program(hb);
+  REQUIRE(old_program != 0);
+
+  // A failure at the swap leaves the old program running, in the old hook.
+  RecordingObserver failing;
+  failing.fail_at = 3;  // compile, load, swap
+  CHECK_THROWS_AS(runtime::Datapath::build(*second.result.dag, second.placement, options(),
+                                           &failing, old.get()),
+                  runtime::StepError);
+  CHECK(failing.before_keys.back() == "swap:hb");
+  CHECK(attached_program(hb) == old_program);
+  CHECK(old->hooked_devices() == std::vector<std::string>{"hb"});
+
+  RecordingObserver rec;
+  auto fresh =
+      runtime::Datapath::build(*second.result.dag, second.placement, options(), &rec, old.get());
+  CHECK(rec.taken_keys == std::vector<std::string>{"compile:hb", "load:hb", "swap:hb"});
+  const auto new_program = attached_program(hb);
+  CHECK(new_program != old_program);
+  CHECK(fresh->hooked_devices() == std::vector<std::string>{"hb"});
+  CHECK(old->hooked_devices().empty());
+  CHECK(old->counters().size() == 3);  // the program it ran stays readable
+  old.reset();                         // holds no hook any more: nothing is detached
+  CHECK(attached_program(hb) == new_program);
+  fresh.reset();
+  CHECK(attached_program(hb) == 0);
+}
+
+TEST_CASE("datapath: released hooks outlive it; adopted ones are swapped or removed") {
+  TestNamespace ns;
+  const int hb = ns.ifindex("hb");
+  const auto bpffs =
+      fs::temp_directory_path() / ("srl-datapath-test-bpffs-" + std::to_string(getpid()));
+  runtime::kernel::ensure_bpffs(bpffs);
+  auto o = options();
+  o.pin_root = bpffs / "srl";
+  const auto first = compile_on_hb("(udp) > (count)");
+  const auto second = compile_on_hb("(tcp) > (count)");
+  {
+    auto dp = runtime::Datapath::build(*first.result.dag, first.placement, o);
+    CHECK(dp->release());
+  }
+  const auto running = attached_program(hb);
+  CHECK(running != 0);  // still attached, pinned
+  CHECK(fs::exists(o.pin_root / "hb" / "link"));
+
+  std::vector<std::string> problems;
+  auto adopted = runtime::Datapath::adopt(o.pin_root, &problems);
+  CHECK(problems.empty());
+  CHECK(adopted->hooked_devices() == std::vector<std::string>{"hb"});
+  RecordingObserver rec;
+  auto fresh =
+      runtime::Datapath::build(*second.result.dag, second.placement, o, &rec, adopted.get());
+  CHECK(rec.taken_keys.back() == "swap:hb");
+  CHECK(attached_program(hb) != running);
+  adopted.reset();
+  CHECK(attached_program(hb) != 0);
+  fresh.reset();
+  CHECK(attached_program(hb) == 0);
+  CHECK_FALSE(fs::exists(o.pin_root / "hb"));
+
+  // An adopted hook nobody takes is detached with its pins.
+  {
+    auto dp = runtime::Datapath::build(*first.result.dag, first.placement, o);
+    dp->release();
+  }
+  REQUIRE(attached_program(hb) != 0);
+  runtime::Datapath::adopt(o.pin_root).reset();
+  CHECK(attached_program(hb) == 0);
+  CHECK_FALSE(fs::exists(o.pin_root / "hb"));
+  umount2(bpffs.c_str(), MNT_DETACH);
+  fs::remove_all(bpffs);
+}
