@@ -53,7 +53,16 @@ Json counters_json(const v1::StatsReply& s) {
                      {"bytes", n.bytes()},
                      {"accepted", n.accepted()},
                      {"drops", n.drops()}});
-  return {{"nodes", std::move(nodes)}};
+  Json channels = Json::array();
+  for (const auto& c : s.channels())
+    channels.push_back(
+        {{"requests", Json(std::vector<std::string>(c.requests().begin(), c.requests().end()))},
+         {"name", c.name()},
+         {"kind", c.kind()},
+         {"blocks", c.blocks()},
+         {"bytes", c.bytes()},
+         {"drops", c.drops()}});
+  return {{"nodes", std::move(nodes)}, {"channels", std::move(channels)}};
 }
 
 // Column width: the widest cell, at least the header.
@@ -137,6 +146,21 @@ std::string counters_tables(const v1::StatsReply& s) {
                     static_cast<unsigned long long>(n->bytes()),
                     static_cast<unsigned long long>(n->accepted()),
                     static_cast<unsigned long long>(n->drops()));
+      out << line;
+    }
+  }
+  // The channels into userspace parts, after the nodes.
+  if (s.channels_size() > 0) {
+    out << "\nchannel into userspace          requests            blocks            bytes"
+           "          drops\n";
+    for (const auto& c : s.channels()) {
+      std::string names;
+      for (const auto& r : c.requests())
+        names += (names.empty() ? "" : ",") + r;
+      std::snprintf(line, sizeof line, "%-30s %-14s %12llu %16llu %14llu\n", c.name().c_str(),
+                    names.c_str(), static_cast<unsigned long long>(c.blocks()),
+                    static_cast<unsigned long long>(c.bytes()),
+                    static_cast<unsigned long long>(c.drops()));
       out << line;
     }
   }

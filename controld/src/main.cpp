@@ -21,6 +21,11 @@ int main(int argc, char** argv) {
   std::string state = o.requests.state.string(), bpffs = o.requests.bpffs.string(),
               cache = o.requests.cache.string();
   app.add_option("--state", state, "the state database (SQLite)");
+  std::vector<std::string> user_dirs;
+  app.add_option("--user-dir", user_dirs,
+                 "a directory under which requests of users other than root may name files, "
+                 "opened as that user (repeatable; default: none)")
+      ->allow_extra_args(false);
   std::string log_format = "text";
   app.add_option("--log-format", log_format,
                  "log lines on standard error as key=value text or JSON objects")
@@ -55,6 +60,7 @@ int main(int argc, char** argv) {
   o.requests.state = state;
   o.requests.bpffs = bpffs;
   o.requests.cache = cache;
+  o.requests.user_dirs.assign(user_dirs.begin(), user_dirs.end());
   o.tls_cert = tls_cert;
   o.tls_key = tls_key;
   o.tls_client_ca = tls_ca;

@@ -2,7 +2,9 @@
 // the journal, recovery at start.
 #include "srl/controld/requests.h"
 
+#include <grp.h>
 #include <net/if.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -196,6 +198,50 @@ PlacedUnit place_unit(const std::vector<ApplySpec>& specs) {
     throw std::runtime_error(std::string("plan: ") + e.what());
   }
   return placed;
+}
+
+// The options that name files, by filter: what a caller other than root may
+// only point inside the allowed directories.
+std::optional<std::string> path_option(std::string_view filter) {
+  if (filter == "pcap" || filter == "pcapin") return "file";
+  if (filter == "file") return "dir";
+  if (filter == "fifo") return "path";
+  return std::nullopt;
+}
+
+// `path` inside one of `dirs`, after resolving what exists of it (so that
+// neither ".." nor a symbolic link leads out).
+bool inside(const fs::path& path, const std::vector<fs::path>& dirs) {
+  std::error_code ec;
+  const auto real = fs::weakly_canonical(fs::absolute(path), ec);
+  if (ec) return false;
+  for (const auto& d : dirs) {
+    const auto base = fs::weakly_canonical(d, ec);
+    if (ec) continue;
+    const auto rel = real.lexically_relative(base);
+    if (!rel.empty() && *rel.begin() != "..") return true;
+  }
+  return false;
+}
+
+// The identity file sinks of `uid`'s requests take; none for root.
+std::optional<filters::FileOwner> file_owner(std::uint32_t uid) {
+  if (uid == 0) return std::nullopt;
+  filters::FileOwner o{static_cast<uid_t>(uid), static_cast<gid_t>(uid), {}};
+  if (const passwd* pw = getpwuid(uid); pw != nullptr) {
+    o.gid = pw->pw_gid;
+    int n = 64;
+    std::vector<gid_t> groups(static_cast<std::size_t>(n));
+    if (getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) {
+      groups.resize(static_cast<std::size_t>(n));
+      getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n);
+    }
+    groups.resize(static_cast<std::size_t>(std::max(n, 0)));
+    o.groups = std::move(groups);
+  } else {
+    o.groups = {o.gid};
+  }
+  return o;
 }
 
 // Where vertex `v` runs: "user", or the hooks of the devices whose blocks
@@ -429,6 +475,29 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
         add(fresh->carried[m], counters[v]);
   }
 
+  // Files named by a caller other than root: inside the allowed directories.
+  for (const auto& s : specs) {
+    if (s.name != txn_request || !s.kernel_filters) continue;
+    for (std::size_t v = 0; v < dag.node_count(); ++v) {
+      const auto& node = dag.graph[v];
+      const auto option = path_option(node.filter_name());
+      if (!option) continue;
+      const auto it = node.options.find(*option);
+      if (it == node.options.end()) continue;
+      const auto& path = std::get<std::string>(it->second);
+      if (inside(path, options_.user_dirs)) continue;
+      end_transaction(txn, false);
+      std::string dirs;
+      for (const auto& d : options_.user_dirs)
+        dirs += (dirs.empty() ? "" : " ") + d.string();
+      throw RequestError(Kind::denied,
+                         txn_kind + " " + txn_request + ": " + std::string(node.filter_name()) +
+                             " " + *option + "=" + path +
+                             " is outside the directories where this caller may name files (" +
+                             (dirs.empty() ? "none are configured: --user-dir" : dirs) + ")");
+    }
+  }
+
   runtime::Datapath* previous = unit != nullptr ? unit->datapath.get() : adopted_.get();
   // AF_XDP queues are bound by one socket at a time: when the old datapath
   // holds the queues of a device the new one reads from userspace too, the
@@ -447,6 +516,21 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
   dopts.bpffs = options_.bpffs;
   dopts.pin_root = pin_root_;
   dopts.cache = options_.cache;
+  // Each sink opens its files as the user whose request it belongs to.
+  std::map<std::string, std::uint32_t> owner_of_request;
+  for (const auto& s : specs)
+    owner_of_request[s.name] = s.owner_uid;
+  std::map<std::string, std::optional<filters::FileOwner>> owner_of_node;
+  for (std::size_t v = 0; v < dag.node_count(); ++v) {
+    std::uint32_t uid = 0;
+    for (const auto& m : fresh->merged.members[v])
+      uid = std::max(uid, owner_of_request[split_member(m).first]);
+    owner_of_node[dag.graph[v].id] = file_owner(uid);
+  }
+  dopts.file_owner_of = [owner_of_node](std::string_view id) -> std::optional<filters::FileOwner> {
+    const auto it = owner_of_node.find(std::string(id));
+    return it != owner_of_node.end() ? it->second : std::nullopt;
+  };
   try {
     if (!devices.empty()) runtime::kernel::ensure_bpffs(options_.bpffs);
     fresh->datapath = runtime::Datapath::build(dag, place, dopts, &observer, previous);
@@ -521,13 +605,17 @@ void RequestManager::end_transaction(std::int64_t txn, bool committed) {
               {"result", committed ? "committed" : "rolled_back"}});
 }
 
-std::vector<runtime::ChannelCounters> RequestManager::channels() const {
+std::vector<ChannelInfo> RequestManager::channels() const {
   std::lock_guard lock(mutex_);
-  std::vector<runtime::ChannelCounters> out;
-  for (const auto& u : units_)
-    if (u->datapath)
-      for (auto& c : u->datapath->channels())
-        out.push_back(std::move(c));
+  std::vector<ChannelInfo> out;
+  for (const auto& u : units_) {
+    if (!u->datapath) continue;
+    std::vector<std::string> names;
+    for (const auto& s : u->specs)
+      names.push_back(s.name);
+    for (auto& c : u->datapath->channels())
+      out.push_back({names, c.name, c.kind, c.blocks, c.bytes, c.drops});
+  }
   return out;
 }
 

@@ -444,7 +444,29 @@ struct Server::Service final : v1::Control::Service {
     auto n = counters(std::get<Caller>(who), req->name(), "Stats");
     if (auto* st = std::get_if<grpc::Status>(&n)) return *st;
     fill_stats(std::get<std::vector<NodeCounters>>(n), reply);
+    fill_channels(std::get<Caller>(who), req->name(), reply);
     return grpc::Status::OK;
+  }
+
+  // The channels of the units that hold a request the caller may see (and,
+  // with a name, that request).
+  void fill_channels(const Caller& c, const std::string& name, v1::StatsReply* reply) const {
+    std::set<std::string> mine;
+    for (const auto& r : requests->list())
+      if (c.may_see(r.owner_uid) && (name.empty() || r.name == name)) mine.insert(r.name);
+    for (const auto& ch : requests->channels()) {
+      if (std::none_of(ch.requests.begin(), ch.requests.end(),
+                       [&](const auto& r) { return mine.contains(r); }))
+        continue;
+      auto* pc = reply->add_channels();
+      for (const auto& r : ch.requests)
+        pc->add_requests(r);
+      pc->set_name(ch.name);
+      pc->set_kind(ch.kind);
+      pc->set_blocks(ch.blocks);
+      pc->set_bytes(ch.bytes);
+      pc->set_drops(ch.drops);
+    }
   }
 
   // Counters every interval; applied and removed events as the set of
@@ -490,6 +512,7 @@ struct Server::Service final : v1::Control::Service {
       v1::Event e;
       e.set_time(now_utc());
       fill_stats(std::get<std::vector<NodeCounters>>(n), e.mutable_counters());
+      fill_channels(c, req->name(), e.mutable_counters());
       if (!writer->Write(e)) return grpc::Status::OK;
       // Sleep in short steps so that a cancelled watch ends promptly.
       const auto until = std::chrono::steady_clock::now() + interval;
@@ -539,8 +562,12 @@ std::unique_ptr<Server> Server::start(const ServerOptions& options) {
     RequestManager* requests = s->service_->requests.get();
     s->metrics_ = MetricsServer::start(options.metrics, [requests, started] {
       std::vector<ChannelCounters> channels;
-      for (const auto& c : requests->channels())
-        channels.push_back({"", c.name, c.kind, c.blocks, c.bytes, c.drops});
+      for (const auto& c : requests->channels()) {
+        std::string unit;
+        for (const auto& r : c.requests)
+          unit += (unit.empty() ? "" : ",") + r;
+        channels.push_back({unit, c.name, c.kind, c.blocks, c.bytes, c.drops});
+      }
       const auto totals = requests->totals();
       DaemonGauges gauges;
       gauges.requests = totals.requests;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <pcap/pcap.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "as_user.h"
 #include "io.h"
 #include "packet_corpus.h"
 #include "srl/filters/user.h"
@@ -949,4 +951,289 @@ TEST_CASE("pcapin replays a large capture fast") {
   const double rate = static_cast<double>(packets) / seconds;
   MESSAGE("pcapin replayed " << packets << " packets at " << rate / 1e6 << " M packets/s");
   CHECK(rate > 1e5);
+}
+
+namespace {
+
+// The calling thread's filesystem ids: an id that is not valid (-1)
+// changes nothing, and the call returns the current one.
+uid_t thread_fsuid() {
+  return static_cast<uid_t>(::syscall(SYS_setfsuid, static_cast<uid_t>(-1)));
+}
+gid_t thread_fsgid() {
+  return static_cast<gid_t>(::syscall(SYS_setfsgid, static_cast<gid_t>(-1)));
+}
+std::vector<gid_t> thread_groups() {
+  std::vector<gid_t> g(static_cast<std::size_t>(::getgroups(0, nullptr)));
+  g.resize(static_cast<std::size_t>(::getgroups(static_cast<int>(g.size()), g.data())));
+  return g;
+}
+
+// The thread is itself again: root's filesystem ids and groups.
+void check_identity_back(const std::vector<gid_t>& groups) {
+  CHECK(thread_fsuid() == 0);
+  CHECK(thread_fsgid() == 0);
+  CHECK(thread_groups() == groups);
+}
+
+filters::FileOwner nobody() {
+  return {65534, 65534, {65534}};
+}
+
+UserFilterConfig as_nobody(UserFilterConfig c) {
+  c.file_owner = nobody();
+  return c;
+}
+
+// Switching identity needs root; elsewhere the tests say so and pass.
+bool need_root() {
+  if (::geteuid() == 0) return true;
+  MESSAGE("not root: file ownership tests skipped");
+  return false;
+}
+
+// A temporary directory others may traverse, with a subdirectory only root
+// may write to and one that belongs to nobody.
+struct OwnerDirs {
+  TempDir dir;
+  std::string root_only = dir / "root-only";
+  std::string nobodys = dir / "nobody";
+  OwnerDirs() {
+    REQUIRE(::chmod(dir.path.c_str(), 0755) == 0);
+    REQUIRE(::mkdir(root_only.c_str(), 0755) == 0);
+    REQUIRE(::mkdir(nobodys.c_str(), 0755) == 0);
+    REQUIRE(::chown(nobodys.c_str(), 65534, 65534) == 0);
+  }
+};
+
+struct stat stat_of_path(const std::string& path) {
+  struct stat st {};
+  REQUIRE(::lstat(path.c_str(), &st) == 0);
+  return st;
+}
+
+}  // namespace
+
+TEST_CASE("AsUser switches only the calling thread and always switches back") {
+  if (!need_root()) return;
+  const auto groups = thread_groups();
+  {
+    filters::user::AsUser as(filters::FileOwner{65534, 65533, {4242, 4243}});
+    REQUIRE(as.ok());
+    CHECK(thread_fsuid() == 65534);
+    CHECK(thread_fsgid() == 65533);
+    CHECK(thread_groups() == std::vector<gid_t>{4242, 4243});
+  }
+  check_identity_back(groups);
+
+  SUBCASE("another thread keeps its identity meanwhile") {
+    // Started before the switch: a new thread starts with its creator's
+    // identity.
+    std::atomic<int> step{0};
+    uid_t other_fsuid = 1;
+    std::vector<gid_t> other_groups;
+    std::thread other([&] {
+      while (step.load() != 1)
+        std::this_thread::yield();
+      other_fsuid = thread_fsuid();
+      other_groups = thread_groups();
+      step.store(2);
+    });
+    {
+      filters::user::AsUser as(nobody());
+      REQUIRE(as.ok());
+      step.store(1);
+      while (step.load() != 2)
+        std::this_thread::yield();
+      CHECK(thread_fsuid() == 65534);
+    }
+    other.join();
+    CHECK(other_fsuid == 0);
+    CHECK(other_groups == groups);
+    check_identity_back(groups);
+  }
+
+  SUBCASE("no owner: nothing changes") {
+    filters::user::AsUser as(std::nullopt);
+    CHECK(as.ok());
+    check_identity_back(groups);
+  }
+  SUBCASE("a switch that fails is undone at once and reported") {
+    filters::FileOwner too_many{65534, 65534, std::vector<gid_t>(70000, 65534)};
+    errno = 0;
+    filters::user::AsUser as(too_many);
+    CHECK_FALSE(as.ok());
+    CHECK(as.error() == EINVAL);
+    CHECK(errno == 0);
+    check_identity_back(groups);
+  }
+  SUBCASE("errno of what was done as the user survives the switch back") {
+    {
+      filters::user::AsUser as(nobody());
+      REQUIRE(as.ok());
+      CHECK(::open("/nonexistent/x", O_RDONLY) < 0);
+    }
+    CHECK(errno == ENOENT);
+    check_identity_back(groups);
+  }
+}
+
+TEST_CASE("pcap sink with a file owner: the kernel checks as that user, who owns the file") {
+  if (!need_root()) return;
+  const auto groups = thread_groups();
+  OwnerDirs d;
+
+  const std::string denied = d.root_only + "/out.pcap";
+  CHECK(error_of([&] {
+          filters::make_user_filter(as_nobody(filter_config("pcap", {{"file", denied}})));
+        }) ==
+        "node n7 (pcap): cannot open '" + denied + "' for writing as uid 65534: Permission denied");
+  CHECK_FALSE(fs::exists(denied));
+  check_identity_back(groups);
+
+  const std::string out = d.nobodys + "/out.pcap";
+  const auto records = corpus_records();
+  {
+    auto sink = filters::make_user_filter(as_nobody(filter_config("pcap", {{"file", out}})));
+    check_identity_back(groups);
+    const auto st = stat_of_path(out);
+    CHECK(st.st_uid == 65534);
+    CHECK(st.st_gid == 65534);
+    NullEmitter em;
+    const auto parsed = filters::parse_packet(records[0].bytes);
+    sink->process(packet_block(records[0], parsed), em);
+    sink->finish(em);
+  }
+  CHECK(read_with_libpcap(out) == std::vector<Record>{records[0]});
+
+  // Supplementary groups count: a directory only group 4242 may write to.
+  const std::string group_dir = d.dir / "group";
+  REQUIRE(::mkdir(group_dir.c_str(), 0700) == 0);
+  REQUIRE(::chown(group_dir.c_str(), 0, 4242) == 0);
+  REQUIRE(::chmod(group_dir.c_str(), 0770) == 0);
+  auto in_group = as_nobody(filter_config("pcap", {{"file", group_dir + "/g.pcap"}}));
+  in_group.file_owner->groups = {65534, 4242};
+  CHECK_NOTHROW(filters::make_user_filter(in_group));
+  CHECK(stat_of_path(group_dir + "/g.pcap").st_uid == 65534);
+  in_group.file_owner->groups = {65534};
+  CHECK(error_of([&] {
+          filters::make_user_filter(in_group);
+        }).ends_with("as uid 65534: Permission denied"));
+  check_identity_back(groups);
+
+  // An identity that cannot be taken is a configuration error.
+  auto impossible = as_nobody(filter_config("pcap", {{"file", out}}));
+  impossible.file_owner->groups.assign(70000, 65534);
+  CHECK(error_of([&] { filters::make_user_filter(impossible); }) ==
+        "node n7 (pcap): cannot use '" + out +
+            "' as uid 65534: cannot take on that user's identity: Invalid argument");
+  check_identity_back(groups);
+}
+
+TEST_CASE("pcapin with a file owner reads only what that user may read") {
+  if (!need_root()) return;
+  const auto groups = thread_groups();
+  OwnerDirs d;
+  const auto records = corpus_records();
+  const std::string secret = d.dir / "secret.pcap";
+  write_with_libpcap(secret, records);
+  REQUIRE(::chmod(secret.c_str(), 0600) == 0);
+  CHECK(error_of([&] {
+          filters::make_user_source(as_nobody(filter_config("pcapin", {{"file", secret}})));
+        }) == "node n7 (pcapin): cannot read '" + secret + "' as uid 65534: " + secret +
+                  ": Permission denied");
+  check_identity_back(groups);
+
+  REQUIRE(::chmod(secret.c_str(), 0644) == 0);
+  auto src = filters::make_user_source(
+      as_nobody(filter_config("pcapin", {{"file", secret}, {"loop", std::int64_t{2}}})));
+  check_identity_back(groups);
+  auto twice = records;
+  twice.insert(twice.end(), records.begin(), records.end());
+  CHECK(drain(*src) == twice);
+  check_identity_back(groups);
+}
+
+TEST_CASE("fifo with a file owner: the FIFO belongs to that user") {
+  if (!need_root()) return;
+  const auto groups = thread_groups();
+  OwnerDirs d;
+  const std::string denied = d.root_only + "/pipe";
+  CHECK(error_of([&] {
+          filters::make_user_filter(as_nobody(filter_config("fifo", {{"path", denied}})));
+        }) ==
+        "node n7 (fifo): cannot create FIFO '" + denied + "' as uid 65534: Permission denied");
+  check_identity_back(groups);
+
+  const std::string pipe = d.nobodys + "/pipe";
+  {
+    auto sink = filters::make_user_filter(as_nobody(filter_config("fifo", {{"path", pipe}})));
+    check_identity_back(groups);
+    const auto st = stat_of_path(pipe);
+    CHECK(S_ISFIFO(st.st_mode));
+    CHECK(st.st_uid == 65534);
+    CHECK(st.st_gid == 65534);
+    NullEmitter em;
+    sink->tick(0, em);  // tries to open for a reader, as the user
+    check_identity_back(groups);
+  }
+  CHECK_FALSE(fs::exists(pipe));  // removed, as the user, at the end
+  check_identity_back(groups);
+}
+
+TEST_CASE("file sink with a file owner: files made while running belong to that user") {
+  if (!need_root()) return;
+  const auto groups = thread_groups();
+  OwnerDirs d;
+  CHECK(error_of([&] {
+          filters::make_user_filter(
+              as_nobody(filter_config("file", {{"dir", d.root_only + "/sub"}})));
+        }) == "node n7 (file): cannot create directory '" + d.root_only +
+                  "/sub' as uid 65534: Permission denied");
+  CHECK(error_of([&] {
+          filters::make_user_filter(as_nobody(filter_config("file", {{"dir", d.root_only}})));
+        }) == "node n7 (file): cannot write to directory '" + d.root_only +
+                  "' as uid 65534: Permission denied");
+  check_identity_back(groups);
+
+  const std::string out = d.nobodys + "/streams";  // created by the sink, as nobody
+  auto sink = filters::make_user_filter(as_nobody(filter_config("file", {{"dir", out}})));
+  check_identity_back(groups);
+  CHECK(stat_of_path(out).st_uid == 65534);
+
+  filters::FlowInfo flow;
+  flow.id = 1;
+  flow.family = filters::L3Kind::ipv4;
+  const Ip4 c = ip4("10.0.0.1");
+  const Ip4 s = ip4("192.0.2.80");
+  std::copy(c.begin(), c.end(), flow.client_addr.begin());
+  std::copy(s.begin(), s.end(), flow.server_addr.begin());
+  flow.client_port = 40000;
+  flow.server_port = 80;
+  const Bytes data = text("hello");
+  // As an engine worker would: the files are opened in another thread.
+  std::thread([&] {
+    const auto worker_groups = thread_groups();
+    NullEmitter em;
+    for (const std::uint8_t dir : {std::uint8_t{0}, std::uint8_t{1}}) {
+      Block b;
+      b.kind = BlockKind::stream;
+      b.data = data;
+      b.flow = &flow;
+      b.direction = dir;
+      b.stream_end = true;
+      sink->process(b, em);
+    }
+    sink->finish(em);
+    check_identity_back(worker_groups);
+  }).join();
+  check_identity_back(groups);
+  CHECK(stat_of(sink->stats(), "files") == 2);
+  for (const char* suffix : {".c2s", ".s2c"}) {
+    const std::string file = out + "/flow-1-10.0.0.1.40000-192.0.2.80.80" + suffix;
+    CAPTURE(file);
+    CHECK(stat_of_path(file).st_uid == 65534);
+    CHECK(stat_of_path(file).st_gid == 65534);
+    CHECK(read_bytes(file) == data);
+  }
 }

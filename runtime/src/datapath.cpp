@@ -298,6 +298,7 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
           EngineOptions eo;
           eo.workers = options.workers;
           eo.max_batch = options.batch;
+          eo.file_owner_of = options.file_owner_of;
           m.engine = std::make_unique<Engine>(dp->dag_, in_user, std::move(entries), eo);
         },
         [&] { m.engine.reset(); });

@@ -672,6 +672,7 @@ Engine::Engine(const compiler::RequestDag& dag, const std::vector<bool>& in_user
     spec.config.spec = dn.filter;
     spec.config.options = dn.options;
     spec.config.node_id = dn.id;
+    if (options.file_owner_of) spec.config.file_owner = options.file_owner_of(dn.id);
     if (fs.role == filters::Role::source)
       spec.kind = Kind::source;
     else if (fs.name == "union")

@@ -1,8 +1,11 @@
 // The userspace engine against the reference DAG evaluator: per-node
 // counters equal, block by block, for whole requests (selectors, `!>`,
 // union, intersect), at every batch size and with several workers; entries
-// from a kernel part; and the errors of a part that cannot run.
+// from a kernel part; the errors of a part that cannot run; and the file
+// owner each node's filter is given.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <map>
 #include <string>
@@ -12,6 +15,7 @@
 #include "srl/compiler/compiler.h"
 #include "srl/filters/reference_dag.h"
 #include "srl/runtime/engine.h"
+#include "temp_dir.h"
 
 using namespace srl;
 using filters::Block;
@@ -280,4 +284,38 @@ TEST_CASE("engine: a transform's chunks go on, its packets do not; protocols see
   CHECK(count_of("gets") == 3);
   CHECK(count_of("host") == 1);   // "Host: a" spans the two segments: found once reassembled
   CHECK(count_of("never") == 0);  // a transform's input goes nowhere
+}
+
+TEST_CASE("engine: file_owner_of gives each node's filter its file owner") {
+  if (::geteuid() != 0) {
+    MESSAGE("not root: file ownership test skipped");
+    return;
+  }
+  testing::TempDir dir;
+  REQUIRE(::chmod(dir.path.c_str(), 0755) == 0);
+  const std::string mine = dir / "nobody";
+  REQUIRE(::mkdir(mine.c_str(), 0755) == 0);
+  REQUIRE(::chown(mine.c_str(), 65534, 65534) == 0);
+
+  const auto build = [&](const std::string& file) {
+    const auto dag = compile("(tcp) > (pcap, file=\"" + file + "\")");
+    std::vector<std::string> asked;
+    runtime::EngineOptions o;
+    o.file_owner_of = [&](std::string_view id) -> std::optional<filters::FileOwner> {
+      asked.emplace_back(id);
+      if (id == "n2") return filters::FileOwner{65534, 65534, {65534}};
+      return std::nullopt;
+    };
+    runtime::Engine engine(dag, {}, {}, o);
+    CHECK(asked == std::vector<std::string>{"n0", "n1", "n2"});
+  };
+  const std::string out = mine + "/out.pcap";
+  build(out);
+  struct stat st {};
+  REQUIRE(::stat(out.c_str(), &st) == 0);
+  CHECK(st.st_uid == 65534);
+  const std::string denied = dir / "out.pcap";  // the directory is root's
+  CHECK_THROWS_WITH(build(denied), ("node n2 (pcap): cannot open '" + denied +
+                                    "' for writing as uid 65534: Permission denied")
+                                       .c_str());
 }

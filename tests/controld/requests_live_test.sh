@@ -18,8 +18,11 @@ srl=$(realpath "$2")
 . "$(dirname "$0")/../live/lib.sh" srld
 make_hosts
 ip netns exec "$a" ping -c 1 -W 2 10.77.0.2 >/dev/null || { echo "no connectivity" >&2; exit 1; }
-# Other users must reach the socket (the member test).
+# Other users must reach the socket (the member test); files they name go
+# under $tmp/users, theirs.
 chmod 755 "$tmp"
+mkdir -p "$tmp/users"
+chown nobody:nogroup "$tmp/users"
 export SRL_SOCKET=$tmp/controld.sock
 state=$tmp/state.db
 dpid=""
@@ -32,7 +35,8 @@ stop_daemon() {
 trap 'stop_daemon; cleanup' EXIT
 start_daemon() {  # [ENV=VALUE...]: the daemon in $b, with test hooks
   env "$@" ip netns exec "$b" "$controld" --socket "$SRL_SOCKET" --group nogroup \
-    --state "$state" --bpffs "$bpffs" --metrics 127.0.0.1:9477 2>>"$tmp/controld.log" &
+    --state "$state" --bpffs "$bpffs" --metrics 127.0.0.1:9477 --user-dir "$tmp/users" \
+    2>>"$tmp/controld.log" &
   dpid=$!
   for _ in $(seq 100); do
     [[ -S $SRL_SOCKET ]] && "$srl" ls -q >/dev/null 2>&1 && return 0
@@ -300,6 +304,26 @@ out=$(as_outsider "$srl" ls 2>&1)
 out=$("$srl" ls -q 2>&1)
 [[ $out == $'mine\nroots' ]] && ok "root sees every request" || fail "root ls: $out"
 as_member "$srl" rm mine >/dev/null 2>&1 && ok "member: removes their own" || fail "member rm"
+out=$(as_member "$srl" apply -n cap --dev vb -e "(udp) > (port) 53> (dns) > (pcap, file=\"$tmp/mine.pcap\")" 2>&1)
+[[ $? -eq 1 && $out == *"outside the directories where this caller may name files ($tmp/users)"* ]] \
+  && ok "member: a capture outside the user directory is refused" || fail "member capture outside: $out"
+out=$(as_member "$srl" apply -n cap --dev vb -e "(udp) > (port) 53> (dns) > (pcap, file=\"$tmp/users/../mine.pcap\")" 2>&1)
+[[ $? -eq 1 && $out == *"outside the directories"* ]] && ok "member: .. does not lead out" \
+  || fail "member capture ..: $out"
+out=$(as_member "$srl" apply -n cap --dev vb -e "(udp) > (port) 53> (dns) > (pcap, file=\"$tmp/users/dns.pcap\")" 2>&1)
+[[ $? -eq 0 ]] && ok "member: a capture in the user directory" || fail "member capture: $out"
+ip netns exec "$a" python3 -c '
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(20):
+    s.sendto(struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + b"\x07example\x03com\x00" + struct.pack("!HH", 1, 1), ("10.77.0.2", 53))'
+sleep 0.5
+as_member "$srl" rm cap >/dev/null 2>&1
+[[ $(stat -c %U "$tmp/users/dns.pcap" 2>/dev/null) == nobody ]] \
+  && ok "member: the capture file belongs to them" \
+  || fail "member capture owner: $(stat -c %U "$tmp/users/dns.pcap" 2>&1)"
+n=$(tcpdump -nr "$tmp/users/dns.pcap" 2>/dev/null | wc -l)
+[[ $n -eq 20 ]] && ok "member: tcpdump reads 20 of 20 queries from it" || fail "member capture: $n packets"
 "$srl" rm roots >/dev/null 2>&1
 stop_daemon
 

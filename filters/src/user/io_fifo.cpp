@@ -29,6 +29,7 @@
 #include <cstring>
 #include <deque>
 
+#include "as_user.h"
 #include "factories.h"
 #include "io.h"
 
@@ -66,16 +67,24 @@ ssize_t write_quietly(int fd, const std::uint8_t* data, std::size_t n) {
 class FifoSink final : public UserFilter {
  public:
   FifoSink(const UserFilterConfig& config, std::string path, bool raw, std::size_t buffer_bytes)
-      : path_(std::move(path)), raw_(raw), capacity_(buffer_bytes) {
-    struct stat st {};
-    if (::stat(path_.c_str(), &st) == 0) {
-      if (!S_ISFIFO(st.st_mode)) config_error(config, "'" + path_ + "' exists and is not a FIFO");
-    } else if (errno == ENOENT) {
-      if (::mkfifo(path_.c_str(), 0600) != 0)
-        config_error(config, "cannot create FIFO '" + path_ + "': " + std::strerror(errno));
-      created_ = true;
-    } else {
-      config_error(config, "cannot use '" + path_ + "': " + std::strerror(errno));
+      : path_(std::move(path)), owner_(config.file_owner), raw_(raw), capacity_(buffer_bytes) {
+    {
+      AsUser as(owner_);
+      require_switched(as, config, path_);
+      const std::string as_text = owner_text(owner_);
+      struct stat st {};
+      if (::stat(path_.c_str(), &st) == 0) {
+        if (!S_ISFIFO(st.st_mode)) config_error(config, "'" + path_ + "' exists and is not a FIFO");
+      } else if (const int err = errno; err == ENOENT) {
+        if (::mkfifo(path_.c_str(), 0600) != 0) {
+          const int mk_err = errno;
+          config_error(config, "cannot create FIFO '" + path_ + "'" + as_text + ": " +
+                                   std::strerror(mk_err));
+        }
+        created_ = true;
+      } else {
+        config_error(config, "cannot use '" + path_ + "'" + as_text + ": " + std::strerror(err));
+      }
     }
     buffer_.reserve(capacity_);
     try_open();
@@ -83,7 +92,12 @@ class FifoSink final : public UserFilter {
 
   ~FifoSink() override {
     if (fd_ >= 0) ::close(fd_);
-    if (created_) ::unlink(path_.c_str());
+    if (created_) {
+      // Removed as the user who created it; left in place when that
+      // identity cannot be taken.
+      AsUser as(owner_);
+      if (as.ok()) ::unlink(path_.c_str());
+    }
   }
 
   void process(const Block& block, Emitter&) override {
@@ -160,7 +174,12 @@ class FifoSink final : public UserFilter {
 
  private:
   void try_open() {
-    const int fd = ::open(path_.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    int fd = -1;
+    {
+      AsUser as(owner_);
+      if (!as.ok()) return;
+      fd = ::open(path_.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    }
     if (fd < 0) return;  // ENXIO: no reader yet
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
@@ -226,6 +245,7 @@ class FifoSink final : public UserFilter {
   }
 
   std::string path_;
+  std::optional<FileOwner> owner_;
   bool raw_;
   std::size_t capacity_;
   bool created_ = false;

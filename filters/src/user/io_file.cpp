@@ -29,6 +29,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "as_user.h"
 #include "factories.h"
 #include "io.h"
 
@@ -46,8 +47,10 @@ void append_raw(std::string& key, const T& value) {
 
 class FileSink final : public UserFilter {
  public:
-  FileSink(std::filesystem::path dir, std::size_t max_open)
-      : dir_(std::move(dir)), max_open_(std::max<std::size_t>(max_open, 1)) {}
+  FileSink(std::filesystem::path dir, std::optional<FileOwner> owner, std::size_t max_open)
+      : dir_(std::move(dir)),
+        owner_(std::move(owner)),
+        max_open_(std::max<std::size_t>(max_open, 1)) {}
 
   ~FileSink() override { close_all(); }
 
@@ -190,7 +193,13 @@ class FileSink final : public UserFilter {
     const std::string path = (dir_ / name()).string();
     int flags = O_WRONLY | O_CREAT | O_CLOEXEC;
     flags |= reopen ? (pcap ? O_APPEND : 0) : O_TRUNC;
-    const int fd = ::open(path.c_str(), flags, 0644);
+    int fd = -1;
+    {
+      // Files are created while running, from whichever thread runs the
+      // sink: the switch is per thread, so it is taken here, per open.
+      AsUser as(owner_);
+      if (as.ok()) fd = ::open(path.c_str(), flags, 0644);
+    }
     if (fd < 0) {
       ++errors_;
       if (reopen) evicted_.insert(key);
@@ -232,6 +241,7 @@ class FileSink final : public UserFilter {
   }
 
   std::filesystem::path dir_;
+  std::optional<FileOwner> owner_;
   std::size_t max_open_;
   std::unordered_map<std::string, OpenFile> open_;
   std::list<std::string> lru_;  // most recently used first
@@ -248,14 +258,26 @@ class FileSink final : public UserFilter {
 std::unique_ptr<UserFilter> make_file_sink(const UserFilterConfig& config, std::size_t max_open) {
   const std::string dir = string_option(config, "dir").value_or(".");
   if (dir.empty()) config_error(config, "option 'dir' must not be empty");
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) config_error(config, "cannot create directory '" + dir + "': " + ec.message());
-  if (!std::filesystem::is_directory(dir, ec))
-    config_error(config, "'" + dir + "' is not a directory");
-  if (::access(dir.c_str(), W_OK | X_OK) != 0)
-    config_error(config, "cannot write to directory '" + dir + "': " + std::strerror(errno));
-  return std::make_unique<FileSink>(dir, max_open);
+  const std::string as_text = owner_text(config.file_owner);
+  {
+    AsUser as(config.file_owner);
+    require_switched(as, config, dir);
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec)
+      config_error(config, "cannot create directory '" + dir + "'" + as_text + ": " + ec.message());
+    if (!std::filesystem::is_directory(dir, ec))
+      config_error(config, "'" + dir + "' is not a directory");
+    // access() would check as the real user, not as the filesystem one.
+    const int rc = config.file_owner ? ::faccessat(AT_FDCWD, dir.c_str(), W_OK | X_OK, AT_EACCESS)
+                                     : ::access(dir.c_str(), W_OK | X_OK);
+    if (rc != 0) {
+      const int err = errno;
+      config_error(config,
+                   "cannot write to directory '" + dir + "'" + as_text + ": " + std::strerror(err));
+    }
+  }
+  return std::make_unique<FileSink>(dir, config.file_owner, max_open);
 }
 
 std::unique_ptr<UserFilter> make_file_sink(const UserFilterConfig& config) {

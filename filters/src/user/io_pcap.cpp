@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "as_user.h"
 #include "factories.h"
 #include "io.h"
 
@@ -19,9 +20,16 @@ class PcapSink final : public UserFilter {
  public:
   PcapSink(const UserFilterConfig& config, std::string path, std::uint32_t snaplen)
       : path_(std::move(path)), snaplen_(snaplen) {
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int err = 0;
+    {
+      AsUser as(config.file_owner);
+      require_switched(as, config, path_);
+      fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      err = errno;
+    }
     if (fd_ < 0)
-      config_error(config, "cannot open '" + path_ + "' for writing: " + std::strerror(errno));
+      config_error(config, "cannot open '" + path_ + "' for writing" +
+                               owner_text(config.file_owner) + ": " + std::strerror(err));
     buffer_.reserve(kFlushAt + 64 * 1024);
     append_pcap_header(buffer_, snaplen_);
   }

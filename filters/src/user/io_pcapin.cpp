@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "as_user.h"
 #include "factories.h"
 #include "io.h"
 
@@ -35,14 +36,24 @@ struct PcapCloser {
 };
 using PcapHandle = std::unique_ptr<pcap_t, PcapCloser>;
 
-// Opens `path` for reading with nanosecond timestamps; on failure returns
-// null and sets `error`.
-PcapHandle open_capture(const std::string& path, std::string& error) {
+// Opens `path` for reading with nanosecond timestamps, as `owner` when
+// there is one; on failure returns null and sets `error`.
+PcapHandle open_capture(const std::string& path, const std::optional<FileOwner>& owner,
+                        std::string& error) {
   char errbuf[PCAP_ERRBUF_SIZE] = {};
-  PcapHandle p(
-      pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, errbuf));
+  PcapHandle p;
+  {
+    AsUser as(owner);
+    if (!as.ok()) {
+      error = "cannot read '" + path + "'" + owner_text(owner) +
+              ": cannot take on that user's identity: " + std::strerror(as.error());
+      return nullptr;
+    }
+    p.reset(
+        pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, errbuf));
+  }
   if (!p) {
-    error = "cannot read '" + path + "': " + errbuf;
+    error = "cannot read '" + path + "'" + owner_text(owner) + ": " + errbuf;
     return nullptr;
   }
   const int dlt = pcap_datalink(p.get());
@@ -67,8 +78,13 @@ class BufferedPcap {
 
   // Null when the file is not a classic Ethernet pcap: the caller falls back
   // to libpcap, which also words the errors.
-  static std::unique_ptr<BufferedPcap> open(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  static std::unique_ptr<BufferedPcap> open(const std::string& path,
+                                            const std::optional<FileOwner>& owner) {
+    int fd = -1;
+    {
+      AsUser as(owner);
+      if (as.ok()) fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    }
     if (fd < 0) return nullptr;
     std::unique_ptr<BufferedPcap> r(new BufferedPcap(fd));
     std::uint8_t header[24];
@@ -186,13 +202,13 @@ class BufferedPcap {
 class PcapIn final : public UserSource {
  public:
   PcapIn(const UserFilterConfig& config, std::string path, std::uint64_t loop, std::uint64_t speed)
-      : path_(std::move(path)), loop_(loop), speed_(speed) {
+      : path_(std::move(path)), owner_(config.file_owner), loop_(loop), speed_(speed) {
     std::string error;
     // libpcap checks and words what is wrong with the file; a classic pcap
     // is then read through a mapping instead.
-    pcap_ = open_capture(path_, error);
+    pcap_ = open_capture(path_, owner_, error);
     if (!pcap_) config_error(config, error);
-    chunked_ = BufferedPcap::open(path_);
+    chunked_ = BufferedPcap::open(path_, owner_);
     if (chunked_) pcap_.reset();
     buffer_.resize(64 * 2048);
     read_head();
@@ -331,13 +347,14 @@ class PcapIn final : public UserSource {
       pcap_.reset();
       if (last) return;
       std::string error;
-      pcap_ = open_capture(path_, error);
+      pcap_ = open_capture(path_, owner_, error);
       if (!pcap_) ++read_errors_;
       pass_records_ = 0;
     }
   }
 
   std::string path_;
+  std::optional<FileOwner> owner_;
   std::uint64_t loop_;
   std::uint64_t speed_;
   PcapHandle pcap_;

@@ -43,6 +43,10 @@ struct ManagerOptions {
   // _exit(86) right after journaling it (`crash_at`).
   std::string fail_at;
   std::string crash_at;
+  // Directories under which requests of callers other than root may name
+  // files (capture sinks, stream files, FIFOs, captures to replay); the files
+  // are opened as the requesting user. None: such requests name no file.
+  std::vector<std::filesystem::path> user_dirs;
 };
 
 // What a request failed on, for the client: the status to answer with
@@ -83,6 +87,13 @@ struct NodeCounters {
   std::uint64_t blocks = 0, bytes = 0, accepted = 0, drops = 0;
 };
 
+struct ChannelInfo {
+  std::vector<std::string> requests;  // the unit it feeds
+  std::string name;                   // "afxdp:eth0:0", "packet:eth0"
+  std::string kind;
+  std::uint64_t blocks = 0, bytes = 0, drops = 0;
+};
+
 struct ApplySpec {
   std::string name;
   std::string text;
@@ -121,8 +132,9 @@ class RequestManager {
   RequestInfo get(const std::string& name) const;
   // Every node of `name` (empty: of every request), in request order.
   std::vector<NodeCounters> stats(const std::string& name = {}) const;
-  // Counters of the channels into the userspace parts.
-  std::vector<runtime::ChannelCounters> channels() const;
+  // Counters of the channels into the userspace parts, each with the
+  // requests of its unit.
+  std::vector<ChannelInfo> channels() const;
   struct Totals {
     std::size_t requests = 0;
     std::uint64_t committed = 0, rolled_back = 0;  // transactions since start

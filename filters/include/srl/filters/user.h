@@ -15,10 +15,13 @@
 // payload, on a stream at the stream's bytes.
 #pragma once
 
+#include <sys/types.h>
+
 #include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -131,12 +134,23 @@ class UserSource {
   virtual FilterStats stats() const { return {}; }
 };
 
+// A user as the filesystem sees them: whose permissions apply and who owns
+// what is created.
+struct FileOwner {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups
+};
+
 // What the registry needs to build one node's implementation.
 struct UserFilterConfig {
   const FilterSpec* spec = nullptr;
   std::map<std::string, OptionValue> options;  // as the DAG stores them
   const ClassicBpf* cbpf = nullptr;            // `bpf`: the compiler's program
   std::string node_id;                         // for messages: "n3"
+  // Files this filter creates or reads are opened with the permissions of
+  // this user and belong to them; none: the process's own.
+  std::optional<FileOwner> file_owner;
 };
 
 // Throws std::invalid_argument naming the node, the filter and what is wrong

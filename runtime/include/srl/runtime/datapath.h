@@ -19,15 +19,18 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "srl/compiler/dag.h"
 #include "srl/compiler/merge.h"
+#include "srl/filters/user.h"
 #include "srl/runtime/kernel.h"
 
 namespace srl::optimizer {
@@ -69,6 +72,8 @@ struct DatapathOptions {
   std::filesystem::path cache = "/var/cache/srl/bpf";
   std::size_t workers = 1;
   std::size_t batch = 32;
+  // Passed on to the engine: see EngineOptions::file_owner_of.
+  std::function<std::optional<filters::FileOwner>(std::string_view node_id)> file_owner_of;
 };
 
 enum class Phase { instantiate, connect, activate, deactivate };

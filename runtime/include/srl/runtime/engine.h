@@ -26,9 +26,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "srl/compiler/dag.h"
@@ -68,6 +71,10 @@ struct EngineOptions {
   bool adaptive_batch = true;  // else every batch asks for max_batch
   std::chrono::microseconds flush_interval{10'000};
   std::size_t worker_ring_bytes = std::size_t{8} << 20;  // per worker, with workers > 1
+  // The user whose files a node's filter creates or reads (see
+  // filters::UserFilterConfig::file_owner); unset, or none for a node: the
+  // process's own.
+  std::function<std::optional<filters::FileOwner>(std::string_view node_id)> file_owner_of;
 };
 
 // Counters of one node, summed over the workers.
