@@ -501,43 +501,42 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
   runtime::Datapath* previous = unit != nullptr ? unit->datapath.get() : adopted_.get();
   // AF_XDP queues are bound by one socket at a time: when the old datapath
   // holds the queues of a device the new one reads from userspace too, the
-  // old one goes first (break before make).
+  // old userspace part stops first. Its hooks run on (the kernel part never
+  // misses a block); blocks sent up meanwhile find no socket.
   bool new_reads_afxdp = false;
   for (std::size_t v = 0; v < dag.node_count(); ++v)
     if (!place.in_kernel[v])
       for (auto [it, end] = boost::in_edges(v, dag.graph); it != end; ++it)
         new_reads_afxdp = new_reads_afxdp || place.in_kernel[boost::source(*it, dag.graph)];
-  if (previous != nullptr && new_reads_afxdp && !previous->afxdp_devices().empty()) {
-    previous->remove(&observer);
-    previous = nullptr;
-  }
+  bool old_engine_stopped = false;
+  auto dopts = options_for(fresh->merged, specs);
+  if (previous != nullptr && new_reads_afxdp && !previous->afxdp_devices().empty())
+    // As late as possible: programs compiled and loaded, filters built.
+    dopts.before_connect = [&] {
+      previous->stop_engine(&observer);
+      old_engine_stopped = true;
+    };
 
-  runtime::DatapathOptions dopts;
-  dopts.bpffs = options_.bpffs;
-  dopts.pin_root = pin_root_;
-  dopts.cache = options_.cache;
-  // Each sink opens its files as the user whose request it belongs to.
-  std::map<std::string, std::uint32_t> owner_of_request;
-  for (const auto& s : specs)
-    owner_of_request[s.name] = s.owner_uid;
-  std::map<std::string, std::optional<filters::FileOwner>> owner_of_node;
-  for (std::size_t v = 0; v < dag.node_count(); ++v) {
-    std::uint32_t uid = 0;
-    for (const auto& m : fresh->merged.members[v])
-      uid = std::max(uid, owner_of_request[split_member(m).first]);
-    owner_of_node[dag.graph[v].id] = file_owner(uid);
-  }
-  dopts.file_owner_of = [owner_of_node](std::string_view id) -> std::optional<filters::FileOwner> {
-    const auto it = owner_of_node.find(std::string(id));
-    return it != owner_of_node.end() ? it->second : std::nullopt;
-  };
   try {
     if (!devices.empty()) runtime::kernel::ensure_bpffs(options_.bpffs);
     fresh->datapath = runtime::Datapath::build(dag, place, dopts, &observer, previous);
-  } catch (const runtime::StepError& e) {
-    fail(std::string(e.what()) + "; every step taken is undone");
   } catch (const std::exception& e) {
-    fail(e.what());
+    // A stopped userspace part cannot start again: the old unit is built
+    // anew, swapping into the hooks it still holds (the state before).
+    if (old_engine_stopped && unit != nullptr) {
+      try {
+        auto again = runtime::Datapath::build(unit->datapath->dag(), unit->datapath->placement(),
+                                              options_for(unit->merged, unit->specs), nullptr,
+                                              unit->datapath.get());
+        unit->datapath->remove();
+        unit->datapath = std::move(again);
+      } catch (const std::exception& again) {
+        log::event("error", "rebuild",
+                   {{"requests", std::to_string(unit->specs.size())}, {"why", again.what()}});
+      }
+    }
+    const auto* step = dynamic_cast<const runtime::StepError*>(&e);
+    fail(std::string(e.what()) + (step != nullptr ? "; every step taken is undone" : ""));
   }
 
   // The new datapath runs: the old one gives up what it still holds (hooks
@@ -592,6 +591,30 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
   } else {
     units_.push_back(std::move(fresh));
   }
+}
+
+runtime::DatapathOptions RequestManager::options_for(const compiler::MergedRequests& merged,
+                                                     const std::vector<ApplySpec>& specs) const {
+  runtime::DatapathOptions dopts;
+  dopts.bpffs = options_.bpffs;
+  dopts.pin_root = pin_root_;
+  dopts.cache = options_.cache;
+  // Each sink opens its files as the user whose request it belongs to.
+  std::map<std::string, std::uint32_t> owner_of_request;
+  for (const auto& s : specs)
+    owner_of_request[s.name] = s.owner_uid;
+  std::map<std::string, std::optional<filters::FileOwner>> owner_of_node;
+  for (std::size_t v = 0; v < merged.dag.node_count(); ++v) {
+    std::uint32_t uid = 0;
+    for (const auto& m : merged.members[v])
+      uid = std::max(uid, owner_of_request[split_member(m).first]);
+    owner_of_node[merged.dag.graph[v].id] = file_owner(uid);
+  }
+  dopts.file_owner_of = [owner_of_node](std::string_view id) -> std::optional<filters::FileOwner> {
+    const auto it = owner_of_node.find(std::string(id));
+    return it != owner_of_node.end() ? it->second : std::nullopt;
+  };
+  return dopts;
 }
 
 void RequestManager::end_transaction(std::int64_t txn, bool committed) {

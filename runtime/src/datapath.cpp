@@ -148,6 +148,7 @@ struct Datapath::Hook {
 struct Datapath::Impl {
   std::vector<Hook> hooks;
   std::unique_ptr<Engine> engine;
+  std::optional<EngineStats> last_engine;  // of an engine stopped alone
   bool removed = false;
 };
 
@@ -302,6 +303,15 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
           m.engine = std::make_unique<Engine>(dp->dag_, in_user, std::move(entries), eo);
         },
         [&] { m.engine.reset(); });
+  }
+
+  if (options.before_connect) {
+    try {
+      options.before_connect();
+    } catch (const std::exception& e) {
+      tx.rollback();
+      throw StepError({Phase::connect, "prepare", "free what the channels need"}, e.what());
+    }
   }
 
   // Connect: AF_PACKET sockets of rx nodes in userspace, AF_XDP sockets into
@@ -509,6 +519,26 @@ std::unique_ptr<Datapath> Datapath::adopt(const fs::path& pin_root,
   return dp;
 }
 
+void Datapath::stop_engine(StepObserver* observer) {
+  Impl& m = *impl_;
+  if (!m.engine) return;
+  const Step s{Phase::deactivate, "stop:engine", "drain and stop the userspace engine"};
+  if (observer != nullptr) {
+    try {
+      observer->before(s);
+    } catch (const std::exception&) {
+    }
+  }
+  m.engine->stop();
+  m.engine->wait();
+  // Its counters are kept by whoever reads this datapath's counters next;
+  // the engine goes, and with it the sockets.
+  m.last_engine = m.engine->stats();
+  m.engine.reset();
+  afxdp_devices_.clear();
+  if (observer != nullptr) observer->taken(s);
+}
+
 bool Datapath::release() {
   Impl& m = *impl_;
   if (m.removed) return false;
@@ -545,8 +575,13 @@ std::vector<VertexCounters> Datapath::counters() const {
       r.accepted += c[i].accepted;
     }
   }
+  std::optional<EngineStats> engine;
   if (impl_->engine)
-    for (const auto& n : impl_->engine->stats().nodes) {
+    engine = impl_->engine->stats();
+  else
+    engine = impl_->last_engine;
+  if (engine)
+    for (const auto& n : engine->nodes) {
       const auto v = dag_.find(n.id);
       if (!v) continue;
       auto& r = out[*v];

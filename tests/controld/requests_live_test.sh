@@ -120,6 +120,35 @@ after=$(count_of all)
   || fail "replace under traffic: $((after - before)) of 20000 counted"
 echo "replace: $((after - before)) of 20000 packets seen by a program during 10 replaces"
 
+# With a userspace part in the unit (dns behind AF_XDP), every rebuild binds
+# the AF_XDP queue anew: the kernel part still sees every packet; what the
+# userspace part misses while no socket is bound is measured.
+"$srl" apply -n dnsq --dev vb -e '(udp) > (port) 53> (dns) > (count)' >/dev/null 2>&1 \
+  || fail "apply dnsq"
+ip netns exec "$a" python3 -c '
+import socket, struct, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(5000):
+    s.sendto(struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + b"\x07example\x03com\x00"
+             + struct.pack("!HH", 1, 1), ("10.77.0.2", 53))
+    if i % 100 == 0: time.sleep(0.01)
+' &
+sender=$!
+all0=$(count_of all) dns0=$(count_of dnsq)
+for i in $(seq 5); do
+  port=$((53 + i % 2 * 1000))
+  "$srl" apply -n web --replace --dev vb -e "(udp) > (port) ${port}> (count)" >/dev/null 2>&1 \
+    || fail "replace web next to dnsq"
+done
+wait "$sender"
+sleep 0.3
+all1=$(count_of all) dns1=$(count_of dnsq)
+[[ $((all1 - all0)) -eq 5000 ]] \
+  && ok "rebuilds with a userspace part: the kernel part counted 5000 of 5000" \
+  || fail "rebuilds with a userspace part: the kernel part counted $((all1 - all0)) of 5000"
+echo "rebuilds with a userspace part: userspace got $((dns1 - dns0)) of 5000 during 5 rebuilds"
+"$srl" rm dnsq >/dev/null 2>&1
+
 "$srl" rm web all >/dev/null 2>&1 && ok "srl rm web all" || fail "srl rm"
 ! xdp_attached && ok "rm: nothing attached" || fail "rm: XDP left on vb"
 left=$(new_objects 5)

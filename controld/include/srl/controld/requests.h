@@ -29,8 +29,11 @@
 
 namespace srl::runtime {
 class Datapath;
-struct ChannelCounters;
+struct DatapathOptions;
 }  // namespace srl::runtime
+namespace srl::compiler {
+struct MergedRequests;
+}  // namespace srl::compiler
 
 namespace srl::controld {
 
@@ -158,6 +161,8 @@ class RequestManager {
   std::vector<std::unique_ptr<Unit>> units_;
   std::vector<std::string> start_errors_;
   void end_transaction(std::int64_t txn, bool committed);
+  runtime::DatapathOptions options_for(const compiler::MergedRequests& merged,
+                                       const std::vector<ApplySpec>& specs) const;
   std::uint64_t committed_ = 0, rolled_back_ = 0;
   bool recovering_ = false;
   std::unique_ptr<runtime::Datapath> adopted_;  // during recovery

@@ -72,6 +72,10 @@ struct DatapathOptions {
   std::filesystem::path cache = "/var/cache/srl/bpf";
   std::size_t workers = 1;
   std::size_t batch = 32;
+  // Called once every node is instantiated, just before the first channel
+  // is connected: where a caller frees what the channels need (AF_XDP
+  // queues an older datapath holds) as late as possible.
+  std::function<void()> before_connect;
   // Passed on to the engine: see EngineOptions::file_owner_of.
   std::function<std::optional<filters::FileOwner>(std::string_view node_id)> file_owner_of;
 };
@@ -162,6 +166,12 @@ class Datapath {
   Datapath& operator=(const Datapath&) = delete;
 
   const compiler::RequestDag& dag() const { return dag_; }
+  const Placement& placement() const { return placement_; }
+
+  // Stops the userspace part alone (its sockets closed, its files
+  // flushed), announced as a deactivate step; the hooks run on. For a new
+  // datapath that must bind the same AF_XDP queues. Rolls forward.
+  void stop_engine(StepObserver* observer = nullptr);
   // Per vertex: the kernel counters (of the program the hook runs, or ran
   // last if it moved to a newer datapath) plus the engine's.
   std::vector<VertexCounters> counters() const;
