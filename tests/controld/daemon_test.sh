@@ -51,5 +51,24 @@ rc=$?
 [[ $rc -eq 1 ]] && grep -q "cannot reach controld at $sock" "$tmp/err3" \
   && ok "no daemon: srl filters says so" || fail "no daemon: exit $rc: $(cat "$tmp/err3")"
 
+# Options from the configuration file.
+cat >"$tmp/controld.conf" <<CONF
+socket = "$tmp/conf.sock"
+group = "srl-no-such-group"
+state = "$tmp/conf.db"
+bpffs = "$tmp/bpffs"
+log-format = "json"
+CONF
+"$controld" --config "$tmp/controld.conf" 2>"$tmp/err4" &
+pid=$!
+pids+=("$pid")
+for _ in $(seq 100); do [[ -S $tmp/conf.sock ]] && break; sleep 0.05; done
+"$srl" filters --socket "$tmp/conf.sock" >/dev/null 2>&1 && ok "options from --config" \
+  || fail "--config: $(cat "$tmp/err4")"
+kill -TERM "$pid"
+wait "$pid"
+python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1]) if l.strip()]' "$tmp/err4" \
+  && grep -q '"event":"listening"' "$tmp/err4" && ok "JSON log lines" || fail "log: $(head -3 "$tmp/err4")"
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

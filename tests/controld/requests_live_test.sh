@@ -58,6 +58,8 @@ import json, sys
 print(next(n["blocks"] for n in json.load(sys.stdin)["nodes"] if n["filter"] == "count"))'
 }
 pins() { find "$bpffs/srl" -mindepth 1 ! -type d 2>/dev/null | tr '\n' ' '; }
+# The daemon's open descriptors and threads.
+held() { echo "$(ls /proc/"$dpid"/fd | wc -l) fds, $(ls /proc/"$dpid"/task | wc -l) threads"; }
 names() { "$srl" ls -q 2>/dev/null | tr '\n' ' '; }
 
 web='(udp) > (port) 53> (count)'
@@ -217,8 +219,11 @@ for case in "none web" "all web" "none dns"; do
     fi
     snapshot
     start_daemon SRL_FAIL_AT="$n" || break
+    held_before=$(held)
     out=$("$srl" apply -n web --dev vb -e "$text" 2>&1)
     rc=$?
+    [[ $rc -eq 0 || $(held) == "$held_before" ]] \
+      || fail "$what next to $base, fail at $n: the daemon held $held_before, now $(held)"
     if [[ $rc -eq 0 ]]; then
       ok "$what next to $base: apply has $((n - 1)) steps; each failure left the state before"
       "$srl" rm web all >/dev/null 2>&1
