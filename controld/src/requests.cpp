@@ -284,7 +284,8 @@ RequestManager::RequestManager(const ManagerOptions& options)
 RequestManager::~RequestManager() {
   std::lock_guard lock(mutex_);
   // Kernel parts keep forwarding while no daemon runs; the next one adopts
-  // them. Userspace parts live in this process and go with it.
+  // them. Userspace parts live in this process and stop with it; blocks the
+  // kernel sent up go to the stack until the next daemon binds new sockets.
   for (auto& u : units_)
     if (u->datapath) u->datapath->release();
   units_.clear();

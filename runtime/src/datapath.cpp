@@ -542,10 +542,10 @@ void Datapath::stop_engine(StepObserver* observer) {
 bool Datapath::release() {
   Impl& m = *impl_;
   if (m.removed) return false;
-  if (m.engine) {
-    remove();
-    return false;
-  }
+  // The userspace part lives in this process: it stops, its sockets close
+  // (the kernel takes them out of the programs' XSKMAPs), and the programs
+  // then hand the blocks that went up to the stack instead.
+  stop_engine();
   for (auto& h : m.hooks) {
     if (h.xdp) h.xdp->release();
     if (h.tc) h.tc->release();

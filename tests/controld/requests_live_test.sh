@@ -58,8 +58,12 @@ import json, sys
 print(next(n["blocks"] for n in json.load(sys.stdin)["nodes"] if n["filter"] == "count"))'
 }
 pins() { find "$bpffs/srl" -mindepth 1 ! -type d 2>/dev/null | tr '\n' ' '; }
-# The daemon's open descriptors and threads.
-held() { echo "$(ls /proc/"$dpid"/fd | wc -l) fds, $(ls /proc/"$dpid"/task | wc -l) threads"; }
+# The daemon's open descriptors and its own threads (gRPC's pool, named
+# grpc*, timer*, event_engine and so on, grows and shrinks by itself).
+held() {
+  echo "$(ls /proc/"$dpid"/fd | wc -l) fds," \
+    "$(cat /proc/"$dpid"/task/*/comm 2>/dev/null | grep -c '^controld$') threads"
+}
 names() { "$srl" ls -q 2>/dev/null | tr '\n' ' '; }
 
 web='(udp) > (port) 53> (count)'
@@ -197,7 +201,46 @@ wait "$receiver"
   && ok "daemon stopped and restarted under traffic: 0 of 5000 datagrams got past the drop" \
   || fail "restart under traffic: $(cat "$tmp/received") of 5000 datagrams got past the drop"
 [[ $(names) == "guard " ]] && ok "restart: guard is up again" || fail "restart: '$(names)'"
-"$srl" rm guard >/dev/null 2>&1
+# A request with a userspace part: while the daemon is down its kernel part
+# runs on and what went up reaches the stack (no socket to take it).
+"$srl" apply -n dnsq --dev vb -e '(udp) > (port) 5353> (dns) > (count)' >/dev/null 2>&1 \
+  || fail "apply dnsq"
+stop_daemon
+xdp_attached || fail "dnsq: detached while the daemon is down"
+ip netns exec "$b" timeout 5 python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.77.0.2", 5353))
+s.settimeout(3)
+n = 0
+try:
+    while n < 50:
+        s.recv(100); n += 1
+except OSError:
+    pass
+print(n)' >"$tmp/received" &
+receiver=$!
+sleep 0.3
+send_dns() {  # N DNS queries to port 5353
+  ip netns exec "$a" python3 -c '
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(int(sys.argv[1])):
+    s.sendto(struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + b"\x07example\x03com\x00"
+             + struct.pack("!HH", 1, 1), ("10.77.0.2", 5353))' "$1"
+}
+send_dns 50
+wait "$receiver"
+[[ $(cat "$tmp/received") == 50 ]] \
+  && ok "daemon down: blocks bound for userspace reach the stack (50 of 50)" \
+  || fail "daemon down: the host received $(cat "$tmp/received") of 50"
+start_daemon
+send_dns 30
+sleep 0.3
+n=$(count_of dnsq)
+[[ $n == 30 ]] && ok "restart: dnsq's userspace part counts again (30 of 30)" \
+  || fail "restart: dnsq counted $n of 30"
+"$srl" rm guard dnsq >/dev/null 2>&1
 stop_daemon
 ! xdp_attached && [[ -z $(new_objects 5) && -z $(pins) ]] && ok "guard removed: nothing left" \
   || fail "guard removed: left $(new_objects 1) $(pins)"

@@ -151,8 +151,9 @@ class Datapath {
                                          std::vector<std::string>* problems = nullptr);
 
   // Leaves the kernel part attached and pinned when this object goes, for
-  // adopt() to find. A userspace part cannot outlive its process, so a
-  // datapath with one is removed instead. True when it was left running.
+  // adopt() to find. A userspace part cannot outlive its process: it stops,
+  // and the blocks the kernel part sent up go to the stack meanwhile (no
+  // socket in the XSKMAP). True when a hook was left running.
   bool release();
 
   // Deactivates from the inputs to the outputs (hooks detached, then the
