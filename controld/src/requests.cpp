@@ -760,7 +760,7 @@ std::vector<std::string> RequestManager::diff(const ApplySpec& spec,
       for (const auto& dev : u->datapath->afxdp_devices())
         changes.push_back("rebind the AF_XDP sockets of " + dev +
                           ": the running userspace part stops first (break before make); "
-                          "blocks sent up meanwhile are lost");
+                          "blocks sent up meanwhile go to the stack, unseen by it");
   if (affected.size() > 1)
     changes.push_back(
         "join " + std::to_string(affected.size()) +
