@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "daemon_client.h"
 #include "model_options.h"
 
 namespace srl::cli {
@@ -14,6 +15,7 @@ void add_spaces_command(CLI::App& app, int& result) {
     ModelOptions model;
     bool json = false;
     std::string save;
+    DaemonOptions daemon;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd =
@@ -22,11 +24,38 @@ void add_spaces_command(CLI::App& app, int& result) {
       "Examples:\n"
       "  srl spaces                       # discover and print a table\n"
       "  srl spaces -j --dev eth0         # JSON for one device\n"
-      "  srl spaces --save host.json      # keep the model to plan for this machine elsewhere");
+      "  srl spaces --save host.json      # keep the model to plan for this machine elsewhere\n"
+      "  srl spaces --socket PATH         # the spaces the daemon at PATH (or HOST:PORT) sees");
   o->model.add(*cmd);
   cmd->add_flag("-j,--json", o->json, "print the model as JSON (the format --model reads)");
   cmd->add_option("--save", o->save, "also write the model as JSON to this file");
+  o->daemon.add(*cmd);
   cmd->callback([o, &result] {
+    // With --socket, the daemon's view (the machine it runs on).
+    if (!o->daemon.socket.empty()) {
+      grpc::ClientContext ctx;
+      DaemonOptions::deadline(ctx, 30);
+      srl::v1::SpacesRequest req;
+      for (const auto& d : o->model.devices)
+        req.add_devices(d);
+      srl::v1::SpacesReply reply;
+      const auto st = o->daemon.stub()->Spaces(&ctx, req, &reply);
+      if (!st.ok()) {
+        std::cerr << "srl spaces: " << o->daemon.describe(st) << "\n";
+        result = kExitFailure;
+        return;
+      }
+      try {
+        const auto m = optimizer::model_from_json(nlohmann::json::parse(reply.model_json()));
+        if (!o->save.empty()) optimizer::save_model(m, o->save);
+        std::cout << (o->json ? optimizer::to_json(m).dump(2) + "\n" : optimizer::to_text(m));
+        result = kExitOk;
+      } catch (const std::exception& e) {
+        std::cerr << "srl spaces: the daemon's model: " << e.what() << "\n";
+        result = kExitFailure;
+      }
+      return;
+    }
     try {
       optimizer::SystemModel m = o->model.model();
       if (auto p = o->model.profile()) {

@@ -99,6 +99,8 @@ out=$("$srl" apply -n web --dev vb -e "$web" 2>&1)
 [[ $? -eq 1 && $out == *"a request named web exists"* ]] && ok "apply over a name: refused" \
   || fail "apply over a name: $out"
 [[ $(names) == "all web " ]] && ok "srl ls: all web" || fail "srl ls: $(names)"
+out=$("$srl" spaces --socket "$SRL_SOCKET" --dev vb 2>&1)
+[[ $? -eq 0 && $out == *"xdp:vb"* ]] && ok "srl spaces through the daemon" || fail "spaces: $out"
 out=$("$srl" show web 2>&1)
 [[ $out == *"(udp) > (port) 53> (count)"* && $out == *"xdp:vb"* ]] && ok "srl show web" \
   || fail "srl show: $out"
