@@ -83,6 +83,7 @@ _srl() {
   # Per subcommand: flags, options that take a value, and what the
   # positional arguments are (files, request names, or none).
   local model="--dev --model --profile --cpus"
+  local daemon="--socket --tls-ca --tls-cert --tls-key"
   local flags="" valued="" positional=""
   case $command in
   run)
@@ -92,12 +93,12 @@ _srl() {
     ;;
   plan)
     flags="--no-profile --offload-emulator --no-parallel -j --json --dot -h --help"
-    valued="-e --expr $model --objective --mix-weight --rate --bytes --time-limit --max-replicas"
+    valued="-e --expr $model --objective --mix-weight --rate --bytes --time-limit --max-replicas -n --name $daemon"
     positional="file"
     ;;
   spaces)
     flags="--no-profile --offload-emulator -j --json -h --help"
-    valued="$model --save"
+    valued="$model --save $daemon"
     ;;
   calibrate)
     flags="--no-bpf --no-filters -n --dry-run -j --json -h --help"
@@ -105,25 +106,25 @@ _srl() {
     ;;
   filters)
     flags="-j --json -h --help"
-    valued="--socket"
+    valued="$daemon"
     ;;
   apply)
     flags="--replace -j --json -h --help"
-    valued="-e --expr -n --name --dev --socket"
+    valued="-e --expr -n --name --dev $daemon"
     positional="file"
     ;;
   ls)
     flags="-q --quiet -j --json -h --help"
-    valued="--socket"
+    valued="$daemon"
     ;;
   show | rm)
     flags="-j --json -h --help"
-    valued="--socket"
+    valued="$daemon"
     positional="request"
     ;;
   stats)
     flags="-w --watch -j --json -h --help"
-    valued="--interval --socket"
+    valued="--interval $daemon"
     positional="request"
     ;;
   *)
@@ -147,7 +148,9 @@ _srl() {
     --xdp-mode) _srl_reply -W "auto native generic" -- "$value" ;;
     --hook) _srl_reply -W "auto xdp tc" -- "$value" ;;
     --objective) _srl_reply -W "cost throughput mix" -- "$value" ;;
-    --model | --profile | --save | -o | --output | --socket) _srl_files "$value" ;;
+    --model | --profile | --save | -o | --output | --socket | --tls-ca | --tls-cert | --tls-key)
+      _srl_files "$value"
+      ;;
     --bpffs | --cache) _srl_files -d "$value" ;;
     *) COMPREPLY=() ;; # a number, a name or request text: nothing to offer
     esac
