@@ -133,6 +133,14 @@ Journal::Journal(const std::filesystem::path& path) : path_(path) {
         " id INTEGER PRIMARY KEY AUTOINCREMENT,"
         " txn INTEGER NOT NULL REFERENCES transactions(id), idx INTEGER NOT NULL,"
         " kind TEXT NOT NULL, target TEXT NOT NULL, undo TEXT NOT NULL, state TEXT NOT NULL)");
+    exec(
+        "CREATE TABLE IF NOT EXISTS counters ("
+        " member TEXT PRIMARY KEY, blocks INTEGER NOT NULL, bytes INTEGER NOT NULL,"
+        " accepted INTEGER NOT NULL, drops INTEGER NOT NULL)");
+    exec(
+        "CREATE TABLE IF NOT EXISTS slots ("
+        " dev TEXT NOT NULL, slot INTEGER NOT NULL, members TEXT NOT NULL,"
+        " PRIMARY KEY(dev, slot))");
   } catch (const std::exception& e) {
     sqlite3_close(db_);
     db_ = nullptr;
@@ -151,6 +159,66 @@ void Journal::exec(const char* sql) const {
     sqlite3_free(err);
     throw std::runtime_error(msg + " in: " + sql);
   }
+}
+
+void Journal::save_counters(const std::map<std::string, StoredCounters>& counters) {
+  exec("BEGIN");
+  try {
+    exec("DELETE FROM counters");
+    for (const auto& [member, c] : counters)
+      Statement(db_,
+                "INSERT INTO counters(member, blocks, bytes, accepted, drops) VALUES(?,?,?,?,?)")
+          .bind(1, member)
+          .bind(2, static_cast<std::int64_t>(c.blocks))
+          .bind(3, static_cast<std::int64_t>(c.bytes))
+          .bind(4, static_cast<std::int64_t>(c.accepted))
+          .bind(5, static_cast<std::int64_t>(c.drops))
+          .run();
+    exec("COMMIT");
+  } catch (...) {
+    exec("ROLLBACK");
+    throw;
+  }
+}
+
+std::map<std::string, StoredCounters> Journal::counters() const {
+  Statement st(db_, "SELECT member, blocks, bytes, accepted, drops FROM counters");
+  std::map<std::string, StoredCounters> out;
+  while (st.next())
+    out[st.text(0)] = {
+        static_cast<std::uint64_t>(st.integer(1)), static_cast<std::uint64_t>(st.integer(2)),
+        static_cast<std::uint64_t>(st.integer(3)), static_cast<std::uint64_t>(st.integer(4))};
+  return out;
+}
+
+void Journal::save_slots(const std::map<std::string, std::vector<std::string>>& slots) {
+  exec("BEGIN");
+  try {
+    exec("DELETE FROM slots");
+    for (const auto& [dev, members] : slots)
+      for (std::size_t i = 0; i < members.size(); ++i)
+        Statement(db_, "INSERT INTO slots(dev, slot, members) VALUES(?,?,?)")
+            .bind(1, dev)
+            .bind(2, static_cast<std::int64_t>(i))
+            .bind(3, members[i])
+            .run();
+    exec("COMMIT");
+  } catch (...) {
+    exec("ROLLBACK");
+    throw;
+  }
+}
+
+std::map<std::string, std::vector<std::string>> Journal::slots() const {
+  Statement st(db_, "SELECT dev, slot, members FROM slots ORDER BY dev, slot");
+  std::map<std::string, std::vector<std::string>> out;
+  while (st.next()) {
+    auto& v = out[st.text(0)];
+    const auto slot = static_cast<std::size_t>(st.integer(1));
+    if (v.size() <= slot) v.resize(slot + 1);
+    v[slot] = st.text(2);
+  }
+  return out;
 }
 
 void Journal::put_request(const StoredRequest& r) {

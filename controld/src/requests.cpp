@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <set>
+#include <sstream>
 
 #include "log.h"
 #include "srl/compiler/compiler.h"
@@ -286,8 +287,18 @@ RequestManager::~RequestManager() {
   // Kernel parts keep forwarding while no daemon runs; the next one adopts
   // them. Userspace parts live in this process and stop with it; blocks the
   // kernel sent up go to the stack until the next daemon binds new sockets.
-  for (auto& u : units_)
-    if (u->datapath) u->datapath->release();
+  // What the userspace parts counted is kept for the next daemon; the kernel
+  // programs keep counting, and are read when adopted.
+  for (auto& u : units_) {
+    if (!u->datapath) continue;
+    u->datapath->release();
+    const auto counters = u->datapath->counters();
+    for (std::size_t v = 0; v < counters.size(); ++v)
+      if (counters[v].space == "user")
+        for (const auto& m : u->merged.members[v])
+          add(u->carried[m], counters[v]);
+  }
+  persist();
   units_.clear();
 }
 
@@ -313,6 +324,9 @@ void RequestManager::recover() {
   // Hooks the last daemon left running (stopped, or died mid-transaction):
   // taken over, so that the requests below swap their programs in without a
   // gap; whatever no stored request takes is removed at the end.
+  for (const auto& [m, c] : journal_->counters())
+    pending_carried_[m] = {m, "", c.blocks, c.bytes, c.accepted, c.drops};
+  const auto saved_slots = journal_->slots();
   std::vector<std::string> problems;
   adopted_ = runtime::Datapath::adopt(pin_root_, &problems);
   for (const auto& p : problems)
@@ -335,7 +349,22 @@ void RequestManager::recover() {
     }
   }
   recovering_ = false;
+  // What the adopted programs counted (also while no daemon ran), read into
+  // the request nodes their slots stood for.
+  for (const auto& hc : adopted_->hook_counters()) {
+    const auto it = saved_slots.find(hc.dev);
+    if (it == saved_slots.end()) continue;
+    for (std::size_t i = 0; i < hc.counters.size() && i < it->second.size(); ++i) {
+      std::istringstream members(it->second[i]);
+      for (std::string m; members >> m;)
+        if (Unit* u = unit_of(split_member(m).first))
+          add(u->carried[m],
+              {m, "", hc.counters[i].packets, hc.counters[i].bytes, hc.counters[i].accepted, 0});
+    }
+  }
+  pending_carried_.clear();
   adopted_.reset();  // orphans: detached, unpinned
+  persist();
 }
 
 RequestManager::Unit* RequestManager::unit_of(const std::string& name) const {
@@ -426,6 +455,7 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
     if (unit != nullptr && unit->datapath) unit->datapath->remove(&observer);
     std::erase_if(units_, [&](const auto& u) { return u.get() == unit; });
     end_transaction(txn, true);
+    persist();
     return;
   }
 
@@ -584,6 +614,13 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
       }
     fresh->info[s.name] = std::move(info);
   }
+  // Coming up again: what the last daemon's datapaths counted carries over.
+  if (recovering_)
+    for (const auto& members : fresh->merged.members)
+      for (const auto& m : members)
+        if (const auto it = pending_carried_.find(m);
+            it != pending_carried_.end() && !fresh->carried.contains(m))
+          fresh->carried[m] = it->second;
   fresh->specs = std::move(specs);
   end_transaction(txn, true);
   if (unit != nullptr) {
@@ -591,6 +628,33 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
       if (u.get() == unit) u = std::move(fresh);
   } else {
     units_.push_back(std::move(fresh));
+  }
+  if (!recovering_) persist();
+}
+
+void RequestManager::persist() {
+  std::map<std::string, StoredCounters> counters;
+  std::map<std::string, std::vector<std::string>> slots;
+  for (const auto& u : units_) {
+    for (const auto& [m, c] : u->carried)
+      counters[m] = {c.blocks, c.bytes, c.accepted, c.drops};
+    if (!u->datapath) continue;
+    for (const auto& hc : u->datapath->hook_counters()) {
+      auto& out = slots[hc.dev];
+      for (const auto& id : hc.nodes) {
+        std::string members;
+        if (const auto v = u->merged.dag.find(id))
+          for (const auto& m : u->merged.members[*v])
+            members += (members.empty() ? "" : " ") + m;
+        out.push_back(members);
+      }
+    }
+  }
+  try {
+    journal_->save_counters(counters);
+    journal_->save_slots(slots);
+  } catch (const std::exception& e) {
+    log::event("error", "counters", {{"why", e.what()}});
   }
 }
 
@@ -791,6 +855,7 @@ void RequestManager::remove(const std::string& name) {
   if (Unit* u = specs.empty() ? nullptr : unit_of(specs.front().name))
     std::erase_if(u->carried, [&](const auto& kv) { return split_member(kv.first).first == name; });
   journal_->delete_request(name);
+  persist();
 }
 
 std::vector<RequestInfo> RequestManager::list() const {

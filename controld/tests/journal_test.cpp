@@ -104,3 +104,23 @@ TEST_CASE("journal: a database that cannot be opened is named") {
   CHECK_THROWS_WITH(Journal("/nonexistent-dir/state.db"),
                     doctest::Contains("journal /nonexistent-dir/state.db: "));
 }
+
+TEST_CASE("journal: counters and counter slots outlive the process, each saved whole") {
+  TempDir dir("srl-journal");
+  const auto db = dir.path / "state.db";
+  {
+    Journal j(db);
+    j.save_counters({{"web/n3", {150, 9300, 150, 0}}, {"all/n1", {50, 3100, 50, 2}}});
+    j.save_slots({{"vb", {"web/n0 all/n0", "web/n1 all/n1", "web/n2"}}});
+    // Saved whole: what is not saved again is gone.
+    j.save_counters({{"web/n3", {160, 9920, 160, 0}}});
+  }
+  Journal j(db);
+  const auto counters = j.counters();
+  REQUIRE(counters.size() == 1);
+  CHECK(counters.at("web/n3").blocks == 160);
+  CHECK(counters.at("web/n3").bytes == 9920);
+  const auto slots = j.slots();
+  REQUIRE(slots.contains("vb"));
+  CHECK(slots.at("vb") == std::vector<std::string>{"web/n0 all/n0", "web/n1 all/n1", "web/n2"});
+}

@@ -596,6 +596,20 @@ std::vector<VertexCounters> Datapath::counters() const {
   return out;
 }
 
+std::vector<Datapath::HookCounters> Datapath::hook_counters() const {
+  std::vector<HookCounters> out;
+  for (const auto& h : impl_->hooks) {
+    HookCounters c;
+    c.dev = h.dev;
+    for (const auto& n : h.nodes)
+      c.nodes.push_back(n.id);
+    const auto* program = h.program();
+    c.counters = program != nullptr ? program->counters() : h.last;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 std::vector<ChannelCounters> Datapath::channels() const {
   std::vector<ChannelCounters> out;
   if (!impl_->engine) return out;

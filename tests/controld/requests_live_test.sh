@@ -85,11 +85,25 @@ send 50
 n=$(count_of web) m=$(count_of all)
 [[ $n == 150 && $m == 50 ]] && ok "after the swap: web 150, all 50 (carried over)" \
   || fail "after the swap: web $n (150), all $m (50)"
+# Counters outlive the daemon: stopped, or killed, the next one goes on from
+# what the last counted (the kernel programs counted on meanwhile).
+stop_daemon
+send 10
+start_daemon
+n=$(count_of web) m=$(count_of all)
+[[ $n == 160 && $m == 60 ]] && ok "restart: web 160, all 60, counted on while no daemon ran" \
+  || fail "after a restart: web $n (160), all $m (60)"
+kill -KILL "$dpid"; wait "$dpid" 2>/dev/null; dpid=""
+send 10
+start_daemon
+n=$(count_of web) m=$(count_of all)
+[[ $n == 170 && $m == 70 ]] && ok "after SIGKILL: web 170, all 70" \
+  || fail "after SIGKILL: web $n (170), all $m (70)"
 metrics=$(ip netns exec "$b" python3 -c '
 import urllib.request
 print(urllib.request.urlopen("http://127.0.0.1:9477/metrics", timeout=5).read().decode())')
-[[ $metrics == *'srl_node_blocks_total{request="web",node="n3",filter="count",space="xdp:vb"} 150'* \
-   && $metrics == *"srl_requests 2"* ]] && ok "Prometheus metrics: web's count node at 150" \
+[[ $metrics == *'srl_node_blocks_total{request="web",node="n3",filter="count",space="xdp:vb"} 170'* \
+   && $metrics == *"srl_requests 2"* ]] && ok "Prometheus metrics: web's count node at 170" \
   || fail "metrics: $(grep -m3 'count\|srl_requests' <<<"$metrics")"
 out=$("$srl" plan -n web --dev vb -e '(udp) > (port) 54> (count)' 2>&1)
 [[ $? -eq 0 && $out == *"replace web"* && $out == *"+ web/n2 port xdp:vb"* \

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,6 +41,11 @@ struct Step {
   std::string target;       // what it acts on: "xdp:eth0", "user:n3", ...
   std::string undo;         // what undoes it (a pin path, a link id, ...)
   StepState state = StepState::pending;
+};
+
+// What the datapaths of a request node counted before the ones running now.
+struct StoredCounters {
+  std::uint64_t blocks = 0, bytes = 0, accepted = 0, drops = 0;
 };
 
 struct Transaction {
@@ -76,6 +82,15 @@ class Journal {
   // Transactions that did not end (a crash cut them), with their steps.
   std::vector<Transaction> open_transactions() const;
   std::optional<Transaction> transaction(std::int64_t id) const;
+
+  // Counters that outlive the daemon: per request node ("web/n3"), what
+  // earlier datapaths counted; per device, which request nodes each counter
+  // slot of the running program stands for (space-separated), so that a
+  // program adopted after a restart is read into the right nodes.
+  void save_counters(const std::map<std::string, StoredCounters>& counters);
+  std::map<std::string, StoredCounters> counters() const;
+  void save_slots(const std::map<std::string, std::vector<std::string>>& slots);
+  std::map<std::string, std::vector<std::string>> slots() const;
 
  private:
   void exec(const char* sql) const;

@@ -30,6 +30,7 @@
 namespace srl::runtime {
 class Datapath;
 struct DatapathOptions;
+struct VertexCounters;
 }  // namespace srl::runtime
 namespace srl::compiler {
 struct MergedRequests;
@@ -165,7 +166,9 @@ class RequestManager {
                                        const std::vector<ApplySpec>& specs) const;
   std::uint64_t committed_ = 0, rolled_back_ = 0;
   bool recovering_ = false;
-  std::unique_ptr<runtime::Datapath> adopted_;  // during recovery
+  void persist();  // carried counters and slot maps, for the next daemon
+  std::map<std::string, runtime::VertexCounters> pending_carried_;  // during recovery
+  std::unique_ptr<runtime::Datapath> adopted_;                      // during recovery
   mutable std::mutex mutex_;
 };
 

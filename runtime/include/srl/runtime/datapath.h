@@ -176,6 +176,16 @@ class Datapath {
   // Per vertex: the kernel counters (of the program the hook runs, or ran
   // last if it moved to a newer datapath) plus the engine's.
   std::vector<VertexCounters> counters() const;
+  // Per hook (attached, or swapped out to a newer datapath): the device, the
+  // DAG node each counter slot of its program stands for (empty for an
+  // adopted program: its nodes are not known here), and the counters.
+  struct HookCounters {
+    std::string dev;
+    std::vector<std::string> nodes;
+    std::vector<kernel::Counter> counters;
+  };
+  std::vector<HookCounters> hook_counters() const;
+
   // Per channel into the userspace part.
   std::vector<ChannelCounters> channels() const;
   // The devices with a hook of this datapath, and the one-line descriptions
