@@ -18,6 +18,7 @@
 #include "srl/optimizer/optimizer.h"
 #include "srl/optimizer/profile.h"
 #include "srl/runtime/datapath.h"
+#include "unix_listener.h"
 
 namespace srl::controld {
 
@@ -228,21 +229,9 @@ bool inside(const fs::path& path, const std::vector<fs::path>& dirs) {
 // The identity file sinks of `uid`'s requests take; none for root.
 std::optional<filters::FileOwner> file_owner(std::uint32_t uid) {
   if (uid == 0) return std::nullopt;
-  filters::FileOwner o{static_cast<uid_t>(uid), static_cast<gid_t>(uid), {}};
-  if (const passwd* pw = getpwuid(uid); pw != nullptr) {
-    o.gid = pw->pw_gid;
-    int n = 64;
-    std::vector<gid_t> groups(static_cast<std::size_t>(n));
-    if (getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) {
-      groups.resize(static_cast<std::size_t>(n));
-      getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n);
-    }
-    groups.resize(static_cast<std::size_t>(std::max(n, 0)));
-    o.groups = std::move(groups);
-  } else {
-    o.groups = {o.gid};
-  }
-  return o;
+  const passwd* pw = getpwuid(uid);
+  const auto c = local_user(uid, pw != nullptr ? pw->pw_gid : static_cast<gid_t>(uid));
+  return filters::FileOwner{c.uid, c.gid, c.groups};
 }
 
 // Where vertex `v` runs: "user", or the hooks of the devices whose blocks
@@ -291,6 +280,16 @@ RequestManager::~RequestManager() {
   // programs keep counting, and are read when adopted.
   for (auto& u : units_) {
     if (!u->datapath) continue;
+    // A capture replayed to its end stays ended; one cut short is replayed
+    // from its start by the next daemon, counting afresh.
+    if (u->devices.empty()) {
+      if (u->datapath->ended())
+        for (const auto& s : u->specs)
+          journal_->set_request_state(s.name, "ended");
+      u->datapath->remove();
+      u->carried.clear();
+      continue;
+    }
     u->datapath->release();
     const auto counters = u->datapath->counters();
     for (std::size_t v = 0; v < counters.size(); ++v)

@@ -180,19 +180,7 @@ struct Server::Service final : v1::Control::Service {
     const std::string name(names.front().data(), names.front().size());
     const passwd* pw = getpwnam(name.c_str());
     if (pw == nullptr) return std::nullopt;
-    PeerCredentials c;
-    c.uid = pw->pw_uid;
-    c.gid = pw->pw_gid;
-    c.user = pw->pw_name;
-    int n = 64;
-    std::vector<gid_t> groups(static_cast<std::size_t>(n));
-    if (getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) {
-      groups.resize(static_cast<std::size_t>(n));
-      getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n);
-    }
-    groups.resize(static_cast<std::size_t>(std::max(n, 0)));
-    c.groups = std::move(groups);
-    return c;
+    return local_user(pw->pw_uid, pw->pw_gid);
   }
 
   // The request `name` if the caller may see it (others' requests are

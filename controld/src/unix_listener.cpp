@@ -54,21 +54,22 @@ std::optional<std::string> user_name(uid_t uid) {
   return std::string(pw.pw_name);
 }
 
-PeerCredentials resolve(const ucred& cr) {
+}  // namespace
+
+PeerCredentials local_user(uid_t uid, gid_t gid) {
   PeerCredentials c;
-  c.pid = cr.pid;
-  c.uid = cr.uid;
-  c.gid = cr.gid;
-  const auto name = user_name(cr.uid);
-  c.user = name ? *name : std::to_string(cr.uid);
-  c.groups = {cr.gid};
+  c.uid = uid;
+  c.gid = gid;
+  const auto name = user_name(uid);
+  c.user = name ? *name : std::to_string(uid);
+  c.groups = {gid};
   if (name) {
     int n = 16;
     std::vector<gid_t> groups;
     for (;;) {
       groups.resize(static_cast<std::size_t>(n));
       // Returns -1 with the needed count in n when the buffer is too small.
-      if (::getgrouplist(name->c_str(), cr.gid, groups.data(), &n) >= 0) {
+      if (::getgrouplist(name->c_str(), gid, groups.data(), &n) >= 0) {
         groups.resize(static_cast<std::size_t>(n));
         c.groups = std::move(groups);
         break;
@@ -76,6 +77,14 @@ PeerCredentials resolve(const ucred& cr) {
       if (n <= static_cast<int>(groups.size())) break;  // failed for another reason
     }
   }
+  return c;
+}
+
+namespace {
+
+PeerCredentials resolve(const ucred& cr) {
+  PeerCredentials c = local_user(cr.uid, cr.gid);
+  c.pid = cr.pid;
   return c;
 }
 

@@ -31,6 +31,11 @@ struct PeerCredentials {
   std::vector<gid_t> groups;  // primary and supplementary, from the group database
 };
 
+// A local user as credentials: the name (or the uid as a number when it has
+// none) and the groups the group database gives `uid` with primary group
+// `gid`; pid 0.
+PeerCredentials local_user(uid_t uid, gid_t gid);
+
 // True when `group_name` exists and is among the caller's groups. Being root
 // is not membership: callers decide whether uid 0 may do everything.
 bool member_of(const PeerCredentials& c, const std::string& group_name);

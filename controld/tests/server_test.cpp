@@ -350,7 +350,7 @@ TEST_CASE("a failing step is undone, named to the client, and journaled") {
   CHECK(t->steps[1].state == srl::controld::StepState::failed);
 }
 
-TEST_CASE("requests outlive the daemon: stored, and up again with the next one") {
+TEST_CASE("requests outlive the daemon: stored; a replay that ended is not replayed again") {
   TempDir dir;
   auto o = options_in(dir);
   const auto capture = dir.path / "in.pcap";
@@ -363,14 +363,21 @@ TEST_CASE("requests outlive the daemon: stored, and up again with the next one")
     grpc::ClientContext c;
     v1::ApplyReply reply;
     REQUIRE(stub->Apply(&c, apply_request("udp-replay", text), &reply).ok());
+    const auto count = final_counters(*stub, "udp-replay", "count");
+    REQUIRE(count.has_value());
+    CHECK(count->blocks() == 1);
   }
   auto server = srl::controld::Server::start(o);
   CHECK(server->start_errors().empty());
   auto stub = v1::Control::NewStub(
       grpc::CreateChannel("unix:" + o.socket.string(), grpc::InsecureChannelCredentials()));
-  const auto count = final_counters(*stub, "udp-replay", "count");
-  REQUIRE(count.has_value());
-  CHECK(count->blocks() == 1);
+  grpc::ClientContext c;
+  v1::GetRequest get;
+  get.set_name("udp-replay");
+  v1::RequestInfo info;
+  REQUIRE(stub->Get(&c, get, &info).ok());
+  CHECK(info.state() == "ended");
+  CHECK(info.text() == text);
 }
 
 TEST_CASE("the socket: private without the group, exclusive, a stale one replaced") {
