@@ -53,10 +53,7 @@ struct ModelOptions {
   std::optional<optimizer::Profile> profile() const {
     if (no_profile) return std::nullopt;
     if (!profile_file.empty()) return optimizer::load_profile(profile_file);
-    const auto p = optimizer::default_profile_path();
-    std::error_code ec;
-    if (!std::filesystem::exists(p, ec)) return std::nullopt;
-    return optimizer::load_profile(p);
+    return optimizer::load_default_profile();
   }
 };
 

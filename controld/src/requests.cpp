@@ -67,11 +67,8 @@ compiler::CompileResult compile_spec(const ApplySpec& spec) {
 }
 
 std::optional<optimizer::Profile> default_profile() {
-  const auto p = optimizer::default_profile_path();
-  std::error_code ec;
-  if (!fs::exists(p, ec)) return std::nullopt;
   try {
-    return optimizer::load_profile(p);
+    return optimizer::load_default_profile();
   } catch (const std::exception&) {
     return std::nullopt;  // a bad profile: the catalog's costs
   }
@@ -186,9 +183,8 @@ PlacedUnit place_unit(const std::vector<ApplySpec>& specs) {
   try {
     optimizer::DiscoveryOptions discovery;
     discovery.devices = devices;
-    auto model = optimizer::discover(discovery);
-    auto profile = default_profile();
-    if (profile) optimizer::apply(*profile, model);
+    const auto model = optimizer::discover(discovery);
+    const auto profile = default_profile();  // plan() applies it
     optimizer::PlanOptions po;
     po.profile = profile ? &*profile : nullptr;
     const auto plan = optimizer::plan(inputs, model, po);

@@ -58,13 +58,6 @@ compiler::CompileResult compile(const v1::Source& s) {
   return compiler::compile(s.text(), o);
 }
 
-std::optional<optimizer::Profile> default_profile() {
-  const auto p = optimizer::default_profile_path();
-  std::error_code ec;
-  if (!std::filesystem::exists(p, ec)) return std::nullopt;
-  return optimizer::load_profile(p);
-}
-
 std::string role_name(filters::Role r) {
   return std::string(filters::to_string(r));
 }
@@ -242,8 +235,7 @@ struct Server::Service final : v1::Control::Service {
         model = optimizer::discover(d);
       }
       std::optional<optimizer::Profile> profile;
-      if (!req->no_profile()) profile = default_profile();
-      if (profile) optimizer::apply(*profile, model);
+      if (!req->no_profile()) profile = optimizer::load_default_profile();
       optimizer::PlanOptions po;
       po.profile = profile ? &*profile : nullptr;
       std::vector<optimizer::RequestInput> inputs;

@@ -291,6 +291,13 @@ void save_profile(const Profile& p, const std::filesystem::path& file) {
   if (!out) throw std::runtime_error(file.string() + ": cannot write");
 }
 
+std::optional<Profile> load_default_profile() {
+  const auto p = default_profile_path();
+  std::error_code ec;
+  if (!std::filesystem::exists(p, ec)) return std::nullopt;
+  return load_profile(p);
+}
+
 std::filesystem::path default_profile_path() {
   if (const char* p = std::getenv("SRL_PROFILE"); p && *p) return p;
   if (const char* x = std::getenv("XDG_CONFIG_HOME"); x && *x)

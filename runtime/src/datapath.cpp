@@ -206,6 +206,20 @@ class Transaction {
   std::vector<std::pair<Step, std::function<void()>>> taken_;
 };
 
+// Deactivation rolls forward: once it starts, every step is taken even if
+// the observer objects (a journal that cannot write, an injected failure),
+// as stopping half way would leave a datapath nobody owns.
+void roll_forward(StepObserver* observer, const Step& step, const std::function<void()>& act) {
+  if (observer != nullptr) {
+    try {
+      observer->before(step);
+    } catch (const std::exception&) {
+    }
+  }
+  act();
+  if (observer != nullptr) observer->taken(step);
+}
+
 unsigned ifindex_of(const std::string& dev) {
   const unsigned i = if_nametoindex(dev.c_str());
   if (i == 0) throw kernel::KernelError("no network device '" + dev + "'");
@@ -453,34 +467,18 @@ void Datapath::remove(StepObserver* observer) {
   Impl& m = *impl_;
   if (m.removed) return;
   m.removed = true;
-  // Removal rolls forward: once it starts, every step is taken even if the
-  // observer objects (a journal that cannot write, an injected failure), as
-  // stopping half way would leave a datapath nobody owns.
-  auto announce = [&](Step s, const std::function<void()>& act) {
-    if (observer != nullptr) {
-      try {
-        observer->before(s);
-      } catch (const std::exception&) {
-      }
-    }
-    act();
-    if (observer != nullptr) observer->taken(s);
-  };
   // Inputs first: hooks detach (their pins go with them), then the engine
   // finishes what it holds.
   for (auto& h : m.hooks) {
     if (!h.attached()) continue;
-    announce({Phase::deactivate, "detach:" + h.dev, "detach the program of " + h.dev}, [&] {
-      h.last = h.program()->counters();
-      h.xdp.reset();
-      h.tc.reset();
-    });
+    roll_forward(observer, {Phase::deactivate, "detach:" + h.dev, "detach the program of " + h.dev},
+                 [&] {
+                   h.last = h.program()->counters();
+                   h.xdp.reset();
+                   h.tc.reset();
+                 });
   }
-  if (m.engine)
-    announce({Phase::deactivate, "stop:engine", "drain and stop the userspace engine"}, [&] {
-      m.engine->stop();
-      m.engine->wait();
-    });
+  stop_engine(observer);
 }
 
 std::unique_ptr<Datapath> Datapath::adopt(const fs::path& pin_root,
@@ -522,21 +520,16 @@ std::unique_ptr<Datapath> Datapath::adopt(const fs::path& pin_root,
 void Datapath::stop_engine(StepObserver* observer) {
   Impl& m = *impl_;
   if (!m.engine) return;
-  const Step s{Phase::deactivate, "stop:engine", "drain and stop the userspace engine"};
-  if (observer != nullptr) {
-    try {
-      observer->before(s);
-    } catch (const std::exception&) {
-    }
-  }
-  m.engine->stop();
-  m.engine->wait();
-  // Its counters are kept by whoever reads this datapath's counters next;
-  // the engine goes, and with it the sockets.
-  m.last_engine = m.engine->stats();
-  m.engine.reset();
-  afxdp_devices_.clear();
-  if (observer != nullptr) observer->taken(s);
+  roll_forward(observer, {Phase::deactivate, "stop:engine", "drain and stop the userspace engine"},
+               [&] {
+                 m.engine->stop();
+                 m.engine->wait();
+                 // Its counters stay readable; the engine goes, and with it
+                 // the sockets.
+                 m.last_engine = m.engine->stats();
+                 m.engine.reset();
+                 afxdp_devices_.clear();
+               });
 }
 
 bool Datapath::release() {

@@ -18,15 +18,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../live/lib.sh" srlload
 make_hosts
 export SRL_SOCKET=$tmp/controld.sock
-dpid=""
-stop_daemon() {
-  [[ -n $dpid ]] || return 0
-  kill -TERM "$dpid" 2>/dev/null
-  wait "$dpid" 2>/dev/null
-  dpid=""
-}
-trap 'stop_daemon; cleanup' EXIT
-pins() { find "$bpffs/srl" -mindepth 1 ! -type d 2>/dev/null | tr '\n' ' '; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$dpid/status"; }
 fds() { ls "/proc/$dpid/fd" | wc -l; }
 threads() { awk '/^Threads:/ {print $2}' "/proc/$dpid/status"; }

@@ -25,14 +25,6 @@ mkdir -p "$tmp/users"
 chown nobody:nogroup "$tmp/users"
 export SRL_SOCKET=$tmp/controld.sock
 state=$tmp/state.db
-dpid=""
-stop_daemon() {
-  [[ -n $dpid ]] || return 0
-  kill -TERM "$dpid" 2>/dev/null
-  wait "$dpid" 2>/dev/null
-  dpid=""
-}
-trap 'stop_daemon; cleanup' EXIT
 start_daemon() {  # [ENV=VALUE...]: the daemon in $b, with test hooks
   env "$@" ip netns exec "$b" "$controld" --socket "$SRL_SOCKET" --group nogroup \
     --state "$state" --bpffs "$bpffs" --metrics 127.0.0.1:9477 --user-dir "$tmp/users" \
@@ -57,7 +49,6 @@ count_of() {  # REQUEST: blocks of its count node
 import json, sys
 print(next(n["blocks"] for n in json.load(sys.stdin)["nodes"] if n["filter"] == "count"))'
 }
-pins() { find "$bpffs/srl" -mindepth 1 ! -type d 2>/dev/null | tr '\n' ' '; }
 # The daemon's open descriptors and its own threads (gRPC's pool, named
 # grpc*, timer*, event_engine and so on, grows and shrinks by itself).
 held() {

@@ -10,7 +10,16 @@ a=$1-a-$$ b=$1-b-$$
 tmp=$(mktemp -d)
 bpffs=$tmp/bpffs
 passed=0 failed=0
+# A daemon a test starts sets dpid; it is stopped (SIGTERM) on exit too.
+dpid=""
+stop_daemon() {
+  [[ -n $dpid ]] || return 0
+  kill -TERM "$dpid" 2>/dev/null
+  wait "$dpid" 2>/dev/null
+  dpid=""
+}
 cleanup() {
+  stop_daemon
   ip netns del "$a" 2>/dev/null
   ip netns del "$b" 2>/dev/null
   umount "$bpffs" 2>/dev/null
@@ -65,3 +74,6 @@ new_objects() {  # SECONDS
 # whenever grep exits before tc's next flushed line (SIGPIPE).
 xdp_attached() { [[ $(ip -n "$b" link show vb) == *xdp* ]]; }
 tc_attached() { [[ $(tc -n "$b" filter show dev vb ingress 2>/dev/null) == *bpf* ]]; }
+# Files pinned under the bpffs's srl directory (directories left empty are
+# not pins).
+pins() { find "$bpffs/srl" -mindepth 1 ! -type d 2>/dev/null | tr '\n' ' '; }

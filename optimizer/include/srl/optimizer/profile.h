@@ -48,6 +48,9 @@ std::string now_utc();
 
 // $SRL_PROFILE, else $XDG_CONFIG_HOME/srl/profile.json, else ~/.config/srl/profile.json.
 std::filesystem::path default_profile_path();
+// The profile at default_profile_path(), if there is one there (throws
+// std::runtime_error for one that cannot be read).
+std::optional<Profile> load_default_profile();
 
 // Replaces the model's channel costs by the profile's measured ones (by
 // channel kind) and its copy bandwidth.
