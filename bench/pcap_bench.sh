@@ -47,12 +47,17 @@ size=$(du -m "$tmp/in.pcap" | cut -f1)
 cat "$tmp/in.pcap" >/dev/null  # into the page cache
 
 cpu() {  # CMD...: prints "user+sys wall" seconds of the child
+  # wait4() gives that one child's usage. RUSAGE_CHILDREN would not: it also
+  # counts whatever the interpreter's own start-up ran and waited for before
+  # it (a version-manager shim's commands survive its exec into python).
   python3 - "$@" <<'PY'
-import resource, subprocess, sys, time
+import os, subprocess, sys, time
 t = time.monotonic()
-subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, r = os.wait4(p.pid, 0)
 wall = time.monotonic() - t
-r = resource.getrusage(resource.RUSAGE_CHILDREN)
+if os.waitstatus_to_exitcode(status) != 0:
+    sys.exit("%s failed: %s" % (sys.argv[1], os.waitstatus_to_exitcode(status)))
 print("%.3f %.3f" % (r.ru_utime + r.ru_stime, wall))
 PY
 }

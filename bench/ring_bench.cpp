@@ -3,7 +3,10 @@
 // reads them. Pipe: one write(2) / read(2) per record, or batches (a
 // reference). Ring: copying read(), zero-copy peek()/complete(), and
 // batches (write_batch() + peek_batch(), complete(last)) per layout; the
-// byte_stream layout read like the pipe. See bench/README.md.
+// byte_stream layout read like the pipe. The writer is the ring's only one
+// (RingOptions::single_writer, like the pipe's one writer here);
+// --shared-writer measures the rings that take several writers. See
+// bench/README.md.
 #include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,6 +73,7 @@ struct Config {
   std::size_t capacity = std::size_t{1} << 20;
   std::size_t batch = 32;
   bool pin = false;
+  bool single_writer = true;
 };
 
 [[noreturn]] void die(const char* what) {
@@ -200,7 +204,10 @@ double run_ring(Mode mode, std::size_t size, std::uint64_t count, const Config& 
   const RingLayout layout = layout_of(mode);
   const std::size_t slot = std::bit_ceil(size + 8);
   if (layout == RingLayout::fixed_slots && slot > cfg.capacity / 2) return 0;
-  DBuf ring = DBuf::create({.capacity = cfg.capacity, .layout = layout, .slot_size = slot});
+  DBuf ring = DBuf::create({.capacity = cfg.capacity,
+                            .layout = layout,
+                            .slot_size = slot,
+                            .single_writer = cfg.single_writer});
   auto reader = ring.open_reader();
   const bool batched =
       mode == Mode::ring_batch || mode == Mode::fixed_batch || mode == Mode::oob_batch;
@@ -312,6 +319,8 @@ int main(int argc, char** argv) {
       cfg.batch = std::max<std::size_t>(1, std::stoul(std::string(b)));
     } else if (a == "--pin") {
       cfg.pin = true;
+    } else if (a == "--shared-writer") {
+      cfg.single_writer = false;
     } else if (auto ms = val("--modes="); !ms.empty()) {
       // Indices into the mode list; pipe (0) is always run for the ratio.
       modes = {Mode::pipe};
@@ -323,7 +332,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: ring_bench [--sizes=64,512,1500,65536] [--runs=5] [--mbytes=256]\n"
                    "                  [--max-records=1000000] [--capacity=1048576]\n"
-                   "                  [--batch=32] [--pin] [--modes=0,1,...,7]\n");
+                   "                  [--batch=32] [--pin] [--shared-writer]\n"
+                   "                  [--modes=0,1,...,7]\n");
       return 2;
     }
   }

@@ -607,6 +607,7 @@ struct Engine::Impl {
     for (std::size_t i = 0; i < workers.size(); ++i) {
       RingOptions ro;
       ro.capacity = std::bit_ceil(std::max<std::size_t>(options.worker_ring_bytes, 1 << 18));
+      ro.single_writer = true;  // the dispatching input loop
       rings.push_back(std::make_unique<DBuf>(DBuf::create(ro)));
     }
     for (std::size_t i = 0; i < workers.size(); ++i)

@@ -32,14 +32,26 @@
 //      read by the caller with plain loads: under fast_reader that read can
 //      race with a writer, and its result counts only if valid(view) says so
 //      afterwards (valid() issues an acquire fence before loading reserve).
-//  I7  Wake-ups: a waiter does fetch_add(+1) on *_waiters, loads the wait
-//      word, re-checks its condition, then FUTEX_WAITs on the word's value
-//      (with a bounded timeout). A waker stores its index, then does
-//      fetch_add(0) on *_waiters, and only if it read non-zero increments the
-//      wait word and FUTEX_WAKEs. The two RMWs on *_waiters are ordered:
-//      either the waker's comes first, so the waiter's (acquire) synchronizes
-//      with it and sees the new index, or the waker reads the waiter's count
-//      and wakes it (the word changed, so the futex returns at once).
+//  I7  Wake-ups (Dekker: the waker stores its index then loads *_waiters,
+//      the waiter increments *_waiters then loads the index; one of them
+//      must see the other's store). A waiter does fetch_add(+1) on
+//      *_waiters, then a heavy barrier, loads the wait word, re-checks its
+//      condition, then FUTEX_WAITs on the word's value (with a bounded
+//      timeout). A waker stores its index, then a light barrier, loads
+//      *_waiters, and only if it read non-zero increments the wait word and
+//      FUTEX_WAKEs. Asymmetric (every process that maps the ring registered
+//      for MEMBARRIER_CMD_GLOBAL_EXPEDITED): the light barrier is a compiler
+//      barrier and the heavy one membarrier(GLOBAL_EXPEDITED), which runs a
+//      full fence on every CPU that runs a registered process: a waker's
+//      store before that point is visible to the waiter's load after it, and
+//      a waker's load after that point sees the waiter's increment. So the
+//      per-record fast path has no fence (a full fence there waits for the
+//      index's cache line to come back from the other core); only a waiter
+//      about to sleep pays a system call. Symmetric (a process could not
+//      register; it marks the ring, and every process then uses this mode):
+//      the light barrier is a full fence and the heavy one the waiter's
+//      fetch_add itself. A wake-up missed while a process switches modes
+//      costs at most one bounded futex timeout.
 //  I8  oob_records: the committing writer (I4) writes the header entries of
 //      its records (entry number = seq, at seq mod entries), first storing
 //      next_seq past them, then `records` (release), then write_idx. Readers
@@ -52,10 +64,20 @@
 //      the writer loads the reader indices, then the pins. A pin is set
 //      before the reader that pinned releases the record (release store), so
 //      a writer that sees the release also sees the pin.
+//  I10 single_writer: one handle writes (one thread at a time), so the
+//      reservation is a plain store and the commit turn of I4 is always the
+//      writer's own: no locked instruction per record (it would wait for
+//      the last record's cache lines to reach the reader). The handle claims
+//      the role with one CAS on `writer` at its first write and gives it back
+//      when destroyed; another handle's write is refused. I6 still holds: the
+//      data and pad words are stored (release) after the reserve store, so a
+//      reader that sees one of them sees the reservation.
+
 #include "srl/runtime/ring.h"
 
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -81,7 +103,7 @@ namespace srl::runtime {
 
 namespace {
 
-constexpr std::uint64_t kMagic = 0x3230667562642d6cULL;  // "l-dbuf02"
+constexpr std::uint64_t kMagic = 0x3330667562642d6cULL;  // "l-dbuf03"
 constexpr std::size_t kHeaderPage = 4096;
 constexpr std::uint32_t kKindData = 1;
 constexpr std::uint32_t kKindPad = 2;
@@ -110,6 +132,12 @@ struct RingHeader {
   std::uint32_t slot_size;
   std::uint64_t entries;  // oob_records: header entries
   std::uint64_t id;
+  // I7: non-zero once a process that maps the ring could not register for
+  // (or issue) expedited membarriers: wake-ups then use symmetric fences.
+  // Read by every waker: it sits with the never-written fields above.
+  std::uint32_t symmetric_wakeups;
+  std::uint32_t single_writer;          // RingOptions::single_writer (I10)
+  std::uint64_t writer;                 // single_writer: the writing handle's token, 0 free
   alignas(64) std::uint64_t reserve;    // writers' reservation end
   alignas(64) std::uint64_t write_idx;  // committed end
   std::uint64_t next_seq;  // seq of the next record; stored by the committing writer (I4, I8)
@@ -172,9 +200,25 @@ void futex_wake_all(std::uint32_t& word) {
   syscall(SYS_futex, &word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
+// Whether this process takes part in the asymmetric protocol of I7: it
+// registered for expedited global memory barriers (once per process; a
+// forked child inherits the registration, exec clears it and the statics).
+bool registered_for_membarrier() {
+  static const bool registered =
+      syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
+  return registered;
+}
+
 // I7, waker side.
-void notify(std::uint32_t& word, std::uint32_t& waiters) {
-  if (at(waiters).fetch_add(0, std::memory_order_acq_rel) != 0) {
+void notify(std::uint32_t& symmetric, std::uint32_t& word, std::uint32_t& waiters) {
+  std::uint32_t n = 0;
+  if (at(symmetric).load(std::memory_order_relaxed) != 0) {
+    n = at(waiters).fetch_add(0, std::memory_order_acq_rel);
+  } else {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    n = at(waiters).load(std::memory_order_relaxed);
+  }
+  if (n != 0) {
     at(word).fetch_add(1, std::memory_order_seq_cst);
     futex_wake_all(word);
   }
@@ -182,9 +226,13 @@ void notify(std::uint32_t& word, std::uint32_t& waiters) {
 
 // I7, waiter side: waits until ready() or the deadline (or a bounded time).
 template <class Ready>
-void wait_on(std::uint32_t& word, std::uint32_t& waiters, Ready ready,
+void wait_on(std::uint32_t& symmetric, std::uint32_t& word, std::uint32_t& waiters, Ready ready,
              std::chrono::steady_clock::time_point deadline) {
-  at(waiters).fetch_add(1, std::memory_order_acq_rel);
+  at(waiters).fetch_add(1, std::memory_order_seq_cst);
+  if (at(symmetric).load(std::memory_order_relaxed) == 0 &&
+      syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0) {
+    at(symmetric).store(1, std::memory_order_seq_cst);  // wakers fence from now on
+  }
   const std::uint32_t v = at(word).load(std::memory_order_seq_cst);
   if (!ready()) futex_wait(word, v, deadline);
   at(waiters).fetch_sub(1, std::memory_order_seq_cst);
@@ -287,6 +335,10 @@ DBuf::DBuf(int fd, void* base, std::size_t capacity)
       hdr_(static_cast<RingHeader*>(base)),
       data_(static_cast<std::byte*>(base) + kHeaderPage) {
   layout_ = static_cast<RingLayout>(hdr_->layout);
+  single_writer_ = hdr_->single_writer != 0;
+  if (!registered_for_membarrier()) {
+    at(hdr_->symmetric_wakeups).store(1, std::memory_order_seq_cst);  // I7
+  }
   if (layout_ == RingLayout::fixed_slots) {
     slot_ = hdr_->slot_size;
     slot_shift_ = static_cast<std::uint32_t>(std::countr_zero(slot_));
@@ -348,6 +400,7 @@ DBuf DBuf::create(const RingOptions& options) {
       options.layout == RingLayout::fixed_slots ? static_cast<std::uint32_t>(options.slot_size) : 0;
   hdr->entries = options.layout == RingLayout::oob_records ? oob_entries(options.capacity) : 0;
   hdr->id = fresh_id();
+  hdr->single_writer = options.single_writer ? 1 : 0;
   at(hdr->magic).store(kMagic, std::memory_order_release);
   return DBuf(fd, base, options.capacity);
 }
@@ -435,7 +488,10 @@ DBuf::DBuf(DBuf&& other) noexcept
       slot_(other.slot_),
       slot_shift_(other.slot_shift_),
       entries_(other.entries_),
-      ent_(std::exchange(other.ent_, nullptr)) {}
+      ent_(std::exchange(other.ent_, nullptr)),
+      single_writer_(other.single_writer_),
+      writer_token_(std::exchange(other.writer_token_, 0)),
+      next_seq_(other.next_seq_) {}
 
 DBuf& DBuf::operator=(DBuf&& other) noexcept {
   if (this != &other) {
@@ -446,6 +502,10 @@ DBuf& DBuf::operator=(DBuf&& other) noexcept {
 }
 
 DBuf::~DBuf() {
+  if (writer_token_ != 0 && hdr_ != nullptr) {  // I10: give the writer role back
+    std::uint64_t mine = writer_token_;
+    at(hdr_->writer).compare_exchange_strong(mine, 0, std::memory_order_acq_rel);
+  }
   if (base_ != nullptr) munmap(base_, map_size(capacity_, layout_));
   if (fd_ >= 0) ::close(fd_);
 }
@@ -552,6 +612,8 @@ void DBuf::write(std::span<const std::byte> payload) {
 }
 
 bool DBuf::write(std::span<const std::byte> payload, std::chrono::nanoseconds timeout) {
+  // Like the readers' waiting calls: the clock only when there is no room.
+  if (write_impl(payload, false, {})) return true;
   return write_impl(payload, true, std::chrono::steady_clock::now() + timeout);
 }
 
@@ -599,6 +661,17 @@ std::size_t DBuf::write_batch(Payloads records, std::span<const RecordMeta> meta
   return done;
 }
 
+void DBuf::claim_writer() {
+  const std::uint64_t token = fresh_id();
+  std::uint64_t free = 0;
+  if (!at(hdr_->writer).compare_exchange_strong(free, token, std::memory_order_acq_rel)) {
+    throw std::logic_error("ring: a single_writer ring already has a writer (another handle)");
+  }
+  writer_token_ = token;
+  // The sole writer keeps the seq; take it over from the one before.
+  next_seq_ = at(hdr_->next_seq).load(std::memory_order_acquire);
+}
+
 std::size_t DBuf::write_many(const std::span<const std::byte>* recs, std::size_t n,
                              const RecordMeta* metas, std::uint32_t kind, bool wait,
                              std::chrono::steady_clock::time_point deadline, std::uint64_t* end) {
@@ -607,6 +680,7 @@ std::size_t DBuf::write_many(const std::span<const std::byte>* recs, std::size_t
   for (std::size_t i = 0; i < n; ++i) {
     if (recs[i].size() > maxp) throw std::length_error("record larger than max_payload()");
   }
+  if (single_writer_ && writer_token_ == 0) claim_writer();
   const std::uint64_t mask = capacity_ - 1;
   const bool fast = policy() == ReaderPolicy::fast_reader;
   std::uint64_t s = 0;
@@ -654,7 +728,8 @@ std::size_t DBuf::write_many(const std::span<const std::byte>* recs, std::size_t
           cpu_relax();
       } else {
         wait_on(
-            hdr_->space_seq, hdr_->space_waiters, [&] { return need <= space_limit(); }, deadline);
+            hdr_->symmetric_wakeups, hdr_->space_seq, hdr_->space_waiters,
+            [&] { return need <= space_limit(); }, deadline);
       }
       continue;
     }
@@ -671,6 +746,10 @@ std::size_t DBuf::write_many(const std::span<const std::byte>* recs, std::size_t
       }
       e = next;
       ++count;
+    }
+    if (single_writer_) {  // I10
+      at(hdr_->reserve).store(e, std::memory_order_relaxed);
+      break;
     }
     if (at(hdr_->reserve)
             .compare_exchange_weak(s, e, std::memory_order_acq_rel, std::memory_order_relaxed)) {
@@ -735,13 +814,17 @@ std::size_t DBuf::write_many(const std::span<const std::byte>* recs, std::size_t
     p = next;
   }
 
-  // I4: commit in reservation order.
-  spins = 0;
-  while (at(hdr_->write_idx).load(std::memory_order_acquire) != s) {
-    if (++spins % 64 == 0) std::this_thread::yield();
-    cpu_relax();
+  // I4: commit in reservation order (I10: a sole writer's turn is always now,
+  // and it keeps the seq itself).
+  std::uint64_t seq0 = next_seq_;
+  if (!single_writer_) {
+    spins = 0;
+    while (at(hdr_->write_idx).load(std::memory_order_acquire) != s) {
+      if (++spins % 64 == 0) std::this_thread::yield();
+      cpu_relax();
+    }
+    seq0 = at(hdr_->next_seq).load(std::memory_order_relaxed);
   }
-  const std::uint64_t seq0 = at(hdr_->next_seq).load(std::memory_order_relaxed);
   const std::uint64_t seq_end = seq0 + count;
   if (layout_ == RingLayout::records) {
     p = s;
@@ -756,6 +839,7 @@ std::size_t DBuf::write_many(const std::span<const std::byte>* recs, std::size_t
     }
   }
   at(hdr_->next_seq).store(seq_end, std::memory_order_relaxed);
+  if (single_writer_) next_seq_ = seq_end;
   if (layout_ == RingLayout::oob_records) {
     // I8: next_seq first (fast_reader validation), then the entries.
     p = s;
@@ -776,7 +860,7 @@ std::size_t DBuf::write_many(const std::span<const std::byte>* recs, std::size_t
     at(hdr_->records).store(seq_end, std::memory_order_relaxed);
   }
   at(hdr_->write_idx).store(e, std::memory_order_release);
-  notify(hdr_->data_seq, hdr_->data_waiters);
+  notify(hdr_->symmetric_wakeups, hdr_->data_seq, hdr_->data_waiters);
   if (end != nullptr) *end = e;
   return count;
 }
@@ -880,14 +964,14 @@ void DBuf::Pin::advance(std::uint64_t index) {
   index_ = index;
   RingHeader* h = ring_->hdr_;
   at(h->pins[slot_]).store(index + 1, std::memory_order_release);
-  notify(h->space_seq, h->space_waiters);
+  notify(h->symmetric_wakeups, h->space_seq, h->space_waiters);
 }
 
 void DBuf::Pin::release() {
   if (ring_ == nullptr) return;
   RingHeader* h = ring_->hdr_;
   at(h->pins[slot_]).store(0, std::memory_order_release);
-  notify(h->space_seq, h->space_waiters);
+  notify(h->symmetric_wakeups, h->space_seq, h->space_waiters);
   ring_ = nullptr;
 }
 
@@ -919,7 +1003,8 @@ DBuf::Reader::~Reader() {
   if (ring_ == nullptr) return;
   RingHeader* h = ring_->hdr_;
   at(h->slots[slot_].active).store(0, std::memory_order_release);
-  notify(h->space_seq, h->space_waiters);  // a writer may wait for this reader
+  notify(h->symmetric_wakeups, h->space_seq,
+         h->space_waiters);  // a writer may wait for this reader
 }
 
 void DBuf::Reader::add_source(const DBuf& source) {
@@ -1201,7 +1286,7 @@ void DBuf::Reader::complete(const RecordView& view) {
     case ReaderPolicy::tail_drop:
       pos_ = oob ? view.seq + 1 : view.end;
       at(h->slots[slot_].read_idx).store(view.end, std::memory_order_release);  // I5
-      notify(h->space_seq, h->space_waiters);
+      notify(h->symmetric_wakeups, h->space_seq, h->space_waiters);
       break;
     case ReaderPolicy::fast_reader:
       if (oob ? view.seq >= pos_ : view.index >= pos_) {
@@ -1225,7 +1310,7 @@ void DBuf::Reader::complete(const RecordView& view) {
         cpu_relax();
       }
       at(h->done).store(view.end, std::memory_order_release);
-      notify(h->space_seq, h->space_waiters);
+      notify(h->symmetric_wakeups, h->space_seq, h->space_waiters);
       break;
     }
   }
@@ -1244,7 +1329,7 @@ std::optional<std::size_t> DBuf::Reader::read_stream(std::span<std::byte> out) {
   if (first < n) std::memcpy(out.data() + first, r.data_, n - first);
   pos_ += n;
   at(h->slots[slot_].read_idx).store(pos_, std::memory_order_release);  // I5
-  notify(h->space_seq, h->space_waiters);
+  notify(h->symmetric_wakeups, h->space_seq, h->space_waiters);
   return n;
 }
 
@@ -1293,17 +1378,25 @@ bool DBuf::Reader::wait_for_data(std::chrono::steady_clock::time_point deadline)
     const std::uint64_t r = shared ? at(h->claim).load(std::memory_order_acquire) : pos_;
     return w != r || at(h->closed).load(std::memory_order_acquire) != 0;
   };
+  // Spin with a growing pause between looks (up to 64 pauses, ~2-3 µs):
+  // every look pulls the writer's index line over, and a reader that looks
+  // as fast as it can makes each of the writer's commits wait for the line.
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0;; ++i) {
     if (ready()) return true;
-    cpu_relax();
+    for (int k = 0, n = 1 << std::min(i, 6); k < n; ++k)
+      cpu_relax();
     if (i % 16 == 15 && std::chrono::steady_clock::now() - start > kSpinTime) break;
   }
-  wait_on(h->data_seq, h->data_waiters, ready, deadline);
+  wait_on(h->symmetric_wakeups, h->data_seq, h->data_waiters, ready, deadline);
   return ready();
 }
 
+// The waiting calls try once before they read the clock: a reader that
+// keeps up finds a record at once, and the clock would cost it as much as
+// the record.
 std::optional<RecordView> DBuf::Reader::peek(std::chrono::nanoseconds timeout) {
+  if (auto v = try_peek()) return v;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     const bool was_closed = ring_->closed();
@@ -1314,6 +1407,7 @@ std::optional<RecordView> DBuf::Reader::peek(std::chrono::nanoseconds timeout) {
 }
 
 std::size_t DBuf::Reader::peek_batch(std::span<RecordView> out, std::chrono::nanoseconds timeout) {
+  if (const std::size_t k = try_peek_batch(out); k != 0) return k;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     const bool was_closed = ring_->closed();
@@ -1325,6 +1419,7 @@ std::size_t DBuf::Reader::peek_batch(std::span<RecordView> out, std::chrono::nan
 
 std::optional<std::size_t> DBuf::Reader::read(std::span<std::byte> out,
                                               std::chrono::nanoseconds timeout) {
+  if (auto n = try_read(out)) return n;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     const bool was_closed = ring_->closed();

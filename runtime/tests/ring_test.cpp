@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <vector>
@@ -458,6 +459,104 @@ TEST_CASE("ring: concurrent fast_reader never delivers a damaged record, every r
         CHECK(res.received[i] + res.lost[i] <= 50'000);
       }
     }
+  }
+}
+
+TEST_CASE("ring: single_writer is lossless and in order under every policy and record layout") {
+  for (auto layout : kRecordLayouts) {
+    for (auto mode : {Mode::read, Mode::peek, Mode::batch}) {
+      CAPTURE(layout_name(layout));
+      CAPTURE(static_cast<int>(mode));
+      auto o = opts(layout, ReaderPolicy::tail_drop);
+      o.single_writer = true;
+      auto res = run_concurrent(o, 1, 2, 20'000, mode, mode == Mode::batch);
+      CHECK(res.ok);
+      for (auto n : res.received)
+        CHECK(n == 20'000);
+      o.policy = ReaderPolicy::medium_reader;
+      res = run_concurrent(o, 1, 2, 20'000, mode, mode == Mode::batch);
+      CHECK(res.ok);
+      CHECK(res.all.size() == 20'000);
+    }
+    CAPTURE(layout_name(layout));
+    auto o = opts(layout, ReaderPolicy::fast_reader);
+    o.single_writer = true;
+    const auto res = run_concurrent(o, 1, 2, 25'000, Mode::read, true);
+    CHECK(res.ok);
+    for (std::size_t i = 0; i < res.received.size(); ++i) {
+      CHECK(res.received[i] > 0);
+      CHECK(res.received[i] + res.lost[i] <= 25'000);
+    }
+  }
+}
+
+TEST_CASE("ring: single_writer: the first handle to write holds the role until destroyed") {
+  DBuf ring = DBuf::create({.capacity = 1 << 14, .single_writer = true});
+  auto reader = ring.open_reader();
+  const auto one = make_record(0, 0, 40);
+  std::optional<DBuf> other = DBuf::attach(ring.fd());
+  other->write(one);  // `other` writes first: it is the writer now
+  CHECK_THROWS_AS(ring.write(one), std::logic_error);
+  CHECK_THROWS_AS(ring.try_write_batch(std::vector<std::span<const std::byte>>{one}),
+                  std::logic_error);
+  other->write(make_record(0, 1, 40));
+  other.reset();  // gives the role back
+  ring.write(make_record(0, 2, 40));
+  std::vector<std::byte> out(ring.max_payload());
+  for (std::uint64_t n = 0; n < 3; ++n) {
+    auto v = reader.try_peek();
+    REQUIRE(v);
+    CHECK(v->seq == n);  // the seq goes on across writers
+    CHECK(check_record(v->data).n == n);
+    reader.complete(*v);
+  }
+  CHECK_FALSE(reader.try_peek());
+  CHECK(ring.records_written() == 3);
+}
+
+TEST_CASE(
+    "ring: a reader asleep on an empty ring wakes at the next record, and a writer on a full one") {
+  // Past the spin phase both sides sleep in the futex, which times out by
+  // itself after 20 ms. A wake-up that works (I7) ends the sleep at once; one
+  // that does not would leave every round at ~18 ms. Counted over rounds, so
+  // that a slow moment of a loaded machine does not decide.
+  using Clock = std::chrono::steady_clock;
+  for (bool single : {false, true}) {
+    CAPTURE(single);
+    DBuf ring = DBuf::create({.capacity = 4096, .single_writer = single});
+    auto reader = ring.open_reader();
+    int prompt_reads = 0, prompt_writes = 0;
+    for (int round = 0; round < 20; ++round) {
+      std::atomic<bool> got{false};
+      std::thread t([&] {
+        auto v = reader.peek(5s);
+        if (v) reader.complete(*v);
+        got = v.has_value();
+      });
+      std::this_thread::sleep_for(2ms);  // the reader is asleep by now
+      const auto t0 = Clock::now();
+      ring.write(make_record(0, static_cast<std::uint32_t>(round), 100));
+      t.join();
+      CHECK(got);
+      prompt_reads += Clock::now() - t0 < 8ms;
+    }
+    for (int round = 0; round < 20; ++round) {
+      while (ring.try_write(make_record(0, 0, 100))) {  // full
+      }
+      std::atomic<bool> wrote{false};
+      std::thread w([&] { wrote = ring.write(make_record(0, 1, 100), 5s); });
+      std::this_thread::sleep_for(2ms);  // the writer is asleep by now
+      const auto t0 = Clock::now();
+      while (auto v = reader.try_peek())
+        reader.complete(*v);
+      w.join();
+      CHECK(wrote);
+      prompt_writes += Clock::now() - t0 < 8ms;
+      while (auto v = reader.try_peek())
+        reader.complete(*v);
+    }
+    CHECK(prompt_reads >= 15);
+    CHECK(prompt_writes >= 15);
   }
 }
 

@@ -31,8 +31,14 @@
 //    goes to exactly one of them (work sharing). Completion is in index
 //    order, so a reader holding a view delays the release of later records.
 //
-// Several writers (threads or processes) may write concurrently: each
+// Writers: several (threads or processes) may write concurrently: each
 // reserves its span with a CAS, copies, then commits in reservation order.
+// A ring created with single_writer has one writing handle, which reserves
+// with a plain store: a locked instruction per record would wait for the
+// previous record's cache lines to reach the reader, and one record at a
+// time that is most of the cost. Wake-ups need no fence on the writer's or
+// the reader's fast path either (asymmetric barriers: membarrier(2) on the
+// side that goes to sleep).
 //
 // IBuf is a private (not shared) ring of (DBuf index, length, class) entries:
 // forwarding a block to the next filter passes an entry, not a copy, and
@@ -107,6 +113,10 @@ struct RingOptions {
   RingLayout layout = RingLayout::records;
   // fixed_slots: bytes per slot, header included; a power of two, 16 to capacity / 2.
   std::size_t slot_size = 2048;
+  // Only one handle writes, from one thread at a time (the first handle to
+  // write takes the role; another's write throws std::logic_error until it
+  // is destroyed). Spares every record a locked instruction: see "Writers".
+  bool single_writer = false;
 };
 
 // Per-record metadata kept in the header array of an oob_records ring
@@ -249,6 +259,7 @@ class DBuf {
                          std::uint64_t* end = nullptr);
   std::uint64_t place(std::uint64_t s, std::size_t len, std::uint64_t& pad) const;
   std::uint64_t space_limit() const;  // the writer may reserve up to here
+  void claim_writer();                // single_writer: this handle's first write
 
   int fd_ = -1;
   void* base_ = nullptr;
@@ -261,6 +272,9 @@ class DBuf {
   std::uint32_t slot_shift_ = 0;  // log2(slot_)
   std::uint64_t entries_ = 0;     // oob_records: header entries (a power of two)
   std::uint64_t* ent_ = nullptr;  // oob_records: the header array, 4 words per entry
+  bool single_writer_ = false;
+  std::uint64_t writer_token_ = 0;  // single_writer: non-zero once this handle writes
+  std::uint64_t next_seq_ = 0;      // single_writer: the seq of the next record
 };
 
 class DBuf::Pin {
