@@ -39,10 +39,15 @@ struct Child {
   bool plain;           // `>`: every accepted block
   bool rejected;        // `!>`: every rejected block
   compiler::EdgeSelector select;
+  // The common `N>` and `N:M>`: one range, checked inline.
+  bool one_range = false;
+  std::uint32_t lo = 0, hi = 0;
 
   bool takes(bool accepted, std::uint16_t cls) const {
     if (!accepted) return rejected;
-    return plain || select.selects(cls);
+    if (plain) return true;
+    if (one_range) return cls >= lo && cls <= hi;
+    return select.selects(cls);
   }
 };
 
@@ -172,8 +177,8 @@ struct Engine::Impl {
     bool accepted_ = false, emitted_ = false;
     std::uint16_t cls_ = 0;
 
-    // A fused child runs while its parent may still be inside process()
-    // (it emitted): the parent's state is kept across.
+    // A fused child of a node that emits runs inside that node's process():
+    // emit() keeps the node's state across.
     struct State {
       std::uint32_t node;
       bool accepted, emitted;
@@ -289,12 +294,10 @@ struct Engine::Impl {
     const Block& block = w.block(b);
     Counter::add(ctr.blocks, 1);
     Counter::add(ctr.bytes, block.data.size());
-    const auto saved = w.emitter.save();
     w.emitter.begin(n);
     f->process(block, w.emitter);
     const bool accepted = w.emitter.accepted_, emitted = w.emitter.emitted_;
     const std::uint16_t cls = w.emitter.cls_;
-    w.emitter.restore(saved);
     if (accepted) {
       Counter::add(ctr.accepted, 1);
       deliver(w, n, b, true, cls);
@@ -625,7 +628,11 @@ void Engine::Impl::NodeEmitter::emit(const Block& block, std::uint16_t cls) {
   emitted_ = true;
   const std::uint32_t b = w_.add_emitted(block);
   Counter::add(w_.counters[node_].accepted, 1);
+  // A fused child runs now, inside the emitting filter's process(), and
+  // takes the emitter over: the emitting node's state comes back after.
+  const State saved = save();
   w_.engine->deliver(w_, node_, b, true, cls);
+  restore(saved);
 }
 
 Engine::Engine(const compiler::RequestDag& dag, const std::vector<bool>& in_user,
@@ -713,8 +720,13 @@ Engine::Engine(const compiler::RequestDag& dag, const std::vector<bool>& in_user
         throw std::invalid_argument(describe(v) + " runs in userspace but feeds " + describe(to) +
                                     ", which does not: blocks only move up");
       const auto& sel = g[*it].select;
-      m.nodes[i].children.push_back(
-          {index[to], *input_index(v, to), sel.plain(), sel.rejected, sel});
+      Child c{index[to], *input_index(v, to), sel.plain(), sel.rejected, sel};
+      if (!sel.rejected && !sel.invert && sel.ranges.size() == 1) {
+        c.one_range = true;
+        c.lo = sel.ranges[0].lo;
+        c.hi = sel.ranges[0].hi;
+      }
+      m.nodes[i].children.push_back(std::move(c));
     }
   }
 

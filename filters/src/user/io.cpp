@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 
 namespace srl::filters::user {
 
@@ -35,12 +37,21 @@ void append_pcap_header(std::vector<std::uint8_t>& out, std::uint32_t snaplen) {
 
 std::size_t append_pcap_record(std::vector<std::uint8_t>& out, const Block& block,
                                std::uint32_t snaplen) {
+  // The sinks' per-packet path: the header goes in as one 16-byte piece.
   const std::size_t caplen = std::min<std::size_t>(block.data.size(), snaplen);
   const auto wire = std::max<std::uint64_t>(block.wire_len, block.data.size());
-  append_le32(out, static_cast<std::uint32_t>(block.ts_ns / 1'000'000'000));
-  append_le32(out, static_cast<std::uint32_t>(block.ts_ns % 1'000'000'000));
-  append_le32(out, static_cast<std::uint32_t>(caplen));
-  append_le32(out, static_cast<std::uint32_t>(std::min<std::uint64_t>(wire, UINT32_MAX)));
+  const std::uint32_t fields[4] = {
+      static_cast<std::uint32_t>(block.ts_ns / 1'000'000'000),
+      static_cast<std::uint32_t>(block.ts_ns % 1'000'000'000), static_cast<std::uint32_t>(caplen),
+      static_cast<std::uint32_t>(std::min<std::uint64_t>(wire, UINT32_MAX))};
+  std::uint8_t header[16];
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(header, fields, sizeof header);
+  } else {
+    for (int i = 0; i < 16; ++i)
+      header[i] = static_cast<std::uint8_t>(fields[i / 4] >> (8 * (i % 4)));
+  }
+  out.insert(out.end(), header, header + 16);
   out.insert(out.end(), block.data.begin(),
              block.data.begin() + static_cast<std::ptrdiff_t>(caplen));
   return caplen;

@@ -21,7 +21,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "as_user.h"
@@ -247,7 +249,11 @@ class PcapIn final : public UserSource {
         offsets_[n] = used;
         used += caplen;
       }
-      parsed_[n] = parse_packet({head_data_, caplen});
+      // Built in place: assigning the returned value would read it back in
+      // wide loads from the narrower stores that wrote it, a store-forwarding
+      // stall per packet.
+      static_assert(std::is_trivially_destructible_v<ParsedPacket>);
+      ::new (static_cast<void*>(&parsed_[n])) ParsedPacket(parse_packet({head_data_, caplen}));
       b.ts_ns = head_ts_ns_;
       b.wire_len = std::max<std::uint32_t>(head_wire_len_, static_cast<std::uint32_t>(caplen));
       b.kind = BlockKind::packet;
