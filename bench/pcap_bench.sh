@@ -46,13 +46,14 @@ with open(path, "wb") as out:
         out.write(struct.pack("<II", 1700000000 + i // 1000000, i % 1000000) + r[8:])
 PY
 size=$(du -m "$tmp/in.pcap" | cut -f1)
-sync; cat "$tmp/in.pcap" >/dev/null  # written back, then in the page cache
 
 cpu() {  # CMD...: prints "user+sys wall" seconds of the child
-  # Each run starts with no dirty pages: else one run's output is written
+  # Each run starts with no dirty pages (else one run's output is written
   # back while the next one runs, and which of the two pays depends on the
-  # order of the runs.
+  # order of the runs) and with the whole capture in the page cache (this
+  # machine's cache may have let some of it go since the last run).
   sync
+  cat "$tmp/in.pcap" >/dev/null
   # wait4() gives that one child's usage. RUSAGE_CHILDREN would not: it also
   # counts whatever the interpreter's own start-up ran and waited for before
   # it (a version-manager shim's commands survive its exec into python).

@@ -268,6 +268,45 @@ TEST_CASE("pcapin and the pcap sink round-trip a capture record for record") {
         le32(0xa1b23c4d) + le16(2) + le16(4) + le32(0) + le32(0) + le32(262144) + le32(1));
 }
 
+TEST_CASE("pcapin and the pcap sink carry records of the largest size across chunks") {
+  // 262144-byte records (libpcap's largest) between small ones: each
+  // crosses the reader's chunk and the sink's flush boundaries somewhere.
+  TempDir dir;
+  const auto small = corpus_records();
+  std::vector<Record> records;
+  for (std::uint32_t i = 0; i < 12; ++i) {
+    Record big = small[i % small.size()];
+    big.bytes.resize(262144, static_cast<std::uint8_t>(0x41 + i));
+    big.len = 262144;
+    big.ts_ns += i;
+    records.push_back(big);
+    for (std::size_t k = 0; k < 1 + i * 7 % 5; ++k)
+      records.push_back(small[(i + k) % small.size()]);
+  }
+  const std::string in = dir / "in.pcap";
+  const std::string out = dir / "out.pcap";
+  write_with_libpcap(in, records);
+  auto src = pcapin(in);
+  auto sink = filters::make_user_filter(filter_config("pcap", {{"file", out}}));
+  NullEmitter em;
+  std::vector<Block> blocks(3);
+  std::vector<Record> seen;
+  for (int i = 0; i < 10'000 && !src->done(); ++i) {
+    const std::size_t n = src->poll(blocks, 0);
+    for (std::size_t k = 0; k < n; ++k) {
+      const Block& b = blocks[k];
+      seen.push_back({b.ts_ns, b.wire_len, Bytes(b.data.begin(), b.data.end())});
+      sink->process(b, em);
+    }
+  }
+  sink->finish(em);
+  CHECK(src->done());
+  CHECK(seen == records);
+  CHECK(read_with_libpcap(out) == records);
+  CHECK(stat_of(src->stats(), "packets") == records.size());  // and no read_errors
+  CHECK(src->stats().size() == 3);
+}
+
 TEST_CASE("pcapin reads microsecond pcap, parses every block, and keeps nothing stale") {
   TempDir dir;
   auto records = corpus_records();

@@ -70,7 +70,9 @@ PcapHandle open_capture(const std::string& path, const std::optional<FileOwner>&
 
 // A classic pcap file (either byte order, µs or ns), read in large chunks
 // (two, alternating) that records are then used from in place. The chunk is
-// sized to stay in cache: the kernel's copy streams the file, and the
+// sized to stay in cache, next to a sink's buffer (the pcap sink's 1 MiB
+// buffer beside them cost ~10% more CPU than 256 KiB on a 2 MiB L2), and to
+// hold the largest record: the kernel's copy streams the file, and the
 // records are hot when the filters look at them (reading them from a
 // mapping instead stalls on every record header: the next record's place
 // depends on the previous one's length).
@@ -180,6 +182,7 @@ class BufferedPcap {
  private:
   static constexpr std::size_t kMaxRecord = 0x40000;  // libpcap's largest snaplen
   static constexpr std::size_t kChunk = std::size_t{1} << 19;
+  static_assert(kChunk >= 16 + kMaxRecord, "a chunk holds the largest record");
   explicit BufferedPcap(int fd)
       : fd_(fd), chunks_{std::vector<std::uint8_t>(kChunk), std::vector<std::uint8_t>(kChunk)} {}
   std::uint32_t u32(const std::uint8_t* at) const {
