@@ -724,7 +724,9 @@ std::size_t DBuf::write_many(const std::span<const std::byte>* recs, std::size_t
       // fast: only waits for other writers' commits
       if (fast || now - spin_start < kSpinTime) {
         if (spins % 64 == 0) std::this_thread::yield();
-        for (int i = 0; i < 16; ++i)
+        // A growing pause, as the readers' (wait_for_data): every look at
+        // the readers' indices pulls their lines over while they release.
+        for (int i = 0, k = 16 << std::min(spins / 8, 4); i < k; ++i)
           cpu_relax();
       } else {
         wait_on(
