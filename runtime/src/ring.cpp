@@ -1005,8 +1005,8 @@ DBuf::Reader::~Reader() {
   if (ring_ == nullptr) return;
   RingHeader* h = ring_->hdr_;
   at(h->slots[slot_].active).store(0, std::memory_order_release);
-  notify(h->symmetric_wakeups, h->space_seq,
-         h->space_waiters);  // a writer may wait for this reader
+  // A writer may wait for this reader.
+  notify(h->symmetric_wakeups, h->space_seq, h->space_waiters);
 }
 
 void DBuf::Reader::add_source(const DBuf& source) {
