@@ -11,7 +11,7 @@ namespace srl::cli {
 
 void add_filters_command(CLI::App& app, int& result) {
   struct Options {
-    DaemonOptions daemon;
+    DaemonClient daemon;
     bool json = false;
   };
   auto o = std::make_shared<Options>();
@@ -21,7 +21,7 @@ void add_filters_command(CLI::App& app, int& result) {
   cmd->footer("Exit status: 0 ok, 1 the daemon cannot be reached or refused, 2 usage.");
   cmd->callback([o, &result] {
     grpc::ClientContext c;
-    DaemonOptions::deadline(c);
+    DaemonClient::deadline(c);
     v1::FiltersReply reply;
     const auto status = o->daemon.stub()->Filters(&c, v1::FiltersRequest(), &reply);
     if (!status.ok()) {

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "daemon_client.h"
+#include "daemon_module.h"
 #include "model_options.h"
 #include "srl/compiler/compiler.h"
 #include "srl/optimizer/optimizer.h"
@@ -25,9 +25,11 @@ int plan_with_daemon(const Opts& o) {
     std::cerr << "srl plan: with -n NAME give exactly one FILE or -e EXPR\n";
     return kExitUsage;
   }
-  srl::v1::PlanRequest req;
-  req.set_name(o.name);
-  auto* src = req.add_sources();
+  DaemonPlan p;
+  p.daemon = o.daemon;
+  p.name = o.name;
+  p.devices = o.model.devices;
+  p.json = o.json;
   if (!o.files.empty()) {
     std::ifstream in(o.files.front(), std::ios::binary);
     if (!in) {
@@ -36,37 +38,17 @@ int plan_with_daemon(const Opts& o) {
     }
     std::stringstream ss;
     ss << in.rdbuf();
-    src->set_text(ss.str());
-    src->set_file_name(o.files.front());
+    p.text = ss.str();
+    p.file_name = o.files.front();
   } else {
-    src->set_text(o.exprs.front());
+    p.text = o.exprs.front();
   }
-  for (const auto& d : o.model.devices)
-    src->add_devices(d);
-  grpc::ClientContext ctx;
-  DaemonOptions::deadline(ctx, 60);
-  srl::v1::PlanReply reply;
-  const auto st = o.daemon.stub()->Plan(&ctx, req, &reply);
-  if (!st.ok()) {
-    std::cerr << "srl plan: " << o.daemon.describe(st) << "\n";
+  try {
+    return daemon_module().plan(p);
+  } catch (const std::exception& e) {
+    std::cerr << "srl plan: " << e.what() << "\n";
     return kExitFailure;
   }
-  for (const auto& d : reply.diagnostics())
-    std::cerr << d.rendered();
-  if (!reply.ok()) return kExitFailure;
-  if (o.json) {
-    nlohmann::ordered_json out;
-    out["plan"] = nlohmann::json::parse(reply.plan_json());
-    out["changes"] = nlohmann::json::array();
-    for (const auto& c : reply.changes())
-      out["changes"].push_back(c);
-    std::cout << out.dump(2) << "\n";
-  } else {
-    std::cout << reply.text() << "\nchanges against what runs now:\n";
-    for (const auto& c : reply.changes())
-      std::cout << "  " << c << "\n";
-  }
-  return kExitOk;
 }
 
 }  // namespace

@@ -210,7 +210,7 @@ const char* code_name(grpc::StatusCode code) {
 
 // The daemon's message; a bare status (a method the daemon does not
 // serve answers UNIMPLEMENTED with no text) is named, not printed empty.
-std::string why(const DaemonOptions& d, const char* rpc, const grpc::Status& s) {
+std::string why(const DaemonClient& d, const char* rpc, const grpc::Status& s) {
   std::string text = d.describe(s);
   if (text.empty()) {
     text = "controld answered " + std::string(code_name(s.error_code())) + " to " + rpc;
@@ -220,7 +220,7 @@ std::string why(const DaemonOptions& d, const char* rpc, const grpc::Status& s) 
 }
 
 // What a failed call prints: the daemon's message after the command's name.
-void report(const char* command, const char* rpc, const DaemonOptions& d, const grpc::Status& s) {
+void report(const char* command, const char* rpc, const DaemonClient& d, const grpc::Status& s) {
   std::cerr << "srl " << command << ": " << why(d, rpc, s) << "\n";
 }
 
@@ -260,9 +260,9 @@ class StopOnSignal {
   std::atomic<bool> done_{false}, stopped_{false};
 };
 
-int stats_once(const DaemonOptions& daemon, const std::string& name, bool json) {
+int stats_once(const DaemonClient& daemon, const std::string& name, bool json) {
   grpc::ClientContext c;
-  DaemonOptions::deadline(c);
+  DaemonClient::deadline(c);
   v1::StatsRequest request;
   request.set_name(name);
   v1::StatsReply reply;
@@ -280,7 +280,7 @@ int stats_once(const DaemonOptions& daemon, const std::string& name, bool json) 
   return kExitOk;
 }
 
-int stats_watch(const DaemonOptions& daemon, const std::string& name, double interval, bool json) {
+int stats_watch(const DaemonClient& daemon, const std::string& name, double interval, bool json) {
   StopOnSignal stop;
   grpc::ClientContext c;
   v1::WatchRequest request;
@@ -343,7 +343,7 @@ int stats_watch(const DaemonOptions& daemon, const std::string& name, double int
 
 void add_apply_command(CLI::App& app, int& result) {
   struct Options {
-    DaemonOptions daemon;
+    DaemonClient daemon;
     std::string file, expr, name;
     std::vector<std::string> devices;
     bool replace = false, json = false;
@@ -404,7 +404,7 @@ void add_apply_command(CLI::App& app, int& result) {
       source->set_text(text.str());
     }
     grpc::ClientContext c;
-    DaemonOptions::deadline(c, kApplySeconds);
+    DaemonClient::deadline(c, kApplySeconds);
     v1::ApplyReply reply;
     const auto status = o->daemon.stub()->Apply(&c, request, &reply);
     if (!status.ok()) {
@@ -436,7 +436,7 @@ void add_apply_command(CLI::App& app, int& result) {
 
 void add_ls_command(CLI::App& app, int& result) {
   struct Options {
-    DaemonOptions daemon;
+    DaemonClient daemon;
     bool quiet = false, json = false;
   };
   auto o = std::make_shared<Options>();
@@ -450,7 +450,7 @@ void add_ls_command(CLI::App& app, int& result) {
       "cannot be reached, 2 usage.");
   cmd->callback([o, &result] {
     grpc::ClientContext c;
-    DaemonOptions::deadline(c);
+    DaemonClient::deadline(c);
     v1::ListReply reply;
     const auto status = o->daemon.stub()->List(&c, v1::ListRequest(), &reply);
     if (!status.ok()) {
@@ -492,7 +492,7 @@ void add_ls_command(CLI::App& app, int& result) {
 
 void add_show_command(CLI::App& app, int& result) {
   struct Options {
-    DaemonOptions daemon;
+    DaemonClient daemon;
     std::string name;
     bool json = false;
   };
@@ -506,7 +506,7 @@ void add_show_command(CLI::App& app, int& result) {
       "Exit status: 0 ok, 1 no such request, the daemon refused or cannot be reached, 2 usage.");
   cmd->callback([o, &result] {
     grpc::ClientContext c;
-    DaemonOptions::deadline(c);
+    DaemonClient::deadline(c);
     v1::GetRequest request;
     request.set_name(o->name);
     v1::RequestInfo r;
@@ -537,7 +537,7 @@ void add_show_command(CLI::App& app, int& result) {
 
 void add_rm_command(CLI::App& app, int& result) {
   struct Options {
-    DaemonOptions daemon;
+    DaemonClient daemon;
     std::vector<std::string> names;
     bool json = false;
   };
@@ -562,7 +562,7 @@ void add_rm_command(CLI::App& app, int& result) {
       grpc::Status status;
       if (unreachable.empty()) {
         grpc::ClientContext c;
-        DaemonOptions::deadline(c, kApplySeconds);
+        DaemonClient::deadline(c, kApplySeconds);
         v1::RemoveRequest request;
         request.set_name(name);
         v1::RemoveReply reply;
@@ -590,7 +590,7 @@ void add_rm_command(CLI::App& app, int& result) {
 
 void add_stats_command(CLI::App& app, int& result) {
   struct Options {
-    DaemonOptions daemon;
+    DaemonClient daemon;
     std::string name;
     bool watch = false, json = false;
     double interval = 1;

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "daemon_client.h"
+#include "daemon_module.h"
 #include "model_options.h"
 
 namespace srl::cli {
@@ -33,20 +33,20 @@ void add_spaces_command(CLI::App& app, int& result) {
   cmd->callback([o, &result] {
     // With --socket, the daemon's view (the machine it runs on).
     if (!o->daemon.socket.empty()) {
-      grpc::ClientContext ctx;
-      DaemonOptions::deadline(ctx, 30);
-      srl::v1::SpacesRequest req;
-      for (const auto& d : o->model.devices)
-        req.add_devices(d);
-      srl::v1::SpacesReply reply;
-      const auto st = o->daemon.stub()->Spaces(&ctx, req, &reply);
-      if (!st.ok()) {
-        std::cerr << "srl spaces: " << o->daemon.describe(st) << "\n";
+      std::string model_json, error;
+      try {
+        if (!daemon_module().spaces(o->daemon, o->model.devices, model_json, error)) {
+          std::cerr << "srl spaces: " << error << "\n";
+          result = kExitFailure;
+          return;
+        }
+      } catch (const std::exception& e) {
+        std::cerr << "srl spaces: " << e.what() << "\n";
         result = kExitFailure;
         return;
       }
       try {
-        const auto m = optimizer::model_from_json(nlohmann::json::parse(reply.model_json()));
+        const auto m = optimizer::model_from_json(nlohmann::json::parse(model_json));
         if (!o->save.empty()) optimizer::save_model(m, o->save);
         std::cout << (o->json ? optimizer::to_json(m).dump(2) + "\n" : optimizer::to_text(m));
         result = kExitOk;

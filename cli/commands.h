@@ -1,5 +1,6 @@
 // The subcommands of `srl`. Each lives in cmd_NAME.cpp and registers itself
-// on the application with add_NAME_command; srl.cpp only lists them.
+// on the application with add_NAME_command; srl.cpp only lists them (and
+// the daemon-commands module those that talk to controld).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -17,10 +18,10 @@ void add_run_command(CLI::App& app, int& result);
 void add_plan_command(CLI::App& app, int& result);
 void add_spaces_command(CLI::App& app, int& result);
 void add_calibrate_command(CLI::App& app, int& result);
-// Commands that talk to controld (cmd_filters.cpp).
+// Commands that talk to controld, in the daemon-commands module
+// (daemon_module.h): `srl filters` (cmd_filters.cpp), and the requests
+// controld runs: `srl apply`, `ls`, `show`, `rm`, `stats` (cmd_requests.cpp).
 void add_filters_command(CLI::App& app, int& result);
-// The requests controld runs: `srl apply`, `ls`, `show`, `rm`, `stats`
-// (cmd_requests.cpp).
 void add_apply_command(CLI::App& app, int& result);
 void add_ls_command(CLI::App& app, int& result);
 void add_show_command(CLI::App& app, int& result);

@@ -1,5 +1,21 @@
 // srl: the command line of the SRL control plane.
+#include <iostream>
+#include <string_view>
+
 #include "commands.h"
+#include "daemon_module.h"
+
+namespace {
+
+// Commands that run here alone: they do not need the daemon-commands module
+// (daemon_module.h), so it is not opened for them. Everything else (a daemon
+// command, --help, a mistyped command) opens it, so that all commands are
+// known.
+bool local_command(std::string_view name) {
+  return name == "run" || name == "plan" || name == "spaces" || name == "calibrate";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"srl: run SRL requests on this machine's packet processing spaces", "srl"};
@@ -10,12 +26,14 @@ int main(int argc, char** argv) {
   srl::cli::add_plan_command(app, result);
   srl::cli::add_spaces_command(app, result);
   srl::cli::add_calibrate_command(app, result);
-  srl::cli::add_filters_command(app, result);
-  srl::cli::add_apply_command(app, result);
-  srl::cli::add_ls_command(app, result);
-  srl::cli::add_show_command(app, result);
-  srl::cli::add_rm_command(app, result);
-  srl::cli::add_stats_command(app, result);
+  if (argc < 2 || !local_command(argv[1])) {
+    try {
+      srl::cli::daemon_module().add_commands(app, result);
+    } catch (const std::exception& e) {
+      std::cerr << "srl: " << e.what() << "\n";
+      return srl::cli::kExitFailure;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

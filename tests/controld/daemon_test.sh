@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # controld as a process: it listens on its socket, refuses to start while
 # another daemon answers there, serves `srl filters`, stops on SIGTERM with
-# exit 0 and removes its socket; `srl filters` without a daemon says so.
+# exit 0 and removes its socket; `srl filters` without a daemon says so; the
+# CLI's daemon commands load from their module, and only they.
 # Usage: daemon_test.sh CONTROLD SRL
 set -uo pipefail
 controld=$(realpath "$1")
@@ -50,6 +51,23 @@ rc=$?
 rc=$?
 [[ $rc -eq 1 ]] && grep -q "cannot reach controld at $sock" "$tmp/err3" \
   && ok "no daemon: srl filters says so" || fail "no daemon: exit $rc: $(cat "$tmp/err3")"
+
+# The daemon commands are a module of their own: other commands never load
+# gRPC, and without the module they still work while daemon commands say
+# where they looked for it.
+loaded=$(LD_DEBUG=files "$srl" run --help 2>&1 >/dev/null | grep -c 'file=.*libgrpc' || true)
+[[ $loaded -eq 0 ]] && ok "srl run does not load gRPC" || fail "srl run loaded gRPC ($loaded)"
+loaded=$(LD_DEBUG=files "$srl" ls --socket "$sock" 2>&1 >/dev/null | grep -c 'file=.*libgrpc' || true)
+[[ $loaded -gt 0 ]] && ok "srl ls loads gRPC (the module)" || fail "srl ls did not load gRPC"
+mkdir -p "$tmp/bin"
+cp "$srl" "$tmp/bin/srl"
+"$tmp/bin/srl" run --help >/dev/null 2>&1 && ok "without the module: srl run works" \
+  || fail "without the module: srl run --help failed"
+"$tmp/bin/srl" ls --socket "$sock" >/dev/null 2>"$tmp/err5"
+rc=$?
+[[ $rc -eq 1 ]] && grep -q "cannot load the daemon commands (srl-daemon-cli.so)" "$tmp/err5" \
+  && grep -q "$tmp/bin/srl-daemon-cli.so: not there" "$tmp/err5" \
+  && ok "without the module: srl ls says where it looked" || fail "without the module: exit $rc: $(cat "$tmp/err5")"
 
 # Options from the configuration file.
 cat >"$tmp/controld.conf" <<CONF
