@@ -135,8 +135,11 @@ std::unique_ptr<filters::UserSource> pcapin(const std::string& path, std::int64_
 }
 
 // Everything a source gives at a clock that never stops it, in batches of
-// `batch`, as records.
-std::vector<Record> drain(filters::UserSource& src, std::size_t batch = 7) {
+// `batch`, as records; each block also into `sink` when there is one, which
+// gets a tick every `tick_every` polls (0: never).
+std::vector<Record> drain(filters::UserSource& src, std::size_t batch = 7,
+                          filters::UserFilter* sink = nullptr, int tick_every = 0) {
+  NullEmitter em;
   std::vector<Record> out;
   std::vector<Block> blocks(batch);
   for (int i = 0; i < 1'000'000 && !src.done(); ++i) {
@@ -147,7 +150,9 @@ std::vector<Record> drain(filters::UserSource& src, std::size_t batch = 7) {
       REQUIRE(b.parsed != nullptr);
       CHECK(b.parsed->len == b.data.size());
       out.push_back({b.ts_ns, b.wire_len, Bytes(b.data.begin(), b.data.end())});
+      if (sink != nullptr) sink->process(b, em);
     }
+    if (sink != nullptr && tick_every != 0 && i % tick_every == 0) sink->tick(0, em);
   }
   CHECK(src.done());
   return out;
@@ -232,18 +237,8 @@ TEST_CASE("pcapin and the pcap sink round-trip a capture record for record") {
 
   auto src = pcapin(in);
   auto sink = filters::make_user_filter(filter_config("pcap", {{"file", out}}));
+  const auto seen = drain(*src, 7, sink.get(), 5);
   NullEmitter em;
-  std::vector<Block> blocks(7);
-  std::vector<Record> seen;
-  for (int i = 0; i < 100'000 && !src->done(); ++i) {
-    const std::size_t n = src->poll(blocks, 0);
-    for (std::size_t k = 0; k < n; ++k) {
-      const Block& b = blocks[k];
-      seen.push_back({b.ts_ns, b.wire_len, Bytes(b.data.begin(), b.data.end())});
-      sink->process(b, em);
-    }
-    if (i % 5 == 0) sink->tick(0, em);
-  }
   // A stream chunk has no Ethernet framing: counted, not written.
   filters::FlowInfo flow{.id = 1, .family = filters::L3Kind::ipv4};
   Block chunk;
@@ -288,19 +283,9 @@ TEST_CASE("pcapin and the pcap sink carry records of the largest size across chu
   write_with_libpcap(in, records);
   auto src = pcapin(in);
   auto sink = filters::make_user_filter(filter_config("pcap", {{"file", out}}));
+  const auto seen = drain(*src, 3, sink.get());
   NullEmitter em;
-  std::vector<Block> blocks(3);
-  std::vector<Record> seen;
-  for (int i = 0; i < 10'000 && !src->done(); ++i) {
-    const std::size_t n = src->poll(blocks, 0);
-    for (std::size_t k = 0; k < n; ++k) {
-      const Block& b = blocks[k];
-      seen.push_back({b.ts_ns, b.wire_len, Bytes(b.data.begin(), b.data.end())});
-      sink->process(b, em);
-    }
-  }
   sink->finish(em);
-  CHECK(src->done());
   CHECK(seen == records);
   CHECK(read_with_libpcap(out) == records);
   CHECK(stat_of(src->stats(), "packets") == records.size());  // and no read_errors
