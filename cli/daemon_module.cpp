@@ -6,7 +6,6 @@
 
 #include <climits>
 #include <filesystem>
-#include <mutex>
 #include <stdexcept>
 
 namespace srl::cli {
@@ -59,10 +58,9 @@ const DaemonModule& open_module() {
 }  // namespace
 
 const DaemonModule& daemon_module() {
-  static const DaemonModule* module = nullptr;
-  static std::once_flag once;
-  std::call_once(once, [] { module = &open_module(); });
-  return *module;
+  // Opened once; a failed attempt throws and the next call tries again.
+  static const DaemonModule& module = open_module();
+  return module;
 }
 
 }  // namespace srl::cli
