@@ -77,6 +77,12 @@ void remove_stale_runs(const fs::path& runs) {
     // XDP links go with their pins; TC filters are not links and must be
     // detached, if they still run the pinned program.
     for (const auto& dev : fs::directory_iterator(run.path(), ec)) {
+      // An XDP hook in libxdp's dispatcher is held by libxdp's pins too:
+      // taken over and dropped, it leaves the dispatcher.
+      if (kernel::XdpHook::pinned_at(dev.path())) try {
+          kernel::XdpHook::adopt(dev.path()).reset();
+        } catch (const std::exception&) {
+        }
       const auto program = dev.path() / "tc-program";
       const unsigned ifindex = if_nametoindex(dev.path().filename().c_str());
       if (ifindex != 0 && fs::exists(program, ec))

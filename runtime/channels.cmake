@@ -3,7 +3,7 @@
 if(NOT TARGET PkgConfig::LIBXDP)
   pkg_check_modules(LIBXDP REQUIRED IMPORTED_TARGET libxdp)
 endif()
-target_sources(srl_runtime PRIVATE src/afxdp.cpp src/packet_socket.cpp)
+target_sources(srl_runtime PRIVATE src/afxdp.cpp src/copy_ring.cpp src/packet_socket.cpp)
 target_link_libraries(srl_runtime PUBLIC srl_user_filters PRIVATE PkgConfig::LIBXDP)
 
 # Needs root: network namespaces, veth pairs, XDP and AF_XDP.

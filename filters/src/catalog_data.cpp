@@ -233,10 +233,17 @@ std::vector<FilterSpec> make_builtin() {
                .options = {{.name = "dev",
                             .type = T::device,
                             .required = true,
-                            .help = "interface to transmit on"}},
+                            .help = "interface to transmit on"},
+                           {.name = "mode",
+                            .type = T::choice,
+                            .default_value = std::string("mirror"),
+                            .choices = {"mirror", "forward"},
+                            .help = "mirror: a copy goes out and the original continues; "
+                                    "forward: the block goes out instead"}},
                .class_meaning = "terminal",
                .cost = {k(20), k(300, 0.1), std::nullopt},
-               .ebpf_insns = 8});
+               .ebpf_insns = 8,
+               .kernel_tc_only = true});
 
   // Userspace: reassembly and application protocols.
   f.push_back({.name = "tcpstream",

@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -287,6 +288,32 @@ BpfFeatures probe_bpf() {
   return f;
 }
 
+// Who holds the XDP hook of `dev` outright, so that srl cannot run there:
+// nullopt when the hook is empty, holds libxdp's multi-program dispatcher
+// (srl joins it) or an srl program, or when the holder cannot be inspected
+// (the runtime says so at attach). Only the program's name is needed here;
+// runtime/src/xdp_attach.cpp (kernel::xdp_hook_holder) also checks with
+// libxdp that the dispatcher can be joined.
+std::optional<std::string> xdp_hook_held(const std::string& dev) {
+  const int ifindex = static_cast<int>(if_nametoindex(dev.c_str()));
+  bpf_xdp_query_opts q{};
+  q.sz = sizeof q;
+  if (ifindex == 0 || bpf_xdp_query(ifindex, 0, &q) != 0) return std::nullopt;
+  const std::uint32_t id = q.drv_prog_id != 0 ? q.drv_prog_id : q.skb_prog_id;
+  if (id == 0) return std::nullopt;
+  const int fd = bpf_prog_get_fd_by_id(id);
+  if (fd < 0) return std::nullopt;
+  bpf_prog_info info{};
+  std::uint32_t len = sizeof info;
+  const bool ok = bpf_obj_get_info_by_fd(fd, &info, &len) == 0;
+  close(fd);
+  if (!ok) return std::nullopt;
+  const std::string name(info.name, strnlen(info.name, sizeof info.name));
+  if (name == "xdp_dispatcher" || name.starts_with("srl_")) return std::nullopt;
+  return dev + "'s XDP hook is held by program " + std::to_string(id) + " '" + name + "' (" +
+         (q.drv_prog_id != 0 ? "native" : "generic") + " mode, not a libxdp dispatcher)";
+}
+
 class OffloadEmulator final : public SpaceDriver {
  public:
   std::string name() const override { return "offload-emulator"; }
@@ -437,7 +464,12 @@ SystemModel discover(const DiscoveryOptions& opt) {
     // The verifier's limit since Linux 5.2 for privileged loaders.
     x.ebpf_insn_limit = 1'000'000;
     x.caches = m.host.caches;
-    m.spaces.push_back(x);
+    // A hook another program holds outright is no space of srl's: the
+    // device's requests run from its TC hook.
+    if (auto held = opt.probe_bpf ? xdp_hook_held(dev) : std::nullopt)
+      m.notes.push_back(*held + ": no xdp space on " + dev + "; its kernel part runs at TC");
+    else
+      m.spaces.push_back(x);
     Space t;
     t.id = "tc:" + dev;
     t.kind = Kind::tc;

@@ -112,7 +112,7 @@ std::optional<Assignment> solve_milp(const Problem& p, SolveInfo* info,
     for (std::size_t s = 0; s < S; ++s) {
       if (!x[ed.from][s]) continue;
       for (std::size_t t = 0; t < S; ++t)
-        if (x[ed.to][t] && p.pair(s, t).allowed) ys.push_back({e, s, t});
+        if (x[ed.to][t] && p.pair(ed, s, t).allowed) ys.push_back({e, s, t});
     }
   }
   // Cost and channel of a crossing column.
@@ -120,7 +120,7 @@ std::optional<Assignment> solve_milp(const Problem& p, SolveInfo* info,
     return p.edge_cost(p.edges[y.e], y.s == kReader ? other(y.t) : y.s, y.t);
   };
   auto ypair = [&](const Y& y) -> const PairChannel& {
-    return p.pair(y.s == kReader ? other(y.t) : y.s, y.t);
+    return p.pair(p.edges[y.e], y.s == kReader ? other(y.t) : y.s, y.t);
   };
   const int ybase = ncols;
   ncols += static_cast<int>(ys.size());

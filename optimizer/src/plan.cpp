@@ -250,7 +250,7 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
     std::set<std::string> kinds;
     for (std::size_t e : in_edges[v]) {
       const std::size_t from = a[p.edges[e].from];
-      kinds.insert(from == s ? "call" : std::string(to_string(p.pair(from, s).kind)));
+      kinds.insert(from == s ? "call" : std::string(to_string(p.pair(p.edges[e], from, s).kind)));
     }
     for (const auto& k : kinds)
       np.channel_in += (np.channel_in.empty() ? "" : ",") + k;
@@ -325,9 +325,24 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
     const std::size_t s = a[e.from], t = a[e.to];
     ep.from_space = p.spaces[s].id;
     ep.to_space = p.spaces[t].id;
-    ep.channel = s == t ? "call" : std::string(to_string(p.pair(s, t).kind));
-    ep.zero_copy = s == t || p.pair(s, t).zero_copy;
-    if (s != t) ep.via = p.pair(s, t).via;
+    const PairChannel& c = p.pair(e, s, t);
+    ep.channel = s == t ? "call" : std::string(to_string(c.kind));
+    ep.zero_copy = s == t || c.zero_copy;
+    if (s != t) ep.via = c.via;
+    if (p.spaces[s].kind != Kind::user && p.spaces[t].kind == Kind::user) {
+      if (e.take) {
+        const auto& consumer = p.nodes[e.consumer];
+        ep.delivery = "take";
+        ep.delivery_why = "consumed in userspace by " + consumer.id + " (" +
+                          std::string(consumer.spec->name) +
+                          "): every block on this edge leaves the host's stack";
+      } else {
+        ep.delivery = "copy";
+        ep.delivery_why =
+            "the userspace part only observes: the block goes on to the stack with the "
+            "kernel part's verdict";
+      }
+    }
     ep.rate_pps = e.rate;
     ep.cost_ns_per_s = p.edge_cost(e, s, t);
     out.edges.push_back(std::move(ep));
@@ -460,6 +475,10 @@ nlohmann::ordered_json to_json(const Plan& p, bool with_timing) {
            {"to_space", e.to_space},  {"channel", e.channel},
            {"zero_copy", e.zero_copy}};
     if (!e.via.empty()) o["via"] = e.via;
+    if (!e.delivery.empty()) {
+      o["delivery"] = e.delivery;
+      o["delivery_why"] = e.delivery_why;
+    }
     o["rate_pps"] = e.rate_pps;
     o["cost_ns_per_s"] = e.cost_ns_per_s;
     edges.push_back(o);
@@ -536,8 +555,10 @@ std::string to_text(const Plan& p) {
   for (const auto& e : p.edges)
     if (e.channel != "call")
       o << "  " << e.from << " " << e.select << " " << e.to << "  " << e.from_space << " -> "
-        << e.to_space << " " << e.channel << (e.zero_copy ? " (zero-copy)" : " (copy)") << ", "
-        << rate(e.rate_pps) << ", " << cpu(e.cost_ns_per_s) << "\n";
+        << e.to_space << " " << e.channel << (e.zero_copy ? " (zero-copy)" : " (bytes copied)")
+        << ", " << rate(e.rate_pps) << ", " << cpu(e.cost_ns_per_s) << "\n"
+        << (e.delivery.empty() ? std::string()
+                               : "    " + e.delivery + ": " + e.delivery_why + "\n");
   o << "\nspaces:\n";
   for (const auto& s : p.spaces) {
     if (s.nodes == 0 && s.load_ns_per_s == 0) continue;

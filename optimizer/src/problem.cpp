@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "srl/filters/delivery.h"
 #include "srl/optimizer/optimizer.h"
 
 namespace srl::optimizer {
@@ -50,10 +51,7 @@ std::vector<std::string> required_caps(const filters::FilterSpec& f, Kind k) {
   if (f.state == State::window || f.state == State::per_flow) out.push_back("map:lru_hash");
   if (f.name == "sample") out.push_back("helper:get_prandom_u32");
   if (f.name == "rate") out.push_back("helper:ktime_get_ns");
-  if (f.name == "tx") {
-    if (k == Kind::xdp) out.insert(out.end(), {"xdp:redirect", "map:devmap"});
-    if (k == Kind::tc) out.push_back("helper:redirect");
-  }
+  if (f.name == "tx" && k == Kind::tc) out.push_back("helper:redirect");
   return out;
 }
 
@@ -113,7 +111,7 @@ std::string node_name(const ProblemNode& n) {
 
 double Problem::edge_cost(const ProblemEdge& e, std::size_t s, std::size_t t) const {
   if (s == t) return 0;
-  const PairChannel& c = pair(s, t);
+  const PairChannel& c = pair(e, s, t);
   if (!c.allowed) return kNotAllowed;
   return e.rate * (c.ns_per_block + c.ns_per_byte * e.bytes);
 }
@@ -155,7 +153,7 @@ Evaluation evaluate(const Problem& p, const Assignment& a) {
   for (const auto& e : p.edges) {
     const std::size_t s = a[e.from], t = a[e.to];
     if (s == t) continue;
-    const PairChannel& c = p.pair(s, t);
+    const PairChannel& c = p.pair(e, s, t);
     if (!c.allowed) {
       fail(e.to, "no channel from " + p.spaces[s].id + " (" + p.nodes[e.from].id + ") to " +
                      p.spaces[t].id + " (" + p.nodes[e.to].id + ")" +
@@ -218,24 +216,29 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
   if (S0 == 0) throw PlanError("", "no-implementation", "the system model has no spaces");
   const auto devices = model.devices();
 
-  // Channels between each ordered pair of spaces: the cheapest for the mean block.
-  std::vector<PairChannel> real(S0 * S0);
-  for (std::size_t s = 0; s < S0; ++s) {
-    real[s * S0 + s] = PairChannel{.allowed = true};
-    for (std::size_t t = 0; t < S0; ++t) {
-      if (s == t) continue;
-      const Channel* c = model.best_channel(p.spaces[s].id, p.spaces[t].id, opt.block_bytes);
-      if (!c) continue;
-      real[s * S0 + t] = {.allowed = true,
-                          .kind = c->kind,
-                          .ns_per_block = c->ns_per_block,
-                          .ns_per_byte = c->ns_per_byte,
-                          .mem_bytes_per_byte = c->mem_bytes_per_byte,
-                          .capacity = c->capacity_blocks_per_s,
-                          .zero_copy = c->zero_copy,
-                          .via = c->via};
+  // Channels between each ordered pair of spaces: the cheapest for the mean
+  // block, among those that copy (`real`) and among all (`real_take`, for
+  // edges whose blocks are taken).
+  std::vector<PairChannel> real(S0 * S0), real_take(S0 * S0);
+  for (const bool copy : {true, false})
+    for (std::size_t s = 0; s < S0; ++s) {
+      auto& table = copy ? real : real_take;
+      table[s * S0 + s] = PairChannel{.allowed = true};
+      for (std::size_t t = 0; t < S0; ++t) {
+        if (s == t) continue;
+        const Channel* c = model.best_channel(p.spaces[s].id, p.spaces[t].id, opt.block_bytes,
+                                              copy ? Carries::copy : Carries::take);
+        if (!c) continue;
+        table[s * S0 + t] = {.allowed = true,
+                             .kind = c->kind,
+                             .ns_per_block = c->ns_per_block,
+                             .ns_per_byte = c->ns_per_byte,
+                             .mem_bytes_per_byte = c->mem_bytes_per_byte,
+                             .capacity = c->capacity_blocks_per_s,
+                             .zero_copy = c->zero_copy,
+                             .via = c->via};
+      }
     }
-  }
   p.members.assign(S0, {});
 
   // Replica sets over interchangeable cores (same capacity, same channels
@@ -271,30 +274,35 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
   const std::size_t S = p.S();
   // A flow hash per block where a stream is split over replicas.
   constexpr double kSplitNs = 10;
-  p.pairs.assign(S * S, PairChannel{});
-  for (std::size_t s = 0; s < S; ++s) {
-    p.pairs[s * S + s] = PairChannel{.allowed = true};
-    for (std::size_t t = 0; t < S; ++t) {
-      if (s == t) continue;
-      if (s < S0 && t < S0) {
-        p.pairs[s * S + t] = real[s * S0 + t];
-        continue;
+  auto derive = [&](const std::vector<PairChannel>& base) {
+    std::vector<PairChannel> pairs(S * S);
+    for (std::size_t s = 0; s < S; ++s) {
+      pairs[s * S + s] = PairChannel{.allowed = true};
+      for (std::size_t t = 0; t < S; ++t) {
+        if (s == t) continue;
+        if (s < S0 && t < S0) {
+          pairs[s * S + t] = base[s * S0 + t];
+          continue;
+        }
+        // Through a replica set: the channel its first core would use (a core
+        // of the set itself stands for another one), plus the split.
+        const auto other = [&](std::size_t set, std::size_t not_this) {
+          return p.members[set][0] != not_this ? p.members[set][0] : p.members[set][1];
+        };
+        std::size_t rs = s, rt = t;
+        if (s >= S0 && t < S0) rs = other(s, t);
+        if (s < S0 && t >= S0) rt = other(t, s);
+        if (s >= S0 && t >= S0) rs = p.members[s][0], rt = other(t, rs);
+        PairChannel c = base[rs * S0 + rt];
+        if (!c.allowed) continue;
+        if (t >= S0) c.ns_per_block += kSplitNs;
+        pairs[s * S + t] = c;
       }
-      // Through a replica set: the channel its first core would use (a core
-      // of the set itself stands for another one), plus the split.
-      const auto other = [&](std::size_t set, std::size_t not_this) {
-        return p.members[set][0] != not_this ? p.members[set][0] : p.members[set][1];
-      };
-      std::size_t rs = s, rt = t;
-      if (s >= S0 && t < S0) rs = other(s, t);
-      if (s < S0 && t >= S0) rt = other(t, s);
-      if (s >= S0 && t >= S0) rs = p.members[s][0], rt = other(t, rs);
-      PairChannel c = real[rs * S0 + rt];
-      if (!c.allowed) continue;
-      if (t >= S0) c.ns_per_block += kSplitNs;
-      p.pairs[s * S + t] = c;
     }
-  }
+    return pairs;
+  };
+  p.pairs = derive(real);
+  p.take_pairs = derive(real_take);
 
   // Merge the requests: identical stateless prefixes fed from the same
   // source become one node (same filter, options, pin, and the same inputs
@@ -303,7 +311,10 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
   struct PendingEdge {
     std::size_t from, to;
     compiler::EdgeSelector sel;
+    bool take = false;
+    std::size_t consumer = SIZE_MAX;
   };
+  std::vector<bool> consumes;  // per problem node
   std::vector<PendingEdge> pending;
   std::set<std::tuple<std::size_t, std::size_t, std::string>> seen_edges;
   for (const auto& req : requests) {
@@ -404,6 +415,11 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
                              std::string(filters::to_string(ik)) + " implementation";
           } else if (dn.space && *dn.space != to_string(sp.kind)) {
             pn.excluded[s] = "pinned: space=" + *dn.space;
+          } else if (f.kernel_tc_only && sp.kind == Kind::xdp) {
+            pn.excluded[s] = "capability: " + std::string(f.name) +
+                             " runs in the kernel at TC only (XDP cannot clone a frame for a "
+                             "mirror, and a native XDP redirect reaches only devices that take "
+                             "XDP frames)";
           } else if (!dev.empty() && sp.kind != Kind::user && sp.device != dev) {
             pn.excluded[s] = "device: it receives from " + dev + ", this space is on " + sp.device;
           } else if (!sp.capabilities.empty()) {
@@ -429,13 +445,27 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
                              std::to_string(sp.ebpf_insn_limit);
         }
         p.nodes.push_back(std::move(pn));
+        consumes.push_back(filters::consumes_block(f, dn.options));
       }
       for (auto [ei, ee] = boost::in_edges(v, g); ei != ee; ++ei) {
         const std::size_t from = index[boost::source(*ei, g)];
         if (seen_edges.insert({from, index[v], g[*ei].select.to_srl()}).second)
-          pending.push_back({from, index[v], g[*ei].select});
+          pending.push_back({from, index[v], g[*ei].select, false, SIZE_MAX});
       }
     }
+  }
+
+  // Copy or take (filters/delivery.h), by the nodes below each edge.
+  {
+    std::vector<std::vector<std::size_t>> children(p.nodes.size());
+    for (const auto& pe : pending)
+      children[pe.from].push_back(pe.to);
+    const auto consumer = filters::consumers_below(children, consumes);
+    for (std::size_t i = 0; i < pending.size(); ++i)
+      if (consumer[pending[i].to] != filters::kNone) {
+        pending[i].take = true;
+        pending[i].consumer = consumer[pending[i].to];
+      }
   }
 
   // Rates, in topological order (nodes were appended inputs first).
@@ -449,7 +479,7 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
     for (std::size_t ei : in_edges[v]) {
       const auto& pe = pending[ei];
       const double rate = p.nodes[pe.from].rate * edge_share(pe.sel, *p.nodes[pe.from].spec);
-      p.edges[ei] = {pe.from, pe.to, rate, opt.block_bytes, pe.sel.to_srl()};
+      p.edges[ei] = {pe.from, pe.to, rate, opt.block_bytes, pe.sel.to_srl(), pe.take, pe.consumer};
       n.rate += rate;
     }
     n.cost.assign(S, kNotAllowed);

@@ -148,12 +148,18 @@ std::vector<std::string> SystemModel::devices() const {
   return {d.begin(), d.end()};
 }
 
-const Channel* SystemModel::best_channel(std::string_view from, std::string_view to,
-                                         double bytes) const {
+std::string_view to_string(Carries c) {
+  return c == Carries::copy ? "copy" : c == Carries::take ? "take" : "any";
+}
+
+const Channel* SystemModel::best_channel(std::string_view from, std::string_view to, double bytes,
+                                         std::optional<Carries> delivery) const {
   const Channel* best = nullptr;
   double best_cost = 0;
   for (const auto& c : channels) {
     if (c.from != from || c.to != to) continue;
+    if (delivery == Carries::copy && !c.copies()) continue;
+    if (delivery == Carries::take && !c.takes()) continue;
     const double cost = c.ns_per_block + c.ns_per_byte * bytes;
     if (!best || cost < best_cost) best = &c, best_cost = cost;
   }
@@ -199,6 +205,7 @@ nlohmann::ordered_json to_json(const SystemModel& m) {
     o["mem_bytes_per_byte"] = c.mem_bytes_per_byte;
     o["capacity_blocks_per_s"] = c.capacity_blocks_per_s;
     o["zero_copy"] = c.zero_copy;
+    if (c.carries != Carries::any) o["carries"] = to_string(c.carries);
     if (!c.via.empty()) o["via"] = c.via;
     chans.push_back(o);
   }
@@ -263,6 +270,14 @@ SystemModel model_from_json(const nlohmann::json& root) {
       c.mem_bytes_per_byte = cr.num_or("mem_bytes_per_byte", 0);
       c.capacity_blocks_per_s = cr.num_or("capacity_blocks_per_s", 0);
       c.zero_copy = cr.bool_or("zero_copy", false);
+      const std::string carries =
+          cr.str_or("carries", c.kind == ChannelKind::afxdp ? "take" : "any");
+      if (carries == "copy")
+        c.carries = Carries::copy;
+      else if (carries == "take")
+        c.carries = Carries::take;
+      else if (carries != "any")
+        cr.at("carries").fail("unknown delivery \"" + carries + "\", expected copy, take or any");
       if (cr.has("via"))
         for (const Reader& v : cr.at("via").items())
           c.via.push_back(v.str());
@@ -400,7 +415,7 @@ void add_default_channels(SystemModel& m) {
   // Default costs before calibration, in ns for a CPU of a few GHz. A copy
   // moves every byte twice through memory (read and write).
   auto add = [&](const Space& a, const Space& b, ChannelKind k, double blk, double byte, double mem,
-                 bool zc, std::vector<std::string> via = {}) {
+                 bool zc, std::vector<std::string> via = {}, Carries carries = Carries::any) {
     m.channels.push_back({.from = a.id,
                           .to = b.id,
                           .kind = k,
@@ -408,7 +423,8 @@ void add_default_channels(SystemModel& m) {
                           .ns_per_byte = byte,
                           .mem_bytes_per_byte = mem,
                           .zero_copy = zc,
-                          .via = std::move(via)});
+                          .via = std::move(via),
+                          .carries = k == ChannelKind::afxdp ? Carries::take : carries});
   };
   std::vector<const Space*> user;
   for (const auto& s : m.spaces)
@@ -436,15 +452,22 @@ void add_default_channels(SystemModel& m) {
             xdp ? std::vector{xdp->id} : std::vector<std::string>{});
       if (xdp)
         for (const Space* u : user)
-          add(*off, *u, ChannelKind::pcie, 5 + ax_blk, ax_byte, ax_mem, zc, {xdp->id});
+          add(*off, *u, ChannelKind::pcie, 5 + ax_blk, ax_byte, ax_mem, zc, {xdp->id},
+              Carries::take);
     }
     if (xdp && tc) add(*xdp, *tc, ChannelKind::meta, meta_blk, 0, 0, true);
+    // Up to userspace: from XDP, AF_XDP takes the block itself and a BPF
+    // ring buffer carries copies; from TC the ring buffer carries both (a
+    // take drops the original after the copy), reading through the skb,
+    // made linear first.
     if (xdp)
-      for (const Space* u : user)
+      for (const Space* u : user) {
         add(*xdp, *u, ChannelKind::afxdp, ax_blk, ax_byte, ax_mem, zc);
+        add(*xdp, *u, ChannelKind::ringbuf, 30, 0.05, 2, false, {}, Carries::copy);
+      }
     if (tc)
       for (const Space* u : user)
-        add(*tc, *u, ChannelKind::ringbuf, 60, 0.05, 2, false);
+        add(*tc, *u, ChannelKind::ringbuf, 40, 0.05, 2, false);
   }
   // Between cores: a shared-memory ring passes an index; the reader pulls
   // the cache lines from the writer's cache.

@@ -76,7 +76,19 @@ TEST_CASE("discovery reads devices, CPUs, caches and memory from sysfs") {
   CHECK(said);
   // Channels go up only; user cores talk through shm.
   CHECK(validate(m).empty());
-  CHECK(m.best_channel("xdp:eth7", "user:1", 512)->kind == ChannelKind::afxdp);
+  // Up from XDP: a copy ring is the cheapest way up; AF_XDP is there for
+  // blocks that are taken.
+  CHECK(m.best_channel("xdp:eth7", "user:1", 512)->kind == ChannelKind::ringbuf);
+  CHECK(m.best_channel("xdp:eth7", "user:1", 512, Carries::copy)->kind == ChannelKind::ringbuf);
+  CHECK(m.best_channel("xdp:eth7", "user:1", 512, Carries::take)->kind == ChannelKind::afxdp);
+  CHECK(m.best_channel("tc:eth7", "user:1", 512, Carries::take)->kind == ChannelKind::ringbuf);
+  bool afxdp = false;
+  for (const auto& c : m.channels)
+    if (c.from == "xdp:eth7" && c.to == "user:1" && c.kind == ChannelKind::afxdp) {
+      afxdp = true;
+      CHECK_FALSE(c.copies());
+    }
+  CHECK(afxdp);
   CHECK(m.best_channel("user:0", "user:1", 512)->kind == ChannelKind::shm);
   CHECK(m.best_channel("user:0", "xdp:eth7", 512) == nullptr);
   CHECK(m.best_channel("tc:eth7", "xdp:eth7", 512) == nullptr);

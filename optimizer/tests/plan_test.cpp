@@ -75,13 +75,19 @@ TEST_CASE("a pure L2-L4 request runs entirely in XDP") {
   CHECK(p.plan.objective_value == doctest::Approx(p.plan.baselines[0].objective));
 }
 
-TEST_CASE("(tcp) > (http) > (print): tcp in the kernel, the rest in userspace over AF_XDP") {
+TEST_CASE("(tcp) > (http) > (print): tcp in the kernel, the rest in userspace on copies") {
   const auto p = run("(tcp) > (http) > (print)");
   CHECK(p.node("tcp").space == "xdp:eth0");
   CHECK(p.node("http").space.rfind("user:", 0) == 0);
   CHECK(p.node("print").space == p.node("http").space);
-  CHECK(p.node("http").channel_in == "afxdp");
+  CHECK(p.node("http").channel_in == "ringbuf");
   CHECK(p.node("print").channel_in == "call");
+  // Nothing consumes the block in userspace: it is copied, and the plan says so.
+  const auto& up = p.plan.edges[1];
+  CHECK(up.to_space.rfind("user:", 0) == 0);
+  CHECK(up.delivery == "copy");
+  CHECK(up.delivery_why.find("only observes") != std::string::npos);
+  CHECK(p.plan.edges[2].delivery.empty());  // user to user
   // http has no kernel implementation, and the explanation says so.
   bool said = false;
   for (const auto& a : p.node("http").alternatives)
@@ -94,6 +100,39 @@ TEST_CASE("(tcp) > (http) > (print): tcp in the kernel, the rest in userspace ov
       CHECK(a.verdict == "cost");
       CHECK(a.delta.value() > 0);
     }
+}
+
+TEST_CASE("copy or take: a userspace drop or forward takes, everything else copies") {
+  // dns runs in userspace only; the drop below it consumes the block there.
+  const auto take = run("(udp) > (dns) > (drop)");
+  const EdgePlan* up = nullptr;
+  for (const auto& e : take.plan.edges)
+    if (e.to_space.rfind("user:", 0) == 0 && e.from_space.rfind("user:", 0) != 0) up = &e;
+  REQUIRE(up != nullptr);
+  CHECK(up->delivery == "take");
+  CHECK(up->delivery_why.find("consumed in userspace by n3 (drop)") != std::string::npos);
+  CHECK(up->channel == "afxdp");  // AF_XDP is the cheapest channel that takes from XDP
+  // A mirror observes: copied; a forward consumes: taken.
+  const auto mirror = run("(udp) > (dns) > (tx, dev=eth0)");
+  const auto forward = run("(udp) > (dns) > (tx, dev=eth0, mode=forward)");
+  for (const auto* p : {&mirror, &forward})
+    for (const auto& e : p->plan.edges)
+      if (e.to_space.rfind("user:", 0) == 0 && e.from_space.rfind("user:", 0) != 0)
+        CHECK(e.delivery == (p == &mirror ? "copy" : "take"));
+  // A drop the kernel can run stays there: nothing goes up at all.
+  const auto kernel = run("(udp) > (port) 53> (drop)");
+  for (const auto& e : kernel.plan.edges)
+    CHECK(e.delivery.empty());
+}
+
+TEST_CASE("tx runs in the kernel at TC only; at XDP it is excluded with the reason") {
+  const auto p = run("(tcp) > (tx, dev=eth0, mode=forward)");
+  CHECK(p.node("tx").space == "tc:eth0");
+  bool said = false;
+  for (const auto& a : p.node("tx").alternatives)
+    if (a.space == "xdp:eth0")
+      said = a.verdict == "capability" && a.detail.find("at TC only") != std::string::npos;
+  CHECK(said);
 }
 
 TEST_CASE("space= pins are honoured, and data never flows down") {
@@ -222,16 +261,19 @@ TEST_CASE("plan outputs: JSON fields, text table, DOT clusters") {
   CHECK(j["objective"]["kind"] == "cost");
   CHECK(j["nodes"].size() == 4);
   CHECK(j["nodes"][1]["space"] == "xdp:eth0");
-  CHECK(j["edges"][1]["channel"] == "afxdp");
+  CHECK(j["edges"][1]["channel"] == "ringbuf");
+  CHECK(j["edges"][1]["delivery"] == "copy");
+  CHECK_FALSE(j["edges"][2].contains("delivery"));
   CHECK(j["baselines"][0]["name"] == "push-down");
   CHECK(j["solver"].contains("time_ms"));
   CHECK_FALSE(to_json(p.plan, false)["solver"].contains("time_ms"));
   const std::string text = to_text(p.plan);
   CHECK(text.rfind("node  filter  space", 0) == 0);
   CHECK(text.find("baseline all-user") != std::string::npos);
+  CHECK(text.find("    copy: the userspace part only observes") != std::string::npos);
   const std::string dot = to_dot(p.plan);
   CHECK(dot.find("subgraph cluster_0") != std::string::npos);
-  CHECK(dot.find("label=\"afxdp\"") != std::string::npos);
+  CHECK(dot.find("label=\"ringbuf\"") != std::string::npos);
 }
 
 TEST_CASE("data parallelism: replicas behind a flow-hash split when one core is not enough") {
@@ -267,7 +309,7 @@ TEST_CASE("data parallelism: replicas behind a flow-hash split when one core is 
   o.parallel = false;
   auto r = compile("(tcp) > (http) > (count)");
   CHECK_THROWS_WITH_AS(plan({{&*r.dag, "", r.source.get()}}, host(), o),
-                       doctest::Contains("would need 113% of a CPU, it has "
+                       doctest::Contains("would need 110% of a CPU, it has "
                                          "100% of a CPU; its largest user is n2 (http)"),
                        PlanError);
 }

@@ -85,7 +85,8 @@ Placement fixed_placement(const compiler::RequestDag& dag, const std::vector<std
       if (--indegree[boost::target(*it, g)] == 0) order.push_back(boost::target(*it, g));
   for (std::size_t v : order) {
     if (user[v]) continue;
-    bool k = g[v].filter != nullptr && g[v].filter->implemented_in(filters::SpaceKind::kernel);
+    bool k = g[v].filter != nullptr && g[v].filter->implemented_in(filters::SpaceKind::kernel) &&
+             !(hook == "xdp" && g[v].filter->kernel_tc_only);
     for (auto [it, end] = boost::in_edges(v, g); it != end; ++it)
       k = k && p.in_kernel[boost::source(*it, g)];
     p.in_kernel[v] = k;
@@ -267,6 +268,7 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
     fs::path object;
     std::unique_ptr<kernel::KernelProgram> program;
     std::vector<std::unique_ptr<AfxdpChannel>> channels;
+    std::vector<std::unique_ptr<CopyRing>> rings;
   };
   std::vector<Part> parts;
   for (const auto& dev : hooked) {
@@ -274,12 +276,8 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
     Part p;
     p.dev = dev;
     p.tc = hook_of[dev] == "tc";
-    if (p.tc && any_user)
-      throw std::invalid_argument("the TC hook of " + dev +
-                                  " cannot hand blocks to userspace (AF_XDP takes them from "
-                                  "XDP): place the request on XDP");
-    p.gen = p.tc ? kernel::generate_tc(dp->dag_, ifindex, dev)
-                 : kernel::generate_xdp(dp->dag_, ifindex, dev, &placement.in_kernel);
+    p.gen = p.tc ? kernel::generate_tc(dp->dag_, ifindex, dev, &placement.in_kernel, options.copy)
+                 : kernel::generate_xdp(dp->dag_, ifindex, dev, &placement.in_kernel, options.copy);
     parts.push_back(std::move(p));
   }
   std::vector<kernel::KernelExit> exits;
@@ -348,6 +346,28 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
   }
   for (auto& p : parts) {
     if (p.gen.exits.empty()) continue;
+    for (std::uint32_t i = 0; i < p.gen.copy_rings; ++i) {
+      const std::string name = "ringbuf:" + p.dev + ":" + std::to_string(i);
+      tx.take(
+          {Phase::connect, name, "map copy ring " + std::to_string(i) + " of " + p.dev},
+          [&] {
+            p.rings.push_back(
+                CopyRing::open(p.program->map_fd("srl_ring" + std::to_string(i)), name));
+          },
+          [&] { p.rings.pop_back(); });
+    }
+    std::size_t copied = 0, taken = 0;
+    std::uint32_t snap = 0;
+    for (const auto& x : p.gen.exits) {
+      (x.delivery == filters::Delivery::take ? taken : copied) += 1;
+      snap = std::max(snap, x.snaplen);
+    }
+    dp->report_.push_back(p.dev + ": " + std::to_string(p.gen.exits.size()) +
+                          " exit(s) to userspace (" + std::to_string(copied) + " copy, " +
+                          std::to_string(taken) + " take), " + std::to_string(p.gen.copy_rings) +
+                          " copy ring(s) of " + std::to_string(options.copy.ring_bytes >> 10) +
+                          " KiB, snap length up to " + std::to_string(snap));
+    if (!p.gen.afxdp) continue;
     const std::uint32_t queues = rx_queue_count(p.dev);
     for (std::uint32_t q = 0; q < queues; ++q)
       tx.take(
@@ -363,9 +383,9 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
     bool zero_copy = true;
     for (const auto& c : p.channels)
       zero_copy = zero_copy && c->zero_copy();
-    dp->report_.push_back(p.dev + ": " + std::to_string(p.gen.exits.size()) +
-                          " exit(s) to userspace over " + std::to_string(queues) +
-                          " AF_XDP socket(s), " + (zero_copy ? "zero-copy" : "copy mode"));
+    dp->report_.push_back(p.dev + ": " + std::to_string(taken) + " exit(s) take blocks over " +
+                          std::to_string(queues) + " AF_XDP socket(s), " +
+                          (zero_copy ? "zero-copy" : "copy mode"));
     dp->afxdp_devices_.push_back(p.dev);
   }
 
@@ -374,9 +394,12 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
     tx.take(
         {Phase::activate, "start:engine", "start the userspace engine"},
         [&] {
-          for (auto& p : parts)
+          for (auto& p : parts) {
             for (auto& c : p.channels)
               inputs.push_back(afxdp_input(std::move(c)));
+            for (auto& r : p.rings)
+              inputs.push_back(copy_ring_input(std::move(r)));
+          }
           for (auto& in : inputs)
             m.engine->add_input(std::move(in));
           inputs.clear();
@@ -455,9 +478,8 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
                             (pin.empty() ? "" : ", pinned at " + pin.string()));
     else
       dp->report_.push_back(p.dev + ": XDP " + std::string(kernel::to_string(h.xdp->mode())) +
-                            ", program id " + std::to_string(h.xdp->program().id()) + ", link id " +
-                            std::to_string(h.xdp->link_id()) +
-                            (pin.empty() ? "" : ", pinned at " + pin.string()));
+                            ", program id " + std::to_string(h.xdp->program().id()) + ", " +
+                            h.xdp->describe() + (pin.empty() ? "" : ", pinned at " + pin.string()));
   }
   tx.commit();
   return dp;
@@ -496,7 +518,7 @@ std::unique_ptr<Datapath> Datapath::adopt(const fs::path& pin_root,
     Hook h;
     h.dev = dev;
     try {
-      if (fs::exists(dir / "link", ec)) {
+      if (kernel::XdpHook::pinned_at(dir)) {
         h.kind = "xdp";
         h.xdp = kernel::XdpHook::adopt(dir);
       } else if (fs::exists(dir / "tc-program", ec)) {
@@ -605,8 +627,9 @@ std::vector<Datapath::HookCounters> Datapath::hook_counters() const {
 
 std::vector<ChannelCounters> Datapath::channels() const {
   std::vector<ChannelCounters> out;
-  if (!impl_->engine) return out;
-  for (const auto& [name, stats] : impl_->engine->stats().inputs) {
+  const auto inputs =
+      impl_->engine ? impl_->engine->stats().inputs : decltype(impl_->engine->stats().inputs){};
+  for (const auto& [name, stats] : inputs) {
     ChannelCounters c;
     c.name = name;
     c.kind = name.substr(0, name.find(':'));
@@ -618,6 +641,22 @@ std::vector<ChannelCounters> Datapath::channels() const {
       if (key == "drops" || key == "rx_dropped" || key == "rx_ring_full") c.drops += value;
     }
     out.push_back(std::move(c));
+  }
+  // Blocks a copy ring could not take (it was full): counted by the
+  // kernel program, shown on the device's first ring.
+  for (const auto& h : impl_->hooks) {
+    const auto* program = h.program();
+    if (program == nullptr) continue;
+    const auto lost = program->copy_counters().lost;
+    if (lost == 0) continue;
+    const std::string prefix = "ringbuf:" + h.dev + ":";
+    auto it = std::find_if(out.begin(), out.end(),
+                           [&](const ChannelCounters& c) { return c.name.starts_with(prefix); });
+    if (it == out.end()) {
+      out.push_back({prefix + "0", "ringbuf", 0, 0, 0});
+      it = out.end() - 1;
+    }
+    it->drops += lost;
   }
   return out;
 }

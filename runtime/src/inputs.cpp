@@ -32,6 +32,26 @@ class AfxdpInput final : public BlockInput {
   std::unique_ptr<AfxdpChannel> channel_;
 };
 
+class CopyRingInput final : public BlockInput {
+ public:
+  explicit CopyRingInput(std::unique_ptr<CopyRing> ring) : ring_(std::move(ring)) {}
+  std::size_t receive(std::span<filters::Block> out, std::span<std::uint32_t> entries,
+                      int timeout_ms) override {
+    return ring_->receive(out, entries, timeout_ms);
+  }
+  bool done() const override { return false; }
+  std::string name() const override { return ring_->name(); }
+  filters::FilterStats stats() const override {
+    const auto s = ring_->stats();
+    return {{"received", s.received},       {"bytes", s.bytes},
+            {"wire_bytes", s.wire_bytes},   {"truncated", s.truncated},
+            {"bad_records", s.bad_records}, {"wakeups", s.wakeups}};
+  }
+
+ private:
+  std::unique_ptr<CopyRing> ring_;
+};
+
 class PacketSocketInput final : public BlockInput {
  public:
   PacketSocketInput(std::unique_ptr<PacketSocketSource> socket, std::uint32_t entry)
@@ -60,6 +80,10 @@ class PacketSocketInput final : public BlockInput {
 
 std::unique_ptr<BlockInput> afxdp_input(std::unique_ptr<AfxdpChannel> channel) {
   return std::make_unique<AfxdpInput>(std::move(channel));
+}
+
+std::unique_ptr<BlockInput> copy_ring_input(std::unique_ptr<CopyRing> ring) {
+  return std::make_unique<CopyRingInput>(std::move(ring));
 }
 
 std::unique_ptr<BlockInput> packet_socket_input(std::unique_ptr<PacketSocketSource> socket,

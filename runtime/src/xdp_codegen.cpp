@@ -72,10 +72,11 @@ std::string prefix_test(const std::string& addr_field, const std::string& cidr) 
   return std::string("(p.l3 == ") + (v6 ? "6" : "4") + " && " + test + ")";
 }
 
-// The exit to userspace: the tag goes in front of the frame and the frame
-// into the AF_XDP socket of its receive queue. Without a socket there, the
-// block stays in the kernel and goes to the stack.
-constexpr const char* kToUser = R"(  if (to_user) {
+// A block that takes an exit into AF_XDP: the tag goes in front of the
+// frame and the frame into the socket of its receive queue. Without a
+// socket there (no reader yet, or none any more), the block goes on to the
+// copy ring below.
+constexpr const char* kToAfxdp = R"(  if (to_take && verdict != 2) {
     u32 queue = ctx->rx_queue_index;
     if (bpf_map_lookup_elem(&srl_xsks, &queue) &&
         bpf_xdp_adjust_head(ctx, -(int)sizeof(struct srl_tag)) == 0) {
@@ -84,11 +85,102 @@ constexpr const char* kToUser = R"(  if (to_user) {
       tag->magic = __builtin_bswap16(0x5352);
       tag->version = 1;
       tag->length = sizeof(struct srl_tag);
-      tag->exits = to_user;
+      tag->exits = to_take | to_copy;
       return bpf_redirect_map(&srl_xsks, queue, 0);
     }
   }
 )";
+
+// The copy channel: one BPF ring buffer per ring, the ring chosen by CPU.
+// A record is reserved in one of a few size classes (the verifier wants a
+// constant size at each reserve), filled with the header and the first
+// cap_len bytes straight from the packet, and submitted without a wake-up
+// until wake_bytes wait in the ring.
+std::string copy_channel_source(const CopyChannelOptions& o) {
+  std::ostringstream c;
+  c << "\n#define SRL_RINGS " << o.rings << "\n#define SRL_WAKE_BYTES " << o.wake_bytes << "\n";
+  for (std::uint32_t i = 0; i < o.rings; ++i)
+    c << "struct {\n  __uint(type, BPF_MAP_TYPE_RINGBUF);\n  __uint(max_entries, " << o.ring_bytes
+      << ");\n} srl_ring" << i << " SEC(\".maps\");\n";
+  c << R"(
+struct srl_rec {
+  u64 ts_ns;
+  u32 exits;
+  u32 wire_len;
+  u32 cap_len;
+  u32 ifindex;
+  u32 queue;
+  u32 flags;
+};
+
+static __always_inline void *srl_reserve(u32 ring, u64 size) {
+  switch (ring) {
+)";
+  for (std::uint32_t i = 0; i < o.rings; ++i)
+    c << "  case " << i << ": return bpf_ringbuf_reserve(&srl_ring" << i << ", size, 0);\n";
+  c << R"(  }
+  return 0;
+}
+
+static __always_inline u64 srl_wake_flag(u32 ring) {
+  u64 avail = 0;
+  switch (ring) {
+)";
+  for (std::uint32_t i = 0; i < o.rings; ++i)
+    c << "  case " << i << ": avail = bpf_ringbuf_query(&srl_ring" << i
+      << ", BPF_RB_AVAIL_DATA); break;\n";
+  c << R"(  }
+  return avail >= SRL_WAKE_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+#define SRL_COPY_CLASS(SZ)                                                   \
+  if (cap <= SZ) {                                                           \
+    struct srl_rec *r = srl_reserve(ring, sizeof(struct srl_rec) + SZ);      \
+    if (!r) goto lost;                                                       \
+    r->ts_ns = bpf_ktime_get_ns();                                           \
+    r->exits = exits;                                                        \
+    r->wire_len = wire;                                                      \
+    r->cap_len = cap;                                                        \
+    r->ifindex = ifindex;                                                    \
+    r->queue = queue;                                                        \
+    r->flags = flags;                                                        \
+    if (SRL_LOAD_BYTES(ctx, 0, (void *)(r + 1), cap) != 0) {                 \
+      bpf_ringbuf_discard(r, BPF_RB_NO_WAKEUP);                              \
+      goto lost;                                                             \
+    }                                                                        \
+    bpf_ringbuf_submit(r, srl_wake_flag(ring));                              \
+    cnt->c[SRL_NODES].packets++;                                             \
+    cnt->c[SRL_NODES].bytes += cap;                                          \
+    return 1;                                                                \
+  }
+
+/* Copies the first `snap` bytes of the block into a copy ring. Returns 1
+   when the record is in the ring, 0 when it was lost (ring full), counted. */
+static __always_inline int srl_copy(SRL_CTX *ctx, struct srl_counters *cnt, u32 exits,
+                                    u32 wire, u32 snap, u32 ifindex, u32 queue, u32 flags) {
+  u32 ring = SRL_RINGS > 1 ? bpf_get_smp_processor_id() % SRL_RINGS : 0;
+  u32 cap = wire < snap ? wire : snap;
+  if (cap == 0) cap = 1;
+  /* Hide what clang knows of cap, so that it keeps every class test: the
+     verifier needs each one to bound the load below. */
+  asm volatile("" : "+r"(cap));
+  SRL_COPY_CLASS(128)
+  SRL_COPY_CLASS(256)
+  SRL_COPY_CLASS(512)
+  SRL_COPY_CLASS(1024)
+  SRL_COPY_CLASS(2048)
+  SRL_COPY_CLASS(4096)
+  SRL_COPY_CLASS(9216)
+  SRL_COPY_CLASS(16384)
+  SRL_COPY_CLASS(65535)
+lost:
+  cnt->c[SRL_NODES].accepted++;
+  return 0;
+}
+)";
+
+  return c.str();
+}
 
 // Classic BPF from libpcap, translated into a C function: registers A and
 // X, scratch M[], forward jumps as gotos. Loads outside the frame end the
@@ -227,15 +319,44 @@ namespace {
 
 enum class Hook { xdp, tc };
 
-GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int ifindex,
-                          const std::string& dev, const std::vector<bool>* in_kernel) {
+GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifindex*/,
+                          const std::string& dev, const std::vector<bool>* in_kernel,
+                          const CopyChannelOptions& copy) {
   const DagGraph& g = dag.graph;
   const std::size_t n = boost::num_vertices(g);
   GeneratedProgram out;
   std::ostringstream fns, body;
   std::uint32_t state = 0, buckets = 0;
+  std::vector<Vertex> passes;  // `pass` nodes, counted once the verdict is known
 
   auto kernel_node = [&](Vertex v) { return in_kernel == nullptr || (*in_kernel)[v]; };
+
+  // Copy or take, per exit (filters/delivery.h), and the bytes the
+  // userspace part below each exit needs (the copy's snap length).
+  std::vector<std::vector<std::size_t>> children(n);
+  std::vector<bool> consumes(n, false);
+  for (Vertex v = 0; v < n; ++v) {
+    for (auto [it, end] = boost::out_edges(v, g); it != end; ++it)
+      children[v].push_back(boost::target(*it, g));
+    consumes[v] = !kernel_node(v) && filters::consumes_block(*g[v].filter, g[v].options);
+  }
+  const auto consumer = filters::consumers_below(children, consumes);
+  auto snap_below = [&](Vertex top) {
+    std::uint32_t snap = 0;
+    std::vector<bool> seen(n, false);
+    std::vector<Vertex> stack{top};
+    while (!stack.empty()) {
+      const Vertex u = stack.back();
+      stack.pop_back();
+      if (seen[u]) continue;
+      seen[u] = true;
+      snap = std::max(snap, filters::bytes_needed(*g[u].filter, g[u].options));
+      for (auto c : children[u])
+        stack.push_back(c);
+    }
+    return snap;
+  };
+
   std::ostringstream exits;
   for (Vertex v = 0; v < n; ++v) {
     const auto& node = g[v];
@@ -246,10 +367,20 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int ifinde
         if (!kernel_node(u)) continue;
         if (out.exits.size() == 32)
           throw KernelError("more than 32 edges leave the kernel for userspace");
-        const auto bit = static_cast<std::uint32_t>(out.exits.size());
-        out.exits.push_back({bit, g[u].id, node.id});
-        exits << "  if (" << edge_condition(g, *it) << ") to_user |= " << (1u << bit) << "u; /* "
-              << g[u].id << " > " << node.id << " */\n";
+        KernelExit x;
+        x.bit = static_cast<std::uint32_t>(out.exits.size());
+        x.from = g[u].id;
+        x.to = node.id;
+        if (consumer[v] != filters::kNone) {
+          x.delivery = filters::Delivery::take;
+          x.consumer = g[consumer[v]].id;
+        }
+        x.snaplen = snap_below(v);
+        exits << "  if (" << edge_condition(g, *it) << ") {\n    "
+              << (x.delivery == filters::Delivery::take ? "to_take" : "to_copy")
+              << " |= " << (1u << x.bit) << "u; /* " << x.from << " > " << x.to << " */\n"
+              << "    if (snap < " << x.snaplen << ") snap = " << x.snaplen << ";\n  }\n";
+        out.exits.push_back(std::move(x));
       }
       for (auto [it, end] = boost::out_edges(v, g); it != end; ++it)
         if (kernel_node(boost::target(*it, g)))
@@ -265,6 +396,9 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int ifinde
       throw KernelError("filter '" + f + "' (" + node.id +
                         ") has no kernel implementation; it "
                         "runs in userspace only");
+    if (hook == Hook::xdp && node.filter->kernel_tc_only)
+      throw KernelError("filter '" + f + "' (" + node.id +
+                        ") runs in the kernel at the TC hook only; at XDP it runs in userspace");
 
     // Reached: sources always, other nodes when any input delivers. An
     // intersect accepts only when every input delivered.
@@ -391,16 +525,30 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int ifinde
          << "  if (" << r << ") {\n"
          << "    " << a << " = " << accept << ";\n"
          << "    " << c << " = " << cls << ";\n"
-         << "    cnt->c[" << v << "].packets++;\n    cnt->c[" << v << "].bytes += p.len;\n"
-         << "    if (" << a << ") cnt->c[" << v << "].accepted++;\n";
+         << "    cnt->c[" << v << "].packets++;\n    cnt->c[" << v << "].bytes += p.len;\n";
+    // Terminals count as accepted only what was carried out (a `pass`
+    // whose block a `drop` or a take ended did not pass): counted at the end.
+    const bool verdict_node = f == "pass" || (f == "tx" && str_option(node, "mode") == "forward");
+    if (!verdict_node && f != "tx")
+      body << "    if (" << a << ") cnt->c[" << v << "].accepted++;\n";
     if (f == "drop") body << "    verdict = 3;\n";
     if (f == "tx") {
       const auto& tx_dev = str_option(node, "dev");
       const unsigned idx = if_nametoindex(tx_dev.c_str());
       if (idx == 0) throw KernelError("tx (" + node.id + "): no device '" + tx_dev + "'");
-      body << "    if (verdict < 2) { verdict = 2; tx_if = " << idx << "; }\n";
+      if (verdict_node) {
+        body << "    if (verdict < 2) { verdict = 2; tx_if = " << idx << "; tx_node = " << v
+             << "; }\n";
+      } else {
+        // A mirror: a clone goes out now, the original goes on.
+        body << "    if (bpf_clone_redirect(ctx, " << idx << ", 0) == 0) cnt->c[" << v
+             << "].accepted++;\n";
+      }
     }
-    if (f == "pass") body << "    if (verdict < 1) verdict = 1;\n";
+    if (f == "pass") {
+      body << "    if (verdict < 1) verdict = 1;\n";
+      passes.push_back(v);
+    }
     body << "  }\n";
   }
 
@@ -409,7 +557,7 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int ifinde
       << std::max<std::uint32_t>(state, 1) << "\n#define SRL_BUCKETS "
       << std::max<std::uint32_t>(buckets, 1) << "\n"
       << R"(
-struct srl_counters { struct srl_counter c[SRL_NODES]; };
+struct srl_counters { struct srl_counter c[SRL_NODES + 1]; }; /* + the copy channel */
 
 /* AF_XDP sockets by receive queue, for blocks that continue in userspace. */
 struct {
@@ -492,7 +640,22 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
   return k % n == 0;
 }
 )" << fns.str();
-  if (hook == Hook::xdp) {
+  ;
+  bool any_take = false, any_exit = !out.exits.empty();
+  for (const auto& x : out.exits)
+    any_take = any_take || x.delivery == filters::Delivery::take;
+  if (copy.rings == 0 || copy.rings > 64 || copy.ring_bytes < 4096 ||
+      (copy.ring_bytes & (copy.ring_bytes - 1)) != 0)
+    throw KernelError("copy channel: rings must be 1 to 64 and ring_bytes a power of two >= 4096");
+  const bool xdp = hook == Hook::xdp;
+  out.afxdp = xdp && any_take;
+  out.copy_rings = any_exit ? copy.rings : 0;
+  if (any_exit) {
+    src << (xdp ? "\n#define SRL_CTX struct xdp_md\n#define SRL_LOAD_BYTES bpf_xdp_load_bytes\n"
+                : "\n#define SRL_CTX struct __sk_buff\n#define SRL_LOAD_BYTES bpf_skb_load_bytes\n")
+        << copy_channel_source(copy);
+  }
+  if (xdp) {
     src << "\nSEC(\"xdp\")\nint srl_xdp(struct xdp_md *ctx) {\n"
         << "  u8 *data = (u8 *)(long)ctx->data;\n  u8 *end = (u8 *)(long)ctx->data_end;\n";
   } else {
@@ -501,21 +664,34 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
         << "  bpf_skb_pull_data(ctx, ctx->len);\n"
         << "  u8 *data = (u8 *)(long)ctx->data;\n  u8 *end = (u8 *)(long)ctx->data_end;\n";
   }
-  const char* pass = hook == Hook::xdp ? "XDP_PASS" : "TC_ACT_OK";
+  const char* pass = xdp ? "XDP_PASS" : "TC_ACT_OK";
+  const char* drop = xdp ? "XDP_DROP" : "TC_ACT_SHOT";
   src << "  u32 zero = 0;\n  struct srl_counters *cnt = bpf_map_lookup_elem(&srl_counters, "
          "&zero);\n"
       << "  if (!cnt) return " << pass << ";\n  struct srl_pkt p;\n  srl_parse(data, end, &p);\n"
       << "  int verdict = 0; /* 0 none, 1 pass, 2 tx, 3 drop: the strongest wins */\n"
-      << "  u32 tx_if = 0;\n"
-      << body.str() << "  if (verdict == 3) return "
-      << (hook == Hook::xdp ? "XDP_DROP" : "TC_ACT_SHOT") << ";\n";
-  if (hook == Hook::xdp) {
-    src << "  if (verdict == 2) return tx_if == " << ifindex
-        << " ? XDP_TX : bpf_redirect(tx_if, 0);\n"
-        << (out.exits.empty() ? std::string() : "  u32 to_user = 0;\n" + exits.str() + kToUser);
-  } else {
-    src << "  if (verdict == 2) return bpf_redirect(tx_if, 0);\n";
+      << "  u32 tx_if = 0, tx_node = 0;\n  (void)tx_node;\n"
+      << body.str();
+  // Exits: a block that takes one goes up; copies leave the original to
+  // the verdict, a take ends it (AF_XDP from XDP, else the ring and a drop).
+  src << "  int taken = 0;\n";
+  if (any_exit) {
+    src << "  u32 to_take = 0, to_copy = 0, snap = 0;\n" << exits.str();
+    if (out.afxdp) src << kToAfxdp;
+    src << "  if (to_take | to_copy) {\n"
+        << "    u32 wire = " << (xdp ? "bpf_xdp_get_buff_len(ctx)" : "ctx->len") << ";\n"
+        << "    u32 take = to_take && verdict != 2;\n"
+        << "    if (srl_copy(ctx, cnt, to_take | to_copy, wire, snap, ctx->ingress_ifindex, "
+        << (xdp ? "ctx->rx_queue_index" : "0") << ", take ? " << kCopyTaken << " : 0) && take)\n"
+        << "      taken = 1;\n  }\n";
   }
+  src << "  if (verdict == 3) return " << drop << ";\n";
+  if (!xdp)
+    src << "  if (verdict == 2) {\n    if (tx_node < SRL_NODES) cnt->c[tx_node].accepted++;\n"
+        << "    return bpf_redirect(tx_if, 0);\n  }\n";
+  src << "  if (taken) return " << drop << ";\n";
+  for (Vertex v : passes)
+    src << "  if (" << var(v, "r") << ") cnt->c[" << v << "].accepted++;\n";
   src << "  return " << pass << ";\n}\n\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n";
   out.source = src.str();
   return out;
@@ -524,12 +700,13 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
 }  // namespace
 
 GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex, const std::string& dev,
-                              const std::vector<bool>* in_kernel) {
-  return generate(Hook::xdp, dag, ifindex, dev, in_kernel);
+                              const std::vector<bool>* in_kernel, const CopyChannelOptions& copy) {
+  return generate(Hook::xdp, dag, ifindex, dev, in_kernel, copy);
 }
 
-GeneratedProgram generate_tc(const compiler::RequestDag& dag, int ifindex, const std::string& dev) {
-  return generate(Hook::tc, dag, ifindex, dev, nullptr);
+GeneratedProgram generate_tc(const compiler::RequestDag& dag, int ifindex, const std::string& dev,
+                             const std::vector<bool>* in_kernel, const CopyChannelOptions& copy) {
+  return generate(Hook::tc, dag, ifindex, dev, in_kernel, copy);
 }
 
 }  // namespace srl::runtime::kernel

@@ -1,4 +1,4 @@
-// Compiling, loading, attaching and replacing the generated XDP programs.
+// Compiling and loading the generated eBPF programs (XDP attach: xdp_attach.cpp).
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
@@ -147,7 +147,8 @@ std::unique_ptr<KernelProgram> KernelProgram::load(const std::filesystem::path& 
     throw KernelError(object.string() + " is not a generated srl program");
   p->prog_fd_ = bpf_program__fd(prog);
   p->counters_fd_ = bpf_map__fd(counters);
-  if (bpf_map__value_size(counters) != node_count * sizeof(Counter))
+  // One slot per node, then the copy channel's.
+  if (bpf_map__value_size(counters) != (node_count + 1) * sizeof(Counter))
     throw KernelError(object.string() + ": counter map does not match the node count");
   return p;
 }
@@ -158,8 +159,8 @@ std::unique_ptr<KernelProgram> KernelProgram::adopt(int prog_fd, int counters_fd
   p->counters_fd_ = counters_fd;
   bpf_map_info info{};
   std::uint32_t len = sizeof info;
-  if (bpf_obj_get_info_by_fd(counters_fd, &info, &len) == 0)
-    p->node_count_ = info.value_size / sizeof(Counter);
+  if (bpf_obj_get_info_by_fd(counters_fd, &info, &len) == 0 && info.value_size >= sizeof(Counter))
+    p->node_count_ = info.value_size / sizeof(Counter) - 1;
   return p;
 }
 
@@ -174,8 +175,12 @@ KernelProgram::~KernelProgram() {
 }
 
 int KernelProgram::xsks_fd() const {
+  return map_fd("srl_xsks");
+}
+
+int KernelProgram::map_fd(const std::string& name) const {
   if (obj_ == nullptr) return -1;
-  bpf_map* m = bpf_object__find_map_by_name(obj_, "srl_xsks");
+  bpf_map* m = bpf_object__find_map_by_name(obj_, name.c_str());
   return m != nullptr ? bpf_map__fd(m) : -1;
 }
 
@@ -204,135 +209,35 @@ std::uint32_t KernelProgram::test_run(const std::vector<std::uint8_t>& frame, st
   return opts.retval;
 }
 
-std::unique_ptr<XdpHook> XdpHook::attach(std::unique_ptr<KernelProgram> program, int ifindex,
-                                         std::optional<XdpMode> mode,
-                                         const std::filesystem::path& pin_dir) {
-  std::unique_ptr<XdpHook> hook(new XdpHook());
-  hook->program_ = std::move(program);
-  hook->ifindex_ = ifindex;
-  std::string errors;
-  for (XdpMode m : {XdpMode::native, XdpMode::generic}) {
-    if (mode && *mode != m) continue;
-    bpf_link_create_opts opts{};
-    opts.sz = sizeof opts;
-    opts.flags = m == XdpMode::native ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
-    const int fd = bpf_link_create(hook->program_->fd(), ifindex, BPF_XDP, &opts);
-    if (fd >= 0) {
-      hook->link_fd_ = fd;
-      hook->mode_ = m;
-      break;
-    }
-    errors += std::string(errors.empty() ? "" : "; ") + std::string(to_string(m)) + ": " +
-              errno_text(errno);
-  }
-  if (hook->link_fd_ < 0) {
-    char name[IF_NAMESIZE] = "?";
-    if_indextoname(static_cast<unsigned>(ifindex), name);
-    throw KernelError(std::string("cannot attach XDP to ") + name + " (" + errors + ")");
-  }
-  if (!pin_dir.empty()) {
-    hook->pin_dir_ = pin_dir;
-    hook->pin();
-  }
-  return hook;
-}
-
-std::unique_ptr<XdpHook> XdpHook::adopt(const std::filesystem::path& pin_dir) {
-  const auto link = pin_dir / "link", counters = pin_dir / "counters";
-  std::unique_ptr<XdpHook> hook(new XdpHook());
-  hook->link_fd_ = bpf_obj_get(link.c_str());
-  if (hook->link_fd_ < 0)
-    throw KernelError("cannot open the pinned link " + link.string() + ": " + errno_text(errno));
-  bpf_link_info info{};
-  std::uint32_t len = sizeof info;
-  if (bpf_obj_get_info_by_fd(hook->link_fd_, &info, &len) != 0 || info.type != BPF_LINK_TYPE_XDP)
-    throw KernelError(link.string() + " is not an XDP link");
-  hook->ifindex_ = static_cast<int>(info.xdp.ifindex);
-  const int prog_fd = bpf_prog_get_fd_by_id(info.prog_id);
-  const int counters_fd = bpf_obj_get(counters.c_str());
-  if (prog_fd < 0 || counters_fd < 0) {
-    if (prog_fd >= 0) close(prog_fd);
-    if (counters_fd >= 0) close(counters_fd);
-    throw KernelError("cannot open the program or the counters pinned at " + pin_dir.string());
-  }
-  hook->program_ = KernelProgram::adopt(prog_fd, counters_fd);
-  bpf_xdp_query_opts q{};
-  q.sz = sizeof q;
-  if (bpf_xdp_query(hook->ifindex_, 0, &q) == 0)
-    hook->mode_ = q.attach_mode == XDP_ATTACHED_DRV ? XdpMode::native : XdpMode::generic;
-  hook->pin_dir_ = pin_dir;
-  return hook;
-}
-
-void XdpHook::pin() {
-  std::filesystem::create_directories(pin_dir_);
-  const auto link = pin_dir_ / "link", counters = pin_dir_ / "counters";
-  std::filesystem::remove(link);
-  std::filesystem::remove(counters);
-  if (bpf_obj_pin(link_fd_, link.c_str()) != 0)
-    throw KernelError("cannot pin " + link.string() + ": " + errno_text(errno));
-  if (bpf_obj_pin(program_->counters_fd(), counters.c_str()) != 0)
-    throw KernelError("cannot pin " + counters.string() + ": " + errno_text(errno));
-}
-
-void XdpHook::unpin() {
-  if (pin_dir_.empty()) return;
-  std::error_code ec;
-  std::filesystem::remove(pin_dir_ / "link", ec);
-  std::filesystem::remove(pin_dir_ / "counters", ec);
-  std::filesystem::remove(pin_dir_, ec);
-}
-
-std::unique_ptr<KernelProgram> XdpHook::replace(std::unique_ptr<KernelProgram> program) {
-  if (bpf_link_update(link_fd_, program->fd(), nullptr) != 0)
-    throw KernelError("cannot replace the program on the XDP link: " + errno_text(errno));
-  std::swap(program_, program);
-  // The pinned counters follow the running program; the swap itself is done
-  // and stays done even if re-pinning fails (the pin is informative).
-  if (!pin_dir_.empty()) {
-    std::error_code ec;
-    std::filesystem::remove(pin_dir_ / "counters", ec);
-    bpf_obj_pin(program_->counters_fd(), (pin_dir_ / "counters").c_str());
-  }
-  return program;
-}
-
-XdpHook::~XdpHook() {
-  if (released_) {
-    if (link_fd_ >= 0) close(link_fd_);  // the pin keeps the link
-    return;
-  }
-  unpin();
-  if (link_fd_ >= 0) {
-    bpf_link_detach(link_fd_);
-    close(link_fd_);
-  }
-}
-
-std::uint32_t XdpHook::link_id() const {
-  bpf_link_info info{};
-  std::uint32_t len = sizeof info;
-  bpf_obj_get_info_by_fd(link_fd_, &info, &len);
-  return info.id;
-}
-
-std::vector<Counter> KernelProgram::counters() const {
+std::vector<Counter> KernelProgram::all_counters() const {
   const int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) throw KernelError("cannot count CPUs: " + errno_text(cpus));
-  std::vector<Counter> per_cpu(static_cast<std::size_t>(cpus) * node_count_);
+  const std::size_t slots = node_count_ + 1;
+  std::vector<Counter> per_cpu(static_cast<std::size_t>(cpus) * slots);
   std::uint32_t key = 0;
   if (bpf_map_lookup_elem(counters_fd_, &key, per_cpu.data()) != 0)
     throw KernelError("cannot read counters: " + errno_text(errno));
-  std::vector<Counter> sum(node_count_);
+  std::vector<Counter> sum(slots);
   for (std::size_t cpu = 0; cpu < static_cast<std::size_t>(cpus); ++cpu) {
-    for (std::size_t i = 0; i < node_count_; ++i) {
-      const Counter& c = per_cpu[cpu * node_count_ + i];
+    for (std::size_t i = 0; i < slots; ++i) {
+      const Counter& c = per_cpu[cpu * slots + i];
       sum[i].packets += c.packets;
       sum[i].bytes += c.bytes;
       sum[i].accepted += c.accepted;
     }
   }
   return sum;
+}
+
+std::vector<Counter> KernelProgram::counters() const {
+  auto all = all_counters();
+  all.pop_back();
+  return all;
+}
+
+CopyCounters KernelProgram::copy_counters() const {
+  const auto all = all_counters();
+  return {all.back().packets, all.back().bytes, all.back().accepted};
 }
 
 void ensure_bpffs(const std::filesystem::path& dir) {

@@ -171,7 +171,7 @@ TEST_CASE("datapath: released hooks outlive it; adopted ones are swapped or remo
   }
   const auto running = attached_program(hb);
   CHECK(running != 0);  // still attached, pinned
-  CHECK(fs::exists(o.pin_root / "hb" / "link"));
+  CHECK(runtime::kernel::XdpHook::pinned_at(o.pin_root / "hb"));
 
   std::vector<std::string> problems;
   auto adopted = runtime::Datapath::adopt(o.pin_root, &problems);

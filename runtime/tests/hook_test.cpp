@@ -1,6 +1,8 @@
 // XdpHook on a real device: a veth pair in a network namespace of the
-// test's own. Attach, replace under a running link (the hook is never
-// empty), detach; nothing left behind. Needs root.
+// test's own. Attach, replace in srl's slot (the hook is never empty),
+// detach; pins and adoption; a hook held outright is named; beside
+// xdp-filter in libxdp's dispatcher where the kernel can build one. Nothing
+// is left behind. Needs root.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <doctest/doctest.h>
@@ -19,6 +21,7 @@
 #include <xdp/xsk.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -45,34 +48,143 @@ std::unique_ptr<kernel::KernelProgram> build(const std::string& request) {
   return kernel::KernelProgram::load(obj, gen.nodes.size());
 }
 
+// The program attached to the device itself (libxdp's dispatcher, srl's
+// stub or another program), 0 if none.
+std::uint32_t hook_program(int ifindex) {
+  bpf_xdp_query_opts q{};
+  q.sz = sizeof q;
+  if (bpf_xdp_query(ifindex, 0, &q) != 0) return 0;
+  return q.prog_id;
+}
+
+std::string program_name(std::uint32_t id) {
+  const int fd = bpf_prog_get_fd_by_id(id);
+  if (fd < 0) return {};
+  bpf_prog_info info{};
+  std::uint32_t len = sizeof info;
+  const bool ok = bpf_obj_get_info_by_fd(fd, &info, &len) == 0;
+  close(fd);
+  return ok ? std::string(info.name) : std::string();
+}
+
+// One bpffs for libxdp (and xdp-filter) for the whole process: libxdp
+// keeps the first bpffs it uses. Unmounted at exit.
+struct LibxdpBpffs {
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("srl-hook-test-libxdp-" + std::to_string(getpid()));
+  LibxdpBpffs() {
+    kernel::ensure_bpffs(dir);
+    setenv("LIBXDP_BPFFS", dir.c_str(), 1);
+  }
+  ~LibxdpBpffs() {
+    umount2(dir.c_str(), MNT_DETACH);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+const std::filesystem::path& libxdp_bpffs() {
+  static LibxdpBpffs b;
+  return b.dir;
+}
+
+// A bpffs of the test's own for srl's pins, unmounted when it goes.
+struct PinFs {
+  std::filesystem::path dir;
+  explicit PinFs(const std::string& name)
+      : dir(std::filesystem::temp_directory_path() /
+            ("srl-hook-test-" + name + "-" + std::to_string(getpid()))) {
+    kernel::ensure_bpffs(dir);
+  }
+  ~PinFs() {
+    umount2(dir.c_str(), MNT_DETACH);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+// A UDP/IPv4 frame to the broadcast address, so the receiving side takes it.
+std::vector<std::uint8_t> udp_frame(std::uint16_t dport) {
+  std::vector<std::uint8_t> f(14 + 20 + 8 + 6, 0);
+  std::fill(f.begin(), f.begin() + 6, 0xFF);
+  f[6] = 0x02;
+  f[12] = 0x08;
+  f[14] = 0x45;
+  f[14 + 8] = 64;
+  f[14 + 9] = 17;
+  f[16] = 0;
+  f[17] = static_cast<std::uint8_t>(f.size() - 14);
+  f[36] = static_cast<std::uint8_t>(dport >> 8);
+  f[37] = static_cast<std::uint8_t>(dport);
+  return f;
+}
+
+// Sends `count` frames to UDP port `dport` from `from` (they arrive on its
+// peer).
+void send_udp(int from, std::uint16_t dport, int count) {
+  const int tx = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+  REQUIRE(tx >= 0);
+  sockaddr_ll to{};
+  to.sll_family = AF_PACKET;
+  to.sll_ifindex = from;
+  to.sll_halen = 6;
+  const auto f = udp_frame(dport);
+  for (int i = 0; i < count; ++i)
+    CHECK(sendto(tx, f.data(), f.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) ==
+          static_cast<ssize_t>(f.size()));
+  close(tx);
+}
+
+// Blocks the count node of "(udp) > (count)" saw, once they stop changing.
+std::uint64_t counted(const kernel::KernelProgram& p, std::uint64_t want) {
+  std::uint64_t n = 0;
+  for (int i = 0; i < 40; ++i) {
+    n = p.counters()[2].packets;
+    if (n >= want) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return n;
+}
+
 }  // namespace
 
 TEST_CASE("hook: attach, replace atomically, detach") {
   TestNamespace ns;
   const int ifindex = ns.ifindex("hb");
   REQUIRE(ifindex > 0);
-  const auto pins =
-      std::filesystem::temp_directory_path() / ("srl-hook-test-bpffs-" + std::to_string(getpid()));
-  kernel::ensure_bpffs(pins);
+  libxdp_bpffs();
+  PinFs pins("bpffs");
 
   {
     auto hook =
-        kernel::XdpHook::attach(build("(udp) > (count)"), ifindex, std::nullopt, pins / "hb");
+        kernel::XdpHook::attach(build("(udp) > (count)"), ifindex, std::nullopt, pins.dir / "hb");
     CHECK(hook->mode() == kernel::XdpMode::native);  // veth has native XDP
     const std::uint32_t first = hook->program().id();
     CHECK(attached_program(ifindex) == first);
-    CHECK(std::filesystem::exists(pins / "hb" / "link"));
-    const std::uint32_t link = hook->link_id();
+    CHECK(kernel::XdpHook::pinned_at(pins.dir / "hb"));
+    CHECK(std::filesystem::exists(pins.dir / "hb" / (hook->shared() ? "stub" : "link")));
+    CHECK(hook->priority() == kernel::XdpHook::kDefaultPriority);
+    const std::uint32_t on_device = hook_program(ifindex), stub = hook->stub_id();
+    CHECK(on_device != 0);
+    CHECK(stub != 0);
+    CHECK(program_name(stub) == "srl_hook");
+    MESSAGE("srl's hook: " << hook->describe());
 
-    hook->replace(build("(tcp) > (drop)"));
+    send_udp(ns.ifindex("ha"), 53, 3);
+    CHECK(counted(hook->program(), 3) == 3);
+
+    const auto old = hook->replace(build("(tcp) > (drop)"));
     const std::uint32_t second = hook->program().id();
     CHECK(second != first);
-    CHECK(hook->link_id() == link);  // the same link: the hook never emptied
+    CHECK(old->id() == first);
+    // One slot update: the same program on the device, the same stub.
+    CHECK(hook_program(ifindex) == on_device);
+    CHECK(hook->stub_id() == stub);
     CHECK(attached_program(ifindex) == second);
     CHECK(hook->program().counters().size() == 3);
   }
   CHECK(attached_program(ifindex) == 0);
-  CHECK_FALSE(std::filesystem::exists(pins / "hb"));
+  CHECK(hook_program(ifindex) == 0);
+  CHECK_FALSE(std::filesystem::exists(pins.dir / "hb"));
 
   // Generic mode when asked.
   {
@@ -80,16 +192,94 @@ TEST_CASE("hook: attach, replace atomically, detach") {
         kernel::XdpHook::attach(build("(udp) > (count)"), ifindex, kernel::XdpMode::generic);
     CHECK(hook->mode() == kernel::XdpMode::generic);
     CHECK(attached_program(ifindex) == hook->program().id());
+    send_udp(ns.ifindex("ha"), 53, 2);
+    CHECK(counted(hook->program(), 2) == 2);
   }
-  CHECK(attached_program(ifindex) == 0);
-  umount2(pins.c_str(), MNT_DETACH);
-  std::filesystem::remove(pins);
+  CHECK(hook_program(ifindex) == 0);
 }
 
 TEST_CASE("hook: a device that does not exist is refused with its name") {
   auto program = build("(udp) > (count)");
   CHECK_THROWS_WITH_AS(kernel::XdpHook::attach(std::move(program), 999999),
                        doctest::Contains("cannot attach XDP"), kernel::KernelError);
+}
+
+TEST_CASE("hook: released hooks are adopted from their pins; the adopter detaches") {
+  TestNamespace ns;
+  const int ifindex = ns.ifindex("hb");
+  libxdp_bpffs();
+  PinFs pins("adopt");
+  const auto dir = pins.dir / "hb";
+  std::uint32_t running = 0;
+  {
+    auto hook = kernel::XdpHook::attach(build("(udp) > (count)"), ifindex, std::nullopt, dir);
+    running = hook->program().id();
+    hook->release();
+  }
+  // The process's descriptors are gone; the pins keep the hook running.
+  CHECK(attached_program(ifindex) == running);
+  send_udp(ns.ifindex("ha"), 53, 4);
+  {
+    auto hook = kernel::XdpHook::adopt(dir);
+    CHECK(hook->ifindex() == ifindex);
+    CHECK(hook->mode() == kernel::XdpMode::native);
+    CHECK(hook->program().id() == running);
+    CHECK(counted(hook->program(), 4) == 4);  // counted while nobody held it
+    hook->replace(build("(tcp) > (count)"));
+    CHECK(attached_program(ifindex) == hook->program().id());
+  }
+  CHECK(hook_program(ifindex) == 0);
+  CHECK_FALSE(kernel::XdpHook::pinned_at(dir));
+  CHECK_FALSE(std::filesystem::exists(dir));
+  CHECK_THROWS_AS(kernel::XdpHook::adopt(dir), kernel::KernelError);
+}
+
+TEST_CASE("hook: a program that holds the hook outright is named, and left alone") {
+  TestNamespace ns;
+  const int ifindex = ns.ifindex("hb");
+  libxdp_bpffs();
+  CHECK_FALSE(kernel::xdp_hook_holder(ifindex).has_value());
+  // A plain program, as `ip link set dev hb xdp obj ...` attaches one.
+  bpf_insn pass[2] = {};
+  pass[0].code = BPF_ALU64 | BPF_MOV | BPF_K;
+  pass[0].dst_reg = BPF_REG_0;
+  pass[0].imm = XDP_PASS;
+  pass[1].code = BPF_JMP | BPF_EXIT;
+  const int plain = bpf_prog_load(BPF_PROG_TYPE_XDP, "xdp_prog_simple", "GPL", pass, 2, nullptr);
+  REQUIRE(plain >= 0);
+  bpf_prog_info info{};
+  std::uint32_t len = sizeof info;
+  REQUIRE(bpf_obj_get_info_by_fd(plain, &info, &len) == 0);
+  const std::string id = std::to_string(info.id);
+
+  SUBCASE("attached with netlink, native mode") {
+    REQUIRE(bpf_xdp_attach(ifindex, plain, XDP_FLAGS_DRV_MODE, nullptr) == 0);
+    const std::string want = "hb's XDP hook is held by program " + id +
+                             " 'xdp_prog_simple' (native mode, not a libxdp "
+                             "dispatcher)";
+    CHECK(kernel::xdp_hook_holder(ifindex).value_or("") == want);
+    CHECK_THROWS_WITH_AS(kernel::XdpHook::attach(build("(udp) > (count)"), ifindex), want.c_str(),
+                         kernel::KernelError);
+    CHECK(hook_program(ifindex) == info.id);  // untouched
+    CHECK(bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, nullptr) == 0);
+  }
+  SUBCASE("attached through a bpf_link, generic mode") {
+    bpf_link_create_opts opts{};
+    opts.sz = sizeof opts;
+    opts.flags = XDP_FLAGS_SKB_MODE;
+    const int link = bpf_link_create(plain, ifindex, BPF_XDP, &opts);
+    REQUIRE(link >= 0);
+    const std::string want = "hb's XDP hook is held by program " + id +
+                             " 'xdp_prog_simple' (generic mode, not a libxdp dispatcher)";
+    CHECK(kernel::xdp_hook_holder(ifindex).value_or("") == want);
+    CHECK_THROWS_WITH_AS(kernel::XdpHook::attach(build("(udp) > (count)"), ifindex), want.c_str(),
+                         kernel::KernelError);
+    CHECK(hook_program(ifindex) == info.id);
+    close(link);
+  }
+  close(plain);
+  CHECK(hook_program(ifindex) == 0);
+  CHECK_FALSE(kernel::xdp_hook_holder(ifindex).has_value());
 }
 
 namespace {
@@ -160,28 +350,14 @@ class AfxdpSocket {
   xsk_ring_cons comp_{}, rx_{};
 };
 
-// A UDP/IPv4 frame to the broadcast address, so the receiving side takes it.
-std::vector<std::uint8_t> udp_frame(std::uint16_t dport) {
-  std::vector<std::uint8_t> f(14 + 20 + 8 + 6, 0);
-  std::fill(f.begin(), f.begin() + 6, 0xFF);
-  f[6] = 0x02;
-  f[12] = 0x08;
-  f[14] = 0x45;
-  f[14 + 8] = 64;
-  f[14 + 9] = 17;
-  f[16] = 0;
-  f[17] = static_cast<std::uint8_t>(f.size() - 14);
-  f[36] = static_cast<std::uint8_t>(dport >> 8);
-  f[37] = static_cast<std::uint8_t>(dport);
-  return f;
-}
-
 }  // namespace
 
 TEST_CASE("hook: blocks for userspace leave through AF_XDP with their exit tag") {
   TestNamespace ns;
   const int ifindex = ns.ifindex("hb");
-  const auto r = compiler::compile("(udp) > (port, which=dst) 53> (dns) > (print)");
+  // `drop` in userspace takes the block from the stack, so it goes up
+  // through AF_XDP (filters/delivery.h), from srl's slot behind the stub.
+  const auto r = compiler::compile("(udp) > (port, which=dst) 53> (dns) > (drop)");
   REQUIRE(r.ok());
   // rx udp port in the kernel; dns and print in userspace.
   const std::vector<bool> in_kernel = {true, true, true, false, false};
@@ -273,4 +449,104 @@ TEST_CASE("hook: TC ingress attach, replace in place, detach removes the qdisc i
   }
   CHECK(filter_program() == 0);
   CHECK(std::system("tc qdisc show dev hb | grep -q clsact") != 0);
+}
+
+namespace {
+
+// Runs a command (in this thread's network namespace); its exit status.
+int shell(const std::string& command) {
+  return std::system((command + " >/dev/null 2>&1").c_str());
+}
+
+std::string shell_output(const std::string& command) {
+  std::string out;
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[512];
+  for (std::size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;)
+    out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+bool has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("hook: beside xdp-filter in libxdp's dispatcher") {
+  if (shell("command -v xdp-filter && command -v xdp-loader") != 0) {
+    MESSAGE("skipped: xdp-filter (xdp-tools) is not installed");
+    return;
+  }
+  TestNamespace ns;
+  const int ifindex = ns.ifindex("hb"), ha = ns.ifindex("ha");
+  const auto bpffs = libxdp_bpffs();  // xdp-filter inherits LIBXDP_BPFFS
+  REQUIRE(shell("xdp-filter load hb") == 0);
+  REQUIRE(shell("xdp-filter port 9999") == 0);
+  const std::uint32_t filter_hook = hook_program(ifindex);
+  REQUIRE(filter_hook != 0);
+  if (program_name(filter_hook) != "xdp_dispatcher") {
+    // libxdp could not build a dispatcher (the kernel refuses extension
+    // programs): xdp-filter holds the hook outright, and srl names it.
+    MESSAGE("libxdp attached xdp-filter without a dispatcher ("
+            << program_name(filter_hook) << "): only the refusal is checked");
+    const std::string named = "program " + std::to_string(filter_hook) + " 'xdpfilt_";
+    CHECK_THROWS_WITH_AS(kernel::XdpHook::attach(build("(udp) > (count)"), ifindex),
+                         doctest::Contains(named.c_str()), kernel::KernelError);
+    CHECK(hook_program(ifindex) == filter_hook);
+    CHECK(shell("xdp-filter unload hb") == 0);
+    CHECK(hook_program(ifindex) == 0);
+    return;
+  }
+
+  auto hook = kernel::XdpHook::attach(build("(udp) > (count)"), ifindex);
+  CHECK(hook->shared());
+  const std::uint32_t dispatcher = hook_program(ifindex);
+  CHECK(program_name(dispatcher) == "xdp_dispatcher");
+  std::string status = shell_output("xdp-loader status hb");
+  MESSAGE(status);
+  // Both run, xdp-filter (priority 10) before srl (100).
+  REQUIRE(has(status, "srl_hook"));
+  REQUIRE(has(status, "xdpfilt_"));
+  CHECK(status.find("xdpfilt_") < status.find("srl_hook"));
+
+  // xdp-filter drops the datagrams to 9999 before srl's turn; srl counts
+  // the ones xdp-filter passed on.
+  send_udp(ha, 9999, 5);
+  send_udp(ha, 53, 7);
+  CHECK(counted(hook->program(), 7) == 7);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(hook->program().counters()[2].packets == 7);
+
+  // A replace is one update of srl's slot: the same dispatcher, xdp-filter
+  // untouched.
+  const std::uint32_t first = hook->program().id();
+  hook->replace(build("(udp) > (count)"));
+  CHECK(hook->program().id() != first);
+  CHECK(hook_program(ifindex) == dispatcher);
+  CHECK(attached_program(ifindex) == hook->program().id());
+  CHECK(has(shell_output("xdp-loader status hb"), "xdpfilt_"));
+
+  // xdp-filter goes: srl keeps running (libxdp rebuilds the dispatcher).
+  CHECK(shell("xdp-filter unload hb") == 0);
+  CHECK(attached_program(ifindex) == hook->program().id());
+  send_udp(ha, 9999, 2);
+  CHECK(counted(hook->program(), 2) == 2);
+
+  // xdp-filter joins srl's dispatcher; then srl goes, and xdp-filter stays.
+  REQUIRE(shell("xdp-filter load hb") == 0);
+  CHECK(has(shell_output("xdp-loader status hb"), "srl_hook"));
+  hook.reset();
+  status = shell_output("xdp-loader status hb");
+  CHECK(has(status, "xdpfilt_"));
+  CHECK_FALSE(has(status, "srl_hook"));
+  CHECK(kernel::XdpHook::running_program(ifindex) == 0);
+  CHECK(shell("xdp-filter unload hb") == 0);
+  CHECK(hook_program(ifindex) == 0);
+  // libxdp removed its pins with the last dispatcher.
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(bpffs / "xdp", ec))
+    CHECK_FALSE(e.path().filename().string().starts_with("dispatch-"));
 }

@@ -2,12 +2,14 @@
 // verdicts and per-node counters for known frames. Needs root (CAP_BPF).
 #include <doctest/doctest.h>
 #include <linux/bpf.h>
+#include <linux/pkt_cls.h>
 
 #include <filesystem>
 
 #include "srl/compiler/compiler.h"
 #include "srl/compiler/merge.h"
 #include "srl/runtime/calibrate.h"
+#include "srl/runtime/copy_ring.h"
 #include "srl/runtime/kernel.h"
 
 using namespace srl;
@@ -164,13 +166,143 @@ TEST_CASE("kernel: the TC ingress program gives TC actions for the same request"
   CHECK(prog->id() != 0);
 }
 
-TEST_CASE("kernel: exits to userspace need the XDP hook") {
-  const auto r = compiler::compile("(udp) > (dns) > (print)");
-  REQUIRE(r.ok());
-  const std::vector<bool> in_kernel = {true, true, false, false};
-  const auto gen = runtime::kernel::generate_xdp(*r.dag, 1, "", &in_kernel);
-  CHECK(gen.exits.size() == 1);
-  CHECK(gen.source.find("bpf_redirect_map(&srl_xsks") != std::string::npos);
+namespace {
+
+struct Split {
+  runtime::kernel::GeneratedProgram gen;
+  std::unique_ptr<KernelProgram> program;
+};
+
+// `request` with its first `kernel_nodes` nodes in the kernel, the rest in
+// userspace, on the XDP or the TC hook.
+Split split(const std::string& request, std::size_t kernel_nodes, bool tc = false,
+            runtime::kernel::CopyChannelOptions copy = {}) {
+  const auto r = compiler::compile(request);
+  REQUIRE_MESSAGE(r.ok(), r.diagnostics.render(*r.source));
+  std::vector<bool> in_kernel(r.dag->node_count(), false);
+  for (std::size_t v = 0; v < kernel_nodes; ++v)
+    in_kernel[v] = true;
+  Split s;
+  s.gen = tc ? runtime::kernel::generate_tc(*r.dag, 1, "", &in_kernel, copy)
+             : runtime::kernel::generate_xdp(*r.dag, 1, "", &in_kernel, copy);
+  s.program = KernelProgram::load(
+      runtime::kernel::compile_bpf(
+          s.gen.source, std::filesystem::temp_directory_path() / "srl-kernel-test-cache"),
+      s.gen.nodes.size());
+  return s;
+}
+
+std::vector<std::uint8_t> with_payload(std::vector<std::uint8_t> f, std::size_t bytes) {
+  f.resize(f.size() + bytes, 0x5a);
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("kernel: an observing userspace part gets copies; the block goes on to the stack") {
+  // rx udp in the kernel; dns and print in userspace: nothing consumes.
+  auto s = split("(udp) > (dns) > (print)", 2);
+  REQUIRE(s.gen.exits.size() == 1);
+  CHECK(s.gen.exits[0].delivery == filters::Delivery::copy);
+  CHECK(s.gen.exits[0].snaplen == filters::kFullSnap);  // dns reads the payload
+  CHECK_FALSE(s.gen.afxdp);
+  REQUIRE(s.gen.copy_rings == 1);
+  auto ring = runtime::CopyRing::open(s.program->map_fd("srl_ring0"), "ringbuf:test:0");
+  const auto udp = with_payload(ipv4_frame(17, 40000, 53), 300);
+  CHECK(s.program->test_run(udp) == XDP_PASS);
+  CHECK(s.program->test_run(ipv4_frame(6, 40000, 53)) == XDP_PASS);  // not up: not UDP
+  std::vector<filters::Block> blocks(8);
+  std::vector<std::uint32_t> exits(8);
+  REQUIRE(ring->receive(blocks, exits, 0) == 1);
+  CHECK(exits[0] == 1u);
+  CHECK(blocks[0].wire_len == udp.size());
+  REQUIRE(blocks[0].data.size() == udp.size());
+  CHECK(std::equal(udp.begin(), udp.end(), blocks[0].data.begin()));
+  CHECK(blocks[0].parsed != nullptr);
+  CHECK(blocks[0].ts_ns > 1'600'000'000'000'000'000ull);  // wall clock
+  CHECK(ring->receive(blocks, exits, 0) == 0);
+  const auto c = s.program->copy_counters();
+  CHECK(c.records == 1);
+  CHECK(c.bytes == udp.size());
+  CHECK(c.lost == 0);
+}
+
+TEST_CASE("kernel: a copy keeps only the bytes the userspace part needs") {
+  // count needs the headers; pcap its snaplen.
+  auto headers = split("(udp) > (count)", 2);
+  REQUIRE(headers.gen.exits.size() == 1);
+  CHECK(headers.gen.exits[0].snaplen == filters::kHeaderSnap);
+  auto capture = split("(udp) > (pcap, file=\"/dev/null\", snaplen=96)", 2);
+  REQUIRE(capture.gen.exits.size() == 1);
+  CHECK(capture.gen.exits[0].snaplen == 96);
+  auto ring = runtime::CopyRing::open(capture.program->map_fd("srl_ring0"), "ringbuf:test:0");
+  const auto big = with_payload(ipv4_frame(17, 1, 2), 1400);
+  CHECK(capture.program->test_run(big) == XDP_PASS);
+  std::vector<filters::Block> blocks(4);
+  std::vector<std::uint32_t> exits(4);
+  REQUIRE(ring->receive(blocks, exits, 0) == 1);
+  CHECK(blocks[0].data.size() == 96);
+  CHECK(blocks[0].wire_len == big.size());  // the length on the wire travels along
+  CHECK(ring->stats().truncated == 1);
+}
+
+TEST_CASE("kernel: a userspace drop takes the block; without AF_XDP socket it goes by ring") {
+  auto s = split("(udp) > (dns) > (drop)", 2);
+  REQUIRE(s.gen.exits.size() == 1);
+  CHECK(s.gen.exits[0].delivery == filters::Delivery::take);
+  CHECK(s.gen.exits[0].consumer == "n3");
+  CHECK(s.gen.afxdp);
+  auto ring = runtime::CopyRing::open(s.program->map_fd("srl_ring0"), "ringbuf:test:0");
+  // No socket in srl_xsks under BPF_PROG_TEST_RUN: taken through the ring.
+  CHECK(s.program->test_run(with_payload(ipv4_frame(17, 1, 53), 40)) == XDP_DROP);
+  CHECK(s.program->test_run(ipv4_frame(6, 1, 53)) == XDP_PASS);
+  std::vector<filters::Block> blocks(4);
+  std::vector<std::uint32_t> exits(4);
+  CHECK(ring->receive(blocks, exits, 0) == 1);
+}
+
+TEST_CASE("kernel: TC hands blocks to userspace through the copy ring") {
+  auto copy = split("(udp) > (dns) > (print)", 2, true);
+  auto ring = runtime::CopyRing::open(copy.program->map_fd("srl_ring0"), "ringbuf:test:0");
+  // TC test runs want a frame of at least an Ethernet header.
+  CHECK(copy.program->test_run(with_payload(ipv4_frame(17, 1, 53), 20)) == TC_ACT_OK);
+  std::vector<filters::Block> blocks(4);
+  std::vector<std::uint32_t> exits(4);
+  CHECK(ring->receive(blocks, exits, 0) == 1);
+  auto take = split("(udp) > (dns) > (drop)", 2, true);
+  CHECK(take.program->test_run(with_payload(ipv4_frame(17, 1, 53), 20)) == TC_ACT_SHOT);
+}
+
+TEST_CASE("kernel: a full copy ring loses copies, counts them, and never the block") {
+  runtime::kernel::CopyChannelOptions small;
+  small.ring_bytes = 4096;
+  auto s = split("(udp) > (pcap, file=\"/dev/null\")", 2, false, small);
+  auto ring = runtime::CopyRing::open(s.program->map_fd("srl_ring0"), "ringbuf:test:0");
+  const auto frame = with_payload(ipv4_frame(17, 1, 2), 900);  // a 1024-byte class record
+  for (int i = 0; i < 10; ++i)
+    CHECK(s.program->test_run(frame) == XDP_PASS);
+  const auto c = s.program->copy_counters();
+  CHECK(c.records == 3);  // 3 x (8 + 32 + 1024) fit in 4096 bytes
+  CHECK(c.lost == 7);
+  std::vector<filters::Block> blocks(16);
+  std::vector<std::uint32_t> exits(16);
+  CHECK(ring->receive(blocks, exits, 0) == 3);
+  // Released at the next receive: the ring takes copies again.
+  CHECK(ring->receive(blocks, exits, 0) == 0);
+  CHECK(s.program->test_run(frame) == XDP_PASS);
+  CHECK(ring->receive(blocks, exits, 0) == 1);
+  CHECK(s.program->copy_counters().records == 4);
+}
+
+TEST_CASE("kernel: a pass counts only blocks that reached the stack") {
+  // The drop of another branch wins over pass: pass reached, not carried out.
+  auto prog = build("(udp) > (pass) | (udp) > (port) 53> (drop)");
+  CHECK(prog->test_run(ipv4_frame(17, 40000, 53)) == XDP_DROP);
+  CHECK(prog->test_run(ipv4_frame(17, 40000, 54)) == XDP_PASS);
+  const auto c = prog->counters();
+  // n0 rx, n1 udp, n2 pass, n3 udp, n4 port, n5 drop (ids in order of appearance)
+  CHECK(c[2].packets == 2);
+  CHECK(c[2].accepted == 1);
 }
 
 TEST_CASE("kernel: every kernel filter is calibrated in a generated program") {

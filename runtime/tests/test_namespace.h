@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "srl/runtime/kernel.h"
+
 namespace srl::testing {
 
 // A namespace with a veth pair, entered by this thread for the test's
@@ -42,8 +44,11 @@ class TestNamespace {
   int home_ = -1;
 };
 
-// The id of the XDP program attached to a device, 0 if none.
+// The id of the program that runs on a device's XDP hook, 0 if none: the
+// srl program in srl's slot when srl's stub is there (alone or in libxdp's
+// dispatcher), else the program attached.
 inline std::uint32_t attached_program(int ifindex) {
+  if (const std::uint32_t srl = runtime::kernel::XdpHook::running_program(ifindex)) return srl;
   bpf_xdp_query_opts q{};
   q.sz = sizeof q;
   if (bpf_xdp_query(ifindex, 0, &q) != 0) return 0;

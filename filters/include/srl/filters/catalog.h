@@ -84,6 +84,10 @@ struct FilterSpec {
   bool emits_new_blocks = false;  // transforms: reassembly emits streams
   double selectivity = 1.0;       // expected share of input accepted
   std::uint32_t ebpf_insns = 0;   // estimated instructions when inlined in eBPF
+  // The kernel implementation runs at the TC hook only (tx: an XDP program
+  // cannot clone a frame for a mirror, and a native XDP redirect reaches
+  // only devices that take XDP frames).
+  bool kernel_tc_only = false;
 
   bool implemented_in(SpaceKind k) const { return cost[static_cast<std::size_t>(k)].has_value(); }
   const OptionSpec* option(std::string_view option_name) const;

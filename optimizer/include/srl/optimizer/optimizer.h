@@ -77,6 +77,11 @@ struct ProblemEdge {
   double rate = 0;
   double bytes = 0;
   std::string select;  // ">", "22>", "!>"
+  // Where the edge crosses from the kernel to userspace, its blocks are
+  // taken (not copied) when a node below its head consumes them
+  // (filters/delivery.h): `consumer` is that node's index.
+  bool take = false;
+  std::size_t consumer = SIZE_MAX;
 };
 
 struct PairChannel {
@@ -94,8 +99,9 @@ struct Problem {
   std::vector<std::vector<std::size_t>> members;  // per space: member cores (replica sets only)
   std::vector<ProblemNode> nodes;                 // topological order
   std::vector<ProblemEdge> edges;
-  std::vector<PairChannel> pairs;  // [s * S + t]; s == t: fused call, cost 0
-  double memory_bandwidth = 0;     // bytes per second
+  std::vector<PairChannel> pairs;       // [s * S + t], for copies; s == t: fused call, cost 0
+  std::vector<PairChannel> take_pairs;  // the same, for edges that take their blocks
+  double memory_bandwidth = 0;          // bytes per second
   Objective objective = Objective::cost;
   double mix_weight = 0.5;
   double input_rate = 0;
@@ -103,6 +109,10 @@ struct Problem {
 
   std::size_t S() const { return spaces.size(); }
   const PairChannel& pair(std::size_t s, std::size_t t) const { return pairs[s * S() + t]; }
+  // The channel edge `e` uses between s and t: a copy or a take.
+  const PairChannel& pair(const ProblemEdge& e, std::size_t s, std::size_t t) const {
+    return (e.take ? take_pairs : pairs)[s * S() + t];
+  }
   double edge_cost(const ProblemEdge& e, std::size_t s, std::size_t t) const;
   double total_capacity() const;  // of the real spaces
   bool replica_set(std::size_t s) const { return !members[s].empty(); }
@@ -193,6 +203,10 @@ struct EdgePlan {
   std::string from_space, to_space;
   std::string channel;  // "call" when both ends share a space
   bool zero_copy = true;
+  // Kernel to userspace: "copy" (the block also goes on to the stack) or
+  // "take" (it leaves the stack), and why; empty elsewhere.
+  std::string delivery;
+  std::string delivery_why;
   std::vector<std::string> via;
   double rate_pps = 0;
   double cost_ns_per_s = 0;

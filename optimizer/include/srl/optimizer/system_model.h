@@ -56,6 +56,9 @@ struct Space {
   bool has(std::string_view cap) const { return capabilities.contains(std::string(cap)); }
 };
 
+enum class Carries : std::uint8_t { any, copy, take };
+std::string_view to_string(Carries c);
+
 struct Channel {
   std::string from;  // space ids
   std::string to;
@@ -67,6 +70,14 @@ struct Channel {
   double capacity_blocks_per_s = 0;  // 0: not limited
   bool zero_copy = false;
   std::vector<std::string> via;  // spaces the blocks pass through without a filter
+
+  // What it can carry up from the kernel: a copy (the block also goes on
+  // to the stack), a take (it leaves the stack), or either. AF_XDP
+  // redirects the block itself: it only takes. JSON "carries", default by
+  // kind (afxdp: take; else any).
+  Carries carries = Carries::any;
+  bool copies() const { return carries != Carries::take; }
+  bool takes() const { return carries != Carries::copy; }
 };
 
 struct HostInfo {
@@ -89,8 +100,9 @@ struct SystemModel {
   const Space* find_space(std::string_view id) const;
   std::vector<std::string> devices() const;  // devices with a space, sorted
   // The channel from `from` to `to` (distinct spaces) of least cost for a
-  // block of `bytes`, if any.
-  const Channel* best_channel(std::string_view from, std::string_view to, double bytes) const;
+  // block of `bytes`, if any; with `delivery`, only channels that carry it.
+  const Channel* best_channel(std::string_view from, std::string_view to, double bytes,
+                              std::optional<Carries> delivery = std::nullopt) const;
 };
 
 inline constexpr int kModelJsonVersion = 1;

@@ -72,6 +72,8 @@ struct DatapathOptions {
   std::filesystem::path cache = "/var/cache/srl/bpf";
   std::size_t workers = 1;
   std::size_t batch = 32;
+  // The rings that carry copies (and takes from TC) up to the engine.
+  kernel::CopyChannelOptions copy;
   // Called once every node is instantiated, just before the first channel
   // is connected: where a caller frees what the channels need (AF_XDP
   // queues an older datapath holds) as late as possible.

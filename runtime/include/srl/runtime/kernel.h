@@ -16,6 +16,7 @@
 struct bpf_object;
 
 #include "srl/compiler/dag.h"
+#include "srl/filters/delivery.h"
 
 namespace srl::runtime::kernel {
 
@@ -32,11 +33,18 @@ struct NodeSlot {
   std::optional<std::string> name;
 };
 
-// An edge that leaves the kernel for userspace (channel afxdp).
+// An edge that leaves the kernel for userspace. A block that takes it is a
+// copy (sent up through the copy ring; the original goes on with the
+// kernel part's verdict) or is taken (it leaves the host's stack: into an
+// AF_XDP socket from XDP, or through the copy ring and then dropped from
+// TC), by the rule of filters/delivery.h.
 struct KernelExit {
-  std::uint32_t bit;  // bit in the tag's exit mask
+  std::uint32_t bit;  // bit in the exit mask
   std::string from;   // kernel node id
   std::string to;     // userspace node id where the block continues
+  filters::Delivery delivery = filters::Delivery::copy;
+  std::string consumer;       // take: the userspace node that consumes the block
+  std::uint32_t snaplen = 0;  // bytes of the block the userspace part needs
 };
 
 // The tag in front of every frame the program redirects to AF_XDP: the
@@ -51,31 +59,66 @@ struct AfxdpTag {
 };
 inline constexpr std::uint16_t kAfxdpTagMagic = 0x5352;  // "SR"
 
+// The header of every record in a copy ring (a BPF ring buffer), in front
+// of the first cap_len bytes of the block.
+struct CopyRecord {
+  std::uint64_t ts_ns;     // bpf_ktime_get_ns() (CLOCK_MONOTONIC) when copied
+  std::uint32_t exits;     // bit i set = continue at exits[i].to
+  std::uint32_t wire_len;  // the block's length on the wire
+  std::uint32_t cap_len;   // bytes that follow
+  std::uint32_t ifindex;   // device it arrived on
+  std::uint32_t queue;     // receive queue (XDP; 0 from TC)
+  std::uint32_t flags;     // kCopyTaken: the original left the stack
+};
+inline constexpr std::uint32_t kCopyTaken = 1;
+
+// The copy channel of a generated program: rings chosen by CPU
+// (bpf_get_smp_processor_id() % rings), so CPUs do not contend for one
+// ring's lock and several readers can share the work.
+struct CopyChannelOptions {
+  std::uint32_t rings = 1;
+  std::uint32_t ring_bytes = std::uint32_t{8} << 20;  // each; a power of two, >= 4 KiB pages
+  // Readers are woken once this many bytes wait in a ring (batched
+  // wake-ups); below it they find the records when they next look (the
+  // engine looks at least every 10 ms).
+  std::uint32_t wake_bytes = std::uint32_t{256} << 10;
+};
+
 struct GeneratedProgram {
   std::string source;           // eBPF C
   std::vector<NodeSlot> nodes;  // counter slot i is nodes[i]
   std::vector<KernelExit> exits;
+  // Rings of the copy channel ("srl_ring0", ...); 0 when no exit copies
+  // or takes through a ring.
+  std::uint32_t copy_rings = 0;
+  bool afxdp = false;  // takes blocks into AF_XDP sockets (srl_xsks)
+  // Counter slot nodes.size() counts the copy channel: packets = records
+  // written, bytes = bytes copied, accepted = blocks lost (ring full).
+  std::size_t slots() const { return nodes.size() + 1; }
 };
 
 // Generates the XDP program for every node of `dag` on the hook of device
 // `dev` (`ifindex`): blocks enter at the `rx` nodes of that device; `rx`
 // nodes of other devices are not reached here. An empty `dev` enters at
 // every `rx` (tests). Throws KernelError naming the first filter with no
-// kernel implementation.
+// kernel implementation (at this hook).
 //
 // `in_kernel` (one flag per vertex; null: every node) says which nodes the
-// program runs. Edges from a kernel node to a userspace node become exits:
-// a block that takes one is tagged (AfxdpTag) and redirected into the
-// XSKMAP `srl_xsks` at its receive queue. Nodes placed in userspace may
-// not feed kernel nodes: data only moves up.
+// program runs. Edges from a kernel node to a userspace node become exits
+// (KernelExit). Nodes placed in userspace may not feed kernel nodes: data
+// only moves up.
 GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex,
                               const std::string& dev = {},
-                              const std::vector<bool>* in_kernel = nullptr);
+                              const std::vector<bool>* in_kernel = nullptr,
+                              const CopyChannelOptions& copy = {});
 
 // The same for the TC ingress hook of a device: verdicts become TC actions,
-// `tx` a redirect. No exits to userspace (AF_XDP takes blocks from XDP).
+// `tx` a redirect (forward) or a clone (mirror); exits go up through the
+// copy ring (a taken block is then dropped).
 GeneratedProgram generate_tc(const compiler::RequestDag& dag, int ifindex,
-                             const std::string& dev = {});
+                             const std::string& dev = {},
+                             const std::vector<bool>* in_kernel = nullptr,
+                             const CopyChannelOptions& copy = {});
 
 // Compiles eBPF C to an object file with clang, caching objects by a hash
 // of the source and the compiler, so unchanged requests load at once.
@@ -89,6 +132,15 @@ struct Counter {
   std::uint64_t packets = 0;
   std::uint64_t bytes = 0;
   std::uint64_t accepted = 0;
+};
+
+// What a program's copy channel did: records written into its rings, the
+// bytes copied, and blocks lost because the ring was full (the original
+// still went on to its verdict).
+struct CopyCounters {
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t lost = 0;
 };
 
 // A generated program (XDP or TC) loaded into the kernel, not attached.
@@ -107,10 +159,14 @@ class KernelProgram {
   int counters_fd() const { return counters_fd_; }
   // The AF_XDP socket map of the exits to userspace (srl_xsks).
   int xsks_fd() const;
+  // A map of the loaded object by name ("srl_ring0", ...); -1 if it has none.
+  int map_fd(const std::string& name) const;
   std::size_t node_count() const { return node_count_; }
   std::uint32_t id() const;
   // Counters per node slot, summed over CPUs.
   std::vector<Counter> counters() const;
+  // The copy channel's counters, summed over CPUs.
+  CopyCounters copy_counters() const;
   // Runs the program once on `frame` (BPF_PROG_TEST_RUN); returns the XDP
   // action (XDP_DROP, XDP_PASS, ...).
   std::uint32_t test_run(const std::vector<std::uint8_t>& frame, std::uint32_t repeat = 1,
@@ -118,25 +174,58 @@ class KernelProgram {
 
  private:
   KernelProgram() = default;
+  std::vector<Counter> all_counters() const;  // the node slots, then the channel's
   struct bpf_object* obj_ = nullptr;
   int prog_fd_ = -1;
   int counters_fd_ = -1;
   std::size_t node_count_ = 0;
 };
 
-// A program attached to a device's XDP hook through a bpf_link. Destroying
-// it detaches the program and removes its pins.
+// srl's part of a device's XDP hook. It is a small fixed program, the
+// stub, that tail-calls the generated program in slot 0 of its own program
+// array (and passes the block on if the slot is empty), so a replace is one
+// update of that slot and the hook never empties.
+//
+// Where the kernel loads BPF extension programs, the stub is one component
+// of libxdp's multi-program dispatcher, beside other libxdp users
+// (xdp-filter, xdp-loader), in the order of their run priorities: a block
+// srl's program passes (XDP_PASS) goes on to the next component, while
+// drop, tx and redirect end the chain (srl took the block). Elsewhere the
+// stub holds the hook alone through a bpf_link, as a libxdp program would.
+// A hook that another program holds outright is refused, naming it
+// (xdp_hook_holder).
+//
+// Pins under pin_dir: `prog-array` (the slot), `counters`, and `stub` (in
+// the dispatcher; libxdp pins its own links under BPFFS/xdp) or `link`
+// (alone). Destroying the hook removes srl's component (libxdp removes the
+// dispatcher with its last component), then the pins.
 class XdpHook {
  public:
+  // libxdp run priority (lower runs first). xdp-filter runs at 10 and
+  // programs without a run configuration at 50: srl runs after them, so it
+  // sees what the host's own XDP filters let in and never takes a block
+  // (drop, AF_XDP) from under them.
+  static constexpr unsigned kDefaultPriority = 100;
+
   // Attaches `program` to `ifindex`: native mode if the driver supports it,
-  // else generic (or exactly `mode` if given). Pins the link and the counter
-  // map under `pin_dir` when it is not empty.
+  // else generic (or exactly `mode` if given); into an existing dispatcher,
+  // in the dispatcher's mode. Pins under `pin_dir` when it is not empty;
+  // libxdp keeps its pins in the bpffs that holds `pin_dir` unless
+  // LIBXDP_BPFFS says otherwise (without pins: $LIBXDP_BPFFS or
+  // /sys/fs/bpf, mounted if missing). libxdp keeps the first bpffs it uses
+  // for the life of the process. Throws KernelError.
   static std::unique_ptr<XdpHook> attach(std::unique_ptr<KernelProgram> program, int ifindex,
                                          std::optional<XdpMode> mode = std::nullopt,
-                                         const std::filesystem::path& pin_dir = {});
+                                         const std::filesystem::path& pin_dir = {},
+                                         unsigned priority = kDefaultPriority);
   // The hook pinned at `pin_dir` by an earlier process (a daemon that
   // stopped or died), taken over as it runs. Throws KernelError.
   static std::unique_ptr<XdpHook> adopt(const std::filesystem::path& pin_dir);
+  // Whether `dir` holds the pins of an XDP hook (for adopt()).
+  static bool pinned_at(const std::filesystem::path& dir);
+  // The id of the srl program that runs on the XDP hook of `ifindex` (in
+  // the slot of an srl stub, alone or in the dispatcher); 0 if none.
+  static std::uint32_t running_program(int ifindex);
   ~XdpHook();
   // Leaves the program attached and pinned when this object goes (the
   // datapath outlives the process; adopt() finds it again).
@@ -144,27 +233,49 @@ class XdpHook {
   XdpHook(const XdpHook&) = delete;
   XdpHook& operator=(const XdpHook&) = delete;
 
-  // Replaces the running program in one link update: the hook is never
-  // empty. Returns the program it ran (its counters stay readable).
+  // Puts `program` into srl's slot in one map update: the hook is never
+  // empty and other programs on it are untouched. Returns the program it
+  // ran (its counters stay readable).
   std::unique_ptr<KernelProgram> replace(std::unique_ptr<KernelProgram> program);
 
   XdpMode mode() const { return mode_; }
   int ifindex() const { return ifindex_; }
   const KernelProgram& program() const { return *program_; }
-  std::uint32_t link_id() const;
+  // In libxdp's dispatcher (else alone through a bpf_link), and at what
+  // run priority.
+  bool shared() const { return shared_; }
+  unsigned priority() const { return priority_; }
+  // The stub's program id (what `xdp-loader status` lists as srl_hook).
+  std::uint32_t stub_id() const;
+  // How srl holds the hook, for reports: "in libxdp dispatcher (priority
+  // 100)", or "alone through bpf_link 7 (no libxdp dispatcher: why)".
+  std::string describe() const;
 
  private:
   XdpHook() = default;
   void pin();
   void unpin();
+  void detach();
 
   std::unique_ptr<KernelProgram> program_;
-  int link_fd_ = -1;
+  int slot_fd_ = -1;  // the stub's program array
+  int stub_fd_ = -1;
+  int link_fd_ = -1;  // alone: the stub's bpf_link
   int ifindex_ = 0;
+  unsigned priority_ = kDefaultPriority;
+  bool shared_ = false;
   bool released_ = false;
   XdpMode mode_ = XdpMode::generic;
+  std::string alone_why_;  // why srl holds the hook alone
   std::filesystem::path pin_dir_;
 };
+
+// Who holds the XDP hook of `ifindex` so that srl cannot run there: nullopt
+// when the hook is empty or holds a libxdp dispatcher srl can join; else
+// the reason, naming the holder ("b0's XDP hook is held by program 42
+// 'xdp_prog_simple' (native mode, not a libxdp dispatcher)"). Usable before
+// anything is deployed.
+std::optional<std::string> xdp_hook_holder(int ifindex);
 
 // A program attached to a device's TC ingress hook (a cls_bpf filter in
 // direct-action mode on the clsact qdisc, at srl's own handle and priority).
