@@ -4,11 +4,10 @@
 // sent or `--max-seconds` have passed (always bounded). With `--every=K`,
 // datagram i (from 0) goes to `--port` when i % K == 0 and to
 // `--other-port` otherwise (1 in K to the port); the socket is then not
-// connected and each datagram names its destination. Prints one line of key=value figures: datagrams sent, seconds,
-// datagrams per second, send errors (ENOBUFS and the like, retried), and the
-// process's own user and system CPU time from getrusage(2) (on a veth the
-// receive side's softirq often runs in the sender's context and is charged
-// to it as system time).
+// connected and each datagram names its destination. Prints one line of key=value figures:
+// datagrams sent, seconds, datagrams per second, send errors (ENOBUFS and the like, retried), and
+// the process's own user and system CPU time from getrusage(2) (on a veth the receive side's
+// softirq often runs in the sender's context and is charged to it as system time).
 //
 //   udp_blast --dst=IP [--port=53] [--sport=40000] [--count=1000000]
 //             [--payload=58] [--batch=64] [--max-seconds=60] [--rate=PPS]
@@ -135,8 +134,10 @@ int main(int argc, char** argv) {
     // slowing the loop. Paced, each batch waits for its time (absolute, so
     // late wake-ups do not add up) and the bound is checked every batch.
     if (o.rate > 0) {
-      const long long due = start_ns + static_cast<long long>(static_cast<double>(sent) * 1e9 / o.rate);
-      const timespec t{static_cast<time_t>(due / 1000000000LL), static_cast<long>(due % 1000000000LL)};
+      const long long due =
+          start_ns + static_cast<long long>(static_cast<double>(sent) * 1e9 / o.rate);
+      const timespec t{static_cast<time_t>(due / 1000000000LL),
+                       static_cast<long>(due % 1000000000LL)};
       while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, nullptr) == EINTR) {
       }
       if (elapsed() >= o.max_seconds) break;

@@ -44,6 +44,7 @@ struct RunOptions {
   double duration = 0, interval = 1;
   bool json = false;
   std::size_t workers = 1, batch = 32;
+  std::uint32_t copy_rings = 1, copy_ring_kib = 8192;
 };
 
 // A test hook: SRL_FAIL_AT=KEY makes the deploy step with that key fail
@@ -122,6 +123,32 @@ std::string format_table(const std::vector<Row>& rows, double seconds) {
     out << line;
   }
   return out.str();
+}
+
+// The channels into the userspace part: blocks and bytes delivered, and
+// blocks lost on the way (a full copy ring, a full AF_XDP ring).
+std::string format_channels(const std::vector<runtime::ChannelCounters>& channels) {
+  std::ostringstream out;
+  char line[256];
+  for (const auto& c : channels) {
+    std::snprintf(line, sizeof line, "channel %-24s %14llu blocks %16llu bytes %10llu lost\n",
+                  c.name.c_str(), static_cast<unsigned long long>(c.blocks),
+                  static_cast<unsigned long long>(c.bytes),
+                  static_cast<unsigned long long>(c.drops));
+    out << line;
+  }
+  return out.str();
+}
+
+nlohmann::ordered_json channels_json(const std::vector<runtime::ChannelCounters>& channels) {
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const auto& c : channels)
+    list.push_back({{"name", c.name},
+                    {"kind", c.kind},
+                    {"blocks", c.blocks},
+                    {"bytes", c.bytes},
+                    {"drops", c.drops}});
+  return list;
 }
 
 nlohmann::ordered_json counters_json(const std::vector<Row>& rows, double seconds, bool final) {
@@ -238,6 +265,9 @@ int run(const RunOptions& o) {
   dopts.cache = o.cache;
   dopts.workers = o.workers;
   dopts.batch = o.batch;
+  dopts.copy.rings = o.copy_rings;
+  dopts.copy.ring_bytes = o.copy_ring_kib << 10;
+  dopts.copy.wake_bytes = std::min(dopts.copy.wake_bytes, dopts.copy.ring_bytes / 4);
   const fs::path runs = fs::path(o.bpffs) / "srl" / "run";
   dopts.pin_root = runs / std::to_string(getpid());
   std::unique_ptr<runtime::Datapath> datapath;
@@ -275,10 +305,15 @@ int run(const RunOptions& o) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
   auto print = [&](const std::vector<Row>& rows, bool final) {
-    if (o.json)
-      std::cout << counters_json(rows, elapsed(), final).dump() << std::endl;
-    else
-      std::cout << format_table(rows, elapsed()) << (final ? "" : "\n") << std::flush;
+    const auto channels = datapath->channels();
+    if (o.json) {
+      auto j = counters_json(rows, elapsed(), final);
+      j["channels"] = channels_json(channels);
+      std::cout << j.dump() << std::endl;
+    } else {
+      std::cout << format_table(rows, elapsed()) << format_channels(channels) << (final ? "" : "\n")
+                << std::flush;
+    }
   };
   double next_report = o.interval;
   int rc = kExitOk;
@@ -332,10 +367,20 @@ void add_run_command(CLI::App& app, int& result) {
       ->check(CLI::Range(1, 64));
   cmd->add_option("--batch", o->batch, "largest batch of blocks the userspace engine takes")
       ->check(CLI::Range(1, 4096));
+  cmd->add_option("--copy-rings", o->copy_rings,
+                  "copy rings per device hook, chosen by CPU (blocks copied up to userspace)")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--copy-ring-kib", o->copy_ring_kib,
+                  "size of each copy ring in KiB, a power of two (default 8192); a full ring "
+                  "loses copies, never the block")
+      ->check(CLI::IsMember({"4", "8", "16", "32", "64", "128", "256", "512", "1024", "2048",
+                             "4096", "8192", "16384", "32768", "65536"}));
   cmd->footer(
       "Nodes run where the optimizer places them (srl plan shows where and why): the kernel\n"
-      "part as one program per device hook, the userspace part in this process, joined by\n"
-      "AF_XDP sockets. With --hook forced, the kernel takes every node it can implement whose\n"
+      "part as one program per device hook, the userspace part in this process. Blocks the\n"
+      "userspace part only observes are copied up through ring buffers and go on to the host;\n"
+      "blocks a userspace drop or tx mode=forward consumes are taken (AF_XDP from XDP). With\n"
+      "--hook forced, the kernel takes every node it can implement whose\n"
       "inputs it runs. A request reading a capture (pcapin) runs in userspace and ends with\n"
       "its input. Exit status: 0 ok, 1 compile, plan or deploy error, 2 usage.");
   cmd->callback([o, &result] {

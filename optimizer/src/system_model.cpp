@@ -455,7 +455,8 @@ void add_default_channels(SystemModel& m) {
           add(*off, *u, ChannelKind::pcie, 5 + ax_blk, ax_byte, ax_mem, zc, {xdp->id},
               Carries::take);
     }
-    if (xdp && tc) add(*xdp, *tc, ChannelKind::meta, meta_blk, 0, 0, true);
+    // No xdp -> tc channel: a device's kernel part runs on one hook, as
+    // one program (no driver passes a block's state from XDP to TC).
     // Up to userspace: from XDP, AF_XDP takes the block itself and a BPF
     // ring buffer carries copies; from TC the ring buffer carries both (a
     // take drops the original after the copy), reading through the skb,

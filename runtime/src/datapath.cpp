@@ -137,6 +137,7 @@ struct Datapath::Hook {
   std::vector<kernel::NodeSlot> nodes;
   std::string kind;                   // "xdp" | "tc"
   std::vector<kernel::Counter> last;  // read just before the hook was detached
+  kernel::CopyCounters last_copy;     // the copy channel's, likewise
 
   const kernel::KernelProgram* program() const {
     if (xdp) return &xdp->program();
@@ -496,6 +497,7 @@ void Datapath::remove(StepObserver* observer) {
     roll_forward(observer, {Phase::deactivate, "detach:" + h.dev, "detach the program of " + h.dev},
                  [&] {
                    h.last = h.program()->counters();
+                   h.last_copy = h.program()->copy_counters();
                    h.xdp.reset();
                    h.tc.reset();
                  });
@@ -627,8 +629,10 @@ std::vector<Datapath::HookCounters> Datapath::hook_counters() const {
 
 std::vector<ChannelCounters> Datapath::channels() const {
   std::vector<ChannelCounters> out;
-  const auto inputs =
-      impl_->engine ? impl_->engine->stats().inputs : decltype(impl_->engine->stats().inputs){};
+  // The running engine's inputs, or those of the engine that stopped.
+  const auto inputs = impl_->engine        ? impl_->engine->stats().inputs
+                      : impl_->last_engine ? impl_->last_engine->inputs
+                                           : decltype(impl_->engine->stats().inputs){};
   for (const auto& [name, stats] : inputs) {
     ChannelCounters c;
     c.name = name;
@@ -646,8 +650,7 @@ std::vector<ChannelCounters> Datapath::channels() const {
   // kernel program, shown on the device's first ring.
   for (const auto& h : impl_->hooks) {
     const auto* program = h.program();
-    if (program == nullptr) continue;
-    const auto lost = program->copy_counters().lost;
+    const auto lost = program != nullptr ? program->copy_counters().lost : h.last_copy.lost;
     if (lost == 0) continue;
     const std::string prefix = "ringbuf:" + h.dev + ":";
     auto it = std::find_if(out.begin(), out.end(),

@@ -36,8 +36,7 @@ namespace fs = std::filesystem;
 constexpr const char* kStubName = "srl_hook";              // as the kernel and libxdp list it
 constexpr const char* kDispatcherName = "xdp_dispatcher";  // libxdp's
 constexpr const char* kNoExtension =
-    "this kernel refuses BPF extension programs (freplace), which the dispatcher's components "
-    "are";
+    "this kernel refuses BPF extension programs (freplace), which libxdp's dispatcher needs";
 
 // The stub. Compiled once per process with compile_bpf; libxdp loads it as
 // an extension of one of the dispatcher's slots, or libbpf as a plain XDP
@@ -102,7 +101,7 @@ class Fd {
 thread_local std::string* t_log = nullptr;
 libxdp_print_fn_t g_libxdp_print = nullptr;  // libxdp's own, for the rest of the process
 
-void append(const char* fmt, va_list args) {
+__attribute__((format(printf, 1, 0))) void append(const char* fmt, va_list args) {
   char buf[1024];
   const int n = std::vsnprintf(buf, sizeof buf, fmt, args);
   if (n > 0) t_log->append(buf, std::min<std::size_t>(static_cast<std::size_t>(n), sizeof buf - 1));
@@ -340,9 +339,9 @@ bool kernel_loads_extension_programs() {
 
 // Whether the program `prog_fd` can be tail-called from a program array
 // that a program loaded with `expected` as its expected attach type uses:
-// the kernel compares the program type, JIT, frags and (since Linux 6.18
-// and in its stable kernels) the expected attach type. An extension program
-// has none (0), so it can tail-call only programs loaded with none.
+// the kernel compares the program type, JIT, frags and (Linux 6.18, and
+// stable kernels since late 2025) the expected attach type. An extension
+// program has none (0), so it can tail-call only programs loaded with none.
 bool tail_callable_from(int prog_fd, bpf_attach_type expected) {
   bpf_insn pass[2] = {};
   pass[0].code = BPF_ALU64 | BPF_MOV | BPF_K;
@@ -662,7 +661,6 @@ std::unique_ptr<XdpHook> XdpHook::adopt(const std::filesystem::path& pin_dir) {
     hook->ifindex_ = static_cast<int>(info.xdp.ifindex);
     hook->stub_fd_ = bpf_prog_get_fd_by_id(info.prog_id);
     if (const Attached a = attached(hook->ifindex_); a.id == info.prog_id) hook->mode_ = a.mode;
-    hook->alone_why_ = kernel_loads_extension_programs() ? "" : kNoExtension;
   } else {
     hook->shared_ = true;
     hook->stub_fd_ = bpf_obj_get(stub.c_str());
@@ -694,6 +692,7 @@ std::unique_ptr<XdpHook> XdpHook::adopt(const std::filesystem::path& pin_dir) {
     throw KernelError("cannot open the program or the counters pinned at " + pin_dir.string());
   }
   hook->program_ = KernelProgram::adopt(prog_fd, counters_fd);
+  if (!hook->shared_) hook->alone_why_ = cannot_share(*hook->program_).value_or("");
   return hook;
 }
 

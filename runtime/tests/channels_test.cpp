@@ -274,10 +274,11 @@ TEST_CASE("afxdp: blocks leave the kernel program with their exits, byte for byt
     const int ifindex = TestNamespace::ifindex("ca");
     REQUIRE(ifindex > 0);
 
-    // rx, udp and both ports in the kernel; dns, print and count in
-    // userspace: two exits.
+    // rx, udp and both ports in the kernel; dns, count and the drops in
+    // userspace: two exits, both taken (a userspace drop consumes).
     const auto r = compiler::compile(
-        "(udp) > ((port, which=dst) 53> (dns) > (print) | (port, which=dst) 54> (count))");
+        "(udp) > ((port, which=dst) 53> (dns) > (drop) | (port, which=dst) 54> (count) > "
+        "(drop))");
     REQUIRE(r.ok());
     const auto& g = r.dag->graph;
     std::vector<bool> in_kernel;
@@ -406,9 +407,9 @@ TEST_CASE("afxdp: frames are recycled: more traffic than the UMEM holds") {
   SKIP_UNLESS_ROOT();
   TestNamespace ns;
   const int ifindex = TestNamespace::ifindex("ca");
-  const auto r = compiler::compile("(udp) > (dns)");
+  const auto r = compiler::compile("(udp) > (dns) > (drop)");  // taken: AF_XDP
   REQUIRE(r.ok());
-  const std::vector<bool> in_kernel = {true, true, false};
+  const std::vector<bool> in_kernel = {true, true, false, false};
   auto program = load(kernel::generate_xdp(*r.dag, ifindex, "", &in_kernel));
   const int xsks = program->xsks_fd();
   auto hook = kernel::XdpHook::attach(std::move(program), ifindex, kernel::XdpMode::native);

@@ -61,26 +61,24 @@ runtime::DatapathOptions options() {
 TEST_CASE("datapath: instantiate, connect, then activate from the outputs back") {
   TestNamespace ns;
   const int hb = ns.ifindex("hb");
-  // dns has no kernel implementation: the kernel hands blocks up over AF_XDP.
+  // dns has no kernel implementation: the kernel copies blocks up through
+  // its copy ring (nothing consumes them in userspace).
   const auto c = compile_on_hb("(udp) > (port) 53> (dns) > (count)");
   RecordingObserver rec;
   auto dp = runtime::Datapath::build(*c.result.dag, c.placement, options(), &rec);
-  std::vector<std::string> expected = {"compile:hb", "load:hb", "engine"};
-  for (std::uint32_t q = 0; q < runtime::rx_queue_count("hb"); ++q)
-    expected.push_back("afxdp:hb:" + std::to_string(q));
-  expected.push_back("start:engine");
-  expected.push_back("attach:hb");
+  std::vector<std::string> expected = {"compile:hb",   "load:hb",      "engine",
+                                       "ringbuf:hb:0", "start:engine", "attach:hb"};
   CHECK(rec.taken_keys == expected);
   CHECK(rec.undone_keys.empty());
   CHECK(attached_program(hb) != 0);
-  CHECK(dp->afxdp_devices() == std::vector<std::string>{"hb"});
+  CHECK(dp->afxdp_devices().empty());  // copies hold no AF_XDP queue
   CHECK(dp->has_engine());
   const auto counters = dp->counters();
   REQUIRE(counters.size() == 5);
   CHECK(counters[2].space == "xdp:hb");  // port
   CHECK(counters[3].space == "user");    // dns
-  REQUIRE(dp->channels().size() == expected.size() - 5);
-  CHECK(dp->channels().front().name == "afxdp:hb:0");
+  REQUIRE(dp->channels().size() == 1);
+  CHECK(dp->channels().front().name == "ringbuf:hb:0");
 
   // Removal: the inputs first (the hook), then the engine.
   RecordingObserver out;

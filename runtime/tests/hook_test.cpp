@@ -282,6 +282,34 @@ TEST_CASE("hook: a program that holds the hook outright is named, and left alone
   CHECK_FALSE(kernel::xdp_hook_holder(ifindex).has_value());
 }
 
+TEST_CASE("hook: a dispatcher srl cannot join is named with the reason") {
+  TestNamespace ns;
+  const int ifindex = ns.ifindex("hb");
+  libxdp_bpffs();
+  // Named like libxdp's dispatcher, but no dispatcher libxdp built: srl
+  // cannot join it (no pins of its components; or, on a kernel without
+  // extension programs, no dispatcher can be joined at all).
+  bpf_insn pass[2] = {};
+  pass[0].code = BPF_ALU64 | BPF_MOV | BPF_K;
+  pass[0].dst_reg = BPF_REG_0;
+  pass[0].imm = XDP_PASS;
+  pass[1].code = BPF_JMP | BPF_EXIT;
+  const int fake = bpf_prog_load(BPF_PROG_TYPE_XDP, "xdp_dispatcher", "GPL", pass, 2, nullptr);
+  REQUIRE(fake >= 0);
+  REQUIRE(bpf_xdp_attach(ifindex, fake, XDP_FLAGS_SKB_MODE, nullptr) == 0);
+  const std::string named = "hb's XDP hook holds libxdp's dispatcher (program " +
+                            std::to_string(hook_program(ifindex)) +
+                            " 'xdp_dispatcher', generic mode)";
+  const auto why = kernel::xdp_hook_holder(ifindex);
+  REQUIRE(why.has_value());
+  CHECK(why->starts_with(named));
+  MESSAGE(*why);
+  CHECK_THROWS_WITH_AS(kernel::XdpHook::attach(build("(udp) > (count)"), ifindex),
+                       doctest::Contains(named.c_str()), kernel::KernelError);
+  CHECK(bpf_xdp_detach(ifindex, XDP_FLAGS_SKB_MODE, nullptr) == 0);
+  close(fake);
+}
+
 namespace {
 
 // An AF_XDP socket in copy mode on queue 0 of a device, registered in a

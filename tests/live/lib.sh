@@ -77,3 +77,17 @@ tc_attached() { [[ $(tc -n "$b" filter show dev vb ingress 2>/dev/null) == *bpf*
 # Files pinned under the bpffs's srl directory (directories left empty are
 # not pins).
 pins() { find "$bpffs/srl" -mindepth 1 ! -type d 2>/dev/null | tr '\n' ' '; }
+
+# Nothing of srl left on vb, among BPF objects, or in the pins; a test
+# calls it after each step, with what the step was.
+nothing_left() {  # WHAT
+  local left=""
+  xdp_attached && left+=" xdp-on-vb"
+  tc_attached && left+=" tc-filter-on-vb"
+  [[ $(tc -n "$b" qdisc show dev vb) == *clsact* ]] && left+=" clsact-qdisc"
+  local new
+  new=$(new_objects 3)
+  [[ -z $new ]] || left+=" ($new)"
+  [[ -z $(ls -A "$bpffs/srl/run" 2>/dev/null) ]] || left+=" pins"
+  [[ -z $left ]] && ok "$1: nothing left" || fail "$1: left behind:$left"
+}

@@ -3,7 +3,7 @@
 #  1. a capture file through userspace only: pcapin -> tcp -> port 80 -> pcap;
 #     tcpdump reads the output and counts what `tcpdump -r in 'tcp port 80'`
 #     counts, and the records are identical;
-#  2. live: kernel -> AF_XDP -> userspace on a veth pair in namespaces of its
+#  2. live: kernel -> copy ring -> userspace on a veth pair in namespaces of its
 #     own: every matching frame sent is in the pcap file, nothing else, and
 #     nothing is left behind.
 # Needs root and tcpdump; exits 77 (skipped) without them.
@@ -100,7 +100,7 @@ rc=$?
 [[ $rc -eq 1 ]] && grep -q "missing.pcap" "$tmp/err" && ok "pcapin: a missing file is named" \
   || fail "pcapin missing file: exit $rc: $(cat "$tmp/err")"
 
-# 2. Live: the kernel selects, AF_XDP carries, userspace writes.
+# 2. Live: the kernel selects, a copy ring carries, userspace writes.
 make_hosts
 mac=$(ip -n "$b" -br link show vb | awk '{print $3}')
 
@@ -115,7 +115,7 @@ for hook in xdp auto; do
     --bpffs "$bpffs" -j -e "(tcp) > (port, which=dst) 80> (pcap, file=\"$out\")" \
     >"$tmp/live.json" 2>"$tmp/err" &
   pid=$!
-  if wait_for "$tmp/err" "AF_XDP"; then
+  if wait_for "$tmp/err" "copy ring"; then
     sleep 0.5
     ip netns exec "$a" python3 "$tmp/frames.py" send 400 100 100 va "$mac"
     wait "$pid"; rc=$?
@@ -126,7 +126,7 @@ for hook in xdp auto; do
       || fail "live $hook: $got frames in the file ($sel to port 80), expected 400: $(cat "$tmp/err")"
   else
     kill "$pid" 2>/dev/null; wait "$pid"
-    fail "live $hook: no AF_XDP socket reported: $(cat "$tmp/err")"
+    fail "live $hook: no copy ring reported: $(cat "$tmp/err")"
   fi
   xdp_attached && fail "live $hook: XDP left on vb" || ok "live $hook: hook removed"
   new=$(new_objects 10)
