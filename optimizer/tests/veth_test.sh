@@ -47,10 +47,10 @@ plan -e '(eth) > (ipv4) > (udp) > (port, which=dst) 53> (count)' |
   check 'all(n["space"]=="xdp:va" for n in j["nodes"]) and len(j["nodes"])==6' \
     "L2-L4 request not entirely in xdp:va"
 
-# tcp stays in the kernel; http and print run in userspace, fed over AF_XDP.
+# tcp stays in the kernel; http and print run in userspace, fed copies through a ring buffer.
 plan -e '(tcp) > (http) > (print)' |
-  check '[n["space"].split(":")[0] for n in j["nodes"]]==["xdp","xdp","user","user"] and j["nodes"][2]["channel_in"]=="afxdp"' \
-    "(tcp) > (http) > (print) not placed xdp, xdp, user (afxdp), user"
+  check '[n["space"].split(":")[0] for n in j["nodes"]]==["xdp","xdp","user","user"] and j["nodes"][2]["channel_in"]=="ringbuf" and j["edges"][1]["delivery"]=="copy"' \
+    "(tcp) > (http) > (print) not placed xdp, xdp, user (a copy ring), user"
 
 # space= pins are honoured.
 plan -e '(tcp, space=user) > (count)' |
