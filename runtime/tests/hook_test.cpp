@@ -483,7 +483,7 @@ namespace {
 
 // Runs a command (in this thread's network namespace); its exit status.
 int shell(const std::string& command) {
-  return std::system((command + " >/dev/null 2>&1").c_str());
+  return std::system(("(" + command + ") >/dev/null 2>&1").c_str());
 }
 
 std::string shell_output(const std::string& command) {
