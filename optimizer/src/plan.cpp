@@ -111,6 +111,63 @@ std::optional<Objective> objective_from_string(std::string_view s) {
   return std::nullopt;
 }
 
+namespace {
+
+std::string located(const ProblemNode& n) {
+  return n.id + " (" + std::string(n.spec->name) + ")" + (n.where.empty() ? "" : " at " + n.where);
+}
+
+// What no datapath can do with blocks, refused before anything deploys: a
+// userspace `pass` below an edge that takes (the block has left the stack
+// and cannot be handed back), and a consuming node below an `rx` placed in
+// userspace (its AF_PACKET socket only ever gets copies).
+void check_delivery(const Problem& p, const Assignment& a) {
+  const std::size_t N = p.nodes.size();
+  std::vector<std::vector<std::size_t>> outs(N);
+  for (const auto& e : p.edges)
+    outs[e.from].push_back(e.to);
+  auto below = [&](std::size_t top) {
+    std::vector<bool> seen(N, false);
+    std::vector<std::size_t> stack{top}, out;
+    while (!stack.empty()) {
+      const std::size_t v = stack.back();
+      stack.pop_back();
+      if (seen[v]) continue;
+      seen[v] = true;
+      out.push_back(v);
+      for (std::size_t w : outs[v])
+        stack.push_back(w);
+    }
+    return out;
+  };
+  for (const auto& e : p.edges) {
+    const bool crosses =
+        p.spaces[a[e.from]].kind != Kind::user && p.spaces[a[e.to]].kind == Kind::user;
+    if (!crosses || !e.take) continue;
+    for (std::size_t v : below(e.to))
+      if (p.nodes[v].spec->name == "pass")
+        throw PlanError(p.nodes[v].id, "delivery",
+                        "cannot place " + located(p.nodes[v]) +
+                            ": blocks reach it taken from "
+                            "the stack (" +
+                            located(p.nodes[e.consumer]) +
+                            " consumes them in userspace), and a userspace pass cannot hand them "
+                            "back; drop the pass or let the kernel run the consuming node");
+  }
+  for (std::size_t v = 0; v < N; ++v) {
+    if (p.nodes[v].spec->name != "rx" || p.spaces[a[v]].kind != Kind::user) continue;
+    for (std::size_t w : below(v))
+      if (w != v && p.nodes[w].consumes)
+        throw PlanError(
+            p.nodes[w].id, "delivery",
+            "cannot place " + located(p.nodes[w]) + ": " + located(p.nodes[v]) +
+                " runs in userspace, where its socket only gets copies, so nothing below "
+                "it can take a block from the stack; let rx run in the kernel");
+  }
+}
+
+}  // namespace
+
 Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
           const PlanOptions& opt) {
   SystemModel m = model;
@@ -216,6 +273,7 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
     }
   }
   const Assignment& a = *sol;
+  check_delivery(p, a);
   const Evaluation ev = evaluate(p, a);
   out.objective_value = ev.objective;
   out.total_cost_ns_per_s = ev.total_cost;

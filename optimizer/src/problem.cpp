@@ -314,7 +314,6 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
     bool take = false;
     std::size_t consumer = SIZE_MAX;
   };
-  std::vector<bool> consumes;  // per problem node
   std::vector<PendingEdge> pending;
   std::set<std::tuple<std::size_t, std::size_t, std::string>> seen_edges;
   for (const auto& req : requests) {
@@ -444,8 +443,8 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
                              " eBPF instructions alone exceed the space's limit of " +
                              std::to_string(sp.ebpf_insn_limit);
         }
+        pn.consumes = filters::consumes_block(f, dn.options);
         p.nodes.push_back(std::move(pn));
-        consumes.push_back(filters::consumes_block(f, dn.options));
       }
       for (auto [ei, ee] = boost::in_edges(v, g); ei != ee; ++ei) {
         const std::size_t from = index[boost::source(*ei, g)];
@@ -458,8 +457,11 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
   // Copy or take (filters/delivery.h), by the nodes below each edge.
   {
     std::vector<std::vector<std::size_t>> children(p.nodes.size());
+    std::vector<bool> consumes(p.nodes.size());
     for (const auto& pe : pending)
       children[pe.from].push_back(pe.to);
+    for (std::size_t v = 0; v < p.nodes.size(); ++v)
+      consumes[v] = p.nodes[v].consumes;
     const auto consumer = filters::consumers_below(children, consumes);
     for (std::size_t i = 0; i < pending.size(); ++i)
       if (consumer[pending[i].to] != filters::kNone) {

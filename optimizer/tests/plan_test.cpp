@@ -125,6 +125,24 @@ TEST_CASE("copy or take: a userspace drop or forward takes, everything else copi
     CHECK(e.delivery.empty());
 }
 
+TEST_CASE("copy or take: what no datapath can do is refused before deploying") {
+  // A pass after a take cannot hand the block back to the stack.
+  auto r = compile("(udp) > (dns) > ((drop) | (pass))");
+  CHECK_THROWS_WITH_AS(plan({{&*r.dag, "", r.source.get()}}, host()),
+                       doctest::Contains("a userspace pass cannot hand them back"), PlanError);
+  // An rx in userspace (AF_PACKET) only gets copies: nothing below can take.
+  auto u = compile("(rx, dev=eth0, space=user) > (udp) > (drop)");
+  try {
+    plan({{&*u.dag, "", u.source.get()}}, host());
+    FAIL("planned a userspace rx with a drop below it");
+  } catch (const PlanError& e) {
+    CHECK(e.reason() == "delivery");
+    CHECK(std::string(e.what()).find("its socket only gets copies") != std::string::npos);
+  }
+  // Copies are fine with a pass below.
+  CHECK_NOTHROW(run("(udp) > (dns) > (pass)"));
+}
+
 TEST_CASE("tx runs in the kernel at TC only; at XDP it is excluded with the reason") {
   const auto p = run("(tcp) > (tx, dev=eth0, mode=forward)");
   CHECK(p.node("tx").space == "tc:eth0");

@@ -66,6 +66,7 @@ struct ProblemNode {
   double rate = 0;   // blocks per second in
   double bytes = 0;  // mean bytes per block
   std::uint32_t insns = 0;
+  bool consumes = false;          // ends a block's life in userspace (filters/delivery.h)
   std::vector<double> cost;       // per space: ns per second, kNotAllowed where it cannot run
   std::vector<double> per_block;  // per space: ns per block (for the explanation)
   // Per space: empty if allowed, else why not ("no-implementation: ...").
