@@ -8,11 +8,13 @@
 #  3. a tx mirror delivers every selected frame to the far end of another
 #     device, and the host still gets each one;
 #  4. a full copy ring loses copies, counts them, and the host loses nothing;
-#  5. a userspace drop takes: the server gets only what it does not drop.
+#  5. a userspace drop takes: the server gets only what it does not drop;
+#  6. with CONTROLD: 1. again through the daemon (srl apply, srl rm).
 # Nothing is left behind after any of them. Needs root, tcpdump, python3.
-# Usage: srl_copy_test.sh SRL
+# Usage: srl_copy_test.sh SRL [CONTROLD]
 set -uo pipefail
 srl=$(realpath "$1")
+controld=${2:+$(realpath "$2")}
 . "$(dirname "$0")/lib.sh" srl-c
 command -v tcpdump >/dev/null || { echo "skipped: needs tcpdump"; exit 77; }
 make_hosts
@@ -181,5 +183,31 @@ grep -q "1 exit(s) to userspace (0 copy, 1 take)" "$tmp/out" && ok "the run says
 [[ $got -eq 0 ]] && ok "taken blocks left the stack (the server got $got)" \
   || fail "a take let $got of 50 through"
 nothing_left "userspace drop"
+
+# 6. The same capture through controld.
+if [[ -n $controld ]]; then
+  export SRL_SOCKET=$tmp/controld.sock
+  snapshot
+  ip netns exec "$b" "$controld" --socket "$SRL_SOCKET" --state "$tmp/state.db" --bpffs "$bpffs" \
+    2>>"$tmp/controld.log" &
+  dpid=$!
+  for _ in $(seq 100); do
+    [[ -S $SRL_SOCKET ]] && "$srl" ls -q >/dev/null 2>&1 && break
+    sleep 0.05
+  done
+  out=$("$srl" apply -n cap --dev vb -e "(udp) > (port, which=dst) 53> (pcap, file=\"$tmp/d.pcap\")" 2>&1)
+  [[ $? -eq 0 ]] && ok "controld: capture applied" || fail "controld: apply: $out"
+  serve 53 "$tmp/got"
+  send $n 53 60 0.002
+  wait "$server"
+  "$srl" rm cap >/dev/null 2>&1 || fail "controld: srl rm cap"
+  got=$(cat "$tmp/got" 2>/dev/null || echo 0)
+  captured=$(tcpdump -nr "$tmp/d.pcap" 'udp dst port 53' 2>/dev/null | wc -l)
+  [[ $got -eq $n && $captured -eq $n ]] \
+    && ok "controld: the server received $got of $n, the capture holds $captured" \
+    || fail "controld: the server received $got, the capture holds $captured, of $n"
+  stop_daemon
+  nothing_left "controld capture"
+fi
 
 summary
