@@ -1,6 +1,7 @@
 // srl calibrate: measures costs on this machine (copies, channels, eBPF) and
 // stores them as the profile that plans use.
 #include <algorithm>
+#include <cstdio>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -51,6 +52,28 @@ void add_calibrate_command(CLI::App& app, int& result) {
         fc.repeat = static_cast<std::uint32_t>(std::max(10'000.0, o->seconds * 1e6));
         for (const auto& [name, ns] : runtime::kernel::calibrate_filters(fc, log))
           p.filters[name][filters::SpaceKind::kernel] = filters::Cost{ns, 0};
+      }
+      if (!o->no_bpf) {
+        // The copy channel up from the kernel, both ends, at two sizes.
+        runtime::kernel::FilterCalibration fc;
+        fc.cache = o->cache;
+        fc.repeat = static_cast<std::uint32_t>(std::max(30'000.0, o->seconds * 1e5));
+        const auto small = runtime::kernel::calibrate_copy_channel(fc, 64);
+        const auto large = runtime::kernel::calibrate_copy_channel(fc, 1500);
+        const double per_byte = std::max(0.0, (large.total() - small.total()) / (1500 - 64));
+        const double per_block = std::max(0.1, small.total() - 64 * per_byte);
+        p.channels[optimizer::ChannelKind::ringbuf] = {per_block, per_byte};
+        p.measurements["ringbuf_64B_kernel_ns"] = small.kernel_ns;
+        p.measurements["ringbuf_64B_reader_ns"] = small.reader_ns;
+        p.measurements["ringbuf_1500B_kernel_ns"] = large.kernel_ns;
+        p.measurements["ringbuf_1500B_reader_ns"] = large.reader_ns;
+        char line[200];
+        std::snprintf(line, sizeof line,
+                      "copy ring: %.1f ns/block + %.3f ns/B (64 B: %.1f kernel + %.1f reader, "
+                      "1500 B: %.1f + %.1f)",
+                      per_block, per_byte, small.kernel_ns, small.reader_ns, large.kernel_ns,
+                      large.reader_ns);
+        log(line);
       }
       if (!o->no_filters) {
         // Each userspace filter in the engine, against the engine alone.

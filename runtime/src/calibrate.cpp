@@ -1,10 +1,12 @@
 #include "srl/runtime/calibrate.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <vector>
 
 #include "srl/compiler/compiler.h"
+#include "srl/runtime/copy_ring.h"
 #include "srl/runtime/kernel.h"
 
 namespace srl::runtime::kernel {
@@ -82,6 +84,56 @@ std::map<std::string, double> calibrate_filters(
     }
   }
   return out;
+}
+
+CopyChannelCost calibrate_copy_channel(const FilterCalibration& o, std::size_t frame_bytes) {
+  auto frame = typical_frame();
+  frame.resize(std::max<std::size_t>(frame_bytes, 60), 0);
+  // The same three nodes; the last one counts in the kernel, or is a
+  // capture in userspace that every udp block goes up to.
+  const auto counted = compiler::compile("(udp) > (count)");
+  const auto captured = compiler::compile("(udp) > (pcap, file=\"/dev/null\")");
+  if (!counted.ok() || !captured.ok()) throw KernelError("calibration request does not compile");
+  std::vector<bool> split(captured.dag->node_count(), true);
+  split.back() = false;
+  const auto base_gen = generate_xdp(*counted.dag, 1);
+  const auto copy_gen = generate_xdp(*captured.dag, 1, "", &split);
+  auto base = KernelProgram::load(compile_bpf(base_gen.source, o.cache), base_gen.nodes.size());
+  auto copy = KernelProgram::load(compile_bpf(copy_gen.source, o.cache), copy_gen.nodes.size());
+  auto ring = CopyRing::open(copy->map_fd("srl_ring0"), "calibration");
+  // A batch that fits the ring (8 MiB) with room to spare, drained after
+  // each run so that no copy is lost.
+  const std::uint32_t batch = 1000;
+  std::vector<filters::Block> blocks(256);
+  std::vector<std::uint32_t> exits(256);
+  std::vector<double> kernel, reader;
+  const int runs = std::max(3, static_cast<int>(o.repeat / batch / 10));
+  for (int i = 0; i < runs; ++i) {
+    std::uint32_t with = 0, without = 0;
+    base->test_run(frame, batch, &without);
+    copy->test_run(frame, batch, &with);
+    const auto start = std::chrono::steady_clock::now();
+    std::size_t got = 0;
+    while (got < batch) {
+      const std::size_t n = ring->receive(blocks, exits, 0);
+      if (n == 0) break;
+      got += n;
+    }
+    ring->receive(std::span(blocks).first(0), std::span(exits).first(0), 0);  // release
+    const double ns =
+        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
+    if (got != batch)
+      throw KernelError("copy channel calibration: " + std::to_string(got) + " of " +
+                        std::to_string(batch) + " records arrived");
+    kernel.push_back(static_cast<double>(with) - static_cast<double>(without));
+    reader.push_back(ns / batch);
+  }
+  if (copy->copy_counters().lost != 0) throw KernelError("copy channel calibration lost copies");
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  return {std::max(0.1, median(kernel)), std::max(0.1, median(reader))};
 }
 
 }  // namespace srl::runtime::kernel

@@ -122,7 +122,10 @@ static __always_inline void *srl_reserve(u32 ring, u64 size) {
   return 0;
 }
 
-static __always_inline u64 srl_wake_flag(u32 ring) {
+/* One wake-up when this record takes the waiting bytes past the mark; none
+   before it, and none after it until the reader has caught up (a reader
+   that is behind is awake, or looks within its poll interval). */
+static __always_inline u64 srl_wake_flag(u32 ring, u64 size) {
   u64 avail = 0;
   switch (ring) {
 )";
@@ -130,7 +133,8 @@ static __always_inline u64 srl_wake_flag(u32 ring) {
     c << "  case " << i << ": avail = bpf_ringbuf_query(&srl_ring" << i
       << ", BPF_RB_AVAIL_DATA); break;\n";
   c << R"(  }
-  return avail >= SRL_WAKE_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+  return avail >= SRL_WAKE_BYTES && avail < SRL_WAKE_BYTES + size ? BPF_RB_FORCE_WAKEUP
+                                                                  : BPF_RB_NO_WAKEUP;
 }
 
 #define SRL_COPY_CLASS(SZ)                                                   \
@@ -148,7 +152,7 @@ static __always_inline u64 srl_wake_flag(u32 ring) {
       bpf_ringbuf_discard(r, BPF_RB_NO_WAKEUP);                              \
       goto lost;                                                             \
     }                                                                        \
-    bpf_ringbuf_submit(r, srl_wake_flag(ring));                              \
+    bpf_ringbuf_submit(r, srl_wake_flag(ring, sizeof(struct srl_rec) + SZ + 8)); \
     cnt->c[SRL_NODES].packets++;                                             \
     cnt->c[SRL_NODES].bytes += cap;                                          \
     return 1;                                                                \

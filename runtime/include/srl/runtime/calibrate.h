@@ -22,4 +22,16 @@ struct FilterCalibration {
 std::map<std::string, double> calibrate_filters(
     const FilterCalibration& options, const std::function<void(const std::string&)>& log = {});
 
+// The copy channel (kernel.h, copy_ring.h), in ns per block at a frame
+// size: the kernel's side (a program whose udp node copies every block up,
+// against the same program counting it in the kernel, under
+// BPF_PROG_TEST_RUN) plus the reader's (taking the record in place from the
+// ring and parsing its headers).
+struct CopyChannelCost {
+  double kernel_ns = 0;
+  double reader_ns = 0;
+  double total() const { return kernel_ns + reader_ns; }
+};
+CopyChannelCost calibrate_copy_channel(const FilterCalibration& options, std::size_t frame_bytes);
+
 }  // namespace srl::runtime::kernel
