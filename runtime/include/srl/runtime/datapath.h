@@ -1,11 +1,12 @@
 // A deployed datapath: the kernel part of a (merged) request DAG as one
-// program per device hook, the userspace part in an engine, joined by AF_XDP
-// sockets, built as ONE transaction.
+// program per device hook, the userspace part in an engine, joined by copy
+// rings (blocks the userspace part observes) and AF_XDP sockets (blocks it
+// takes: filters/delivery.h), built as ONE transaction.
 //
 // The life cycle follows ARCHITECTURE.md §5: every node is instantiated
 // (programs compiled and loaded, the engine's filters built), then every
-// channel is connected (AF_XDP sockets into the programs' XSKMAPs, AF_PACKET
-// sockets), then the datapath is activated from the outputs back to the
+// channel is connected (copy rings mapped, AF_XDP sockets into the programs'
+// XSKMAPs, AF_PACKET sockets), then the datapath is activated from the outputs back to the
 // inputs (the engine starts before any hook sends it blocks). Each step is
 // announced to a StepObserver before it is taken, so that a journal can
 // record it first, and has an exact inverse: a failure undoes the steps
@@ -153,9 +154,11 @@ class Datapath {
                                          std::vector<std::string>* problems = nullptr);
 
   // Leaves the kernel part attached and pinned when this object goes, for
-  // adopt() to find. A userspace part cannot outlive its process: it stops,
-  // and the blocks the kernel part sent up go to the stack meanwhile (no
-  // socket in the XSKMAP). True when a hook was left running.
+  // adopt() to find. A userspace part cannot outlive its process: it stops;
+  // meanwhile copies are lost when the ring fills (counted; the blocks go on
+  // to the stack as always), and blocks that were taken are taken through
+  // the ring until it is full, then go to the stack. True when a hook was
+  // left running.
   bool release();
 
   // Deactivates from the inputs to the outputs (hooks detached, then the
