@@ -241,18 +241,25 @@ Attached attached(int ifindex) {
   return a;
 }
 
-// Programs attached as extensions (freplace) of the dispatcher `id`.
-std::vector<std::uint32_t> components(std::uint32_t dispatcher_id) {
-  std::vector<std::uint32_t> out;
+// Every extension (freplace) link there is: program and target.
+std::vector<bpf_link_info> tracing_links() {
+  std::vector<bpf_link_info> out;
   for (std::uint32_t id = 0; bpf_link_get_next_id(id, &id) == 0;) {
     Fd fd(bpf_link_get_fd_by_id(id));
     if (!fd) continue;
     bpf_link_info info{};
     std::uint32_t len = sizeof info;
-    if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0 && info.type == BPF_LINK_TYPE_TRACING &&
-        info.tracing.target_obj_id == dispatcher_id)
-      out.push_back(info.prog_id);
+    if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0 && info.type == BPF_LINK_TYPE_TRACING)
+      out.push_back(info);
   }
+  return out;
+}
+
+// Programs attached as extensions (freplace) of the dispatcher `id`.
+std::vector<std::uint32_t> components(std::uint32_t dispatcher_id) {
+  std::vector<std::uint32_t> out;
+  for (const auto& info : tracing_links())
+    if (info.tracing.target_obj_id == dispatcher_id) out.push_back(info.prog_id);
   return out;
 }
 
@@ -260,15 +267,8 @@ std::vector<std::uint32_t> components(std::uint32_t dispatcher_id) {
 // attached to (in this network namespace).
 std::optional<std::pair<int, Attached>> dispatcher_of(std::uint32_t stub_id) {
   std::vector<std::uint32_t> targets;
-  for (std::uint32_t id = 0; bpf_link_get_next_id(id, &id) == 0;) {
-    Fd fd(bpf_link_get_fd_by_id(id));
-    if (!fd) continue;
-    bpf_link_info info{};
-    std::uint32_t len = sizeof info;
-    if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0 && info.type == BPF_LINK_TYPE_TRACING &&
-        info.prog_id == stub_id)
-      targets.push_back(info.tracing.target_obj_id);
-  }
+  for (const auto& info : tracing_links())
+    if (info.prog_id == stub_id) targets.push_back(info.tracing.target_obj_id);
   if (targets.empty()) return std::nullopt;
   struct if_nameindex* names = if_nameindex();
   if (names == nullptr) return std::nullopt;
