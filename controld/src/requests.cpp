@@ -1,6 +1,7 @@
 // RequestManager (requests.h): units of requests, their transactions and
 // the journal, recovery at start.
 #include "srl/controld/requests.h"
+#include "srl/filters/delivery.h"
 
 #include <grp.h>
 #include <net/if.h>
@@ -472,6 +473,18 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
     const auto& allowed = *s.kernel_filters;
     for (std::size_t v = 0; v < dag.node_count(); ++v) {
       const std::string filter(dag.graph[v].filter_name());
+      // Nor may it take blocks from the host's stack in userspace.
+      if (!place.in_kernel[v] &&
+          filters::consumes_block(*dag.graph[v].filter, dag.graph[v].options))
+        for (const auto& m : fresh->merged.members[v])
+          if (split_member(m).first == s.name) {
+            end_transaction(txn, false);
+            throw RequestError(Kind::denied,
+                               txn_kind + " " + txn_request + ": node " + split_member(m).second +
+                                   " (" + filter +
+                                   ") would take blocks from the host's stack in userspace, "
+                                   "which this caller may not do; ask root");
+          }
       if (!place.in_kernel[v] || std::find(allowed.begin(), allowed.end(), filter) != allowed.end())
         continue;
       for (const auto& m : fresh->merged.members[v])

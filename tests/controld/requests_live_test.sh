@@ -374,6 +374,14 @@ out=$(as_member "$srl" apply -n mine --dev vb -e "$web" 2>&1)
 out=$(as_member "$srl" apply -n dropper --dev vb -e "(udp) > (drop)" 2>&1)
 [[ $? -eq 1 && $out == *"would run in the kernel, where this caller may place only"* ]] \
   && ok "member: a kernel drop is refused" || fail "member drop: $out"
+# A drop in userspace would take every block that reaches it from the host.
+out=$(as_member "$srl" apply -n taker --dev vb -e "(udp) > (dns) > (drop)" 2>&1)
+[[ $? -eq 1 && $out == *"would take blocks from the host's stack in userspace"* ]] \
+  && ok "member: a userspace drop (a take) is refused" || fail "member take: $out"
+# Watching in userspace copies: allowed, and removed again.
+out=$(as_member "$srl" apply -n watcher --dev vb -e "(udp) > (dns) > (count)" 2>&1)
+[[ $? -eq 0 ]] && ok "member: a userspace watch is allowed" || fail "member watch: $out"
+as_member "$srl" rm watcher >/dev/null 2>&1
 out=$(as_member "$srl" ls -q 2>&1)
 [[ $out == "mine" ]] && ok "member: sees only their own" || fail "member ls: $out"
 out=$(as_member "$srl" rm roots 2>&1)
