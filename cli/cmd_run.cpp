@@ -4,10 +4,13 @@
 // kernel part as one program per device hook, the userspace part in the
 // engine of this process, joined by AF_XDP sockets; a request reading a
 // capture file (pcapin) runs in userspace only.
+#include <fcntl.h>
 #include <net/if.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -33,8 +36,14 @@ namespace fs = std::filesystem;
 namespace kernel = runtime::kernel;
 
 volatile std::sig_atomic_t g_stop = 0;
+int g_wake_write = -1;  // the handler's end of the pipe the report loop sleeps on
 void on_signal(int) {
   g_stop = 1;
+  if (g_wake_write >= 0) {
+    const int saved = errno;
+    [[maybe_unused]] const auto n = ::write(g_wake_write, "", 1);
+    errno = saved;
+  }
 }
 
 struct RunOptions {
@@ -296,6 +305,10 @@ int run(const RunOptions& o) {
   }
 
   g_stop = 0;
+  // The report loop sleeps until the next report is due or a signal comes:
+  // an idle `srl run` does not wake every few milliseconds.
+  int wake[2] = {-1, -1};
+  if (::pipe2(wake, O_CLOEXEC | O_NONBLOCK) == 0) g_wake_write = wake[1];
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);
@@ -319,8 +332,16 @@ int run(const RunOptions& o) {
   int rc = kExitOk;
   try {
     // A userspace-only request (pcapin) ends when its input does.
+    // Only a request without hooks (pcapin) can end by itself: look often then.
+    const double end_check = datapath->hooked_devices().empty() ? 0.02 : 1.0;
     while (g_stop == 0 && (o.duration <= 0 || elapsed() < o.duration) && !datapath->ended()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      double until = std::min(next_report, o.duration > 0 ? o.duration : next_report);
+      until = std::min(until - elapsed(), end_check);
+      pollfd p{wake[0], POLLIN, 0};
+      if (wake[0] >= 0)
+        ::poll(&p, 1, std::max(1, static_cast<int>(until * 1000.0 + 0.999)));
+      else
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
       if (elapsed() < next_report || (o.duration > 0 && elapsed() >= o.duration)) continue;
       next_report += o.interval;
       print(collect_rows(merged, datapath.get()), false);
@@ -335,6 +356,9 @@ int run(const RunOptions& o) {
     rc = kExitFailure;
   }
   remove_all();
+  g_wake_write = -1;
+  for (int fd : wake)
+    if (fd >= 0) ::close(fd);
   return rc;
 }
 

@@ -2,7 +2,10 @@
 // worker loops and the flow-hash split between cores.
 #include "srl/runtime/engine.h"
 
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
 #include <bit>
@@ -261,6 +264,17 @@ struct Engine::Impl {
   EngineOptions options;
 
   std::atomic<bool> stop_flag{false};
+  int stop_event = -1;  // eventfd: stop() wakes an input loop asleep in Waiter::wait
+  Impl() : stop_event(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+  ~Impl() {
+    if (stop_event >= 0) ::close(stop_event);
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  void clear_stop_event() const {
+    std::uint64_t v = 0;
+    if (stop_event >= 0) [[maybe_unused]] const auto n = ::read(stop_event, &v, sizeof v);
+  }
   std::atomic<bool> is_running{false};
   std::atomic<std::uint64_t> blocks_in{0}, ring_lost{0};
   std::vector<std::thread> threads;
@@ -457,13 +471,86 @@ struct Engine::Impl {
       run_phase(*w, Phase::tick, w->now(wall_ns));
   }
 
+  // Sleeps on every open input's wait_fd() and the stop event at once.
+  // Without an fd for some input (a timed replay) it cannot: ready() is
+  // false and the loops wait in that input's receive() instead.
+  class Waiter {
+   public:
+    Waiter(const std::vector<std::unique_ptr<BlockInput>>& inputs, int stop_event) {
+      for (const auto& in : inputs)
+        if (!in->done() && in->wait_fd() < 0) return;
+      epoll_ = epoll_create1(EPOLL_CLOEXEC);
+      if (epoll_ < 0) return;
+      auto add = [&](int fd) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        return epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) == 0;
+      };
+      bool ok = stop_event < 0 || add(stop_event);
+      for (const auto& in : inputs)
+        ok = ok && (in->done() || add(in->wait_fd()));
+      if (!ok) {
+        ::close(epoll_);
+        epoll_ = -1;
+      }
+    }
+    ~Waiter() {
+      if (epoll_ >= 0) ::close(epoll_);
+    }
+    Waiter(const Waiter&) = delete;
+    Waiter& operator=(const Waiter&) = delete;
+    bool ready() const { return epoll_ >= 0; }
+    void wait(int timeout_ms) const {
+      epoll_event ev[4];
+      epoll_wait(epoll_, ev, 4, timeout_ms);  // EINTR: the loop looks again
+    }
+
+   private:
+    int epoll_ = -1;
+  };
+
+  // When the filters' next tick is due: soon while blocks come, less often
+  // while none do (EngineOptions::idle_tick_interval).
+  struct TickClock {
+    std::uint64_t flush_ns, idle_ns, next;
+    bool active = false;
+    TickClock(std::uint64_t flush, std::uint64_t idle, std::uint64_t now)
+        : flush_ns(flush), idle_ns(std::max(flush, idle)), next(now + flush) {}
+    void saw_blocks(std::uint64_t now) {
+      active = true;
+      next = std::min(next, now + flush_ns);
+    }
+    bool due(std::uint64_t now) const { return now >= next; }
+    void ticked(std::uint64_t now) {
+      next = now + (active ? flush_ns : idle_ns);
+      active = false;
+    }
+    int wait_ms(std::uint64_t now) const {
+      return static_cast<int>(
+          std::clamp<std::uint64_t>((next - std::min(next, now) + 999'999) / 1'000'000, 1, 1000));
+    }
+  };
+
+  std::uint64_t idle_ns() const {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(options.idle_tick_interval).count());
+  }
+
   // The single-worker loop: inputs polled in turn, run to completion.
   void loop_single() {
     Worker& w = *workers[0];
     std::vector<Block> batch(options.max_batch);
     std::vector<std::uint32_t> mask(options.max_batch);
     std::size_t want = options.adaptive_batch ? 1 : options.max_batch;
-    std::uint64_t next_tick = realtime_ns() + flush_ns();
+    const Waiter waiter(inputs, stop_event);
+    TickClock tick(flush_ns(), idle_ns(), realtime_ns());
+    auto take = [&](std::size_t got) {
+      blocks_in.fetch_add(got, std::memory_order_relaxed);
+      const std::uint64_t now = realtime_ns();
+      tick.saw_blocks(now);
+      run_batch(w, std::span(batch).first(got), std::span(mask).first(got), now);
+      want = adapt(want, got);
+    };
     while (!stop_flag.load(std::memory_order_relaxed)) {
       bool any_open = false, got_any = false;
       for (auto& input : inputs) {
@@ -473,31 +560,27 @@ struct Engine::Impl {
             input->receive(std::span(batch).first(want), std::span(mask).first(want), 0);
         if (got == 0) continue;
         got_any = true;
-        blocks_in.fetch_add(got, std::memory_order_relaxed);
-        run_batch(w, std::span(batch).first(got), std::span(mask).first(got), realtime_ns());
-        want = adapt(want, got);
+        take(got);
       }
       if (!any_open) break;
       const std::uint64_t now = realtime_ns();
-      if (now >= next_tick) {
+      if (tick.due(now)) {
         tick_all_wall(now);
-        next_tick = now + flush_ns();
+        tick.ticked(now);
       }
-      if (!got_any) {
-        // Nothing ready: wait on the first open input, up to the next tick.
-        const int ms = static_cast<int>(
-            std::clamp<std::uint64_t>((next_tick - std::min(next_tick, now)) / 1'000'000, 1, 100));
-        for (auto& input : inputs) {
-          if (input->done()) continue;
-          const std::size_t got =
-              input->receive(std::span(batch).first(want), std::span(mask).first(want), ms);
-          if (got > 0) {
-            blocks_in.fetch_add(got, std::memory_order_relaxed);
-            run_batch(w, std::span(batch).first(got), std::span(mask).first(got), realtime_ns());
-            want = adapt(want, got);
-          }
-          break;
-        }
+      if (got_any) continue;
+      // Nothing ready: sleep until an input or stop() wakes us, or the tick.
+      if (waiter.ready()) {
+        waiter.wait(tick.wait_ms(now));
+        continue;
+      }
+      for (auto& input : inputs) {
+        if (input->done()) continue;
+        const std::size_t got = input->receive(std::span(batch).first(want),
+                                               std::span(mask).first(want),
+                                               std::min(tick.wait_ms(now), 100));
+        if (got > 0) take(got);
+        break;
       }
     }
   }
@@ -522,13 +605,15 @@ struct Engine::Impl {
     std::vector<Block> batch(options.max_batch);
     std::vector<std::uint32_t> mask(options.max_batch);
     std::vector<std::byte> record(kRecordHeader + 65536);
+    const Waiter waiter(inputs, stop_event);
     while (!stop_flag.load(std::memory_order_relaxed)) {
       bool any_open = false;
       std::size_t total = 0;
       for (auto& input : inputs) {
         if (input->done()) continue;
         any_open = true;
-        const std::size_t got = input->receive(batch, mask, total == 0 ? 10 : 0);
+        const std::size_t got =
+            input->receive(batch, mask, total == 0 && !waiter.ready() ? 10 : 0);
         total += got;
         blocks_in.fetch_add(got, std::memory_order_relaxed);
         for (std::size_t i = 0; i < got; ++i) {
@@ -552,6 +637,8 @@ struct Engine::Impl {
         }
       }
       if (!any_open) break;
+      // The workers tick on their own; this loop only waits for blocks.
+      if (total == 0 && waiter.ready()) waiter.wait(static_cast<int>(idle_ns() / 1'000'000));
     }
     for (auto& r : rings)
       r->close();
@@ -563,12 +650,14 @@ struct Engine::Impl {
     std::vector<filters::ParsedPacket> parsed(options.max_batch);
     std::vector<std::uint32_t> mask(options.max_batch);
     std::vector<RecordView> views(options.max_batch);
-    std::uint64_t next_tick = realtime_ns() + flush_ns();
+    TickClock tick(flush_ns(), idle_ns(), realtime_ns());
     for (;;) {
       // A batch of records in place: the blocks point into the ring until
       // complete() releases them all.
-      const std::size_t got = reader.peek_batch(views, std::chrono::milliseconds(10));
+      const std::size_t got = reader.peek_batch(
+          views, std::chrono::milliseconds(tick.wait_ms(realtime_ns())));
       if (got > 0) {
+        tick.saw_blocks(realtime_ns());
         for (std::size_t i = 0; i < got; ++i) {
           const auto& d = views[i].data;
           Block& b = batch[i];
@@ -587,9 +676,9 @@ struct Engine::Impl {
         break;  // closed after its last record: a peek again returns the same records
       }
       const std::uint64_t now = realtime_ns();
-      if (now >= next_tick) {
+      if (tick.due(now)) {
         run_phase(w, Phase::tick, w.now(now));
-        next_tick = now + flush_ns();
+        tick.ticked(now);
       }
     }
   }
@@ -860,6 +949,7 @@ void Engine::add_input(std::unique_ptr<BlockInput> input) {
 
 void Engine::run() {
   impl_->stop_flag = false;
+  impl_->clear_stop_event();
   impl_->is_running = true;
   impl_->run_blocking();
   impl_->is_running = false;
@@ -867,6 +957,7 @@ void Engine::run() {
 
 void Engine::start() {
   impl_->stop_flag = false;
+  impl_->clear_stop_event();
   impl_->is_running = true;
   impl_->threads.emplace_back([this] {
     impl_->run_blocking();
@@ -876,6 +967,10 @@ void Engine::start() {
 
 void Engine::stop() {
   impl_->stop_flag = true;
+  if (impl_->stop_event >= 0) {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto n = ::write(impl_->stop_event, &one, sizeof one);
+  }
 }
 
 void Engine::wait() {

@@ -17,6 +17,7 @@ class AfxdpInput final : public BlockInput {
     return channel_->receive(out, entries, timeout_ms);
   }
   bool done() const override { return false; }
+  int wait_fd() const override { return channel_->fd(); }
   // "afxdp:DEV:QUEUE", as the datapath's connect steps name it.
   std::string name() const override {
     return "afxdp:" + channel_->device() + ":" + std::to_string(channel_->queue());
@@ -40,6 +41,7 @@ class CopyRingInput final : public BlockInput {
     return ring_->receive(out, entries, timeout_ms);
   }
   bool done() const override { return false; }
+  int wait_fd() const override { return ring_->wait_fd(); }
   std::string name() const override { return ring_->name(); }
   filters::FilterStats stats() const override {
     const auto s = ring_->stats();
@@ -64,6 +66,7 @@ class PacketSocketInput final : public BlockInput {
     return got;
   }
   bool done() const override { return false; }
+  int wait_fd() const override { return socket_->fd(); }
   std::string name() const override {
     char dev[IF_NAMESIZE] = "?";
     if_indextoname(static_cast<unsigned>(socket_->ifindex()), dev);

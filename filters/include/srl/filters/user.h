@@ -103,8 +103,9 @@ class UserFilter {
 
   virtual void process(const Block& block, Emitter& out) = 0;
   // The clock moved to `now_ns` (ns since the Unix epoch, the time base of
-  // Block::ts_ns): expire idle state, flush buffers. Called at least every
-  // flush interval of the engine, also without traffic.
+  // Block::ts_ns): expire idle state, flush buffers. Called every flush
+  // interval of the engine while blocks arrive, and at least every idle tick
+  // interval (100 ms by default) while none do.
   virtual void tick(std::uint64_t now_ns, Emitter& out) {
     (void)now_ns;
     (void)out;

@@ -51,6 +51,10 @@ class CopyRing {
   // `timeout_ms` (0: not at all, < 0: until one comes) when none is ready.
   std::size_t receive(std::span<filters::Block> out, std::span<std::uint32_t> exits,
                       int timeout_ms);
+  // Polls readable while records wait (an epoll instance over the ring
+  // map, level-triggered); the producer wakes it only now and then (see
+  // kernel.md, "Copy channel"), so a waiter also needs a timeout.
+  int wait_fd() const { return epoll_fd_; }
   // Bytes written and not yet released.
   std::size_t pending() const;
 

@@ -18,9 +18,11 @@
 // Batch size adapts: an input is asked for as many blocks as the current
 // batch size; a full batch doubles it (up to max_batch), a batch under a
 // quarter full halves it, so a quiet link is served one block at a time
-// with no added latency and a busy one in large batches. Every
-// flush_interval the filters get tick() (idle timeouts, file flushes) even
-// without traffic.
+// with no added latency and a busy one in large batches. Filters get tick()
+// (file flushes, idle timeouts) every flush_interval while blocks arrive and
+// every idle_tick_interval while none do: an idle engine wakes a few times a
+// second, not a hundred (each wake-up costs CPU on a shared host). An idle
+// loop sleeps on all its inputs' wait_fd()s at once, and stop() wakes it.
 #pragma once
 
 #include <atomic>
@@ -63,6 +65,10 @@ class BlockInput {
   virtual bool done() const = 0;
   virtual std::string name() const = 0;
   virtual filters::FilterStats stats() const { return {}; }
+  // A descriptor that polls readable when blocks may be ready (a socket, a
+  // ring's epoll instance); -1 when there is none, and then the engine
+  // waits in receive() instead (a timed replay).
+  virtual int wait_fd() const { return -1; }
 };
 
 struct EngineOptions {
@@ -70,6 +76,8 @@ struct EngineOptions {
   std::size_t max_batch = 32;  // blocks; 1 turns batching off
   bool adaptive_batch = true;  // else every batch asks for max_batch
   std::chrono::microseconds flush_interval{10'000};
+  // The tick period after a period without any block (>= flush_interval).
+  std::chrono::microseconds idle_tick_interval{100'000};
   std::size_t worker_ring_bytes = std::size_t{8} << 20;  // per worker, with workers > 1
   // The user whose files a node's filter creates or reads (see
   // filters::UserFilterConfig::file_owner); unset, or none for a node: the
