@@ -12,8 +12,11 @@
 #   -c CONTROLD    also run part 2 through this controld (`srl apply` N times)
 #   -o CSV         raw per-run figures (default: bench/results/capture.csv)
 #   -p PARTS       1, 2 or 1,2 (default 1,2)
-#   -m MODES       part 1 capture modes, of srl, tcpdump, srl-generic, srl-tc
-#                  (default srl,tcpdump; baseline, no capture, always runs)
+#   -m MODES       part 1 capture modes, of srl, tcpdump, srl-xdp, srl-generic,
+#                  srl-tc (default srl,tcpdump; baseline, no capture, always
+#                  runs); srl chooses its hook by the plan, the others pin it
+#   -q PROFILE     the cost profile srl and controld plan with (`srl calibrate
+#                  -o PROFILE`; default: none, the catalog's costs)
 #   -f FRAMES      part 1 frame sizes and rates, SIZE:PPS,... (default 64:200000,1500:100000)
 #   -S PERCENTS    part 1 share of the datagrams to the captured port (default 1,100)
 #   -N LIST        part 2 capture counts (default 1,4,16)
@@ -63,21 +66,21 @@ set -uo pipefail
 
 args=("$@")
 here=$(cd "$(dirname "$0")" && pwd)
-usage() { sed -n '2,61p' "$0"; }
+usage() { sed -n '2,63p' "$0"; }
 [[ $# -ge 1 && $1 != -h ]] || { usage; exit 2; }
 srl=$1; shift
 build=$(cd "$(dirname "$srl")/.." 2>/dev/null && pwd)
 blast=$build/bench/udp_blast sink=$build/bench/udp_sink controld=""
 csv=$here/results/capture.csv parts=1,2 modes=srl,tcpdump
 frames=64:200000,1500:100000 percents=1,100 counts=1,4,16 part2=64:1
-snaplen=65535 seconds=2 rounds=7 rounds2=7 cpus=0:1 idle_wait=300 foreign_max=0.2 max_retries=20 tools=""
-while getopts "u:k:c:o:p:m:f:S:N:P:T:s:t:r:R:C:w:F:x:h" opt; do
+snaplen=65535 seconds=2 rounds=7 rounds2=7 cpus=0:1 idle_wait=300 foreign_max=0.2 max_retries=20 tools="" profile=""
+while getopts "u:k:c:o:p:m:f:S:N:P:T:s:t:r:R:C:w:F:x:q:h" opt; do
   case $opt in
     u) blast=$OPTARG ;; k) sink=$OPTARG ;; c) controld=$OPTARG ;; o) csv=$OPTARG ;;
     p) parts=$OPTARG ;; m) modes=$OPTARG ;; f) frames=$OPTARG ;; S) percents=$OPTARG ;;
     N) counts=$OPTARG ;; P) part2=$OPTARG ;; T) tools=$OPTARG ;; s) snaplen=$OPTARG ;; t) seconds=$OPTARG ;;
     r) rounds=$OPTARG ;; R) rounds2=$OPTARG ;; C) cpus=$OPTARG ;; w) idle_wait=$OPTARG ;;
-    F) foreign_max=$OPTARG ;; x) max_retries=$OPTARG ;;
+    F) foreign_max=$OPTARG ;; x) max_retries=$OPTARG ;; q) profile=$OPTARG ;;
     *) usage; exit 2 ;;
   esac
 done
@@ -100,7 +103,8 @@ int "$seconds" && int "$rounds" && int "$rounds2" && int "$snaplen" && int "$idl
 [[ $percents =~ ^[0-9]+(,[0-9]+)*$ && $counts =~ ^[0-9]+(,[0-9]+)*$ ]] || die "bad -S or -N"
 [[ $part2 =~ ^[0-9]+:[0-9]+$ && $cpus =~ ^[0-9]+:[0-9]+$ ]] || die "bad -P or -C"
 IFS=, read -ra mode_list <<<"$modes"
-for m in "${mode_list[@]}"; do [[ $m =~ ^(srl|tcpdump|srl-generic|srl-tc)$ ]] || die "unknown mode $m"; done
+for m in "${mode_list[@]}"; do [[ $m =~ ^(srl|tcpdump|srl-xdp|srl-generic|srl-tc)$ ]] || die "unknown mode $m"; done
+[[ -z $profile || -r $profile ]] || die "-q: cannot read $profile"
 IFS=, read -ra frame_list <<<"$frames"
 [[ -z $tools ]] && tools=srl,tcpdump${controld:+,controld}
 IFS=, read -ra tool_list <<<"$tools"
@@ -134,6 +138,8 @@ fi
 
 srl=$(realpath "$srl") blast=$(realpath "$blast") sink=$(realpath "$sink")
 [[ -n $controld ]] && controld=$(realpath "$controld")
+# srl and controld plan with this profile, or with none (not root's own).
+if [[ -n $profile ]]; then export SRL_PROFILE=$(realpath "$profile"); else export SRL_PROFILE=/nonexistent/srl-profile.json; fi
 mkdir -p "$(dirname "$csv")" && csv=$(realpath "$csv")
 id=$$
 a=cb-a-$id b=cb-b-$id va=cbva$id vb=cbvb$id
@@ -274,9 +280,10 @@ start_capture() {  # MODE N
   pids=()
   case $mode in
     baseline) ;;
-    srl | srl-generic | srl-tc)
+    srl | srl-xdp | srl-generic | srl-tc)
       local extra=() reqs=()
-      [[ $mode == srl-generic ]] && extra=(--xdp-mode generic)
+      [[ $mode == srl-xdp ]] && extra=(--hook xdp)
+      [[ $mode == srl-generic ]] && extra=(--hook xdp --xdp-mode generic)
       [[ $mode == srl-tc ]] && extra=(--hook tc)
       for ((i = 1; i <= n; i++)); do reqs+=(-e "$(request "$out/srl.$i.pcap")"); done
       ip netns exec "$b" taskset -c "$rx_cpu" "$srl" run --dev "$vb" "${extra[@]}" --bpffs "$bpffs" \

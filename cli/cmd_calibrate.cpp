@@ -74,6 +74,22 @@ void add_calibrate_command(CLI::App& app, int& result) {
                       per_block, per_byte, small.kernel_ns, small.reader_ns, large.kernel_ns,
                       large.reader_ns);
         log(line);
+        // The hooks themselves, on a veth pair of the calibration's own.
+        runtime::kernel::HookCalibration hc;
+        hc.frames = static_cast<std::size_t>(std::max(20'000.0, o->seconds * 3e5));
+        try {
+          for (const auto& [hook, cost] : runtime::kernel::calibrate_veth_hooks(hc, log)) {
+            // "packet" is rx in userspace (an AF_PACKET socket): a filter cost.
+            if (hook == "packet")
+              p.filters["rx"][filters::SpaceKind::user] = {cost.ns_per_block, cost.ns_per_byte};
+            else
+              p.hooks["veth"][hook] = filters::Cost{cost.ns_per_block, cost.ns_per_byte};
+            p.measurements["veth_" + hook + "_64B_ns"] = cost.ns_64;
+            p.measurements["veth_" + hook + "_1500B_ns"] = cost.ns_1500;
+          }
+        } catch (const std::exception& e) {
+          log(std::string("veth hooks not measured: ") + e.what());
+        }
       }
       if (!o->no_filters) {
         // Each userspace filter in the engine, against the engine alone.

@@ -456,6 +456,7 @@ SystemModel discover(const DiscoveryOptions& opt) {
     x.kind = Kind::xdp;
     x.device = dev;
     x.mode = native ? "native" : "generic";
+    x.driver = driver;
     x.capabilities = bpf.xdp;
     x.capabilities.insert(native ? "xdp:native" : "xdp:generic");
     if (redirect) x.capabilities.insert("xdp:redirect");
@@ -474,6 +475,7 @@ SystemModel discover(const DiscoveryOptions& opt) {
     t.id = "tc:" + dev;
     t.kind = Kind::tc;
     t.device = dev;
+    t.driver = driver;
     t.capabilities = bpf.tc;
     t.capacity_ns_per_s = capacity;
     t.ebpf_insn_limit = 1'000'000;

@@ -493,6 +493,10 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
       const filters::Cost* c = opt.profile ? opt.profile->filter_cost(n.spec->name, ik) : nullptr;
       if (!c) c = &*catalog_cost;
       n.per_block[s] = c->ns_per_block + c->ns_per_byte * n.bytes;
+      // The hook's own cost, for every block the device receives: paid
+      // where the device's rx is (one rx for all requests sharing it).
+      if (n.spec->name == "rx")
+        n.per_block[s] += p.spaces[s].hook_ns_per_block + p.spaces[s].hook_ns_per_byte * n.bytes;
       if (!n.excluded[s].empty()) continue;
       n.cost[s] = n.rate * n.per_block[s];
       if (opt.objective != Objective::throughput && n.cost[s] > p.spaces[s].capacity_ns_per_s) {

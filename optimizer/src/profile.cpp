@@ -234,6 +234,13 @@ nlohmann::ordered_json to_json(const Profile& p) {
     for (const auto& [k, c] : costs)
       j["filters"][f][std::string(filters::to_string(k))] = {{"ns_per_block", c.ns_per_block},
                                                              {"ns_per_byte", c.ns_per_byte}};
+  if (!p.hooks.empty()) {
+    j["hooks"] = nlohmann::ordered_json::object();
+    for (const auto& [driver, hooks] : p.hooks)
+      for (const auto& [hook, c] : hooks)
+        j["hooks"][driver][hook] = {{"ns_per_block", c.ns_per_block},
+                                    {"ns_per_byte", c.ns_per_byte}};
+  }
   return j;
 }
 
@@ -270,6 +277,15 @@ Profile profile_from_json(const nlohmann::json& j) {
       for (const auto& [k, v] : kinds.items()) {
         const std::string where = "$.filters." + f + "." + k;
         p.filters[f][impl_from(k)] = {num(v, "ns_per_block", where), num(v, "ns_per_byte", where)};
+      }
+  if (j.contains("hooks"))
+    for (const auto& [driver, hooks] : j["hooks"].items())
+      for (const auto& [hook, v] : hooks.items()) {
+        const std::string where = "$.hooks." + driver + "." + hook;
+        if (hook != "tc" && hook != "xdp-native" && hook != "xdp-generic")
+          throw std::runtime_error(where +
+                                   ": unknown hook (expected tc, xdp-native or xdp-generic)");
+        p.hooks[driver][hook] = {num(v, "ns_per_block", where), num(v, "ns_per_byte", where)};
       }
   return p;
 }
@@ -315,6 +331,16 @@ void apply(const Profile& p, SystemModel& m) {
   }
   if (p.memory_bandwidth_bytes_per_s)
     m.host.memory_bandwidth_bytes_per_s = *p.memory_bandwidth_bytes_per_s;
+  for (auto& s : m.spaces) {
+    if (s.kind != Kind::xdp && s.kind != Kind::tc) continue;
+    auto d = p.hooks.find(s.driver);
+    if (d == p.hooks.end()) continue;
+    const std::string hook = s.kind == Kind::tc ? "tc" : "xdp-" + s.mode;
+    auto c = d->second.find(hook);
+    if (c == d->second.end()) continue;
+    s.hook_ns_per_block = c->second.ns_per_block;
+    s.hook_ns_per_byte = c->second.ns_per_byte;
+  }
 }
 
 Profile calibrate(const CalibrateOptions& opt, const std::function<void(const std::string&)>& log) {

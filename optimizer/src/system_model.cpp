@@ -187,10 +187,13 @@ nlohmann::ordered_json to_json(const SystemModel& m) {
     if (s.cpu) at["cpu"] = *s.cpu;
     o["attachment"] = at;
     if (!s.mode.empty()) o["mode"] = s.mode;
+    if (!s.driver.empty()) o["driver"] = s.driver;
     o["emulated"] = s.emulated;
     o["capabilities"] = s.capabilities;
     o["capacity_ns_per_s"] = s.capacity_ns_per_s;
     if (s.kind != Kind::user) o["ebpf_insn_limit"] = s.ebpf_insn_limit;
+    if (s.hook_ns_per_block != 0 || s.hook_ns_per_byte != 0)
+      o["hook"] = {{"ns_per_block", s.hook_ns_per_block}, {"ns_per_byte", s.hook_ns_per_byte}};
     o["caches"] = caches_json(s.caches);
     spaces.push_back(o);
   }
@@ -245,12 +248,18 @@ SystemModel model_from_json(const nlohmann::json& root) {
       if (a.has("cpu")) s.cpu = u32(a.at("cpu"));
     }
     s.mode = sr.str_or("mode", "");
+    s.driver = sr.str_or("driver", "");
     s.emulated = sr.bool_or("emulated", false);
     if (sr.has("capabilities"))
       for (const Reader& c : sr.at("capabilities").items())
         s.capabilities.insert(c.str());
     s.capacity_ns_per_s = sr.num_or("capacity_ns_per_s", 1e9);
     s.ebpf_insn_limit = static_cast<std::uint32_t>(sr.uint_or("ebpf_insn_limit", 0));
+    if (sr.has("hook")) {
+      Reader hk = sr.at("hook");
+      s.hook_ns_per_block = hk.num_or("ns_per_block", 0);
+      s.hook_ns_per_byte = hk.num_or("ns_per_byte", 0);
+    }
     s.caches = caches_from(sr);
     m.spaces.push_back(std::move(s));
   }
@@ -305,6 +314,10 @@ std::vector<std::string> validate(const SystemModel& m) {
                     " space needs attachment.device");
     if (!(s.capacity_ns_per_s > 0))
       out.push_back(where + " (" + s.id + "): capacity_ns_per_s must be positive");
+    if (s.hook_ns_per_block < 0 || s.hook_ns_per_byte < 0)
+      out.push_back(where + " (" + s.id + "): negative hook cost");
+    if (s.kind == Kind::user && (s.hook_ns_per_block != 0 || s.hook_ns_per_byte != 0))
+      out.push_back(where + " (" + s.id + "): a user space has no hook cost");
   }
   for (std::size_t i = 0; i < m.channels.size(); ++i) {
     const Channel& c = m.channels[i];
@@ -374,6 +387,10 @@ std::string to_text(const SystemModel& m) {
     if (s.cpu) at += (at.empty() ? "" : " ") + std::string("cpu ") + std::to_string(*s.cpu);
     if (!s.mode.empty()) at += " (" + s.mode + ")";
     std::string kind(to_string(s.kind));
+    std::string hook;
+    if (s.hook_ns_per_block != 0 || s.hook_ns_per_byte != 0)
+      hook = "hook " + fmt_num(s.hook_ns_per_block) + " ns + " + fmt_num(s.hook_ns_per_byte) +
+             " ns/B ";
     std::ostringstream cap;
     cap << fmt_num(s.capacity_ns_per_s / 1e9) << " CPU";
     std::string caps;
@@ -386,8 +403,8 @@ std::string to_text(const SystemModel& m) {
     };
     o << "  " << pad(s.id, w) << "  " << pad(kind, 7) << "  " << pad(at, 16) << "  "
       << pad(cap.str(), 8) << "  "
-      << pad(s.kind == Kind::user ? "-" : std::to_string(s.ebpf_insn_limit), 10) << "  " << caps
-      << "\n";
+      << pad(s.kind == Kind::user ? "-" : std::to_string(s.ebpf_insn_limit), 10) << "  " << hook
+      << caps << "\n";
   }
   o << "\nchannels (cost per block + per byte; mem = memory traffic per byte):\n";
   for (const auto& c : m.channels) {

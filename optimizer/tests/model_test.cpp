@@ -179,6 +179,41 @@ TEST_CASE("profiles: round trip, and applying them replaces channel costs") {
                     doctest::Contains("$.channels.warp: unknown channel kind"));
 }
 
+TEST_CASE("profiles: hook costs by driver reach the kernel spaces of that driver") {
+  Profile p;
+  p.hooks["veth"]["xdp-native"] = {250, 0.03};
+  p.hooks["veth"]["tc"] = {60, 0};
+  const Profile back = profile_from_json(nlohmann::json::parse(to_json(p).dump()));
+  CHECK(to_json(back).dump() == to_json(p).dump());
+
+  SystemModel m;
+  m.spaces = {
+      Space{.id = "xdp:v0", .kind = Kind::xdp, .device = "v0", .mode = "native", .driver = "veth"},
+      Space{.id = "tc:v0", .kind = Kind::tc, .device = "v0", .driver = "veth"},
+      Space{.id = "xdp:e0", .kind = Kind::xdp, .device = "e0", .mode = "native", .driver = "ice"},
+      Space{.id = "user:0", .kind = Kind::user}};
+  add_default_channels(m);
+  apply(back, m);
+  CHECK(m.spaces[0].hook_ns_per_block == 250);
+  CHECK(m.spaces[0].hook_ns_per_byte == 0.03);
+  CHECK(m.spaces[1].hook_ns_per_block == 60);
+  CHECK(m.spaces[2].hook_ns_per_block == 0);  // another driver: not measured
+  // The model keeps them (JSON "hook") and shows them.
+  const auto j = to_json(m);
+  CHECK(j["spaces"][0]["hook"]["ns_per_block"] == 250);
+  CHECK(j["spaces"][0]["driver"] == "veth");
+  CHECK(to_json(model_from_json(nlohmann::json::parse(j.dump()))).dump() == j.dump());
+  CHECK(to_text(m).find("hook 250 ns + 0.03 ns/B") != std::string::npos);
+
+  auto bad = to_json(p);
+  bad["hooks"]["veth"]["xdp-offload"] = {{"ns_per_block", 1}, {"ns_per_byte", 0}};
+  CHECK_THROWS_WITH(profile_from_json(nlohmann::json::parse(bad.dump())),
+                    doctest::Contains("$.hooks.veth.xdp-offload: unknown hook"));
+  auto neg = nlohmann::json::parse(j.dump());
+  neg["spaces"][1]["hook"]["ns_per_block"] = -1;
+  CHECK_THROWS_WITH(model_from_json(neg), doctest::Contains("negative hook cost"));
+}
+
 TEST_CASE("calibration measures copies and channels on this machine") {
   CalibrateOptions o;
   o.seconds_per_test = 0.02;

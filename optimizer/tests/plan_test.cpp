@@ -367,3 +367,29 @@ TEST_CASE("plans may be computed from several threads at once") {
     t.join();
   CHECK(same == std::vector<int>(4, 10));
 }
+
+TEST_CASE("a hook's own cost moves the device's rx, and what follows it, to the cheaper hook") {
+  // As `srl calibrate` measures a veth: XDP copies each frame it sees.
+  SystemModel m = host();
+  for (auto& s : m.spaces) {
+    if (s.kind == Kind::xdp) s.hook_ns_per_block = 250;
+    if (s.kind == Kind::tc) s.hook_ns_per_block = 60;
+  }
+  const char* watch = "(udp) > (port, which=dst) 53> (pcap, file=\"/tmp/x.pcap\")";
+  const Planned cheap_tc = run(watch, m);
+  CHECK(cheap_tc.node("rx").space == "tc:eth0");
+  CHECK(cheap_tc.node("udp").space == "tc:eth0");
+  CHECK(cheap_tc.node("port").space == "tc:eth0");
+  CHECK(cheap_tc.node("pcap").space.rfind("user:", 0) == 0);
+  // Without the hook costs the tie goes to the lower space, XDP.
+  CHECK(run(watch).node("rx").space == "xdp:eth0");
+  // The other way round (a NIC whose driver runs XDP before any socket
+  // buffer exists), XDP wins.
+  for (auto& s : m.spaces)
+    if (s.kind == Kind::xdp) s.hook_ns_per_block = 5;
+  CHECK(run(watch, m).node("rx").space == "xdp:eth0");
+  // A space= pin still wins over the hook's cost.
+  for (auto& s : m.spaces)
+    if (s.kind == Kind::xdp) s.hook_ns_per_block = 250;
+  CHECK(run("(udp, space=xdp) > (count)", m).node("udp").space == "xdp:eth0");
+}

@@ -10,9 +10,10 @@ if [[ $(id -u) != 0 ]] || ! command -v ip >/dev/null; then
 fi
 ns=srlopt$$
 spaces=$(mktemp)
+profile=$(mktemp)
 cleanup() {
   ip netns del "$ns" 2>/dev/null || true
-  rm -f "$spaces"
+  rm -f "$spaces" "$profile"
 }
 trap cleanup EXIT
 ip netns add "$ns"
@@ -58,6 +59,21 @@ plan -e '(tcp, space=user) > (count)' |
     "space=user pin not honoured"
 plan -e '(tcp, space=tc) > (count)' |
   check 'j["nodes"][1]["space"]=="tc:va"' "space=tc pin not honoured"
+
+# Calibrated hooks: on a veth, native XDP copies every frame it sees into a
+# page of its own, TC does not; the plan of a watch then hooks TC.
+in_ns "$srl" calibrate --no-filters --seconds 0.1 -o "$profile" >/dev/null || fail "srl calibrate failed"
+check 'j["hooks"]["veth"]["xdp-native"]["ns_per_block"] > j["hooks"]["veth"]["tc"]["ns_per_block"] and j["filters"]["rx"]["user"]["ns_per_block"] > 0' \
+  "calibration: expected a veth's native XDP hook to cost more than its TC hook, and rx in userspace measured" <"$profile"
+in_ns "$srl" spaces -j --profile "$profile" |
+  check 'any(s["id"]=="xdp:va" and s["driver"]=="veth" and s["hook"]["ns_per_block"] > 0 for s in j["spaces"])' \
+    "spaces: the profile's hook cost not on xdp:va"
+in_ns "$srl" plan --profile "$profile" --dev va -j -e '(udp) > (port, which=dst) 53> (pcap, file="/tmp/x.pcap")' |
+  check '[n["space"].split(":")[0] for n in j["nodes"]]==["tc","tc","tc","user"]' \
+    "with calibrated hooks, a capture on a veth not hooked at TC"
+# Leftovers: the calibration's namespace and veth pair went with its thread.
+[[ -z $(ip -all netns exec ip -o link show 2>/dev/null | grep srlcal) && -z $(ip -o link show | grep srlcal) ]] ||
+  fail "calibration left its veth pair"
 
 # An unknown device is an error naming it.
 if out=$(in_ns "$srl" plan --no-profile --dev nosuch0 -e '(tcp)' 2>&1); then

@@ -272,8 +272,9 @@ struct Engine::Impl {
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
   void clear_stop_event() const {
+    if (stop_event < 0) return;
     std::uint64_t v = 0;
-    if (stop_event >= 0) [[maybe_unused]] const auto n = ::read(stop_event, &v, sizeof v);
+    [[maybe_unused]] const auto n = ::read(stop_event, &v, sizeof v);
   }
   std::atomic<bool> is_running{false};
   std::atomic<std::uint64_t> blocks_in{0}, ring_lost{0};
@@ -576,9 +577,9 @@ struct Engine::Impl {
       }
       for (auto& input : inputs) {
         if (input->done()) continue;
-        const std::size_t got = input->receive(std::span(batch).first(want),
-                                               std::span(mask).first(want),
-                                               std::min(tick.wait_ms(now), 100));
+        const std::size_t got =
+            input->receive(std::span(batch).first(want), std::span(mask).first(want),
+                           std::min(tick.wait_ms(now), 100));
         if (got > 0) take(got);
         break;
       }
@@ -612,8 +613,7 @@ struct Engine::Impl {
       for (auto& input : inputs) {
         if (input->done()) continue;
         any_open = true;
-        const std::size_t got =
-            input->receive(batch, mask, total == 0 && !waiter.ready() ? 10 : 0);
+        const std::size_t got = input->receive(batch, mask, total == 0 && !waiter.ready() ? 10 : 0);
         total += got;
         blocks_in.fetch_add(got, std::memory_order_relaxed);
         for (std::size_t i = 0; i < got; ++i) {
@@ -654,8 +654,8 @@ struct Engine::Impl {
     for (;;) {
       // A batch of records in place: the blocks point into the ring until
       // complete() releases them all.
-      const std::size_t got = reader.peek_batch(
-          views, std::chrono::milliseconds(tick.wait_ms(realtime_ns())));
+      const std::size_t got =
+          reader.peek_batch(views, std::chrono::milliseconds(tick.wait_ms(realtime_ns())));
       if (got > 0) {
         tick.saw_blocks(realtime_ns());
         for (std::size_t i = 0; i < got; ++i) {

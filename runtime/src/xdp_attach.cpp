@@ -26,6 +26,7 @@
 #include <mutex>
 #include <utility>
 
+#include "owned_fd.h"
 #include "srl/runtime/kernel.h"
 
 namespace srl::runtime::kernel {
@@ -73,28 +74,7 @@ std::string device_name(int ifindex) {
   return "ifindex " + std::to_string(ifindex);
 }
 
-// An owned file descriptor.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(Fd&& o) noexcept : fd_(o.release()) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      if (fd_ >= 0) close(fd_);
-      fd_ = o.release();
-    }
-    return *this;
-  }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-  explicit operator bool() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
+using Fd = OwnedFd;
 
 // libbpf and libxdp print warnings to stderr; while a Capture lives on this
 // thread, they are kept for the error messages instead.

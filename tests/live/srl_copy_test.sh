@@ -9,7 +9,7 @@
 #     device, and the host still gets each one;
 #  4. a full copy ring loses copies, counts them, and the host loses nothing;
 #  5. a userspace drop takes: the server gets only what it does not drop;
-#  6. with CONTROLD: 1. again through the daemon (srl apply, srl rm).
+#  6. with CONTROLD: 1. and 3. again through the daemon (srl apply, srl rm).
 # Nothing is left behind after any of them. Needs root, tcpdump, python3.
 # Usage: srl_copy_test.sh SRL [CONTROLD]
 set -uo pipefail
@@ -206,6 +206,30 @@ if [[ -n $controld ]]; then
   [[ $got -eq $n && $captured -eq $n ]] \
     && ok "controld: the server received $got of $n, the capture holds $captured" \
     || fail "controld: the server received $got, the capture holds $captured, of $n"
+  # A tx mirror through the daemon: the far end of ids0 gets every frame,
+  # the host too.
+  c=srl-c-c-$$
+  ip netns add "$c"
+  ip link add ids0 netns "$b" type veth peer name idc netns "$c"
+  ip -n "$b" link set ids0 up
+  ip -n "$c" link set idc up
+  ip netns exec "$c" timeout 8 tcpdump -ni idc -w "$tmp/mirror2.pcap" 'udp dst port 53' 2>/dev/null &
+  dump=$!
+  sleep 1
+  out=$("$srl" apply -n mirror --dev vb -e "(udp) > (port, which=dst) 53> (tx, dev=ids0)" 2>&1)
+  [[ $? -eq 0 ]] && ok "controld: mirror applied" || fail "controld: apply mirror: $out"
+  serve 53 "$tmp/got"
+  send 100 53 60 0.002
+  wait "$server"
+  "$srl" rm mirror >/dev/null 2>&1 || fail "controld: srl rm mirror"
+  kill -INT "$dump" 2>/dev/null
+  wait "$dump"
+  got=$(cat "$tmp/got" 2>/dev/null || echo 0)
+  mirrored=$(tcpdump -nr "$tmp/mirror2.pcap" 2>/dev/null | wc -l)
+  [[ $mirrored -eq 100 && $got -eq 100 ]] \
+    && ok "controld: the mirror delivered $mirrored of 100 to the far end, the host got $got" \
+    || fail "controld: the mirror delivered $mirrored of 100, the host got $got"
+  ip netns del "$c"
   stop_daemon
   nothing_left "controld capture"
 fi

@@ -31,6 +31,9 @@ struct Profile {
   std::map<ChannelKind, ChannelCost> channels;
   // filter name -> implementation kind -> cost
   std::map<std::string, std::map<filters::SpaceKind, filters::Cost>> filters;
+  // driver -> hook ("tc", "xdp-native", "xdp-generic") -> what the hook
+  // costs each received block (Space::hook_ns_per_block); JSON "hooks".
+  std::map<std::string, std::map<std::string, filters::Cost>> hooks;
 
   // The profile's cost of a filter in a kind of space, else nullptr.
   const filters::Cost* filter_cost(std::string_view filter, filters::SpaceKind k) const;

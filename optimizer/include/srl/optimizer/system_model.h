@@ -46,12 +46,20 @@ struct Space {
   std::optional<std::uint32_t> queue;
   std::optional<std::uint32_t> cpu;
   std::string mode;       // xdp: "native" or "generic"; offload: the driver name
+  std::string driver;     // kernel spaces: the device's driver ("veth", "mlx5_core"), if known
   bool emulated = false;  // the space is simulated (the offload emulator)
   // Probed features, e.g. "prog:xdp", "map:lru_hash", "helper:redirect_map".
   std::set<std::string> capabilities;
   double capacity_ns_per_s = 1e9;     // CPU time per second the space may use
   std::uint32_t ebpf_insn_limit = 0;  // kernel spaces: instructions in the fused program
   Caches caches;
+  // Kernel spaces: what the hook itself costs each block the device
+  // receives, against no hook, paid by the request's `rx` placed here (once
+  // for all requests sharing it). On a veth, XDP copies every frame into a
+  // page of its own and TC does not. From `srl calibrate` (profile "hooks"
+  // by driver); 0 when not measured.
+  double hook_ns_per_block = 0;
+  double hook_ns_per_byte = 0;
 
   bool has(std::string_view cap) const { return capabilities.contains(std::string(cap)); }
 };

@@ -34,4 +34,24 @@ struct CopyChannelCost {
 };
 CopyChannelCost calibrate_copy_channel(const FilterCalibration& options, std::size_t frame_bytes);
 
+// What a hook costs each frame the device receives, against no hook: a
+// veth pair in a network namespace of its own (gone when the measurement
+// ends), frames sent through it from an AF_PACKET socket to a MAC that is
+// not the receiver's (the stack drops them right after the hooks), a
+// two-instruction program on the receiving end. Keys "tc", "xdp-native",
+// "xdp-generic"; and "packet": `rx` in userspace, the runtime's AF_PACKET
+// socket on the receiving end, read by the measuring thread. On a veth, XDP copies every frame it
+// sees into a page of its own; this is what the optimizer weighs against TC. Needs CAP_SYS_ADMIN,
+// CAP_NET_ADMIN and CAP_BPF.
+struct HookCalibration {
+  std::size_t frames = 100'000;  // per run
+  int rounds = 5;                // runs of each hook, alternating; the median counts
+};
+struct HookCost {
+  double ns_per_block = 0, ns_per_byte = 0;
+  double ns_64 = 0, ns_1500 = 0;  // the two measurements they come from
+};
+std::map<std::string, HookCost> calibrate_veth_hooks(
+    const HookCalibration& options, const std::function<void(const std::string&)>& log = {});
+
 }  // namespace srl::runtime::kernel
