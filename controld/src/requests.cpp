@@ -331,17 +331,74 @@ void RequestManager::recover() {
              {{"adopted_hooks", std::to_string(adopted_->hooked_devices().size())},
               {"pins", pin_root_.string()}});
   recovering_ = true;
+  // Every stored request is compiled first: one that no longer compiles is
+  // kept, marked failed with its reason, and does not hold up the others.
+  struct Stored {
+    ApplySpec spec;
+    std::vector<std::string> devices;
+  };
+  std::vector<Stored> stored;
   for (const auto& r : journal_->requests()) {
     if (r.state == "removing") {
       journal_->delete_request(r.name);
       continue;
     }
     if (r.state != "active") continue;
+    ApplySpec spec{r.name, r.text, r.file_name, r.devices, false, r.owner_uid};
     try {
-      apply_locked({r.name, r.text, r.file_name, r.devices, false, r.owner_uid}, false);
+      auto compiled = compile_spec(spec);
+      stored.push_back({std::move(spec), runtime::rx_devices(*compiled.dag)});
     } catch (const std::exception& e) {
       journal_->set_request_state(r.name, "failed");
       start_errors_.push_back(r.name + ": " + e.what());
+    }
+  }
+  // Then the units as they were: requests sharing a device, joined (the
+  // components of the device-sharing graph), each built once and swapped
+  // into its adopted hooks in one update. Until then the hooks keep the
+  // programs the last daemon left, so a device is never without its drops.
+  std::vector<std::size_t> group(stored.size());
+  for (std::size_t i = 0; i < stored.size(); ++i)
+    group[i] = i;
+  auto root = [&](std::size_t i) {
+    while (group[i] != i)
+      i = group[i] = group[group[i]];
+    return i;
+  };
+  for (std::size_t i = 0; i < stored.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (std::any_of(stored[i].devices.begin(), stored[i].devices.end(), [&](const auto& d) {
+            return std::find(stored[j].devices.begin(), stored[j].devices.end(), d) !=
+                   stored[j].devices.end();
+          }))
+        group[root(i)] = root(j);
+  std::map<std::size_t, std::vector<ApplySpec>> units;
+  for (std::size_t i = 0; i < stored.size(); ++i)
+    units[root(i)].push_back(stored[i].spec);
+  for (auto& [first, specs] : units) {
+    const std::string label = specs.front().name;
+    const std::size_t count = specs.size();
+    try {
+      rebuild(nullptr, specs, label, "recover", {});
+      log::event("info", "recovery", {{"unit", label}, {"requests", std::to_string(count)}});
+      continue;
+    } catch (const std::exception& e) {
+      log::event("warning", "recovery",
+                 {{"unit", label},
+                  {"requests", std::to_string(count)},
+                  {"why", e.what()},
+                  {"then", "one request at a time"}});
+    }
+    // Together they do not come up (a verifier that now refuses the merged
+    // program, a device gone): one at a time, so that each failure is that
+    // request's own.
+    for (const auto& spec : specs) {
+      try {
+        apply_locked(spec, false);
+      } catch (const std::exception& e) {
+        journal_->set_request_state(spec.name, "failed");
+        start_errors_.push_back(spec.name + ": " + e.what());
+      }
     }
   }
   recovering_ = false;

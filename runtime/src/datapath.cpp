@@ -197,7 +197,16 @@ class Transaction {
         // An inverse that fails leaves nothing better to do than to go on
         // undoing the others; what it held is released by its destructor.
       }
-      if (observer_ != nullptr) observer_->undone(step);
+      // Undoing runs from a destructor too: an observer that cannot record
+      // it (a journal on a full disk) must not stop the others being undone,
+      // nor end the process. The step is undone in memory all the same; the
+      // record left "done" is undone by the next start's recovery.
+      if (observer_ != nullptr) {
+        try {
+          observer_->undone(step);
+        } catch (...) {
+        }
+      }
     }
   }
 
@@ -219,7 +228,12 @@ void roll_forward(StepObserver* observer, const Step& step, const std::function<
     }
   }
   act();
-  if (observer != nullptr) observer->taken(step);
+  if (observer != nullptr) {
+    try {
+      observer->taken(step);
+    } catch (const std::exception&) {
+    }
+  }
 }
 
 unsigned ifindex_of(const std::string& dev) {

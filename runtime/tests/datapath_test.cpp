@@ -119,6 +119,43 @@ TEST_CASE("datapath: a failure at any step undoes the steps taken, in reverse") 
   }
 }
 
+TEST_CASE("datapath: an observer that cannot record undoing (a full journal) does not stop it") {
+  // Every record after the failing step throws too, as a journal on a full
+  // disk would: the rollback, run from a destructor, must still undo every
+  // step and end in the StepError, not in std::terminate.
+  struct FullJournal : RecordingObserver {
+    void taken(const runtime::Step& s) override {
+      RecordingObserver::taken(s);
+      if (taken_keys.size() == 3) throw std::runtime_error("database or disk is full");
+    }
+    void undone(const runtime::Step& s) override {
+      RecordingObserver::undone(s);
+      throw std::runtime_error("database or disk is full");
+    }
+  };
+  TestNamespace ns;
+  const int hb = ns.ifindex("hb");
+  const auto c = compile_on_hb("(udp) > (port) 53> (dns) > (count)");
+  for (std::size_t fail_at : {std::size_t{0}, std::size_t{2}, std::size_t{5}}) {
+    CAPTURE(fail_at);
+    FullJournal rec;
+    rec.fail_at = fail_at;
+    CHECK_THROWS(runtime::Datapath::build(*c.result.dag, c.placement, options(), &rec));
+    // Whatever was taken was undone, each in reverse, with every record refused.
+    const std::vector<std::string> reversed(rec.taken_keys.rbegin(), rec.taken_keys.rend());
+    CHECK(rec.undone_keys == reversed);
+    CHECK(attached_program(hb) == 0);
+  }
+  // Removal rolls forward whatever its observer says.
+  RecordingObserver ok;
+  auto dp = runtime::Datapath::build(*c.result.dag, c.placement, options(), &ok);
+  REQUIRE(attached_program(hb) != 0);
+  FullJournal full;
+  dp->remove(&full);
+  CHECK(attached_program(hb) == 0);
+  CHECK(full.taken_keys == std::vector<std::string>{"detach:hb", "stop:engine"});
+}
+
 TEST_CASE("datapath: a new datapath swaps its program into the running hook") {
   TestNamespace ns;
   const int hb = ns.ifindex("hb");

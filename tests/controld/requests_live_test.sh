@@ -30,12 +30,7 @@ start_daemon() {  # [ENV=VALUE...]: the daemon in $b, with test hooks
     --state "$state" --bpffs "$bpffs" --metrics 127.0.0.1:9477 --user-dir "$tmp/users" \
     2>>"$tmp/controld.log" &
   dpid=$!
-  for _ in $(seq 100); do
-    [[ -S $SRL_SOCKET ]] && "$srl" ls -q >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  fail "controld did not start: $(tail -3 "$tmp/controld.log")"
-  return 1
+  await_daemon
 }
 send() {  # N datagrams to port 53
   ip netns exec "$a" python3 -c '
@@ -176,18 +171,7 @@ snapshot
 start_daemon
 "$srl" apply -n guard --dev vb -e '(udp) > (port) 9999> (drop)' >/dev/null 2>&1 \
   || fail "apply guard"
-ip netns exec "$b" timeout 8 python3 -c '
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("10.77.0.2", 9999))
-s.settimeout(7)
-n = 0
-try:
-    while True:
-        s.recv(100); n += 1
-except OSError:
-    pass
-print(n)' >"$tmp/received" &
+count_received 9999 7 >"$tmp/received" &
 receiver=$!
 ip netns exec "$a" python3 -c '
 import socket, time

@@ -91,3 +91,48 @@ nothing_left() {  # WHAT
   [[ -z $(ls -A "$bpffs/srl/run" 2>/dev/null) ]] || left+=" pins"
   [[ -z $left ]] && ok "$1: nothing left" || fail "$1: left behind:$left"
 }
+
+# Until the daemon (dpid) answers `srl ls` on $SRL_SOCKET, at most 30 s;
+# a failure names the last lines of its log.
+await_daemon() {
+  for _ in $(seq 600); do
+    [[ -S $SRL_SOCKET ]] && "$srl" ls -q >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  fail "controld did not start: $(tail -3 "$tmp/controld.log")"
+  return 1
+}
+
+# A UDP server on 10.77.0.2:PORT in $b: prints how many datagrams it got
+# in SECONDS (started in the background by the caller).
+count_received() {  # PORT SECONDS
+  ip netns exec "$b" timeout $(($2 + 10)) python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.77.0.2", int(sys.argv[1])))
+end = time.time() + float(sys.argv[2])
+n = 0
+while time.time() < end:
+    s.settimeout(max(0.01, min(0.5, end - time.time())))
+    try:
+        s.recv(100); n += 1
+    except OSError:
+        pass
+print(n)' "$1" "$2"
+}
+
+# About 1,000 datagrams a second from $a to each PORT of 10.77.0.2 for
+# SECONDS; prints how many went to each.
+send_steady() {  # SECONDS PORT...
+  ip netns exec "$a" python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+end = time.time() + float(sys.argv[1])
+ports = [int(p) for p in sys.argv[2:]]
+n = 0
+while time.time() < end:
+    for p in ports: s.sendto(b"x", ("10.77.0.2", p))
+    n += 1
+    if n % 10 == 0: time.sleep(0.01)
+print(n)' "$@"
+}

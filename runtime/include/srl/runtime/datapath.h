@@ -101,7 +101,12 @@ class StepObserver {
   // not record it, or a test injects a failure): it is not taken, and the
   // steps before it are undone.
   virtual void before(const Step&) {}
+  // Throwing here after a step is taken fails the transaction: that step
+  // and the ones before it are undone. Except while removing, which rolls
+  // forward whatever the observer says.
   virtual void taken(const Step&) {}
+  // May throw: the step stays undone, and the others are undone too (an
+  // exception never leaves a rollback).
   virtual void undone(const Step&) {}
 };
 
