@@ -261,6 +261,10 @@ int run(const RunOptions& o) {
       std::cerr << "srl: plan: " << plan.nodes.size() << " nodes, cost "
                 << plan.total_cost_ns_per_s / 1e6 << " ms of CPU per second at "
                 << plan.input_rate_pps / 1e6 << " Mpps ('srl plan' explains it)\n";
+      // What discovery found on the way (a hook another program holds, and
+      // so the plan runs at TC) is said before anything deploys.
+      for (const auto& note : model.notes)
+        std::cerr << "srl: note: " << note << "\n";
     } catch (const std::exception& e) {
       std::cerr << "srl run: " << e.what() << "\n";
       return kExitFailure;

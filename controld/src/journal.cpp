@@ -115,6 +115,15 @@ Journal::Journal(const std::filesystem::path& path) : path_(path) {
     db_ = nullptr;
     throw std::runtime_error("journal " + path.string() + ": " + msg);
   }
+  // Nothing reads a database that fails its checks: the caller must not
+  // act on its contents (remove "orphan" hooks it no longer lists).
+  try {
+    check();
+  } catch (const JournalDamaged&) {
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw;
+  }
   try {
     exec("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=FULL");
@@ -141,6 +150,7 @@ Journal::Journal(const std::filesystem::path& path) : path_(path) {
         "CREATE TABLE IF NOT EXISTS slots ("
         " dev TEXT NOT NULL, slot INTEGER NOT NULL, members TEXT NOT NULL,"
         " PRIMARY KEY(dev, slot))");
+    exec(("PRAGMA user_version=" + std::to_string(kJournalSchemaVersion)).c_str());
   } catch (const std::exception& e) {
     sqlite3_close(db_);
     db_ = nullptr;
@@ -150,6 +160,58 @@ Journal::Journal(const std::filesystem::path& path) : path_(path) {
 
 Journal::~Journal() {
   sqlite3_close(db_);
+}
+
+void Journal::check() const {
+  const std::string where = "state database " + path_.string();
+  auto damaged = [&](const std::string& why) {
+    std::string msg = where + " is damaged (" + why +
+                      "). controld did not start, and left every running datapath (hooks, pins) "
+                      "as it is. ";
+    const auto good = backup_path(path_);
+    std::error_code ec;
+    if (std::filesystem::exists(good, ec))
+      msg += "To restore the last good state: cp " + good.string() + " " + path_.string() +
+             " (and remove " + path_.string() + "-wal and " + path_.string() +
+             "-shm if present), then start controld again. ";
+    else
+      msg += "There is no backup (" + good.string() + "). ";
+    msg += "To start with no stored requests instead, move " + path_.string() +
+           " away; the running datapaths are then removed as orphans.";
+    return JournalDamaged(msg);
+  };
+  std::vector<std::string> problems;
+  try {
+    Statement check(db_, "PRAGMA integrity_check(10)");
+    while (check.next())
+      problems.push_back(check.text(0));
+  } catch (const std::exception&) {
+    throw damaged(sqlite3_errmsg(db_));
+  }
+  if (problems.empty() || problems.front() != "ok") {
+    std::string detail = "integrity check:";
+    for (const auto& p : problems)
+      detail += " " + p + ";";
+    throw damaged(detail);
+  }
+  Statement version(db_, "PRAGMA user_version");
+  const std::int64_t v = version.next() ? version.integer(0) : 0;
+  if (v > kJournalSchemaVersion)
+    throw JournalDamaged(where + " has schema version " + std::to_string(v) +
+                         ", made by a newer controld (this one knows " +
+                         std::to_string(kJournalSchemaVersion) +
+                         "); controld did not start and left every running datapath as it is");
+}
+
+void Journal::backup() const {
+  const auto good = backup_path(path_);
+  const auto tmp = std::filesystem::path(good.string() + ".tmp");
+  std::error_code ec;
+  std::filesystem::remove(tmp, ec);
+  Statement vacuum(db_, "VACUUM INTO ?");
+  vacuum.bind(1, tmp.string());
+  vacuum.run();
+  std::filesystem::rename(tmp, good);
 }
 
 void Journal::exec(const char* sql) const {

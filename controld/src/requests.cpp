@@ -265,7 +265,28 @@ RequestManager::RequestManager(const ManagerOptions& options)
   std::error_code ec;
   fs::create_directories(options.state.parent_path(), ec);
   journal_ = std::make_unique<Journal>(options.state);
-  recover();
+  try {
+    recover();
+  } catch (...) {
+    // The database failed under recovery: what runs stays running (it is
+    // the kernel's truth, the database is not), pinned for the next start.
+    for (auto& u : units_)
+      if (u->datapath) u->datapath->release();
+    units_.clear();
+    if (adopted_) adopted_->release();
+    adopted_.reset();
+    throw;
+  }
+  keep_backup();
+}
+
+void RequestManager::keep_backup() const {
+  try {
+    journal_->backup();
+  } catch (const std::exception& e) {
+    log::event("warning", "backup",
+               {{"file", Journal::backup_path(options_.state).string()}, {"why", e.what()}});
+  }
 }
 
 RequestManager::~RequestManager() {
@@ -750,6 +771,8 @@ runtime::DatapathOptions RequestManager::options_for(const compiler::MergedReque
 void RequestManager::end_transaction(std::int64_t txn, bool committed) {
   journal_->end(txn, committed);
   ++(committed ? committed_ : rolled_back_);
+  // The last good state, for a database that gets damaged later.
+  if (committed && !recovering_) keep_backup();
   const auto t = journal_->transaction(txn);
   log::event(committed ? "info" : "warning", "transaction",
              {{"transaction", std::to_string(txn)},

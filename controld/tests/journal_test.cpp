@@ -7,6 +7,10 @@
 
 #include <filesystem>
 
+#include <sqlite3.h>
+
+#include <cstdio>
+
 #include "srl/controld/journal.h"
 #include "temp_dir.h"
 
@@ -103,6 +107,61 @@ TEST_CASE("journal: a transaction a crash cut is found with every step it record
 TEST_CASE("journal: a database that cannot be opened is named") {
   CHECK_THROWS_WITH(Journal("/nonexistent-dir/state.db"),
                     doctest::Contains("journal /nonexistent-dir/state.db: "));
+}
+
+TEST_CASE("journal: a damaged database is refused before anything reads it; the backup restores") {
+  TempDir dir("srl-journal");
+  const auto db = dir.path / "state.db";
+  const auto good = Journal::backup_path(db);
+  {
+    Journal j(db);
+    for (int i = 0; i < 200; ++i)
+      j.put_request({"r" + std::to_string(i), 0, std::string(300, 'x'), "active", ""});
+    j.backup();
+  }
+  REQUIRE(std::filesystem::exists(good));
+  CHECK(Journal(good).requests().size() == 200);
+  const auto size = std::filesystem::file_size(db);
+  REQUIRE(size >= 8 * 4096);
+  auto overwrite = [&](std::uintmax_t at, const std::string& bytes) {
+    std::filesystem::copy_file(good, db, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::remove(dir.path / "state.db-wal");
+    std::filesystem::remove(dir.path / "state.db-shm");
+    FILE* f = std::fopen(db.c_str(), "r+b");
+    REQUIRE(f != nullptr);
+    std::fseek(f, static_cast<long>(at), SEEK_SET);
+    std::fwrite(bytes.data(), 1, bytes.size(), f);
+    std::fclose(f);
+  };
+  overwrite(0, "not a database, not at all.....");
+  CHECK_THROWS_AS(Journal{db}, srl::controld::JournalDamaged);
+  const std::string restore = "cp " + good.string() + " " + db.string();
+  CHECK_THROWS_WITH(Journal{db}, doctest::Contains(restore.c_str()));
+  overwrite(4096 * 3, std::string(4096, '\x5a'));
+  CHECK_THROWS_WITH(Journal{db}, doctest::Contains(" is damaged ("));
+  std::filesystem::copy_file(good, db, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::resize_file(db, size / 2);
+  CHECK_THROWS_AS(Journal{db}, srl::controld::JournalDamaged);
+  // The restore the message names.
+  std::filesystem::copy_file(good, db, std::filesystem::copy_options::overwrite_existing);
+  CHECK(Journal(db).requests().size() == 200);
+}
+
+TEST_CASE("journal: a database of a newer schema is refused") {
+  TempDir dir("srl-journal");
+  const auto db = dir.path / "state.db";
+  {
+    Journal j(db);
+    j.put_request({"web", 0, "(tcp)", "active", ""});
+  }
+  {
+    // What a newer controld would leave.
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(raw, "PRAGMA user_version=99", nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(raw);
+  }
+  CHECK_THROWS_WITH(Journal{db}, doctest::Contains("schema version 99, made by a newer controld"));
 }
 
 TEST_CASE("journal: counters and counter slots outlive the process, each saved whole") {

@@ -236,11 +236,14 @@ class Attached {
         fail(std::string("attaching XDP (") + (hook == Hook::xdp_native ? "native" : "generic") +
              ")");
     } else if (hook == Hook::tc) {
+      // libbpf wants the padding zero too, which `{}` does not promise.
+      std::memset(&tc_hook_, 0, sizeof tc_hook_);
       tc_hook_.sz = sizeof tc_hook_;
       tc_hook_.ifindex = ifindex;
       tc_hook_.attach_point = BPF_TC_INGRESS;
       if (bpf_tc_hook_create(&tc_hook_) != 0) fail("creating the clsact qdisc");
-      bpf_tc_opts o{};
+      bpf_tc_opts o;
+      std::memset(&o, 0, sizeof o);
       o.sz = sizeof o;
       o.prog_fd = tc_fd;
       if (bpf_tc_attach(&tc_hook_, &o) != 0) {

@@ -16,8 +16,11 @@ std::string errno_text(int err) {
   return std::strerror(err < 0 ? -err : err);
 }
 
+// libbpf checks that the bytes past the fields it knows are zero, padding
+// included, which `{}` alone does not promise: hence the memsets.
 bpf_tc_hook ingress(int ifindex) {
-  bpf_tc_hook hook{};
+  bpf_tc_hook hook;
+  std::memset(&hook, 0, sizeof hook);
   hook.sz = sizeof hook;
   hook.ifindex = ifindex;
   hook.attach_point = BPF_TC_INGRESS;
@@ -25,7 +28,8 @@ bpf_tc_hook ingress(int ifindex) {
 }
 
 bpf_tc_opts srl_filter(int prog_fd = 0, std::uint32_t flags = 0) {
-  bpf_tc_opts opts{};
+  bpf_tc_opts opts;
+  std::memset(&opts, 0, sizeof opts);
   opts.sz = sizeof opts;
   opts.handle = TcHook::kHandle;
   opts.priority = TcHook::kPriority;

@@ -11,34 +11,13 @@
 # Needs root; exits 77 (skipped) without it.
 # Usage: restart_drop_test.sh CONTROLD SRL [RESTARTS]
 set -uo pipefail
-controld=$(realpath "$1")
-srl=$(realpath "$2")
 restarts=${3:-3}
-. "$(dirname "$0")/../live/lib.sh" srlf
-make_hosts
-export SRL_SOCKET=$tmp/controld.sock
-state=$tmp/state.db
-start_daemon() {
-  ip netns exec "$b" "$controld" --socket "$SRL_SOCKET" --state "$state" --bpffs "$bpffs" \
-    2>>"$tmp/controld.log" &
-  dpid=$!
-  await_daemon
-}
-kill_daemon() {
-  kill -KILL "$dpid" 2>/dev/null
-  wait "$dpid" 2>/dev/null
-  dpid=""
-}
+. "$(dirname "$0")/lib.sh" srlf "$1" "$2"
 
 snapshot
 start_daemon || { summary; exit 1; }
 n=30
-for i in $(seq 1 $n); do
-  "$srl" apply -n "c$i" --dev vb -e "(udp) > (port, which=dst) $((5000 + i))> (count)" >/dev/null 2>&1 \
-    || fail "apply c$i"
-done
-"$srl" apply -n guard --dev vb -e '(udp) > (port, which=dst) 4444> (drop)' >/dev/null 2>&1 \
-  || fail "apply guard"
+apply_requests $n
 xdp_attached && ok "$((n + 1)) requests on vb's XDP hook" || fail "nothing attached to vb"
 
 # A server on the dropped port, a watcher of the hook, and a sender at
@@ -86,8 +65,7 @@ print(next(x["blocks"] for x in json.load(sys.stdin)["nodes"] if x["filter"] == 
 grep -q "recovery unit=[^ ]* requests=$((n + 1))" "$tmp/controld.log" && ok "recovery brought the device's requests up as one unit" \
   || fail "no unit recovery in the log: $(grep recovery "$tmp/controld.log" | tail -3)"
 
-for i in $(seq 1 $n); do "$srl" rm "c$i" >/dev/null 2>&1 || fail "rm c$i"; done
-"$srl" rm guard >/dev/null 2>&1 || fail "rm guard"
+remove_requests $n
 stop_daemon
 ! xdp_attached && [[ -z $(new_objects 5) && -z $(pins) ]] && ok "removed: nothing left" \
   || fail "left behind: attached=$(xdp_attached && echo yes) objects='$(new_objects 1)' pins='$(pins)'"

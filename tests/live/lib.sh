@@ -6,6 +6,10 @@
 
 [[ $(id -u) -eq 0 ]] || { echo "skipped: needs root"; exit 77; }
 
+# Plans use the catalog's costs, not a profile the machine's root happens
+# to have calibrated (srl and controld read $SRL_PROFILE first).
+export SRL_PROFILE=/nonexistent/srl-test-profile.json
+
 a=$1-a-$$ b=$1-b-$$
 tmp=$(mktemp -d)
 bpffs=$tmp/bpffs

@@ -9,7 +9,8 @@
 #     device, and the host still gets each one;
 #  4. a full copy ring loses copies, counts them, and the host loses nothing;
 #  5. a userspace drop takes: the server gets only what it does not drop;
-#  6. with CONTROLD: 1. and 3. again through the daemon (srl apply, srl rm).
+#  6. beside xdp-filter loaded first, both do their jobs, either goes alone;
+#  7. with CONTROLD: 1. and 3. again through the daemon (srl apply, srl rm).
 # Nothing is left behind after any of them. Needs root, tcpdump, python3.
 # Usage: srl_copy_test.sh SRL [CONTROLD]
 set -uo pipefail
@@ -184,7 +185,60 @@ grep -q "1 exit(s) to userspace (0 copy, 1 take)" "$tmp/out" && ok "the run says
   || fail "a take let $got of 50 through"
 nothing_left "userspace drop"
 
-# 6. The same capture through controld.
+# 6. Beside xdp-filter (xdp-tools), loaded first. Where the kernel cannot
+# build libxdp's dispatcher (it refuses extension programs), xdp-filter
+# holds the XDP hook outright: the plan says so and runs at TC. Both do
+# their jobs, and either goes without stopping the other.
+if command -v xdp-filter >/dev/null; then
+  xf() { ip netns exec "$b" env LIBXDP_BPFFS="$bpffs" xdp-filter "$@" >/dev/null 2>&1; }
+  snapshot
+  xf load vb && xf port 9999 || fail "xdp-filter did not load"
+  capture() {  # FILE SECONDS
+    ip netns exec "$b" "$srl" run --dev vb --duration "$2" --bpffs "$bpffs" \
+      -e "(udp) > (port, which=dst) 53> (pcap, file=\"$1\")" >"$tmp/out" 2>&1 &
+    run=$!
+    for _ in $(seq 100); do tc_attached && return 0; sleep 0.05; done
+    return 1
+  }
+  capture "$tmp/xf.pcap" 6 || fail "beside xdp-filter: srl never attached at TC: $(tail -3 "$tmp/out")"
+  count_received 9999 3 >"$tmp/dropped" &
+  dropped=$!
+  serve 53 "$tmp/got"
+  send 100 53 60 0.002
+  send 50 9999 60 0.002
+  wait "$server" "$dropped"
+  wait "$run"
+  got=$(cat "$tmp/got" 2>/dev/null || echo 0)
+  captured=$(tcpdump -nr "$tmp/xf.pcap" 'udp dst port 53' 2>/dev/null | wc -l)
+  grep -q "held by program [0-9]* 'xdpfilt_" "$tmp/out" \
+    && ok "beside xdp-filter: srl names the program that holds the XDP hook" \
+    || fail "beside xdp-filter: the holder is not named: $(grep -i held "$tmp/out")"
+  [[ $got -eq 100 && $captured -eq 100 && $(cat "$tmp/dropped") -eq 0 ]] \
+    && ok "beside xdp-filter: srl at TC captured $captured of 100, the host got $got; xdp-filter dropped all 50 to 9999" \
+    || fail "beside xdp-filter: got $got, captured $captured of 100; $(cat "$tmp/dropped") of 50 passed xdp-filter"
+  # srl gone: xdp-filter runs on.
+  count_received 9999 2 >"$tmp/dropped" &
+  dropped=$!
+  send 50 9999 60 0.002
+  wait "$dropped"
+  xdp_attached && [[ $(cat "$tmp/dropped") -eq 0 ]] && ok "srl gone: xdp-filter still drops" \
+    || fail "srl gone: xdp-filter let $(cat "$tmp/dropped") of 50 through"
+  # xdp-filter gone: srl runs on.
+  capture "$tmp/xf2.pcap" 5 || fail "beside xdp-filter: srl never attached at TC again"
+  xf unload vb || fail "xdp-filter unload"
+  serve 53 "$tmp/got"
+  send 100 53 60 0.002
+  wait "$server"
+  wait "$run"
+  captured=$(tcpdump -nr "$tmp/xf2.pcap" 'udp dst port 53' 2>/dev/null | wc -l)
+  [[ $captured -eq 100 ]] && ok "xdp-filter gone: srl captured $captured of 100 on" \
+    || fail "xdp-filter gone: srl captured $captured of 100"
+  nothing_left "beside xdp-filter"
+else
+  echo "skipped: beside xdp-filter (xdp-tools is not installed)"
+fi
+
+# 7. The same capture through controld.
 if [[ -n $controld ]]; then
   export SRL_SOCKET=$tmp/controld.sock
   snapshot

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -56,10 +57,22 @@ struct Transaction {
   std::vector<Step> steps;
 };
 
+// The state database cannot be trusted: SQLite's integrity check failed, it
+// is not a database, or a newer controld made it. what() says which, and how
+// to restore the last good copy (backup_path()).
+class JournalDamaged : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+inline constexpr int kJournalSchemaVersion = 1;
+
 class Journal {
  public:
   // Opens (creating if needed) the database at `path` in WAL mode with
-  // synchronous=FULL: a step recorded is on disk before it is taken.
+  // synchronous=FULL: a step recorded is on disk before it is taken. An
+  // existing database is checked first (PRAGMA integrity_check, schema
+  // version): JournalDamaged when it fails, before anything else reads it.
   // Throws std::runtime_error naming the file and SQLite's message.
   explicit Journal(const std::filesystem::path& path);
   ~Journal();
@@ -92,8 +105,17 @@ class Journal {
   void save_slots(const std::map<std::string, std::vector<std::string>>& slots);
   std::map<std::string, std::vector<std::string>> slots() const;
 
+  // A consistent copy of the database at backup_path() (written beside it,
+  // then renamed over the last one): the state to restore when the
+  // database is damaged. Throws std::runtime_error.
+  void backup() const;
+  static std::filesystem::path backup_path(const std::filesystem::path& path) {
+    return std::filesystem::path(path.string() + ".good");
+  }
+
  private:
   void exec(const char* sql) const;
+  void check() const;  // throws JournalDamaged
   sqlite3* db_ = nullptr;
   std::filesystem::path path_;
 };

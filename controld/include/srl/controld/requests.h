@@ -166,7 +166,8 @@ class RequestManager {
                                        const std::vector<ApplySpec>& specs) const;
   std::uint64_t committed_ = 0, rolled_back_ = 0;
   bool recovering_ = false;
-  void persist();  // carried counters and slot maps, for the next daemon
+  void persist();            // carried counters and slot maps, for the next daemon
+  void keep_backup() const;  // Journal::backup(), a failure logged
   std::map<std::string, runtime::VertexCounters> pending_carried_;  // during recovery
   std::unique_ptr<runtime::Datapath> adopted_;                      // during recovery
   mutable std::mutex mutex_;
