@@ -204,6 +204,7 @@ void Journal::check() const {
 }
 
 void Journal::backup() const {
+  about_to_write();
   const auto good = backup_path(path_);
   const auto tmp = std::filesystem::path(good.string() + ".tmp");
   std::error_code ec;
@@ -212,6 +213,18 @@ void Journal::backup() const {
   vacuum.bind(1, tmp.string());
   vacuum.run();
   std::filesystem::rename(tmp, good);
+}
+
+void Journal::fail_writes_from(std::uint64_t n) {
+  writes_ = 0;
+  fail_from_ = n;
+}
+
+void Journal::about_to_write() const {
+  ++writes_;
+  if (fail_from_ != 0 && writes_ >= fail_from_)
+    throw std::runtime_error("journal: database or disk is full (injected at write " +
+                             std::to_string(writes_) + ")");
 }
 
 void Journal::exec(const char* sql) const {
@@ -224,6 +237,7 @@ void Journal::exec(const char* sql) const {
 }
 
 void Journal::save_counters(const std::map<std::string, StoredCounters>& counters) {
+  about_to_write();
   exec("BEGIN");
   try {
     exec("DELETE FROM counters");
@@ -254,6 +268,7 @@ std::map<std::string, StoredCounters> Journal::counters() const {
 }
 
 void Journal::save_slots(const std::map<std::string, std::vector<std::string>>& slots) {
+  about_to_write();
   exec("BEGIN");
   try {
     exec("DELETE FROM slots");
@@ -284,6 +299,7 @@ std::map<std::string, std::vector<std::string>> Journal::slots() const {
 }
 
 void Journal::put_request(const StoredRequest& r) {
+  about_to_write();
   Statement(db_,
             "INSERT INTO requests(name, owner_uid, text, state, updated_at, file_name, devices)"
             " VALUES(?,?,?,?,?,?,?)"
@@ -320,6 +336,7 @@ std::vector<StoredRequest> Journal::requests() const {
 }
 
 void Journal::set_request_state(const std::string& name, const std::string& state) {
+  about_to_write();
   Statement(db_, "UPDATE requests SET state = ?, updated_at = ? WHERE name = ?")
       .bind(1, state)
       .bind(2, now_utc())
@@ -328,10 +345,12 @@ void Journal::set_request_state(const std::string& name, const std::string& stat
 }
 
 void Journal::delete_request(const std::string& name) {
+  about_to_write();
   Statement(db_, "DELETE FROM requests WHERE name = ?").bind(1, name).run();
 }
 
 std::int64_t Journal::begin(const std::string& request, const std::string& kind) {
+  about_to_write();
   Statement(db_, "INSERT INTO transactions(request, kind, state, started_at) VALUES(?,?,'open',?)")
       .bind(1, request)
       .bind(2, kind)
@@ -342,6 +361,7 @@ std::int64_t Journal::begin(const std::string& request, const std::string& kind)
 
 std::int64_t Journal::step(std::int64_t transaction, const std::string& kind,
                            const std::string& target, const std::string& undo) {
+  about_to_write();
   Statement(db_,
             "INSERT INTO steps(txn, idx, kind, target, undo, state)"
             " VALUES(?1, (SELECT COUNT(*) FROM steps WHERE txn = ?1), ?2, ?3, ?4, 'pending')")
@@ -354,6 +374,7 @@ std::int64_t Journal::step(std::int64_t transaction, const std::string& kind,
 }
 
 void Journal::mark(std::int64_t step, StepState state) {
+  about_to_write();
   Statement(db_, "UPDATE steps SET state = ? WHERE id = ?")
       .bind(1, std::string(to_string(state)))
       .bind(2, step)
@@ -361,6 +382,7 @@ void Journal::mark(std::int64_t step, StepState state) {
 }
 
 void Journal::end(std::int64_t transaction, bool committed) {
+  about_to_write();
   Statement(db_, "UPDATE transactions SET state = ?, ended_at = ? WHERE id = ?")
       .bind(1, std::string(committed ? "committed" : "rolled_back"))
       .bind(2, now_utc())

@@ -52,7 +52,9 @@ int main(int argc, char** argv) {
   app.footer(
       "Test hooks: SRL_FAIL_AT=STEP makes the transaction step with that key (load:eth0, or\n"
       "load) or 1-based index fail; SRL_CRASH_AT=STEP kills the daemon right after journaling\n"
-      "it. Exit status: 0 after SIGINT or SIGTERM, 1 when it cannot start.");
+      "it; SRL_JOURNAL_FAIL_FROM=N makes every write to the state database from the N-th\n"
+      "after start fail as on a full disk. Exit status: 0 after SIGINT or SIGTERM, 1 when it\n"
+      "cannot start.");
   CLI11_PARSE(app, argc, argv);
   o.socket = socket;
   srl::controld::log::set_format(log_format == "json" ? srl::controld::log::Format::json
@@ -66,6 +68,8 @@ int main(int argc, char** argv) {
   o.tls_client_ca = tls_ca;
   if (const char* v = std::getenv("SRL_FAIL_AT")) o.requests.fail_at = v;
   if (const char* v = std::getenv("SRL_CRASH_AT")) o.requests.crash_at = v;
+  if (const char* v = std::getenv("SRL_JOURNAL_FAIL_FROM"))
+    o.requests.journal_fail_from = std::strtoull(v, nullptr, 10);
 
   // Signals are taken by a thread of their own, which shuts the server down
   // (gRPC's shutdown is not async-signal-safe).

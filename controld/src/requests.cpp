@@ -278,6 +278,7 @@ RequestManager::RequestManager(const ManagerOptions& options)
     throw;
   }
   keep_backup();
+  journal_->fail_writes_from(options.journal_fail_from);
 }
 
 void RequestManager::keep_backup() const {
@@ -360,7 +361,7 @@ void RequestManager::recover() {
   };
   std::vector<Stored> stored;
   for (const auto& r : journal_->requests()) {
-    if (r.state == "removing") {
+    if (r.state == "removing") {  // left by a controld that marked removals first
       journal_->delete_request(r.name);
       continue;
     }
@@ -708,17 +709,29 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
             it != pending_carried_.end() && !fresh->carried.contains(m))
           fresh->carried[m] = it->second;
   fresh->specs = std::move(specs);
-  end_transaction(txn, true);
+  // What runs is installed before the commit is recorded: a record that
+  // fails (a full disk) must not take the running datapath down with it.
   if (unit != nullptr) {
     for (auto& u : units_)
       if (u.get() == unit) u = std::move(fresh);
   } else {
     units_.push_back(std::move(fresh));
   }
+  end_transaction(txn, true);
   if (!recovering_) persist();
 }
 
 void RequestManager::persist() {
+  try {
+    persist_counters();
+  } catch (const std::exception& e) {
+    // Counters are carried best-effort: the next start counts from what
+    // was saved last.
+    log::event("warning", "journal", {{"saving", "counters"}, {"why", e.what()}});
+  }
+}
+
+void RequestManager::persist_counters() {
   std::map<std::string, StoredCounters> counters;
   std::map<std::string, std::vector<std::string>> slots;
   for (const auto& u : units_) {
@@ -769,7 +782,21 @@ runtime::DatapathOptions RequestManager::options_for(const compiler::MergedReque
 }
 
 void RequestManager::end_transaction(std::int64_t txn, bool committed) {
-  journal_->end(txn, committed);
+  try {
+    journal_->end(txn, committed);
+  } catch (const std::exception& e) {
+    // A rollback is complete in memory; its record stays open, and the next
+    // start rolls it back again (the same state). A commit the database
+    // cannot record is the client's failure to hear about.
+    log::event("error", "journal", {{"transaction", std::to_string(txn)}, {"why", e.what()}});
+    if (committed)
+      throw RequestError(Kind::failed,
+                         "the change runs, but the state database could not record it (" +
+                             std::string(e.what()) +
+                             "); the next start goes back to the state before it");
+    ++rolled_back_;
+    return;
+  }
   ++(committed ? committed_ : rolled_back_);
   // The last good state, for a database that gets damaged later.
   if (committed && !recovering_) keep_backup();
@@ -929,20 +956,26 @@ void RequestManager::remove(const std::string& name) {
     journal_->delete_request(name);
     return;
   }
-  journal_->set_request_state(name, "removing");
+  // The request stays stored, active, until its removal has committed: a
+  // removal that fails, or that a crash cuts, leaves it running now and
+  // after the next start (the state before), never half removed.
   std::vector<ApplySpec> specs;
   for (const auto& s : unit->specs)
     if (s.name != name) specs.push_back(s);
-  try {
-    rebuild(unit, specs, name, "remove", {});
-  } catch (...) {
-    journal_->set_request_state(name, "active");
-    throw;
-  }
+  rebuild(unit, specs, name, "remove", {});
   // The remaining requests' counters of the removed one are gone with it.
   if (Unit* u = specs.empty() ? nullptr : unit_of(specs.front().name))
     std::erase_if(u->carried, [&](const auto& kv) { return split_member(kv.first).first == name; });
-  journal_->delete_request(name);
+  try {
+    journal_->delete_request(name);
+  } catch (const std::exception& e) {
+    throw RequestError(Kind::failed, "remove " + name +
+                                         ": removed from the datapath, but the state database "
+                                         "could not record it (" +
+                                         e.what() +
+                                         "); it comes back at the next start unless removed "
+                                         "again");
+  }
   persist();
 }
 

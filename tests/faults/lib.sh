@@ -7,8 +7,8 @@ srl=$(realpath "$3")
 make_hosts
 export SRL_SOCKET=$tmp/controld.sock
 state=$tmp/state.db
-start_daemon() {  # until it answers; sets dpid
-  ip netns exec "$b" "$controld" --socket "$SRL_SOCKET" --state "$state" --bpffs "$bpffs" \
+start_daemon() {  # [ENV=VALUE...]: until it answers; sets dpid
+  env "$@" ip netns exec "$b" "$controld" --socket "$SRL_SOCKET" --state "$state" --bpffs "$bpffs" \
     2>>"$tmp/controld.log" &
   dpid=$!
   await_daemon

@@ -113,9 +113,16 @@ class Journal {
     return std::filesystem::path(path.string() + ".good");
   }
 
+  // Test hook: from the n-th write on (counted from this call; 0: never),
+  // every write fails as on a full disk.
+  void fail_writes_from(std::uint64_t n);
+
  private:
   void exec(const char* sql) const;
-  void check() const;  // throws JournalDamaged
+  void check() const;           // throws JournalDamaged
+  void about_to_write() const;  // the fail_writes_from() hook
+  mutable std::uint64_t writes_ = 0;
+  std::uint64_t fail_from_ = 0;
   sqlite3* db_ = nullptr;
   std::filesystem::path path_;
 };

@@ -47,6 +47,9 @@ struct ManagerOptions {
   // _exit(86) right after journaling it (`crash_at`).
   std::string fail_at;
   std::string crash_at;
+  // Test hook: after recovery, every journal write from the n-th on fails
+  // as on a full disk (0: never).
+  std::uint64_t journal_fail_from = 0;
   // Directories under which requests of callers other than root may name
   // files (capture sinks, stream files, FIFOs, captures to replay); the files
   // are opened as the requesting user. None: such requests name no file.
@@ -168,6 +171,7 @@ class RequestManager {
   bool recovering_ = false;
   void persist();            // carried counters and slot maps, for the next daemon
   void keep_backup() const;  // Journal::backup(), a failure logged
+  void persist_counters();   // persist() without its guard
   std::map<std::string, runtime::VertexCounters> pending_carried_;  // during recovery
   std::unique_ptr<runtime::Datapath> adopted_;                      // during recovery
   mutable std::mutex mutex_;
