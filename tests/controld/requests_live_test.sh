@@ -368,6 +368,18 @@ out=$(as_member "$srl" apply -n taker --dev vb -e "(udp) > (dns) > (drop)" 2>&1)
 # Watching in userspace copies: allowed, and removed again.
 out=$(as_member "$srl" apply -n watcher --dev vb -e "(udp) > (dns) > (count)" 2>&1)
 [[ $? -eq 0 ]] && ok "member: a userspace watch is allowed" || fail "member watch: $out"
+# It watches copies: the host still gets every datagram.
+count_received 7777 3 >"$tmp/member_got" &
+receiver=$!
+sleep 0.5
+ip netns exec "$a" python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(20): s.sendto(b"m", ("10.77.0.2", 7777))'
+wait "$receiver"
+[[ $(cat "$tmp/member_got") == 20 ]] \
+  && ok "member: the host got 20 of 20 datagrams while the member's userspace watch ran" \
+  || fail "member watch: the host got $(cat "$tmp/member_got") of 20 datagrams"
 as_member "$srl" rm watcher >/dev/null 2>&1
 out=$(as_member "$srl" ls -q 2>&1)
 [[ $out == "mine" ]] && ok "member: sees only their own" || fail "member ls: $out"
