@@ -160,17 +160,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ! ip netns add "$a" || ! ip netns add "$b"; then echo "cannot create namespaces" >&2; exit 1; fi
-ip link add "$va" netns "$a" type veth peer name "$vb" netns "$b" || exit 1
-ip -n "$a" addr add 10.89.0.1/24 dev "$va"
-ip -n "$b" addr add 10.89.0.2/24 dev "$vb"
-for ns in "$a" "$b"; do
-  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-  ip -n "$ns" link set lo up
-done
-ip -n "$a" link set "$va" up
-ip -n "$b" link set "$vb" up
-ip netns exec "$a" ping -c 1 -W 2 10.89.0.2 >/dev/null || { echo "no connectivity" >&2; exit 1; }
+. "$here/veth_hosts.sh"
+veth_hosts "$a" "$b" "$va" "$vb" 10.89.0
 mkdir -p "$bpffs" "$out" && mount -t bpf bpf "$bpffs" && mount -t tmpfs -o size=6g,mode=1777 tmpfs "$out" \
   || { echo "cannot mount the bpffs or the tmpfs" >&2; exit 1; }
 
@@ -188,7 +179,8 @@ busy_jiffies() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 steal_jiffies() { awk '/^cpu /{print $9}' /proc/stat; }
 now_us() { echo "${EPOCHREALTIME/./}"; }
 task_ns() {  # PID: on-CPU ns of all its threads
-  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {print s + 0}'
+  # %.0f: mawk prints sums past 2^31 in %.6g (3.1555e+09), which $(( )) refuses.
+  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'
 }
 # CPU ticks (utime + stime + reaped children's) of every user process but
 # this script and its descendants: what else ran on the machine (other

@@ -66,17 +66,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ! ip netns add "$a" || ! ip netns add "$b"; then echo "cannot create namespaces" >&2; exit 1; fi
-ip link add "$va" netns "$a" type veth peer name "$vb" netns "$b" || exit 1
-ip -n "$a" addr add 10.88.0.1/24 dev "$va"
-ip -n "$b" addr add 10.88.0.2/24 dev "$vb"
-for ns in "$a" "$b"; do
-  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-  ip -n "$ns" link set lo up
-done
-ip -n "$a" link set "$va" up
-ip -n "$b" link set "$vb" up
-ip netns exec "$a" ping -c 1 -W 2 10.88.0.2 >/dev/null || { echo "no connectivity" >&2; exit 1; }
+. "$here/veth_hosts.sh"
+veth_hosts "$a" "$b" "$va" "$vb" 10.88.0
 mkdir -p "$bpffs" && mount -t bpf bpf "$bpffs"
 
 request='(ipv4) > (udp) > (port, which=dst) 53> (count)'
