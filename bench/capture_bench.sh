@@ -552,6 +552,7 @@ def checks(rs, n):
     errs = sum(1 for r in rs if r["error"])
     return sel, cap, host, sent, drops, errs
 def ok(got, want): return "all %d" % want if got == want else "**%d of %d**" % (got, want)
+def uniq(items): return list(dict.fromkeys(items))  # in order of first appearance
 mach = lambda r: f(r, "mach_s")
 
 p1 = [r for r in rows if r["part"] == "1"]
@@ -561,13 +562,8 @@ if p1:
     print("process alone; us/pkt = extra mach CPU-us per captured packet. [min..max] over the rounds.\n")
     print("| frame | sel | pps | tool | sent | host got (min) | captured (min) | cap. drops | mach s | extra mach s | own s | extra path s | us/pkt mach | us/pkt path | srl/tcpdump mach | srl/tcpdump path |")
     print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    configs = []
-    for r in p1:
-        c = (r["frame"], r["percent"])
-        if c not in configs: configs.append(c)
-    modes = []
-    for r in p1:
-        if r["mode"] not in modes: modes.append(r["mode"])
+    configs = uniq((r["frame"], r["percent"]) for r in p1)
+    modes = uniq(r["mode"] for r in p1)
     for frame, pct in configs:
         per = {}
         for m in modes:
@@ -605,9 +601,7 @@ if p2:
     print("growth = total(N) / total(smallest N).\n")
     print("| tool | N | host got (min) | captured (min, all N) | cap. drops | extra mach s | own s | extra path s | growth mach | growth path |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    tools = []
-    for r in p2:
-        if r["mode"] != "baseline" and r["mode"] not in tools: tools.append(r["mode"])
+    tools = uniq(r["mode"] for r in p2 if r["mode"] != "baseline")
     ns = sorted({int(r["n"]) for r in p2 if r["mode"] != "baseline"})
     growth = {}
     for t in tools:
@@ -640,11 +634,7 @@ if rows:
     print("the machine was busy in the quarter second before a run.\n")
     print("| part | mode | mach - path s | other processes s | mach_tick - mach s | busy before % (max) | steal s (max) |")
     print("|---:|---|---:|---:|---:|---:|---:|")
-    seen = []
-    for r in rows:
-        k = (r["part"], r["mode"])
-        if k in seen: continue
-        seen.append(k)
+    for k in uniq((r["part"], r["mode"]) for r in rows):
         rs = [x for x in rows if (x["part"], x["mode"]) == k]
         d = [mach(x) - path(x) for x in rs]
         t = [f(x, "mach_tick_s") - mach(x) for x in rs]

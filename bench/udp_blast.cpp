@@ -31,6 +31,8 @@
 #include <string_view>
 #include <vector>
 
+#include "rusage_seconds.h"
+
 namespace {
 
 struct Options {
@@ -75,10 +77,6 @@ bool parse(int argc, char** argv, Options& o) {
   return !o.dst.empty() && o.port > 0 && o.port < 65536 && o.sport < 65536 && o.batch > 0 &&
          o.batch <= 1024 && o.payload <= 65000 && o.max_seconds > 0 && o.rate >= 0 &&
          o.every >= 1 && (o.every == 1 || (o.other_port > 0 && o.other_port < 65536));
-}
-
-double seconds(const timeval& t) {
-  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
 }
 
 }  // namespace
@@ -166,7 +164,8 @@ int main(int argc, char** argv) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   std::printf("sent=%llu seconds=%.6f pps=%.0f errors=%llu user_s=%.6f sys_s=%.6f\n", sent, secs,
-              static_cast<double>(sent) / secs, errors, seconds(ru.ru_utime), seconds(ru.ru_stime));
+              static_cast<double>(sent) / secs, errors, srl::bench::seconds(ru.ru_utime),
+              srl::bench::seconds(ru.ru_stime));
   close(fd);
   return sent == o.count ? 0 : 3;
 }

@@ -37,6 +37,8 @@
 #include <string_view>
 #include <vector>
 
+#include "rusage_seconds.h"
+
 namespace {
 
 volatile std::sig_atomic_t stop = 0;
@@ -84,10 +86,6 @@ bool parse(int argc, char** argv, Options& o) {
   }
   return !o.ports.empty() && o.ports.size() <= 64 && o.rcvbuf > 0 && o.batch > 0 &&
          o.batch <= 1024 && o.max_seconds > 0 && o.poll_us >= 0 && o.poll_us <= 1000000;
-}
-
-double seconds(const timeval& t) {
-  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
 }
 
 }  // namespace
@@ -185,7 +183,7 @@ int main(int argc, char** argv) {
   for (std::size_t i = 0; i < o.ports.size(); ++i)
     std::printf(" port_%u=%llu", o.ports[i], received[i]);
   std::printf(" bytes=%llu seconds=%.6f user_s=%.6f sys_s=%.6f\n", bytes, elapsed(),
-              seconds(ru.ru_utime), seconds(ru.ru_stime));
+              srl::bench::seconds(ru.ru_utime), srl::bench::seconds(ru.ru_stime));
   for (const int fd : fds)
     close(fd);
   close(ep);
