@@ -5,6 +5,7 @@
 // names.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <ctime>
@@ -19,6 +20,7 @@
 
 #include "commands.h"
 #include "daemon_client.h"
+#include "srl/compiler/utf8.h"
 
 namespace srl::cli {
 namespace {
@@ -402,6 +404,24 @@ void add_apply_command(CLI::App& app, int& result) {
         source->set_file_name(o->file);
       }
       source->set_text(text.str());
+    }
+    // Request text travels as a protobuf string, which must be UTF-8: say
+    // where it is not, as the compiler would, instead of failing the call.
+    if (const auto bad = compiler::utf8::first_invalid(source->text())) {
+      const std::string_view t = source->text();
+      std::size_t line = 1, line_start = 0;
+      for (std::size_t i = 0; i < *bad; ++i)
+        if (t[i] == '\n') {
+          ++line;
+          line_start = i + 1;
+        }
+      const std::size_t col = 1 + compiler::utf8::length(t.substr(line_start, *bad - line_start));
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(t[*bad]));
+      std::cerr << source->file_name() << ":" << line << ":" << col
+                << ": error: invalid UTF-8 byte " << hex << "; expected a request in UTF-8 text\n";
+      result = kExitFailure;
+      return;
     }
     grpc::ClientContext c;
     DaemonClient::deadline(c, kApplySeconds);

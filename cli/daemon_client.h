@@ -43,12 +43,15 @@ struct DaemonClient : DaemonOptions {
   static void deadline(grpc::ClientContext& c, int seconds = 10) {
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
   }
-  // "cannot reach controld at PATH: ..." or the daemon's own message.
+  // "cannot reach controld at PATH: ..." (nothing answers there), "did not
+  // answer in time" (it is there, but busy), or the daemon's own message.
   std::string describe(const grpc::Status& s) const {
-    if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
+    if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
       return "cannot reach controld at " + path() + ": " + s.error_message() +
              " (is it running? start it with `controld`)";
+    if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
+      return "controld at " + path() + " did not answer in time (" + s.error_message() +
+             "): it is busy with another change, or stuck; try again, and see its log";
     return s.error_message();
   }
 };

@@ -11,10 +11,15 @@ function(srl_warnings target)
   endif()
 endfunction()
 
-# A doctest unit-test executable registered with CTest.
+# A doctest unit-test executable registered with CTest; its main() comes
+# from srl_test_main (tests/support/test_main.cpp).
 function(srl_unit_test name)
   cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
   add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE srl_test_main)
+  # The test code itself unoptimised: it compiles in less than half the time,
+  # and what it tests (the libraries) is built as the tree is configured.
+  target_compile_options(${name} PRIVATE -O0)
   target_include_directories(${name} SYSTEM PRIVATE ${DOCTEST_INCLUDE_DIR})
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests/support)
   target_link_libraries(${name} PRIVATE ${T_LIBS})

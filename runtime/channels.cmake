@@ -7,6 +7,6 @@ target_sources(srl_runtime PRIVATE src/afxdp.cpp src/copy_ring.cpp src/packet_so
 target_link_libraries(srl_runtime PUBLIC srl_user_filters PRIVATE PkgConfig::LIBXDP)
 
 # Needs root: network namespaces, veth pairs, XDP and AF_XDP.
-srl_unit_test(channels_test SOURCES ../compiler/tests/main.cpp tests/channels_test.cpp
+srl_unit_test(channels_test SOURCES tests/channels_test.cpp
   LIBS srl_runtime PkgConfig::LIBBPF PkgConfig::LIBXDP)
 set_tests_properties(channels_test PROPERTIES RUN_SERIAL TRUE)

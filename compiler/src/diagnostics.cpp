@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "utf8.h"
+#include "srl/compiler/utf8.h"
 
 namespace srl::compiler {
 

@@ -10,7 +10,7 @@
 #include <set>
 
 #include "context.h"
-#include "utf8.h"
+#include "srl/compiler/utf8.h"
 
 namespace srl::compiler {
 namespace {

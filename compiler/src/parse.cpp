@@ -13,7 +13,7 @@
 #include "SrlLexer.h"
 #include "SrlParser.h"
 #include "antlr4-runtime.h"
-#include "utf8.h"
+#include "srl/compiler/utf8.h"
 
 namespace srl::compiler {
 namespace {

@@ -6,7 +6,7 @@
 #include <cctype>
 
 #include "context.h"
-#include "utf8.h"
+#include "srl/compiler/utf8.h"
 
 namespace srl::compiler {
 namespace {

@@ -1,4 +1,4 @@
-#include "utf8.h"
+#include "srl/compiler/utf8.h"
 
 #include <cstdio>
 

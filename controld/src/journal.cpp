@@ -300,6 +300,10 @@ std::map<std::string, std::vector<std::string>> Journal::slots() const {
 
 void Journal::put_request(const StoredRequest& r) {
   about_to_write();
+  write_request(r);
+}
+
+void Journal::write_request(const StoredRequest& r) {
   Statement(db_,
             "INSERT INTO requests(name, owner_uid, text, state, updated_at, file_name, devices)"
             " VALUES(?,?,?,?,?,?,?)"
@@ -381,13 +385,51 @@ void Journal::mark(std::int64_t step, StepState state) {
       .run();
 }
 
-void Journal::end(std::int64_t transaction, bool committed) {
+void Journal::end(std::int64_t transaction, bool committed, const RequestChange& on_commit) {
   about_to_write();
-  Statement(db_, "UPDATE transactions SET state = ?, ended_at = ? WHERE id = ?")
-      .bind(1, std::string(committed ? "committed" : "rolled_back"))
-      .bind(2, now_utc())
-      .bind(3, transaction)
-      .run();
+  // The transaction's end, the request it changes and the pruning of old
+  // records: one SQLite transaction, so a crash or a full disk leaves all of
+  // them before or all after.
+  exec("BEGIN IMMEDIATE");
+  try {
+    Statement(db_, "UPDATE transactions SET state = ?, ended_at = ? WHERE id = ?")
+        .bind(1, std::string(committed ? "committed" : "rolled_back"))
+        .bind(2, now_utc())
+        .bind(3, transaction)
+        .run();
+    if (committed && on_commit.put) write_request(*on_commit.put);
+    if (committed && !on_commit.remove.empty())
+      Statement(db_, "DELETE FROM requests WHERE name = ?").bind(1, on_commit.remove).run();
+    // Ended transactions beyond the newest keep_ go, with their steps.
+    const auto horizon = static_cast<std::int64_t>(keep_);
+    Statement(db_,
+              "DELETE FROM steps WHERE txn IN (SELECT id FROM transactions WHERE state != 'open'"
+              " ORDER BY id DESC LIMIT -1 OFFSET ?)")
+        .bind(1, horizon)
+        .run();
+    Statement(db_,
+              "DELETE FROM transactions WHERE id IN (SELECT id FROM transactions"
+              " WHERE state != 'open' ORDER BY id DESC LIMIT -1 OFFSET ?)")
+        .bind(1, horizon)
+        .run();
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+std::optional<Transaction> Journal::last_transaction(const std::string& request) const {
+  Statement t(db_, "SELECT id FROM transactions WHERE request = ? ORDER BY id DESC LIMIT 1");
+  t.bind(1, request);
+  if (!t.next()) return std::nullopt;
+  return transaction(t.integer(0));
+}
+
+std::size_t Journal::transaction_count() const {
+  Statement t(db_, "SELECT COUNT(*) FROM transactions");
+  t.next();
+  return static_cast<std::size_t>(t.integer(0));
 }
 
 std::optional<Transaction> Journal::transaction(std::int64_t id) const {

@@ -41,6 +41,10 @@ int main(int argc, char** argv) {
   app.add_option("--metrics", o.metrics,
                  "serve counters in the Prometheus text format at http://ADDR/metrics "
                  "(127.0.0.1:9477, [::1]:9477 or :9477); default: not served");
+  app.add_option("--metrics-users", o.metrics_users,
+                 "users whose requests the metrics show (repeatable; '*': everyone's; "
+                 "default: root): whoever reaches the port reads them")
+      ->allow_extra_args(false);
   app.add_option("--bpffs", bpffs, "bpffs mount for pins, under srl/controld (mounted if missing)");
   app.add_option("--cache", cache, "directory for compiled programs");
   app.add_option("--member-kernel-filters", o.member_kernel_filters,

@@ -19,6 +19,7 @@
 #include "srl/optimizer/optimizer.h"
 #include "srl/optimizer/profile.h"
 #include "srl/runtime/datapath.h"
+#include "srl/runtime/kernel.h"
 #include "unix_listener.h"
 
 namespace srl::controld {
@@ -37,7 +38,8 @@ bool valid_request_name(const std::string& name) {
 // Requests that share a device, deployed as one datapath.
 struct RequestManager::Unit {
   std::vector<ApplySpec> specs;
-  std::vector<compiler::CompileResult> compiled;  // per spec; the DAGs the merge refers to
+  // Per spec, the DAGs the merge refers to (shared with the compile cache).
+  std::vector<std::shared_ptr<const compiler::CompileResult>> compiled;
   compiler::MergedRequests merged;
   std::unique_ptr<runtime::Datapath> datapath;
   std::map<std::string, RequestInfo> info;  // by name
@@ -54,18 +56,51 @@ namespace {
 
 using Kind = RequestError::Kind;
 
-compiler::CompileResult compile_spec(const ApplySpec& spec) {
-  compiler::CompileOptions o;
-  o.file_name = spec.file_name.empty() ? "<expr>" : spec.file_name;
-  o.default_devices = spec.devices;
-  auto r = compiler::compile(spec.text, o);
-  if (!r.ok()) {
-    std::string msg = "request " + spec.name + " does not compile:\n";
-    if (r.source) msg += r.diagnostics.render(*r.source);
-    throw RequestError(Kind::invalid, msg);
+}  // namespace
+
+// Requests compiled, by what compiling depends on (text, file name,
+// devices): a change to one request of a unit compiles that one only, and
+// the first compile of a request happens before the manager's lock is
+// taken. Every tcpdump expression is translated within a budget (a child
+// process with a time and memory limit), so no caller's request can stall
+// the daemon. Thread-safe; compiles outside its own lock.
+class RequestManager::CompileCache {
+ public:
+  using Ptr = std::shared_ptr<const compiler::CompileResult>;
+  static constexpr std::size_t kEntries = 1024;
+
+  // Throws RequestError (invalid) with the diagnostics.
+  Ptr get(const ApplySpec& spec) {
+    std::string key = spec.text + '\0' + spec.file_name;
+    for (const auto& d : spec.devices)
+      key += '\0' + d;
+    {
+      std::lock_guard lock(mutex_);
+      if (const auto it = entries_.find(key); it != entries_.end()) return it->second;
+    }
+    compiler::CompileOptions o;
+    o.file_name = spec.file_name.empty() ? "<expr>" : spec.file_name;
+    o.default_devices = spec.devices;
+    o.translate_budget = compiler::TranslateBudget{};
+    auto r = std::make_shared<compiler::CompileResult>(compiler::compile(spec.text, o));
+    if (!r->ok()) {
+      std::string msg = "request " + spec.name + " does not compile:\n";
+      if (r->source) msg += r->diagnostics.render(*r->source);
+      throw RequestError(RequestError::Kind::invalid, msg);
+    }
+    std::lock_guard lock(mutex_);
+    // Bounded: what no unit holds goes first.
+    if (entries_.size() >= kEntries)
+      std::erase_if(entries_, [](const auto& kv) { return kv.second.use_count() == 1; });
+    return entries_.try_emplace(key, std::move(r)).first->second;
   }
-  return r;
-}
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, Ptr> entries_;
+};
+
+namespace {
 
 std::optional<optimizer::Profile> default_profile() {
   try {
@@ -157,19 +192,19 @@ struct PlacedUnit {
   std::map<std::string, std::string> why;  // request node -> the plan's reason
 };
 
-PlacedUnit place_unit(const std::vector<ApplySpec>& specs) {
+PlacedUnit place_unit(const std::vector<ApplySpec>& specs, RequestManager::CompileCache& cache) {
   PlacedUnit placed;
   placed.unit = std::make_unique<RequestManager::Unit>();
   auto& fresh = placed.unit;
   for (const auto& s : specs)
-    fresh->compiled.push_back(compile_spec(s));
+    fresh->compiled.push_back(cache.get(s));
   std::vector<const compiler::RequestDag*> dags;
   std::vector<std::string> labels;
   std::vector<optimizer::RequestInput> inputs;
   for (std::size_t i = 0; i < specs.size(); ++i) {
-    dags.push_back(&*fresh->compiled[i].dag);
+    dags.push_back(&*fresh->compiled[i]->dag);
     labels.push_back(specs[i].name);
-    inputs.push_back({&*fresh->compiled[i].dag, specs[i].name, fresh->compiled[i].source.get()});
+    inputs.push_back({&*fresh->compiled[i]->dag, specs[i].name, fresh->compiled[i]->source.get()});
   }
   fresh->merged = compiler::merge_requests(dags, labels);
   const auto& dag = fresh->merged.dag;
@@ -223,12 +258,23 @@ bool inside(const fs::path& path, const std::vector<fs::path>& dirs) {
   return false;
 }
 
-// The identity file sinks of `uid`'s requests take; none for root.
-std::optional<filters::FileOwner> file_owner(std::uint32_t uid) {
-  if (uid == 0) return std::nullopt;
+// How the file sinks of `uid`'s requests open files: as that user, created
+// 0600 (captures hold other people's traffic), and for anyone but root only
+// beneath the user directories, which the kernel enforces at every open
+// (openat2 RESOLVE_BENEATH: no link planted later leads out).
+filters::FileOwner file_owner(std::uint32_t uid, const std::vector<fs::path>& user_dirs) {
+  filters::FileOwner owner;
+  owner.create_mode = 0600;
+  if (uid == 0) return owner;
   const passwd* pw = getpwuid(uid);
   const auto c = local_user(uid, pw != nullptr ? pw->pw_gid : static_cast<gid_t>(uid));
-  return filters::FileOwner{c.uid, c.gid, c.groups};
+  owner.uid = c.uid;
+  owner.gid = c.gid;
+  owner.groups = c.groups;
+  owner.beneath = user_dirs;
+  // A caller with no directory may name no file: a root that does not exist.
+  if (owner.beneath.empty()) owner.beneath.push_back("/nonexistent/srl-user-dir");
+  return owner;
 }
 
 // Where vertex `v` runs: "user", or the hooks of the devices whose blocks
@@ -260,8 +306,28 @@ std::string space_of(const compiler::RequestDag& dag, const runtime::Placement& 
 
 }  // namespace
 
+namespace {
+
+// The options with the bpffs that pins outlive the daemon on (see
+// runtime::kernel::choose_bpffs); a warning logged when there is none.
+ManagerOptions with_lasting_bpffs(ManagerOptions o) {
+  const auto choice = runtime::kernel::choose_bpffs(o.bpffs);
+  if (choice.dir != o.bpffs)
+    log::event("info", "bpffs",
+               {{"asked", o.bpffs.string()},
+                {"pins", choice.dir.string()},
+                {"why", "this mount namespace is private; the initial one has a bpffs there"}});
+  if (!choice.warning.empty()) log::event("warning", "bpffs", {{"why", choice.warning}});
+  o.bpffs = choice.dir;
+  return o;
+}
+
+}  // namespace
+
 RequestManager::RequestManager(const ManagerOptions& options)
-    : options_(options), pin_root_(options.bpffs / "srl" / "controld") {
+    : options_(with_lasting_bpffs(options)),
+      pin_root_(options_.bpffs / "srl" / "controld"),
+      compiled_(std::make_unique<CompileCache>()) {
   std::error_code ec;
   fs::create_directories(options.state.parent_path(), ec);
   journal_ = std::make_unique<Journal>(options.state);
@@ -365,11 +431,25 @@ void RequestManager::recover() {
       journal_->delete_request(r.name);
       continue;
     }
-    if (r.state != "active") continue;
+    if (r.state == "applying") {
+      // Left by a controld that stored new requests before their commit: one
+      // whose apply committed runs; any other never did.
+      const auto t = journal_->last_transaction(r.name);
+      if (!t || t->state != "committed") {
+        journal_->delete_request(r.name);
+        log::event(
+            "warning", "recovery",
+            {{"request", r.name}, {"result", "dropped"}, {"why", "its apply never committed"}});
+        continue;
+      }
+      journal_->set_request_state(r.name, "active");
+    } else if (r.state != "active") {
+      continue;
+    }
     ApplySpec spec{r.name, r.text, r.file_name, r.devices, false, r.owner_uid};
     try {
-      auto compiled = compile_spec(spec);
-      stored.push_back({std::move(spec), runtime::rx_devices(*compiled.dag)});
+      auto compiled = compiled_->get(spec);
+      stored.push_back({std::move(spec), runtime::rx_devices(*compiled->dag)});
     } catch (const std::exception& e) {
       journal_->set_request_state(r.name, "failed");
       start_errors_.push_back(r.name + ": " + e.what());
@@ -453,21 +533,22 @@ RequestInfo RequestManager::apply(const ApplySpec& spec) {
     throw RequestError(Kind::invalid, "bad request name '" + spec.name +
                                           "': expected 1 to 64 of A-Z a-z 0-9 _ . - , not "
                                           "starting with . or -");
+  compiled_->get(spec);  // before the lock: the slow part, bounded, blocks no other caller
   std::lock_guard lock(mutex_);
-  const auto stored = journal_->request(spec.name);
+  const bool stored = journal_->request(spec.name) || unit_of(spec.name) != nullptr;
   if (stored && !spec.replace)
-    throw RequestError(Kind::exists,
-                       "a request named " + spec.name + " exists; remove it or apply with replace");
+    throw RequestError(Kind::exists, "a request named " + spec.name +
+                                         " exists; remove it, or replace it (srl apply --replace)");
   if (!stored && spec.replace)
     throw RequestError(Kind::not_found, "no request named " + spec.name + " to replace");
   return apply_locked(spec, true);
 }
 
 RequestInfo RequestManager::apply_locked(const ApplySpec& spec, bool store) {
-  auto compiled = compile_spec(spec);
+  const auto compiled = compiled_->get(spec);
   std::vector<std::string> devices;
   try {
-    devices = runtime::rx_devices(*compiled.dag);
+    devices = runtime::rx_devices(*compiled->dag);
   } catch (const std::invalid_argument& e) {
     throw RequestError(Kind::invalid,
                        "request " + spec.name + ": " + e.what() + " (or apply with a device)");
@@ -500,26 +581,22 @@ RequestInfo RequestManager::apply_locked(const ApplySpec& spec, bool store) {
       specs.push_back(s);
   specs.push_back(spec);
   const bool replacing = target != nullptr && target->has(spec.name);
-  if (store) {
-    StoredRequest r{spec.name, spec.owner_uid, spec.text,   replacing ? "active" : "applying",
-                    "",        spec.file_name, spec.devices};
-    if (!replacing) journal_->put_request(r);
-  }
-  try {
-    rebuild(target, specs, spec.name, replacing ? "replace" : "apply", std::move(absorbed));
-  } catch (...) {
-    if (store && !replacing) journal_->delete_request(spec.name);
-    throw;
-  }
+  // The request is stored with the commit of its transaction, in the same
+  // database transaction: a crash or a full disk before it leaves the state
+  // before (a new request absent, a replaced one as it was), never between.
+  RequestChange on_commit;
   if (store)
-    journal_->put_request(
-        {spec.name, spec.owner_uid, spec.text, "active", "", spec.file_name, spec.devices});
+    on_commit.put = StoredRequest{spec.name, spec.owner_uid, spec.text,   "active",
+                                  "",        spec.file_name, spec.devices};
+  rebuild(target, specs, spec.name, replacing ? "replace" : "apply", std::move(absorbed),
+          on_commit);
   return unit_of(spec.name)->info.at(spec.name);
 }
 
 void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
                              const std::string& txn_request, const std::string& txn_kind,
-                             std::vector<std::unique_ptr<Unit>> absorbed) {
+                             std::vector<std::unique_ptr<Unit>> absorbed,
+                             const RequestChange& on_commit) {
   const std::int64_t txn = journal_->begin(txn_request, txn_kind);
   JournalObserver observer(*journal_, txn, options_, !recovering_);
   auto fail = [&](const std::string& what) {
@@ -529,14 +606,14 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
   if (specs.empty()) {  // the last request of the unit goes
     if (unit != nullptr && unit->datapath) unit->datapath->remove(&observer);
     std::erase_if(units_, [&](const auto& u) { return u.get() == unit; });
-    end_transaction(txn, true);
+    end_transaction(txn, true, on_commit);
     persist();
     return;
   }
 
   PlacedUnit placed;
   try {
-    placed = place_unit(specs);
+    placed = place_unit(specs, *compiled_);
   } catch (const std::exception& e) {
     fail(e.what());
   }
@@ -581,29 +658,33 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
     }
   }
 
-  // Units this one absorbs (a request now joins two devices' units): their
-  // datapaths go first, as they hold hooks the new one needs.
-  for (auto& u : absorbed) {
-    u->datapath->remove(&observer);
-    for (const auto& c : u->carried)
-      fresh->carried.insert(c);
-    const auto counters = u->datapath->counters();
-    for (std::size_t v = 0; v < counters.size(); ++v)
-      for (const auto& m : u->merged.members[v])
-        add(fresh->carried[m], counters[v]);
-  }
-
-  // Files named by a caller other than root: inside the allowed directories.
+  // Files the request names: absolute (the daemon's working directory is
+  // no caller's), and for a caller other than root inside the allowed
+  // directories. Only the caller's own nodes are looked at: a node shared
+  // with another request is checked as that request's too.
   for (const auto& s : specs) {
-    if (s.name != txn_request || !s.kernel_filters) continue;
+    if (s.name != txn_request) continue;
     for (std::size_t v = 0; v < dag.node_count(); ++v) {
       const auto& node = dag.graph[v];
       const auto option = path_option(node.filter_name());
       if (!option) continue;
       const auto it = node.options.find(*option);
       if (it == node.options.end()) continue;
+      const auto own =
+          std::find_if(fresh->merged.members[v].begin(), fresh->merged.members[v].end(),
+                       [&](const auto& m) { return split_member(m).first == s.name; });
+      if (own == fresh->merged.members[v].end()) continue;
       const auto& path = std::get<std::string>(it->second);
-      if (inside(path, options_.user_dirs)) continue;
+      if (!fs::path(path).is_absolute()) {
+        end_transaction(txn, false);
+        throw RequestError(Kind::invalid,
+                           txn_kind + " " + txn_request + ": node " + split_member(*own).second +
+                               " (" + std::string(node.filter_name()) + ") " + *option + "=" +
+                               path +
+                               " is a relative path; controld resolves no caller's working "
+                               "directory: expected an absolute path");
+      }
+      if (!s.kernel_filters || inside(path, options_.user_dirs)) continue;
       end_transaction(txn, false);
       std::string dirs;
       for (const auto& d : options_.user_dirs)
@@ -614,6 +695,18 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
                              " is outside the directories where this caller may name files (" +
                              (dirs.empty() ? "none are configured: --user-dir" : dirs) + ")");
     }
+  }
+
+  // Units this one absorbs (a request now joins two devices' units): their
+  // datapaths go first, as they hold hooks the new one needs.
+  for (auto& u : absorbed) {
+    u->datapath->remove(&observer);
+    for (const auto& c : u->carried)
+      fresh->carried.insert(c);
+    const auto counters = u->datapath->counters();
+    for (std::size_t v = 0; v < counters.size(); ++v)
+      for (const auto& m : u->merged.members[v])
+        add(fresh->carried[m], counters[v]);
   }
 
   runtime::Datapath* previous = unit != nullptr ? unit->datapath.get() : adopted_.get();
@@ -717,7 +810,7 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
   } else {
     units_.push_back(std::move(fresh));
   }
-  end_transaction(txn, true);
+  end_transaction(txn, true, on_commit);
   if (!recovering_) persist();
 }
 
@@ -772,7 +865,7 @@ runtime::DatapathOptions RequestManager::options_for(const compiler::MergedReque
     std::uint32_t uid = 0;
     for (const auto& m : merged.members[v])
       uid = std::max(uid, owner_of_request[split_member(m).first]);
-    owner_of_node[merged.dag.graph[v].id] = file_owner(uid);
+    owner_of_node[merged.dag.graph[v].id] = file_owner(uid, options_.user_dirs);
   }
   dopts.file_owner_of = [owner_of_node](std::string_view id) -> std::optional<filters::FileOwner> {
     const auto it = owner_of_node.find(std::string(id));
@@ -781,9 +874,10 @@ runtime::DatapathOptions RequestManager::options_for(const compiler::MergedReque
   return dopts;
 }
 
-void RequestManager::end_transaction(std::int64_t txn, bool committed) {
+void RequestManager::end_transaction(std::int64_t txn, bool committed,
+                                     const RequestChange& on_commit) {
   try {
-    journal_->end(txn, committed);
+    journal_->end(txn, committed, on_commit);
   } catch (const std::exception& e) {
     // A rollback is complete in memory; its record stays open, and the next
     // start rolls it back again (the same state). A commit the database
@@ -829,11 +923,11 @@ RequestManager::Totals RequestManager::totals() const {
 
 std::vector<std::string> RequestManager::diff(const ApplySpec& spec,
                                               std::optional<std::uint32_t> viewer) const {
+  const auto compiled = compiled_->get(spec);  // before the lock, as apply() does
   std::lock_guard lock(mutex_);
-  auto compiled = compile_spec(spec);
   std::vector<std::string> devices;
   try {
-    devices = runtime::rx_devices(*compiled.dag);
+    devices = runtime::rx_devices(*compiled->dag);
   } catch (const std::invalid_argument& e) {
     throw RequestError(Kind::invalid, "request " + spec.name + ": " + e.what());
   }
@@ -851,7 +945,7 @@ std::vector<std::string> RequestManager::diff(const ApplySpec& spec,
   specs.push_back(spec);
   PlacedUnit placed;
   try {
-    placed = place_unit(specs);
+    placed = place_unit(specs, *compiled_);
   } catch (const std::exception& e) {
     throw RequestError(Kind::failed, e.what());
   }
@@ -949,10 +1043,9 @@ std::vector<std::string> RequestManager::diff(const ApplySpec& spec,
 
 void RequestManager::remove(const std::string& name) {
   std::lock_guard lock(mutex_);
-  const auto stored = journal_->request(name);
-  if (!stored) throw RequestError(Kind::not_found, "no request named " + name);
   Unit* unit = unit_of(name);
   if (unit == nullptr) {  // stored but not running (it failed to come up)
+    if (!journal_->request(name)) throw RequestError(Kind::not_found, "no request named " + name);
     journal_->delete_request(name);
     return;
   }
@@ -962,31 +1055,23 @@ void RequestManager::remove(const std::string& name) {
   std::vector<ApplySpec> specs;
   for (const auto& s : unit->specs)
     if (s.name != name) specs.push_back(s);
-  rebuild(unit, specs, name, "remove", {});
+  RequestChange on_commit;
+  on_commit.remove = name;
+  rebuild(unit, specs, name, "remove", {}, on_commit);
   // The remaining requests' counters of the removed one are gone with it.
   if (Unit* u = specs.empty() ? nullptr : unit_of(specs.front().name))
     std::erase_if(u->carried, [&](const auto& kv) { return split_member(kv.first).first == name; });
-  try {
-    journal_->delete_request(name);
-  } catch (const std::exception& e) {
-    throw RequestError(Kind::failed, "remove " + name +
-                                         ": removed from the datapath, but the state database "
-                                         "could not record it (" +
-                                         e.what() +
-                                         "); it comes back at the next start unless removed "
-                                         "again");
-  }
   persist();
 }
 
 std::vector<RequestInfo> RequestManager::list() const {
   std::lock_guard lock(mutex_);
-  std::vector<RequestInfo> out;
+  std::map<std::string, RequestInfo> out;
   for (const auto& r : journal_->requests()) {
     if (const Unit* u = unit_of(r.name); u != nullptr && u->info.contains(r.name)) {
       auto info = u->info.at(r.name);
       if (u->datapath && u->datapath->ended()) info.state = "ended";
-      out.push_back(std::move(info));
+      out[r.name] = std::move(info);
     } else {
       RequestInfo info;
       info.name = r.name;
@@ -994,12 +1079,25 @@ std::vector<RequestInfo> RequestManager::list() const {
       info.text = r.text;
       info.file_name = r.file_name;
       info.devices = r.devices;
-      info.state = r.state;
+      // Stored as active yet not running: its removal ran, but its record
+      // could not be written.
+      info.state = r.state == "active" ? "not running" : r.state;
       info.applied_at = r.updated_at;
-      out.push_back(std::move(info));
+      out[r.name] = std::move(info);
     }
   }
-  return out;
+  // Running, but the commit that stored them could not be written: gone at
+  // the next start unless applied again.
+  for (const auto& u : units_)
+    for (const auto& [name, info] : u->info)
+      if (!out.contains(name)) {
+        out[name] = info;
+        out[name].state = "unrecorded";
+      }
+  std::vector<RequestInfo> list;
+  for (auto& [name, info] : out)
+    list.push_back(std::move(info));
+  return list;
 }
 
 RequestInfo RequestManager::get(const std::string& name) const {
@@ -1010,7 +1108,7 @@ RequestInfo RequestManager::get(const std::string& name) const {
 
 std::vector<NodeCounters> RequestManager::stats(const std::string& name) const {
   std::lock_guard lock(mutex_);
-  if (!name.empty() && !journal_->request(name))
+  if (!name.empty() && !journal_->request(name) && unit_of(name) == nullptr)
     throw RequestError(Kind::not_found, "no request named " + name);
   std::vector<NodeCounters> out;
   for (const auto& u : units_) {

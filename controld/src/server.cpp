@@ -183,9 +183,8 @@ struct Server::Service final : v1::Control::Service {
     try {
       auto r = requests->get(name);
       if (!c.may_see(r.owner_uid))
-        return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                            std::string(method) + ": request " + name + " belongs to " +
-                                user_name(r.owner_uid) + ", not to " + c.user);
+        return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                            std::string(method) + ": no request named " + name + " of " + c.user);
       return r;
     } catch (const RequestError& e) {
       return status_of(e);
@@ -433,14 +432,15 @@ struct Server::Service final : v1::Control::Service {
   void fill_channels(const Caller& c, const std::string& name, v1::StatsReply* reply) const {
     std::set<std::string> mine;
     for (const auto& r : requests->list())
-      if (c.may_see(r.owner_uid) && (name.empty() || r.name == name)) mine.insert(r.name);
+      if (c.may_see(r.owner_uid)) mine.insert(r.name);
     for (const auto& ch : requests->channels()) {
-      if (std::none_of(ch.requests.begin(), ch.requests.end(),
-                       [&](const auto& r) { return mine.contains(r); }))
+      if (std::none_of(ch.requests.begin(), ch.requests.end(), [&](const auto& r) {
+            return mine.contains(r) && (name.empty() || r == name);
+          }))
         continue;
       auto* pc = reply->add_channels();
-      for (const auto& r : ch.requests)
-        pc->add_requests(r);
+      for (const auto& r : ch.requests)  // other users' requests stay unnamed
+        if (mine.contains(r)) pc->add_requests(r);
       pc->set_name(ch.name);
       pc->set_kind(ch.kind);
       pc->set_blocks(ch.blocks);
@@ -540,14 +540,32 @@ std::unique_ptr<Server> Server::start(const ServerOptions& options) {
   if (!options.metrics.empty()) {
     const auto started = std::chrono::steady_clock::now();
     RequestManager* requests = s->service_->requests.get();
-    s->metrics_ = MetricsServer::start(options.metrics, [requests, started] {
+    // Whose requests the metrics show: nullopt, everyone's.
+    std::optional<std::set<std::uint32_t>> shown;
+    if (std::find(options.metrics_users.begin(), options.metrics_users.end(), "*") ==
+        options.metrics_users.end()) {
+      shown.emplace();
+      for (const auto& name : options.metrics_users) {
+        const passwd* pw = getpwnam(name.c_str());
+        if (pw == nullptr)
+          throw std::runtime_error("--metrics-users: no user named '" + name +
+                                   "'; expected a user name or '*'");
+        shown->insert(pw->pw_uid);
+      }
+    }
+    s->metrics_ = MetricsServer::start(options.metrics, [requests, started, shown] {
+      std::set<std::string> visible;
+      for (const auto& r : requests->list())
+        if (!shown || shown->contains(r.owner_uid)) visible.insert(r.name);
       std::vector<ChannelCounters> channels;
       for (const auto& c : requests->channels()) {
         std::string unit;
         for (const auto& r : c.requests)
-          unit += (unit.empty() ? "" : ",") + r;
-        channels.push_back({unit, c.name, c.kind, c.blocks, c.bytes, c.drops});
+          if (visible.contains(r)) unit += (unit.empty() ? "" : ",") + r;
+        if (!unit.empty()) channels.push_back({unit, c.name, c.kind, c.blocks, c.bytes, c.drops});
       }
+      auto nodes = requests->stats();
+      std::erase_if(nodes, [&](const auto& n) { return !visible.contains(n.request); });
       const auto totals = requests->totals();
       DaemonGauges gauges;
       gauges.requests = totals.requests;
@@ -555,7 +573,7 @@ std::unique_ptr<Server> Server::start(const ServerOptions& options) {
       gauges.transactions_rolled_back = static_cast<std::size_t>(totals.rolled_back);
       gauges.uptime_seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      return render_metrics(requests->stats(), channels, gauges);
+      return render_metrics(nodes, channels, gauges);
     });
   }
   return s;

@@ -183,3 +183,65 @@ TEST_CASE("journal: counters and counter slots outlive the process, each saved w
   REQUIRE(slots.contains("vb"));
   CHECK(slots.at("vb") == std::vector<std::string>{"web/n0 all/n0", "web/n1 all/n1", "web/n2"});
 }
+
+TEST_CASE("journal: a commit stores or deletes its request in the same database transaction") {
+  TempDir dir("srl-journal");
+  Journal j(dir.path / "state.db");
+  srl::controld::RequestChange put;
+  put.put = StoredRequest{"web", 0, "(tcp) > (count)", "active", ""};
+  const auto t1 = j.begin("web", "apply");
+  CHECK_FALSE(j.request("web"));  // nothing stored while the transaction is open
+  j.end(t1, true, put);
+  REQUIRE(j.request("web"));
+  CHECK(j.request("web")->state == "active");
+
+  // A rolled-back transaction changes no request.
+  srl::controld::RequestChange remove;
+  remove.remove = "web";
+  const auto t2 = j.begin("web", "remove");
+  j.end(t2, false, remove);
+  CHECK(j.request("web"));
+
+  // A commit whose record fails leaves the request as it was, and the
+  // transaction open (the next start rolls it back).
+  const auto t3 = j.begin("web", "remove");
+  j.fail_writes_from(1);
+  CHECK_THROWS(j.end(t3, true, remove));
+  j.fail_writes_from(0);
+  CHECK(j.request("web"));
+  REQUIRE(j.last_transaction("web"));
+  CHECK(j.last_transaction("web")->id == t3);
+  CHECK(j.last_transaction("web")->state == "open");
+  j.end(t3, true, remove);
+  CHECK_FALSE(j.request("web"));
+  CHECK(j.last_transaction("web")->state == "committed");
+  CHECK_FALSE(j.last_transaction("nosuch"));
+}
+
+TEST_CASE("journal: ended transactions beyond the newest ones are pruned, with their steps") {
+  TempDir dir("srl-journal");
+  const auto db = dir.path / "state.db";
+  Journal j(db);
+  j.keep_transactions(3);
+  const auto open = j.begin("cut", "apply");  // open: never pruned
+  j.step(open, "load", "xdp:eth0", "pin");
+  for (int i = 0; i < 10; ++i) {
+    const auto t = j.begin("r" + std::to_string(i), "apply");
+    j.mark(j.step(t, "load", "xdp:eth0", "pin"), StepState::done);
+    j.end(t, i % 2 == 0);
+  }
+  CHECK(j.transaction_count() == 4);  // the open one and the newest three
+  CHECK(j.open_transactions().size() == 1);
+  CHECK(j.transaction(open));
+  CHECK(j.last_transaction("r9"));
+  CHECK_FALSE(j.last_transaction("r6"));
+  // No step outlives its transaction.
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(raw, "SELECT COUNT(*) FROM steps", -1, &st, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  CHECK(sqlite3_column_int(st, 0) == 4);
+  sqlite3_finalize(st);
+  sqlite3_close(raw);
+}

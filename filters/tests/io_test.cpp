@@ -449,8 +449,8 @@ TEST_CASE("pcapin loops: N passes, or forever with loop 0") {
 TEST_CASE("pcapin and the sinks report unusable files and paths") {
   TempDir dir;
   const std::string missing = dir / "missing.pcap";
-  CHECK(error_of([&] { pcapin(missing); }) == "node n7 (pcapin): cannot read '" + missing +
-                                                  "': " + missing + ": No such file or directory");
+  CHECK(error_of([&] { pcapin(missing); }) ==
+        "node n7 (pcapin): cannot read '" + missing + "': No such file or directory");
 
   const std::string garbage = dir / "garbage.pcap";
   write_bytes(garbage, text("this is not a capture file at all"));
@@ -1149,8 +1149,8 @@ TEST_CASE("pcap sink with a file owner: the kernel checks as that user, who owns
   auto impossible = as_nobody(filter_config("pcap", {{"file", out}}));
   impossible.file_owner->groups.assign(70000, 65534);
   CHECK(error_of([&] { filters::make_user_filter(impossible); }) ==
-        "node n7 (pcap): cannot use '" + out +
-            "' as uid 65534: cannot take on that user's identity: Invalid argument");
+        "node n7 (pcap): cannot open '" + out +
+            "' for writing as uid 65534: cannot take on that user's identity: Invalid argument");
   check_identity_back(groups);
 }
 
@@ -1164,8 +1164,7 @@ TEST_CASE("pcapin with a file owner reads only what that user may read") {
   REQUIRE(::chmod(secret.c_str(), 0600) == 0);
   CHECK(error_of([&] {
           filters::make_user_source(as_nobody(filter_config("pcapin", {{"file", secret}})));
-        }) == "node n7 (pcapin): cannot read '" + secret + "' as uid 65534: " + secret +
-                  ": Permission denied");
+        }) == "node n7 (pcapin): cannot read '" + secret + "' as uid 65534: Permission denied");
   check_identity_back(groups);
 
   REQUIRE(::chmod(secret.c_str(), 0644) == 0);
@@ -1205,6 +1204,23 @@ TEST_CASE("fifo with a file owner: the FIFO belongs to that user") {
   check_identity_back(groups);
 }
 
+namespace {
+
+filters::FlowInfo test_flow() {
+  filters::FlowInfo flow;
+  flow.id = 1;
+  flow.family = filters::L3Kind::ipv4;
+  const Ip4 c = ip4("10.0.0.1");
+  const Ip4 s = ip4("192.0.2.80");
+  std::copy(c.begin(), c.end(), flow.client_addr.begin());
+  std::copy(s.begin(), s.end(), flow.server_addr.begin());
+  flow.client_port = 40000;
+  flow.server_port = 80;
+  return flow;
+}
+
+}  // namespace
+
 TEST_CASE("file sink with a file owner: files made while running belong to that user") {
   if (!need_root()) return;
   const auto groups = thread_groups();
@@ -1225,15 +1241,7 @@ TEST_CASE("file sink with a file owner: files made while running belong to that 
   check_identity_back(groups);
   CHECK(stat_of_path(out).st_uid == 65534);
 
-  filters::FlowInfo flow;
-  flow.id = 1;
-  flow.family = filters::L3Kind::ipv4;
-  const Ip4 c = ip4("10.0.0.1");
-  const Ip4 s = ip4("192.0.2.80");
-  std::copy(c.begin(), c.end(), flow.client_addr.begin());
-  std::copy(s.begin(), s.end(), flow.server_addr.begin());
-  flow.client_port = 40000;
-  flow.server_port = 80;
+  const filters::FlowInfo flow = test_flow();
   const Bytes data = text("hello");
   // As an engine worker would: the files are opened in another thread.
   std::thread([&] {
@@ -1260,4 +1268,337 @@ TEST_CASE("file sink with a file owner: files made while running belong to that 
     CHECK(stat_of_path(file).st_gid == 65534);
     CHECK(read_bytes(file) == data);
   }
+}
+
+namespace {
+
+// An owner with the test's own identity (root: RESOLVE_BENEATH binds it as
+// it binds anyone) whose files are created `mode`, confined to `dirs` when
+// there are any.
+filters::FileOwner self_owner(std::vector<fs::path> dirs, mode_t mode = 0600) {
+  filters::FileOwner o{::geteuid(), ::getegid(), thread_groups()};
+  o.beneath = std::move(dirs);
+  o.create_mode = mode;
+  return o;
+}
+
+UserFilterConfig owned_by(UserFilterConfig c, filters::FileOwner owner) {
+  c.file_owner = std::move(owner);
+  return c;
+}
+
+// No umask for the scope: files get exactly the mode they are created with.
+struct NoUmask {
+  mode_t old = ::umask(0);
+  ~NoUmask() { ::umask(old); }
+  NoUmask() = default;
+  NoUmask(const NoUmask&) = delete;
+  NoUmask& operator=(const NoUmask&) = delete;
+};
+
+// A temporary directory holding `root`, the only directory the owner may
+// use, and `outside`, a directory beside it that is not allowed.
+struct Confined {
+  TempDir dir;
+  std::string root = dir / "root";
+  std::string outside = dir / "outside";
+  Confined() {
+    REQUIRE(::mkdir(root.c_str(), 0755) == 0);
+    REQUIRE(::mkdir(outside.c_str(), 0755) == 0);
+  }
+  filters::FileOwner owner(mode_t mode = 0600) const { return self_owner({root}, mode); }
+  std::string in(std::string_view name) const { return root + "/" + std::string(name); }
+  std::string out(std::string_view name) const { return outside + "/" + std::string(name); }
+};
+
+void symlink_at(const std::string& target, const std::string& link) {
+  REQUIRE(::symlink(target.c_str(), link.c_str()) == 0);
+}
+
+std::string outside_error(const std::string& root) {
+  return "it lies outside the directories this user may use (" + root +
+         "); expected a path inside one of them";
+}
+std::string link_error(const std::string& root) {
+  return "a symbolic link on it leads outside the directories this user may use (" + root +
+         "); expected a path that stays inside one of them";
+}
+
+mode_t mode_of(const std::string& path) {
+  return stat_of_path(path).st_mode & 07777;
+}
+
+// The error of a pcap sink writing `path` for `owner`, or "(no error)" (the
+// sink then writes nothing).
+std::string pcap_sink_error(const filters::FileOwner& owner, const std::string& path) {
+  return error_of([&] {
+    filters::make_user_filter(owned_by(filter_config("pcap", {{"file", path}}), owner));
+  });
+}
+
+// One record through a pcap sink built from `config`.
+void write_one_record(const UserFilterConfig& config, const Record& record) {
+  auto sink = filters::make_user_filter(config);
+  NullEmitter em;
+  const auto parsed = filters::parse_packet(record.bytes);
+  sink->process(packet_block(record, parsed), em);
+  sink->finish(em);
+}
+
+// A stream chunk that ends its direction.
+Block ending_chunk(const filters::FlowInfo& flow, const Bytes& data) {
+  Block b;
+  b.kind = BlockKind::stream;
+  b.data = data;
+  b.flow = &flow;
+  b.stream_end = true;
+  return b;
+}
+
+constexpr const char* kFlowFile = "flow-1-10.0.0.1.40000-192.0.2.80.80.c2s";
+
+}  // namespace
+
+TEST_CASE("beneath: the pcap sink creates its file inside the owner's directory, in create_mode") {
+  if (!need_root()) return;
+  const auto groups = thread_groups();
+  Confined c;
+  NoUmask no_umask;
+  const auto records = corpus_records();
+
+  const std::string cap = c.in("cap.pcap");
+  write_one_record(owned_by(filter_config("pcap", {{"file", cap}}), c.owner()), records[0]);
+  CHECK(mode_of(cap) == 0600);
+  CHECK(read_with_libpcap(cap) == std::vector<Record>{records[0]});
+  check_identity_back(groups);
+
+  const std::string group_cap = c.in("group.pcap");
+  write_one_record(owned_by(filter_config("pcap", {{"file", group_cap}}), c.owner(0640)),
+                   records[1]);
+  CHECK(mode_of(group_cap) == 0640);
+
+  SUBCASE("a relative symbolic link that stays inside") {
+    REQUIRE(::mkdir(c.in("sub").c_str(), 0755) == 0);
+    symlink_at("sub/real.pcap", c.in("a"));  // dangling until the sink creates the file
+    write_one_record(owned_by(filter_config("pcap", {{"file", c.in("a")}}), c.owner()), records[2]);
+    CHECK(mode_of(c.in("sub/real.pcap")) == 0600);
+    CHECK(read_with_libpcap(c.in("sub/real.pcap")) == std::vector<Record>{records[2]});
+    // Up and down again inside the directory.
+    symlink_at("../sub/real.pcap", c.in("sub/again"));
+    CHECK(pcap_sink_error(c.owner(), c.in("sub/again")) == "(no error)");
+  }
+  SUBCASE("'..' that stays inside is taken lexically") {
+    CHECK(pcap_sink_error(c.owner(), c.in("nowhere/../direct.pcap")) == "(no error)");
+    CHECK(fs::exists(c.in("direct.pcap")));
+  }
+  SUBCASE("the outermost of nested allowed directories holds the path") {
+    REQUIRE(::mkdir(c.in("inner").c_str(), 0755) == 0);
+    symlink_at("../beside.pcap", c.in("inner/up"));
+    const auto owner = self_owner({c.in("inner"), c.root});
+    CHECK(pcap_sink_error(owner, c.in("inner/up")) == "(no error)");
+    CHECK(fs::exists(c.in("beside.pcap")));
+  }
+}
+
+TEST_CASE("beneath: a path or a symbolic link leading outside is refused, nothing made there") {
+  if (!need_root()) return;
+  const auto groups = thread_groups();
+  Confined c;
+  const auto as_self = " as uid " + std::to_string(::geteuid());
+  const auto refused = [&](const std::string& path, const std::string& why) {
+    return "node n7 (pcap): cannot open '" + path + "' for writing" + as_self + ": " + why;
+  };
+
+  // A dangling link to a file outside, absolute or relative: the sink would
+  // create its target.
+  symlink_at(c.out("victim.pcap"), c.in("link"));
+  CHECK(pcap_sink_error(c.owner(), c.in("link")) == refused(c.in("link"), link_error(c.root)));
+  symlink_at("../outside/victim.pcap", c.in("relative"));
+  CHECK(pcap_sink_error(c.owner(), c.in("relative")) ==
+        refused(c.in("relative"), link_error(c.root)));
+  // A link to a directory outside, on the way.
+  symlink_at(c.outside, c.in("outdir"));
+  CHECK(pcap_sink_error(c.owner(), c.in("outdir/x.pcap")) ==
+        refused(c.in("outdir/x.pcap"), link_error(c.root)));
+  CHECK(fs::is_empty(c.outside));
+  check_identity_back(groups);
+
+  // Paths outside, through '..' or as they are; a sibling whose name starts
+  // like the directory's is outside too.
+  const std::string up = c.root + "/../outside.pcap";
+  CHECK(pcap_sink_error(c.owner(), up) == refused(up, outside_error(c.root)));
+  CHECK_FALSE(fs::exists(c.dir / "outside.pcap"));
+  CHECK(pcap_sink_error(c.owner(), c.out("x.pcap")) ==
+        refused(c.out("x.pcap"), outside_error(c.root)));
+  const std::string sibling = c.root + "2/x.pcap";
+  REQUIRE(::mkdir((c.root + "2").c_str(), 0755) == 0);
+  CHECK(pcap_sink_error(c.owner(), sibling) == refused(sibling, outside_error(c.root)));
+  CHECK(fs::is_empty(c.outside));
+  CHECK(fs::is_empty(c.root + "2"));
+
+  // Every allowed directory is named.
+  const auto two = self_owner({c.root, c.in("other")});
+  CHECK(pcap_sink_error(two, c.out("x.pcap")) ==
+        refused(c.out("x.pcap"), "it lies outside the directories this user may use (" + c.root +
+                                     ", " + c.in("other") +
+                                     "); expected a path inside one of them"));
+
+  // The function itself: errno says EXDEV, nothing is opened.
+  std::string error;
+  errno = 0;
+  CHECK(filters::user::open_as(c.owner(), c.in("link"), O_WRONLY | O_CREAT, error) == -1);
+  CHECK(errno == EXDEV);
+  CHECK(error == link_error(c.root));
+  CHECK(filters::user::open_as(c.owner(), up, O_WRONLY | O_CREAT, error) == -1);
+  CHECK(errno == EXDEV);
+  CHECK(error == outside_error(c.root));
+  CHECK(fs::is_empty(c.outside));
+  check_identity_back(groups);
+}
+
+TEST_CASE("beneath: the file sink, pcapin and fifo obey the same rule") {
+  if (!need_root()) return;
+  const auto groups = thread_groups();
+  Confined c;
+  NoUmask no_umask;
+  const auto as_self = " as uid " + std::to_string(::geteuid());
+  symlink_at(c.outside, c.in("outdir"));
+  const filters::FlowInfo flow = test_flow();
+  const Bytes data = text("hello");
+  NullEmitter em;
+
+  SUBCASE("file: directories made inside, refused through a link or '..'") {
+    const std::string streams = c.in("streams/deep");
+    auto sink =
+        filters::make_user_filter(owned_by(filter_config("file", {{"dir", streams}}), c.owner()));
+    CHECK(mode_of(c.in("streams")) == 0700);
+    CHECK(mode_of(streams) == 0700);
+    sink->process(ending_chunk(flow, data), em);
+    sink->finish(em);
+    CHECK(read_bytes(streams + "/" + kFlowFile) == data);
+    CHECK(mode_of(streams + "/" + kFlowFile) == 0600);
+
+    const auto file_error = [&](const std::string& dir) {
+      return error_of([&] {
+        filters::make_user_filter(owned_by(filter_config("file", {{"dir", dir}}), c.owner()));
+      });
+    };
+    const auto refused = [&](const std::string& dir, const std::string& why) {
+      return "node n7 (file): cannot create directory '" + dir + "'" + as_self + ": " + why;
+    };
+    CHECK(file_error(c.in("outdir")) == refused(c.in("outdir"), link_error(c.root)));
+    CHECK(file_error(c.in("outdir/sub")) == refused(c.in("outdir/sub"), link_error(c.root)));
+    const std::string escape = c.root + "/../escape";
+    CHECK(file_error(escape) == refused(escape, outside_error(c.root)));
+    CHECK_FALSE(fs::exists(c.dir / "escape"));
+    CHECK(fs::is_empty(c.outside));
+    check_identity_back(groups);
+  }
+  SUBCASE("file: a link planted after the checks is refused at the open") {
+    const std::string live = c.in("live");
+    auto sink =
+        filters::make_user_filter(owned_by(filter_config("file", {{"dir", live}}), c.owner()));
+    REQUIRE(::rename(live.c_str(), c.in("live-before").c_str()) == 0);
+    symlink_at(c.outside, live);
+    sink->process(ending_chunk(flow, data), em);
+    sink->finish(em);
+    CHECK(stat_of(sink->stats(), "errors") == 1);
+    CHECK(stat_of(sink->stats(), "files") == 0);
+    CHECK(fs::is_empty(c.outside));
+    check_identity_back(groups);
+  }
+  SUBCASE("pcapin: a capture outside is refused even when readable") {
+    const auto records = corpus_records();
+    write_with_libpcap(c.out("cap.pcap"), records);
+    REQUIRE(::chmod(c.out("cap.pcap").c_str(), 0644) == 0);
+    const auto pcapin_error = [&](const std::string& path) {
+      return error_of([&] {
+        filters::make_user_source(owned_by(filter_config("pcapin", {{"file", path}}), c.owner()));
+      });
+    };
+    const auto refused = [&](const std::string& path, const std::string& why) {
+      return "node n7 (pcapin): cannot read '" + path + "'" + as_self + ": " + why;
+    };
+    CHECK(pcapin_error(c.out("cap.pcap")) == refused(c.out("cap.pcap"), outside_error(c.root)));
+    symlink_at(c.out("cap.pcap"), c.in("caplink"));
+    CHECK(pcapin_error(c.in("caplink")) == refused(c.in("caplink"), link_error(c.root)));
+    CHECK(pcapin_error(c.in("outdir/cap.pcap")) ==
+          refused(c.in("outdir/cap.pcap"), link_error(c.root)));
+    check_identity_back(groups);
+
+    // Inside: classic pcap (read in chunks) and pcapng (through libpcap, the
+    // file reopened for every pass), also through a link that stays inside.
+    write_with_libpcap(c.in("in.pcap"), records);
+    write_bytes(c.in("in.pcapng"), pcapng_file(records, true));
+    symlink_at("in.pcapng", c.in("inlink"));
+    auto twice = records;
+    twice.insert(twice.end(), records.begin(), records.end());
+    for (const std::string name : {"in.pcap", "in.pcapng", "inlink"}) {
+      CAPTURE(name);
+      auto src = filters::make_user_source(owned_by(
+          filter_config("pcapin", {{"file", c.in(name)}, {"loop", std::int64_t{2}}}), c.owner()));
+      CHECK(drain(*src) == twice);
+      CHECK(src->stats().size() == 3);  // no read_errors
+    }
+    check_identity_back(groups);
+  }
+  SUBCASE("fifo: created inside, refused through a link") {
+    const std::string pipe = c.in("pipe");
+    {
+      auto sink =
+          filters::make_user_filter(owned_by(filter_config("fifo", {{"path", pipe}}), c.owner()));
+      const auto st = stat_of_path(pipe);
+      CHECK(S_ISFIFO(st.st_mode));
+      CHECK((st.st_mode & 07777) == 0600);
+      sink->tick(0, em);  // no reader: nothing opened, nothing blocks
+    }
+    CHECK_FALSE(fs::exists(pipe));  // removed at the end
+    const auto fifo_error = [&](const std::string& path) {
+      return error_of([&] {
+        filters::make_user_filter(owned_by(filter_config("fifo", {{"path", path}}), c.owner()));
+      });
+    };
+    CHECK(fifo_error(c.in("outdir/pipe")) == "node n7 (fifo): cannot use '" + c.in("outdir/pipe") +
+                                                 "'" + as_self + ": " + link_error(c.root));
+    symlink_at(c.out("pipe"), c.in("dangling"));
+    CHECK(fifo_error(c.in("dangling")) == "node n7 (fifo): cannot use '" + c.in("dangling") + "'" +
+                                              as_self + ": " + link_error(c.root));
+    CHECK(fifo_error(c.out("pipe")) == "node n7 (fifo): cannot use '" + c.out("pipe") + "'" +
+                                           as_self + ": " + outside_error(c.root));
+    CHECK(fs::is_empty(c.outside));
+    check_identity_back(groups);
+  }
+}
+
+TEST_CASE("without directories to stay beneath, paths resolve as before; files get create_mode") {
+  Confined c;
+  NoUmask no_umask;
+  const auto records = corpus_records();
+
+  // No owner (srl run): a dangling link is followed and its target created,
+  // 0644 as always.
+  symlink_at(c.out("target.pcap"), c.in("link"));
+  write_one_record(filter_config("pcap", {{"file", c.in("link")}}), records[0]);
+  CHECK(mode_of(c.out("target.pcap")) == 0644);
+  CHECK(read_with_libpcap(c.in("link")) == std::vector<Record>{records[0]});
+  const std::string streams = c.root + "/../streams";
+  {
+    auto sink = filters::make_user_filter(filter_config("file", {{"dir", streams}}));
+    NullEmitter em;
+    const filters::FlowInfo flow = test_flow();
+    const Bytes data = text("hello");
+    sink->process(ending_chunk(flow, data), em);
+    sink->finish(em);
+  }
+  CHECK(mode_of(c.dir / "streams") == 0755);
+  CHECK(mode_of(c.dir / "streams" + "/" + kFlowFile) == 0644);
+  CHECK(filters::user::create_mode_of(std::nullopt) == 0644);
+
+  // An owner without directories: anywhere its permissions allow, in its mode.
+  if (!need_root()) return;
+  const auto unconfined = self_owner({}, 0600);
+  CHECK(pcap_sink_error(unconfined, c.in("link")) == "(no error)");
+  CHECK(mode_of(c.out("target.pcap")) == 0644);  // truncated, not created again
+  CHECK(pcap_sink_error(unconfined, c.root + "/../up.pcap") == "(no error)");
+  CHECK(mode_of(c.dir / "up.pcap") == 0600);
 }

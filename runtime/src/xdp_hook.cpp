@@ -10,8 +10,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -58,7 +60,8 @@ int run(const std::vector<std::string>& argv, std::string& output) {
     output.append(buf, static_cast<std::size_t>(n));
   close(pipefd[0]);
   int status = 0;
-  waitpid(pid, &status, 0);
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
@@ -67,10 +70,21 @@ thread_local std::string* libbpf_log = nullptr;
 __attribute__((format(printf, 2, 0))) int libbpf_print(enum libbpf_print_level level,
                                                        const char* fmt, va_list args) {
   if (level == LIBBPF_DEBUG || libbpf_log == nullptr) return 0;
+  // Whole: a verifier's refusal is one message of many kilobytes, its
+  // reason at the end.
+  va_list again;
+  va_copy(again, args);
   char buf[1024];
   const int n = vsnprintf(buf, sizeof buf, fmt, args);
-  if (n > 0)
-    libbpf_log->append(buf, std::min<std::size_t>(static_cast<std::size_t>(n), sizeof buf - 1));
+  if (n > 0 && static_cast<std::size_t>(n) < sizeof buf) {
+    libbpf_log->append(buf, static_cast<std::size_t>(n));
+  } else if (n > 0) {
+    std::string big(static_cast<std::size_t>(n) + 1, '\0');
+    vsnprintf(big.data(), big.size(), fmt, again);
+    big.pop_back();
+    libbpf_log->append(big);
+  }
+  va_end(again);
   return 0;
 }
 
@@ -108,7 +122,12 @@ std::filesystem::path compile_bpf(const std::string& source,
                 static_cast<unsigned long long>(fnv64(clang_version + "\n" + source)));
   std::filesystem::create_directories(cache_dir);
   const auto object = cache_dir / (std::string(name) + ".o");
-  if (std::filesystem::exists(object)) return object;
+  std::error_code ec;
+  if (std::filesystem::exists(object)) {
+    // Used: the newest again, last to be pruned.
+    std::filesystem::last_write_time(object, std::filesystem::file_time_type::clock::now(), ec);
+    return object;
+  }
 
   const auto c_file = cache_dir / (std::string(name) + ".c");
   {
@@ -126,7 +145,29 @@ std::filesystem::path compile_bpf(const std::string& source,
     throw KernelError("clang could not compile the generated program " + c_file.string() + ":\n" +
                       output);
   std::filesystem::rename(tmp_object, object);  // atomic: the cache never holds half an object
+  prune_bpf_cache(cache_dir, kBpfCacheEntries, object);
   return object;
+}
+
+void prune_bpf_cache(const std::filesystem::path& cache_dir, std::size_t keep,
+                     const std::filesystem::path& spare) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<std::pair<fs::file_time_type, fs::path>> objects;
+  for (const auto& e : fs::directory_iterator(cache_dir, ec))
+    if (e.path().extension() == ".o" && e.path() != spare)
+      objects.emplace_back(e.last_write_time(ec), e.path());
+  if (objects.size() + 1 <= keep) return;
+  std::sort(objects.begin(), objects.end());  // oldest first
+  const std::size_t drop = objects.size() + 1 - keep;
+  for (std::size_t i = 0; i < drop && i < objects.size(); ++i) {
+    // A program loaded from an object no longer needs it: the kernel holds
+    // its own copy. The source and a verifier log go with it.
+    auto p = objects[i].second;
+    fs::remove(p, ec);
+    fs::remove(p.replace_extension(".c"), ec);
+    fs::remove(p.replace_extension(".verifier.log"), ec);
+  }
 }
 
 std::unique_ptr<KernelProgram> KernelProgram::load(const std::filesystem::path& object,
@@ -137,9 +178,14 @@ std::unique_ptr<KernelProgram> KernelProgram::load(const std::filesystem::path& 
   p->obj_ = bpf_object__open_file(object.c_str(), nullptr);
   if (p->obj_ == nullptr)
     throw KernelError("cannot open " + object.string() + ": " + errno_text(errno));
-  if (const int err = bpf_object__load(p->obj_); err != 0)
+  if (const int err = bpf_object__load(p->obj_); err != 0) {
+    // The whole verifier log beside the object, the reason in the message.
+    auto log_file = object;
+    log_file.replace_extension(".verifier.log");
+    std::ofstream(log_file, std::ios::trunc) << log.text;
     throw KernelError("the kernel refused the generated program (" + errno_text(err) +
-                      "):" + log.tail());
+                      "; the whole log: " + log_file.string() + "):" + log.tail());
+  }
   bpf_program* prog = bpf_object__find_program_by_name(p->obj_, "srl_xdp");
   if (prog == nullptr) prog = bpf_object__find_program_by_name(p->obj_, "srl_tc");
   bpf_map* counters = bpf_object__find_map_by_name(p->obj_, "srl_counters");
@@ -247,6 +293,43 @@ void ensure_bpffs(const std::filesystem::path& dir) {
     return;
   if (mount("bpf", dir.c_str(), "bpf", 0, "mode=0700") != 0)
     throw KernelError("cannot mount a bpffs at " + dir.string() + ": " + errno_text(errno));
+}
+
+BpffsProbe machine_bpffs_probe() {
+  BpffsProbe p;
+  p.is_bpffs = [](const std::filesystem::path& dir) {
+    struct statfs st {};
+    return statfs(dir.c_str(), &st) == 0 && static_cast<unsigned long>(st.f_type) == BPF_FS_MAGIC;
+  };
+  auto ns = [](const char* link) -> std::optional<std::string> {
+    std::error_code ec;
+    auto target = std::filesystem::read_symlink(link, ec);
+    if (ec) return std::nullopt;
+    return target.string();
+  };
+  p.own_mount_ns = ns("/proc/self/ns/mnt");
+  p.initial_mount_ns = ns("/proc/1/ns/mnt");
+  return p;
+}
+
+BpffsChoice choose_bpffs(const std::filesystem::path& wanted, const BpffsProbe& probe) {
+  if (probe.is_bpffs(wanted)) return {wanted, {}};
+  const bool known = probe.own_mount_ns && probe.initial_mount_ns;
+  const bool private_ns = known && *probe.own_mount_ns != *probe.initial_mount_ns;
+  if (private_ns && wanted.is_absolute()) {
+    const auto initial = probe.initial_root / wanted.relative_path();
+    if (probe.is_bpffs(initial)) return {initial, {}};
+  }
+  if (known && !private_ns) return {wanted, {}};  // mounted later, in the initial namespace
+  return {wanted,
+          "no bpffs at " + wanted.string() +
+              (private_ns ? " in this private mount namespace (ip netns exec makes one)"
+                          : " (whether this mount namespace is the initial one is unknown)") +
+              ", nor at the same path in the initial namespace: the one mounted here lasts only "
+              "as long as this namespace, and with it every pin: hooks, drops and counters "
+              "vanish when the daemon stops. Mount a bpffs at " +
+              wanted.string() + " in the initial namespace (mount -t bpf bpf " + wanted.string() +
+              "), or pass --bpffs a directory on one"};
 }
 
 }  // namespace srl::runtime::kernel

@@ -4,7 +4,11 @@
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 
+#include <unistd.h>
+#include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <set>
 
 #include "srl/compiler/compiler.h"
 #include "srl/compiler/merge.h"
@@ -320,4 +324,61 @@ TEST_CASE("kernel: every kernel filter is calibrated in a generated program") {
   }
   CHECK_FALSE(costs.contains("rx"));
   CHECK_FALSE(costs.contains("http"));
+}
+
+TEST_CASE("kernel: the program cache keeps the objects used last, with their sources") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("srl-cache-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const auto t0 = fs::file_time_type::clock::now() - std::chrono::hours(1);
+  for (int i = 0; i < 6; ++i) {
+    const auto o = dir / ("obj" + std::to_string(i) + ".o");
+    std::ofstream(o) << "o";
+    std::ofstream(dir / ("obj" + std::to_string(i) + ".c")) << "c";
+    fs::last_write_time(o, t0 + std::chrono::minutes(i));
+  }
+  std::ofstream(dir / "obj0.verifier.log") << "log";
+  std::ofstream(dir / "new.o") << "o";  // just written: the oldest stamp, yet kept
+  fs::last_write_time(dir / "new.o", t0 - std::chrono::hours(1));
+  srl::runtime::kernel::prune_bpf_cache(dir, 4, dir / "new.o");
+  std::set<std::string> left;
+  for (const auto& e : fs::directory_iterator(dir))
+    left.insert(e.path().filename().string());
+  CHECK(left ==
+        std::set<std::string>{"new.o", "obj3.o", "obj3.c", "obj4.o", "obj4.c", "obj5.o", "obj5.c"});
+  fs::remove_all(dir);
+}
+
+TEST_CASE("kernel: pins go on a bpffs that outlives the process, or a warning says why not") {
+  using srl::runtime::kernel::BpffsProbe;
+  using srl::runtime::kernel::choose_bpffs;
+  std::set<std::string> bpffs;
+  BpffsProbe probe;
+  probe.is_bpffs = [&](const std::filesystem::path& p) { return bpffs.contains(p.string()); };
+  probe.initial_root = "/proc/1/root";
+  // The initial mount namespace: what is asked for, mounted later if need be.
+  probe.own_mount_ns = probe.initial_mount_ns = "mnt:[1]";
+  auto c = choose_bpffs("/sys/fs/bpf", probe);
+  CHECK(c.dir == "/sys/fs/bpf");
+  CHECK(c.warning.empty());
+  // A private one (ip netns exec) without a bpffs: the initial namespace's.
+  probe.own_mount_ns = "mnt:[2]";
+  bpffs = {"/proc/1/root/sys/fs/bpf"};
+  c = choose_bpffs("/sys/fs/bpf", probe);
+  CHECK(c.dir == "/proc/1/root/sys/fs/bpf");
+  CHECK(c.warning.empty());
+  // A bpffs where asked (one the operator mounted): used as it is.
+  bpffs = {"/sys/fs/bpf"};
+  c = choose_bpffs("/sys/fs/bpf", probe);
+  CHECK(c.dir == "/sys/fs/bpf");
+  // None anywhere: asked for, with a warning that names the remedy.
+  bpffs.clear();
+  c = choose_bpffs("/sys/fs/bpf", probe);
+  CHECK(c.dir == "/sys/fs/bpf");
+  CHECK(c.warning.find("private mount namespace") != std::string::npos);
+  CHECK(c.warning.find("mount -t bpf bpf /sys/fs/bpf") != std::string::npos);
+  // The initial namespace cannot be looked at: said so.
+  probe.initial_mount_ns.reset();
+  c = choose_bpffs("/sys/fs/bpf", probe);
+  CHECK(c.warning.find("is unknown") != std::string::npos);
 }

@@ -7,9 +7,10 @@ srl=$(realpath "$3")
 make_hosts
 export SRL_SOCKET=$tmp/controld.sock
 state=$tmp/state.db
+daemon_args=()  # more of controld's options, for every start
 start_daemon() {  # [ENV=VALUE...]: until it answers; sets dpid
   env "$@" ip netns exec "$b" "$controld" --socket "$SRL_SOCKET" --state "$state" --bpffs "$bpffs" \
-    2>>"$tmp/controld.log" &
+    "${daemon_args[@]}" 2>>"$tmp/controld.log" &
   dpid=$!
   await_daemon
 }

@@ -10,6 +10,8 @@
 // own threads) keep running as themselves.
 #pragma once
 
+#include <sys/types.h>
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +45,44 @@ class AsUser {
   gid_t saved_fsgid_ = 0;
   std::vector<gid_t> saved_groups_;
 };
+
+// Every path the filters open, create or remove goes through the functions
+// below. Each takes on `owner`'s identity for the call (as AsUser) and, when
+// owner->beneath is not empty, keeps the path inside those directories: the
+// path, made absolute and lexically normalised (".." taken away with the
+// component before it), must lie inside one of them; that directory is
+// opened, and the rest is resolved from it by openat2(2) with
+// RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS, so that a symbolic link leading
+// out (absolute, or with ".." above the directory), also one planted after
+// any check, is refused by the kernel at the open itself. Without an owner,
+// or with no directories, the path is used as given.
+//
+// On failure they return -1 (or false) with errno set and `error` saying
+// why, worded to follow "cannot <do what> 'PATH' as uid N: ".
+
+// The mode of files created for `owner`: FileOwner::create_mode; 0644
+// without an owner.
+mode_t create_mode_of(const std::optional<FileOwner>& owner);
+
+// open(2) of `path` with `flags` (O_CLOEXEC added); O_CREAT creates with
+// create_mode_of(owner). Returns the new descriptor.
+int open_as(const std::optional<FileOwner>& owner, const std::string& path, int flags,
+            std::string& error);
+
+// mkdir -p: creates the directory `path` and the missing ones above it (with
+// create_mode_of(owner) plus search permission where it grants reading, so
+// 0644 makes 0755 and 0600 makes 0700), each created beneath an allowed
+// directory. Returns an O_PATH descriptor of the directory.
+int make_directories_as(const std::optional<FileOwner>& owner, const std::string& path,
+                        std::string& error);
+
+// mkfifo(3) of `path` with `mode`; an existing entry (a symbolic link
+// included) is EEXIST.
+bool make_fifo_as(const std::optional<FileOwner>& owner, const std::string& path, mode_t mode,
+                  std::string& error);
+
+// unlink(2) of `path` (a symbolic link itself, not its target).
+bool unlink_as(const std::optional<FileOwner>& owner, const std::string& path, std::string& error);
 
 // " as uid N", for messages about a path; empty without an owner.
 std::string owner_text(const std::optional<FileOwner>& owner);

@@ -68,23 +68,25 @@ class FifoSink final : public UserFilter {
  public:
   FifoSink(const UserFilterConfig& config, std::string path, bool raw, std::size_t buffer_bytes)
       : path_(std::move(path)), owner_(config.file_owner), raw_(raw), capacity_(buffer_bytes) {
-    {
-      AsUser as(owner_);
-      require_switched(as, config, path_);
-      const std::string as_text = owner_text(owner_);
+    const std::string as_text = owner_text(owner_);
+    std::string error;
+    // O_PATH: looks at what is there (following links, as stat would)
+    // without opening a FIFO for writing yet.
+    const int fd = open_as(owner_, path_, O_PATH, error);
+    const int err = errno;
+    if (fd >= 0) {
       struct stat st {};
-      if (::stat(path_.c_str(), &st) == 0) {
-        if (!S_ISFIFO(st.st_mode)) config_error(config, "'" + path_ + "' exists and is not a FIFO");
-      } else if (const int err = errno; err == ENOENT) {
-        if (::mkfifo(path_.c_str(), 0600) != 0) {
-          const int mk_err = errno;
-          config_error(config, "cannot create FIFO '" + path_ + "'" + as_text + ": " +
-                                   std::strerror(mk_err));
-        }
-        created_ = true;
-      } else {
-        config_error(config, "cannot use '" + path_ + "'" + as_text + ": " + std::strerror(err));
-      }
+      const bool fifo = ::fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+      ::close(fd);
+      if (!fifo) config_error(config, "'" + path_ + "' exists and is not a FIFO");
+    } else if (err == ENOENT) {
+      // 0600 whatever create_mode says, as always: the pipe is for a reader
+      // its owner starts.
+      if (!make_fifo_as(owner_, path_, 0600, error))
+        config_error(config, "cannot create FIFO '" + path_ + "'" + as_text + ": " + error);
+      created_ = true;
+    } else {
+      config_error(config, "cannot use '" + path_ + "'" + as_text + ": " + error);
     }
     buffer_.reserve(capacity_);
     try_open();
@@ -95,8 +97,8 @@ class FifoSink final : public UserFilter {
     if (created_) {
       // Removed as the user who created it; left in place when that
       // identity cannot be taken.
-      AsUser as(owner_);
-      if (as.ok()) ::unlink(path_.c_str());
+      std::string error;
+      unlink_as(owner_, path_, error);
     }
   }
 
@@ -174,12 +176,8 @@ class FifoSink final : public UserFilter {
 
  private:
   void try_open() {
-    int fd = -1;
-    {
-      AsUser as(owner_);
-      if (!as.ok()) return;
-      fd = ::open(path_.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-    }
+    std::string error;
+    const int fd = open_as(owner_, path_, O_WRONLY | O_NONBLOCK, error);
     if (fd < 0) return;  // ENXIO: no reader yet
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {

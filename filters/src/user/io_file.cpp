@@ -26,6 +26,7 @@
 #include <cstring>
 #include <filesystem>
 #include <list>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -191,15 +192,13 @@ class FileSink final : public UserFilter {
     }
     const bool reopen = evicted_.erase(key) != 0;
     const std::string path = (dir_ / name()).string();
-    int flags = O_WRONLY | O_CREAT | O_CLOEXEC;
+    int flags = O_WRONLY | O_CREAT;
     flags |= reopen ? (pcap ? O_APPEND : 0) : O_TRUNC;
-    int fd = -1;
-    {
-      // Files are created while running, from whichever thread runs the
-      // sink: the switch is per thread, so it is taken here, per open.
-      AsUser as(owner_);
-      if (as.ok()) fd = ::open(path.c_str(), flags, 0644);
-    }
+    // Files are created while running, from whichever thread runs the sink:
+    // the switch of identity is per thread, so it is taken per open. The
+    // path is resolved again each time, beneath the owner's directories.
+    std::string error;  // counted, not reported
+    const int fd = open_as(owner_, path, flags, error);
     if (fd < 0) {
       ++errors_;
       if (reopen) evicted_.insert(key);
@@ -259,24 +258,24 @@ std::unique_ptr<UserFilter> make_file_sink(const UserFilterConfig& config, std::
   const std::string dir = string_option(config, "dir").value_or(".");
   if (dir.empty()) config_error(config, "option 'dir' must not be empty");
   const std::string as_text = owner_text(config.file_owner);
+  std::string error;
+  const int dir_fd = make_directories_as(config.file_owner, dir, error);
+  if (dir_fd < 0)
+    config_error(config, "cannot create directory '" + dir + "'" + as_text + ": " + error);
+  int err = 0;
   {
+    // Without an owner as access() (the real user), with one as the
+    // filesystem user: AT_EACCESS checks with the thread's current ids.
     AsUser as(config.file_owner);
-    require_switched(as, config, dir);
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    if (ec)
-      config_error(config, "cannot create directory '" + dir + "'" + as_text + ": " + ec.message());
-    if (!std::filesystem::is_directory(dir, ec))
-      config_error(config, "'" + dir + "' is not a directory");
-    // access() would check as the real user, not as the filesystem one.
-    const int rc = config.file_owner ? ::faccessat(AT_FDCWD, dir.c_str(), W_OK | X_OK, AT_EACCESS)
-                                     : ::access(dir.c_str(), W_OK | X_OK);
-    if (rc != 0) {
-      const int err = errno;
-      config_error(config,
-                   "cannot write to directory '" + dir + "'" + as_text + ": " + std::strerror(err));
-    }
+    if (!as.ok())
+      err = as.error();
+    else if (::faccessat(dir_fd, ".", W_OK | X_OK, config.file_owner ? AT_EACCESS : 0) != 0)
+      err = errno;
   }
+  ::close(dir_fd);
+  if (err != 0)
+    config_error(config,
+                 "cannot write to directory '" + dir + "'" + as_text + ": " + std::strerror(err));
   return std::make_unique<FileSink>(dir, config.file_owner, max_open);
 }
 

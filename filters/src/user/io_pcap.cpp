@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
+#include <string>
 
 #include "as_user.h"
 #include "factories.h"
@@ -22,16 +22,11 @@ class PcapSink final : public UserFilter {
  public:
   PcapSink(const UserFilterConfig& config, std::string path, std::uint32_t snaplen)
       : path_(std::move(path)), snaplen_(snaplen) {
-    int err = 0;
-    {
-      AsUser as(config.file_owner);
-      require_switched(as, config, path_);
-      fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      err = errno;
-    }
+    std::string error;
+    fd_ = open_as(config.file_owner, path_, O_WRONLY | O_CREAT | O_TRUNC, error);
     if (fd_ < 0)
       config_error(config, "cannot open '" + path_ + "' for writing" +
-                               owner_text(config.file_owner) + ": " + std::strerror(err));
+                               owner_text(config.file_owner) + ": " + error);
     buffer_.reserve(kFlushAt + 64 * 1024);
     append_pcap_header(buffer_, snaplen_);
   }

@@ -20,6 +20,7 @@
 #include <cerrno>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <new>
 #include <string>
@@ -39,22 +40,27 @@ struct PcapCloser {
 using PcapHandle = std::unique_ptr<pcap_t, PcapCloser>;
 
 // Opens `path` for reading with nanosecond timestamps, as `owner` when
-// there is one; on failure returns null and sets `error`.
+// there is one; on failure returns null and sets `error`. The file is opened
+// here (open_as) and handed to libpcap, which never resolves the path itself.
 PcapHandle open_capture(const std::string& path, const std::optional<FileOwner>& owner,
                         std::string& error) {
-  char errbuf[PCAP_ERRBUF_SIZE] = {};
-  PcapHandle p;
-  {
-    AsUser as(owner);
-    if (!as.ok()) {
-      error = "cannot read '" + path + "'" + owner_text(owner) +
-              ": cannot take on that user's identity: " + std::strerror(as.error());
-      return nullptr;
-    }
-    p.reset(
-        pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, errbuf));
+  std::string why;
+  const int fd = open_as(owner, path, O_RDONLY, why);
+  if (fd < 0) {
+    error = "cannot read '" + path + "'" + owner_text(owner) + ": " + why;
+    return nullptr;
   }
+  FILE* file = ::fdopen(fd, "rb");
+  if (file == nullptr) {
+    const int err = errno;
+    ::close(fd);
+    error = "cannot read '" + path + "'" + owner_text(owner) + ": " + std::strerror(err);
+    return nullptr;
+  }
+  char errbuf[PCAP_ERRBUF_SIZE] = {};
+  PcapHandle p(pcap_fopen_offline_with_tstamp_precision(file, PCAP_TSTAMP_PRECISION_NANO, errbuf));
   if (!p) {
+    ::fclose(file);  // libpcap takes the file only when it succeeds
     error = "cannot read '" + path + "'" + owner_text(owner) + ": " + errbuf;
     return nullptr;
   }
@@ -84,11 +90,8 @@ class BufferedPcap {
   // to libpcap, which also words the errors.
   static std::unique_ptr<BufferedPcap> open(const std::string& path,
                                             const std::optional<FileOwner>& owner) {
-    int fd = -1;
-    {
-      AsUser as(owner);
-      if (as.ok()) fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    }
+    std::string error;  // libpcap's open has reported it already
+    const int fd = open_as(owner, path, O_RDONLY, error);
     if (fd < 0) return nullptr;
     std::unique_ptr<BufferedPcap> r(new BufferedPcap(fd));
     std::uint8_t header[24];

@@ -3,6 +3,7 @@
 // dumpable on its own.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -23,6 +24,16 @@ struct Limits {
   std::size_t max_nodes = 100'000;        // filter instances
 };
 
+// Bounds on turning one `bpf expr=` into classic BPF. libpcap's compile time
+// and memory grow faster than linearly with the alternatives of an
+// expression (hundreds of `or`-ed terms take seconds and hundreds of MiB), so
+// a process that compiles requests for others sets these: each expression is
+// then compiled in a child process, which is killed past them.
+struct TranslateBudget {
+  std::chrono::milliseconds time{5000};   // wall clock, per expression
+  std::size_t memory_bytes = 512u << 20;  // address space the compile may add
+};
+
 struct CompileOptions {
   std::string file_name = "<expr>";
   // Devices of the implicit `rx` source; none: one rx bound at deploy time.
@@ -35,6 +46,9 @@ struct CompileOptions {
   std::function<void(std::string_view pass, const ast::Request& ast, const RequestDag* dag)>
       after_pass;
   const filters::Catalog* catalog = nullptr;  // default: the builtin catalog
+  // None (the default): libpcap compiles in this process, without bounds, as
+  // a command line tool compiling its own user's request may.
+  std::optional<TranslateBudget> translate_budget;
 };
 
 struct CompileResult {

@@ -9,6 +9,7 @@
 // one that did not end is open, and recovery finds it with its steps.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -67,6 +68,16 @@ class JournalDamaged : public std::runtime_error {
 
 inline constexpr int kJournalSchemaVersion = 1;
 
+// What a transaction's commit does to the stored requests, recorded with
+// the commit itself: the request as it now runs, or the one it removed.
+struct RequestChange {
+  std::optional<StoredRequest> put;
+  std::string remove;
+};
+
+// Ended transactions the journal keeps (with their steps): the newest ones.
+inline constexpr std::size_t kKeepTransactions = 1000;
+
 class Journal {
  public:
   // Opens (creating if needed) the database at `path` in WAL mode with
@@ -91,10 +102,17 @@ class Journal {
   std::int64_t step(std::int64_t transaction, const std::string& kind, const std::string& target,
                     const std::string& undo);  // recorded pending
   void mark(std::int64_t step, StepState state);
-  void end(std::int64_t transaction, bool committed);
+  // Ends the transaction; when it committed, `on_commit` is applied in the
+  // same database transaction. Prunes ended transactions beyond the newest
+  // keep_transactions().
+  void end(std::int64_t transaction, bool committed, const RequestChange& on_commit = {});
   // Transactions that did not end (a crash cut them), with their steps.
   std::vector<Transaction> open_transactions() const;
   std::optional<Transaction> transaction(std::int64_t id) const;
+  // The newest transaction for `request`, ended or not.
+  std::optional<Transaction> last_transaction(const std::string& request) const;
+  std::size_t transaction_count() const;  // kept, open or ended
+  void keep_transactions(std::size_t n) { keep_ = n; }
 
   // Counters that outlive the daemon: per request node ("web/n3"), what
   // earlier datapaths counted; per device, which request nodes each counter
@@ -119,10 +137,12 @@ class Journal {
 
  private:
   void exec(const char* sql) const;
+  void write_request(const StoredRequest& r);
   void check() const;           // throws JournalDamaged
   void about_to_write() const;  // the fail_writes_from() hook
   mutable std::uint64_t writes_ = 0;
   std::uint64_t fail_from_ = 0;
+  std::size_t keep_ = kKeepTransactions;
   sqlite3* db_ = nullptr;
   std::filesystem::path path_;
 };

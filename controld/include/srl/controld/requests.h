@@ -81,7 +81,9 @@ struct RequestInfo {
   std::string text;
   std::string file_name;
   std::vector<std::string> devices;
-  std::string state;  // "active", "ended" (its input is done), "failed"
+  // "active", "ended" (its input is done), "failed"; "unrecorded" (runs, but its
+  // commit could not be stored), "not running" (stored, its removal not)
+  std::string state;
   std::string applied_at;
   std::vector<NodeInfo> nodes;
 };
@@ -151,20 +153,23 @@ class RequestManager {
   const std::vector<std::string>& start_errors() const { return start_errors_; }
 
   struct Unit;
+  class CompileCache;
 
  private:
   RequestInfo apply_locked(const ApplySpec& spec, bool store);
   void rebuild(Unit* unit, std::vector<ApplySpec> specs, const std::string& txn_request,
-               const std::string& txn_kind, std::vector<std::unique_ptr<Unit>> absorbed);
+               const std::string& txn_kind, std::vector<std::unique_ptr<Unit>> absorbed,
+               const RequestChange& on_commit = {});
   Unit* unit_of(const std::string& name) const;
   void recover();
 
   ManagerOptions options_;
   std::filesystem::path pin_root_;
+  std::unique_ptr<CompileCache> compiled_;
   std::unique_ptr<Journal> journal_;
   std::vector<std::unique_ptr<Unit>> units_;
   std::vector<std::string> start_errors_;
-  void end_transaction(std::int64_t txn, bool committed);
+  void end_transaction(std::int64_t txn, bool committed, const RequestChange& on_commit = {});
   runtime::DatapathOptions options_for(const compiler::MergedRequests& merged,
                                        const std::vector<ApplySpec>& specs) const;
   std::uint64_t committed_ = 0, rolled_back_ = 0;

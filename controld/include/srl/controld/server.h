@@ -41,6 +41,9 @@ struct ServerOptions {
   // Where to serve the counters in the Prometheus text format over HTTP
   // ("127.0.0.1:9477", "[::1]:9477", ":9477"); empty: not served.
   std::string metrics;
+  // Whose requests the metrics show (user names; "*": everyone's): whoever
+  // reaches the port reads them, so by default only root's.
+  std::vector<std::string> metrics_users = {"root"};
   // The requests and their state (database, pins, test hooks).
   ManagerOptions requests;
   // Filters the group's members may place in the kernel: by default those

@@ -19,6 +19,7 @@
 
 #include <array>
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -141,6 +142,17 @@ struct FileOwner {
   uid_t uid = 0;
   gid_t gid = 0;
   std::vector<gid_t> groups;  // supplementary groups
+  // Non-empty: every path this user's filters open or create must resolve
+  // inside one of these directories, and the kernel enforces it at each open
+  // (openat2 with RESOLVE_BENEATH). A check of the paths before the filters
+  // start cannot: a symbolic link that dangles then, or is planted or changed
+  // afterwards, would lead elsewhere at the open. Empty: paths resolve as
+  // they are, limited only by the user's permissions.
+  std::vector<std::filesystem::path> beneath;
+  // The mode of files the filters create (the umask still applies), and of
+  // directories, with search added where reading is allowed. Captures hold
+  // traffic that may not be this user's to share: a daemon passes 0600.
+  mode_t create_mode = 0644;
 };
 
 // What the registry needs to build one node's implementation.
@@ -150,7 +162,8 @@ struct UserFilterConfig {
   const ClassicBpf* cbpf = nullptr;            // `bpf`: the compiler's program
   std::string node_id;                         // for messages: "n3"
   // Files this filter creates or reads are opened with the permissions of
-  // this user and belong to them; none: the process's own.
+  // this user, only beneath its directories when it has any, and belong to
+  // them; none: the process's own.
   std::optional<FileOwner> file_owner;
 };
 

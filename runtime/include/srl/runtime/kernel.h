@@ -5,8 +5,10 @@
 // atomically.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -121,9 +123,16 @@ GeneratedProgram generate_tc(const compiler::RequestDag& dag, int ifindex,
                              const CopyChannelOptions& copy = {});
 
 // Compiles eBPF C to an object file with clang, caching objects by a hash
-// of the source and the compiler, so unchanged requests load at once.
+// of the source and the compiler, so unchanged requests load at once. The
+// cache keeps the kBpfCacheEntries objects used last (prune_bpf_cache).
 std::filesystem::path compile_bpf(const std::string& source,
                                   const std::filesystem::path& cache_dir);
+
+inline constexpr std::size_t kBpfCacheEntries = 256;
+// Removes the least recently used objects of `cache_dir` (with their
+// sources and verifier logs) beyond `keep`, never `spare` (counted in).
+void prune_bpf_cache(const std::filesystem::path& cache_dir, std::size_t keep,
+                     const std::filesystem::path& spare = {});
 
 enum class XdpMode { native, generic };
 std::string_view to_string(XdpMode m);
@@ -320,5 +329,25 @@ class TcHook {
 // Makes sure a bpffs is mounted at `dir` (mounting one if not): `ip netns
 // exec` remounts /sys, so the usual /sys/fs/bpf may be missing.
 void ensure_bpffs(const std::filesystem::path& dir);
+
+// Where pins that must outlive the process go, given the bpffs directory
+// asked for. A bpffs this process mounts itself lasts as long as its mount
+// namespace; under `ip netns exec` that is a private one, gone with the
+// process, and with it every pin, link and drop. So: the directory asked
+// for when it is a bpffs; else, from a private mount namespace, the same
+// path in the initial namespace (through /proc/1/root) when that is a
+// bpffs; else the directory asked for (mounted later) with a warning.
+struct BpffsChoice {
+  std::filesystem::path dir;
+  std::string warning;  // empty: pins outlive the process
+};
+struct BpffsProbe {  // what the choice looks at (the machine's by default)
+  std::function<bool(const std::filesystem::path&)> is_bpffs;
+  std::optional<std::string> own_mount_ns, initial_mount_ns;  // unknown: nullopt
+  std::filesystem::path initial_root = "/proc/1/root";
+};
+BpffsProbe machine_bpffs_probe();
+BpffsChoice choose_bpffs(const std::filesystem::path& wanted,
+                         const BpffsProbe& probe = machine_bpffs_probe());
 
 }  // namespace srl::runtime::kernel

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Faults, cases 6, 8, 9 and 11: hostile and careless callers.
+#  - A 5000-term tcpdump expression: refused within its translation budget,
+#    while other callers list and apply meanwhile (compiled outside the
+#    manager's lock).
+#  - A member is judged by their own nodes only: root's capture elsewhere on
+#    the device does not refuse a member's count; `srl stats` as a member
+#    names no other user's request; a member's capture is created 0600.
+#  - A dangling symbolic link in the user directory, planted to lead out
+#    (to a directory the member could write): refused, nothing created there.
+#  - A relative file path is refused (the daemon's working directory is
+#    nobody's); invalid UTF-8 in a request file is reported with its place.
+# Nothing is left behind. Needs root; exits 77 (skipped) without it.
+# Usage: hostile_test.sh CONTROLD SRL
+set -uo pipefail
+. "$(dirname "$0")/lib.sh" srlh "$1" "$2"
+trap 'stop_daemon; cleanup' EXIT
+mkdir -p "$tmp/users" "$tmp/outside"
+chown nobody:nogroup "$tmp/users" "$tmp/outside"
+chmod 755 "$tmp"
+daemon_args=(--user-dir "$tmp/users" --group nogroup)
+as_member() { setpriv --reuid=nobody --regid=nogroup --init-groups "$@"; }
+quiet_srl() { ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" "$@"; }
+
+snapshot
+start_daemon || { summary; exit 1; }
+
+# --- 6: one long expression stalls nobody ----------------------------------
+# 800 alternatives take libpcap over 5 s (the time budget), 5000 more memory
+# than the budget: the first runs in the background while the others call.
+for n in 800 5000; do
+  python3 -c "
+print('(bpf, expr=\"' + ' or '.join('port %d' % (1000 + i) for i in range($n)) + '\") > (count)')" \
+    >"$tmp/big$n.srl"
+done
+( start=$(date +%s%N)
+  out=$("$srl" apply -n slow --dev vb "$tmp/big800.srl" 2>&1); rc=$?
+  echo "$rc $(( ($(date +%s%N) - start) / 1000000 ))" >"$tmp/slow.rc"
+  printf '%s\n' "$out" >"$tmp/slow.out" ) &
+slow=$!
+sleep 1
+start=$(date +%s%N)
+out=$("$srl" apply -n big --dev vb "$tmp/big5000.srl" 2>&1)
+rc=$? ms=$(( ($(date +%s%N) - start) / 1000000 ))
+[[ $rc -eq 1 && $out == *"exceeded its memory budget"* ]] \
+  && ok "a 5000-term expression is refused within its memory budget (${ms} ms)" \
+  || fail "the 5000-term expression: exit $rc after $ms ms: ${out:0:600}"
+out=$(quiet_srl "$srl" ls 2>&1) && ok "ls answers while an 800-term expression is translated" \
+  || fail "ls during the slow apply: $out"
+out=$("$srl" apply -n small --dev vb -e '(udp) > (port, which=dst) 53> (count)' 2>&1) \
+  && ok "another apply goes through meanwhile" || fail "apply during the slow apply: $out"
+[[ -e /proc/$slow ]] && ok "(the 800-term apply was still translating meanwhile)" \
+  || fail "the 800-term apply ended before the others called: no concurrency shown"
+wait "$slow"
+read -r rc ms <"$tmp/slow.rc"
+[[ $rc -eq 1 && $(cat "$tmp/slow.out") == *"exceeded its time budget"* ]] \
+  && ok "the 800-term expression is stopped at its time budget (${ms} ms)" \
+  || fail "the 800-term expression: exit $rc after $ms ms: $(head -c 600 "$tmp/slow.out")"
+[[ $(quiet_srl "$srl" ls -q 2>/dev/null | tr '\n' ' ') == "small " ]] && ok "only small is stored" \
+  || fail "stored: $(quiet_srl "$srl" ls -q 2>&1)"
+
+# --- 8: a member is judged by their own nodes ------------------------------
+"$srl" apply -n rootcap --dev vb -e "(udp) > (port, which=dst) 54> (pcap, file=\"$tmp/root.pcap\")" \
+  >/dev/null 2>&1 || fail "root's capture"
+out=$(as_member "$srl" apply -n mycount --dev vb -e '(icmp) > (count)' 2>&1)
+[[ $? -eq 0 ]] && ok "member: a count beside root's capture on the device is allowed" \
+  || fail "member count beside root's capture: $out"
+[[ $out != *root.pcap* ]] || fail "member was told root's capture path: $out"
+out=$(as_member "$srl" apply -n mycap --dev vb \
+  -e "(udp) > (port, which=dst) 55> (pcap, file=\"$tmp/users/mine.pcap\")" 2>&1)
+[[ $? -eq 0 ]] && ok "member: a capture in the user directory" || fail "member capture: $out"
+out=$(as_member "$srl" stats 2>&1)
+[[ $out == *mycount* && $out != *rootcap* && $out != *small* ]] \
+  && ok "member: stats names their requests only" || fail "member stats: $out"
+mode=$(stat -c %a "$tmp/users/mine.pcap" 2>&1)
+[[ $mode == 600 && $(stat -c %U "$tmp/users/mine.pcap") == nobody ]] \
+  && ok "member: their capture is created 0600, theirs" || fail "member capture mode: $mode"
+mode=$(stat -c %a "$tmp/root.pcap" 2>&1)
+[[ $mode == 600 ]] && ok "root's capture through controld is created 0600" \
+  || fail "root capture mode: $mode"
+out=$(as_member "$srl" rm rootcap 2>&1)
+[[ $? -eq 1 && $out == *"no request named rootcap of nobody"* ]] \
+  && ok "member: another user's request is not theirs to know of" || fail "member rm rootcap: $out"
+
+# --- 9: a dangling symbolic link does not lead out -------------------------
+ln -s "$tmp/outside/escaped.pcap" "$tmp/users/link.pcap"
+out=$(as_member "$srl" apply -n escape --dev vb \
+  -e "(udp) > (port, which=dst) 56> (pcap, file=\"$tmp/users/link.pcap\")" 2>&1)
+rc=$?
+[[ $rc -eq 1 && ! -e $tmp/outside/escaped.pcap ]] \
+  && ok "member: a dangling link out of the user directory is refused, nothing created: ${out##*: }" \
+  || fail "member dangling link: exit $rc, created: $(ls "$tmp/outside"): $out"
+ln -s /etc "$tmp/users/etc"
+out=$(as_member "$srl" apply -n escape --dev vb \
+  -e "(udp) > (port, which=dst) 56> (pcap, file=\"$tmp/users/etc/srl-escaped.pcap\")" 2>&1)
+[[ $? -eq 1 && ! -e /etc/srl-escaped.pcap ]] && ok "member: a directory link out is refused" \
+  || fail "member directory link: $out"
+rm -f /etc/srl-escaped.pcap
+
+# --- 11: relative paths, invalid UTF-8 -------------------------------------
+out=$("$srl" apply -n rel --dev vb -e '(udp) > (pcap, file="../../srl-relative.pcap")' 2>&1)
+[[ $? -eq 1 && $out == *"is a relative path"* ]] && ok "a relative file path is refused: ${out##*: }" \
+  || fail "relative path: $out"
+printf '(udp) > (count, name="caf\xe9")\n' >"$tmp/latin1.srl"
+out=$("$srl" apply -n latin1 --dev vb "$tmp/latin1.srl" 2>&1)
+[[ $? -eq 1 && $out == "$tmp/latin1.srl:1:26: error: invalid UTF-8 byte 0xE9"* ]] \
+  && ok "invalid UTF-8 is reported with its place: $out" || fail "invalid UTF-8: $out"
+
+for r in small rootcap; do "$srl" rm "$r" >/dev/null 2>&1 || fail "rm $r"; done
+for r in mycount mycap; do as_member "$srl" rm "$r" >/dev/null 2>&1 || fail "member rm $r"; done
+stop_daemon
+nothing_left "the hostile callers' test"
+summary
