@@ -73,12 +73,21 @@ bool spaces(const DaemonOptions& options, const std::vector<std::string>& device
   return true;
 }
 
-const DaemonModule kModule{kDaemonModuleVersion, add_commands, plan, spaces};
+// gRPC ends here, on the calling thread: the module holds a reference from
+// its opening on (srl_daemon_module()), so this is the last one, and its
+// shutdown does not run on a thread of its own while the process exits.
+void finish() {
+  grpc_shutdown_blocking();
+}
+
+const DaemonModule kModule{kDaemonModuleVersion, add_commands, plan, spaces, finish};
 
 }  // namespace
 }  // namespace srl::cli
 
 extern "C" __attribute__((visibility("default"))) const srl::cli::DaemonModule*
 srl_daemon_module() {
+  static const bool held = (grpc_init(), true);  // released by finish()
+  (void)held;
   return &srl::cli::kModule;
 }

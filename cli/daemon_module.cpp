@@ -43,7 +43,7 @@ const DaemonModule& open_module() {
     auto entry = reinterpret_cast<Entry>(dlsym(handle, kDaemonModuleSymbol));
     const DaemonModule* m = entry != nullptr ? entry() : nullptr;
     if (m == nullptr || m->version != kDaemonModuleVersion || m->add_commands == nullptr ||
-        m->plan == nullptr || m->spaces == nullptr) {
+        m->plan == nullptr || m->spaces == nullptr || m->finish == nullptr) {
       tried +=
           "\n  " + path.lexically_normal().string() + ": not this version of srl's daemon commands";
       dlclose(handle);
@@ -57,10 +57,17 @@ const DaemonModule& open_module() {
 
 }  // namespace
 
+const DaemonModule* opened = nullptr;
+
 const DaemonModule& daemon_module() {
   // Opened once; a failed attempt throws and the next call tries again.
   static const DaemonModule& module = open_module();
+  opened = &module;
   return module;
+}
+
+void finish_daemon_module() {
+  if (opened != nullptr) opened->finish();
 }
 
 }  // namespace srl::cli

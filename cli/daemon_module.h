@@ -17,7 +17,7 @@
 
 namespace srl::cli {
 
-inline constexpr int kDaemonModuleVersion = 1;
+inline constexpr int kDaemonModuleVersion = 2;
 inline constexpr const char* kDaemonModuleFile = "srl-daemon-cli.so";
 inline constexpr const char* kDaemonModuleSymbol = "srl_daemon_module";
 
@@ -41,11 +41,16 @@ struct DaemonModule {
   // false with the message in `error`.
   bool (*spaces)(const DaemonOptions& daemon, const std::vector<std::string>& devices,
                  std::string& model_json, std::string& error) = nullptr;
+  // Ends gRPC before the process exits: its last shutdown, which would
+  // otherwise run on a thread of its own while the process exits.
+  void (*finish)() = nullptr;
 };
 
 // The module, opened on first use: next to the srl binary (the build tree),
 // else in srl's library directory of the installation. Throws
 // std::runtime_error saying where it looked and why it failed.
 const DaemonModule& daemon_module();
+// Calls the module's finish() if it was opened; srl's main() calls it last.
+void finish_daemon_module();
 
 }  // namespace srl::cli

@@ -18,6 +18,10 @@ bool local_command(std::string_view name) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Last, on every return: gRPC ended before the process exits.
+  struct FinishDaemonModule {
+    ~FinishDaemonModule() { srl::cli::finish_daemon_module(); }
+  } finish;
   CLI::App app{"srl: run SRL requests on this machine's packet processing spaces", "srl"};
   app.require_subcommand(1);
   app.footer("Run 'srl COMMAND --help' for the options of a command.");

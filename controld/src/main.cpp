@@ -10,6 +10,20 @@
 #include "log.h"
 #include "srl/controld/server.h"
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SRL_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(SRL_ASAN)
+// Under AddressSanitizer, an allocation refused (the translation budget's
+// memory limit in the child that compiles a tcpdump expression) returns null
+// as in a plain build, instead of ending that process with a report.
+extern "C" const char* __asan_default_options() {
+  return "allocator_may_return_null=1";
+}
+#endif
+
 int main(int argc, char** argv) {
   CLI::App app("controld: the srl control daemon (gRPC service srl.v1.Control)");
   srl::controld::ServerOptions o;
@@ -51,6 +65,14 @@ int main(int argc, char** argv) {
                  "filters members of the group may place in the kernel (repeatable; replaces the "
                  "default list of filters that only look at traffic)")
       ->allow_extra_args(false);
+  app.add_option("--member-requests", o.member_requests,
+                 "requests one user other than root may keep (default 32)");
+  app.add_option("--member-watches", o.member_watches,
+                 "Watch streams (srl stats -w) one user other than root may have open at once "
+                 "(default 4)");
+  app.add_option("--member-watch-interval", o.member_watch_interval_ms,
+                 "the shortest interval of their Watch streams, in ms (default 100; shorter "
+                 "asks are raised to it)");
   app.set_config("--config", "/etc/srl/controld.conf",
                  "configuration file (TOML or INI: the options above as key = value)");
   app.footer(

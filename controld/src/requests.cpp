@@ -541,6 +541,19 @@ RequestInfo RequestManager::apply(const ApplySpec& spec) {
                                          " exists; remove it, or replace it (srl apply --replace)");
   if (!stored && spec.replace)
     throw RequestError(Kind::not_found, "no request named " + spec.name + " to replace");
+  if (!stored && spec.max_owned != 0) {
+    std::set<std::string> owned;
+    for (const auto& r : journal_->requests())
+      if (r.owner_uid == spec.owner_uid) owned.insert(r.name);
+    for (const auto& u : units_)
+      for (const auto& s : u->specs)
+        if (s.owner_uid == spec.owner_uid) owned.insert(s.name);
+    if (owned.size() >= spec.max_owned)
+      throw RequestError(Kind::exhausted, "apply " + spec.name + ": its owner keeps " +
+                                              std::to_string(owned.size()) +
+                                              " requests, the most a user other than root may "
+                                              "(controld --member-requests); remove one first");
+  }
   return apply_locked(spec, true);
 }
 

@@ -13,7 +13,10 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -81,6 +84,8 @@ grpc::Status status_of(const RequestError& e) {
       return {grpc::StatusCode::PERMISSION_DENIED, e.what()};
     case K::failed:
       return {grpc::StatusCode::ABORTED, e.what()};
+    case K::exhausted:
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED, e.what()};
   }
   return {grpc::StatusCode::INTERNAL, e.what()};
 }
@@ -136,6 +141,9 @@ struct Server::Service final : v1::Control::Service {
   ServerOptions options;
   UnixListener* listener = nullptr;
   std::unique_ptr<RequestManager> requests;
+  // Watch streams open, per user other than root (member_watches).
+  std::mutex watches_mutex;
+  std::map<std::uint32_t, std::size_t> watches;
 
   // The caller of a call, or the status that refuses it: anyone neither
   // root nor in the group gets only the catalog and the compiler.
@@ -348,6 +356,7 @@ struct Server::Service final : v1::Control::Service {
       auto r = visible(c, spec.name, "Apply");
       if (auto* st = std::get_if<grpc::Status>(&r)) return *st;
     }
+    if (!c.root) spec.max_owned = options.member_requests;
     try {
       fill_info(requests->apply(spec), reply->mutable_request());
     } catch (const RequestError& e) {
@@ -457,7 +466,31 @@ struct Server::Service final : v1::Control::Service {
     if (auto* st = std::get_if<grpc::Status>(&who)) return *st;
     const auto& c = std::get<Caller>(who);
     const auto interval = std::chrono::milliseconds(
-        req->interval_ms() == 0 ? 1000 : std::max(req->interval_ms(), 10u));
+        req->interval_ms() == 0
+            ? 1000
+            : std::max(req->interval_ms(), c.root ? 10u : options.member_watch_interval_ms));
+    // A stream counts against its user's watches while it is open.
+    struct Held {
+      Service* s;
+      std::uint32_t uid;
+      ~Held() {
+        if (s == nullptr) return;
+        std::lock_guard lock(s->watches_mutex);
+        if (--s->watches[uid] == 0) s->watches.erase(uid);
+      }
+    } held{nullptr, c.uid};
+    if (!c.root) {
+      std::lock_guard lock(watches_mutex);
+      auto& open = watches[c.uid];
+      if (open >= options.member_watches) {
+        if (open == 0) watches.erase(c.uid);
+        return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+                "Watch: " + c.user + " has " + std::to_string(open) +
+                    " watches open, the most a user other than root may (--member-watches)"};
+      }
+      ++open;
+      held.s = this;
+    }
     std::map<std::string, std::string> known;  // name -> applied_at
     bool first = true;
     while (!ctx->IsCancelled()) {

@@ -18,7 +18,7 @@ trap 'stop_daemon; cleanup' EXIT
 mkdir -p "$tmp/users" "$tmp/outside"
 chown nobody:nogroup "$tmp/users" "$tmp/outside"
 chmod 755 "$tmp"
-daemon_args=(--user-dir "$tmp/users" --group nogroup)
+daemon_args=(--user-dir "$tmp/users" --group nogroup --member-requests 3 --member-watches 1)
 as_member() { setpriv --reuid=nobody --regid=nogroup --init-groups "$@"; }
 quiet_srl() { ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" "$@"; }
 
@@ -81,6 +81,37 @@ mode=$(stat -c %a "$tmp/root.pcap" 2>&1)
 out=$(as_member "$srl" rm rootcap 2>&1)
 [[ $? -eq 1 && $out == *"no request named rootcap of nobody"* ]] \
   && ok "member: another user's request is not theirs to know of" || fail "member rm rootcap: $out"
+
+# --- quotas: requests kept, Watch streams open ------------------------------
+out=$(as_member "$srl" apply -n q3 --dev vb -e '(tcp) > (count)' 2>&1) || fail "member third request: $out"
+out=$(as_member "$srl" apply -n q4 --dev vb -e '(tcp) > (count)' 2>&1)
+[[ $? -eq 1 && $out == *"keeps 3 requests, the most a user other than root may"* ]] \
+  && ok "member: a fourth request is refused (--member-requests 3): ${out#*: }" \
+  || fail "member fourth request: $out"
+as_member "$srl" rm q3 >/dev/null 2>&1 || fail "member rm q3"
+out=$(as_member "$srl" apply -n q4 --dev vb -e '(tcp) > (count)' 2>&1) \
+  && ok "member: with one removed, another goes in" || fail "member q4 after rm: $out"
+as_member "$srl" rm q4 >/dev/null 2>&1 || fail "member rm q4"
+# (setpriv execs timeout, so $! is the process that passes a kill on to srl)
+setpriv --reuid=nobody --regid=nogroup --init-groups \
+  timeout 6 "$srl" stats -w --interval 0.001 mycount >"$tmp/watch1" 2>&1 &
+watcher=$!
+sleep 2
+out=$(as_member timeout 5 "$srl" stats -w mycount 2>&1)
+[[ $out == *"watches open, the most a user other than root may"* ]] \
+  && ok "member: a second watch is refused (--member-watches 1)" || fail "member second watch: $out"
+reports=$(grep -c "^at " "$tmp/watch1")
+((reports >= 5 && reports <= 30)) \
+  && ok "member: a watch asked every 1 ms reports at the members' shortest interval ($reports reports in ~2 s)" \
+  || fail "member watch reports: $reports in ~2 s: $(head -5 "$tmp/watch1")"
+kill "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null
+for _ in 1 2 3 4 5 6; do  # the daemon sees the stream end within its next report
+  out=$(as_member timeout 2 "$srl" stats -w mycount 2>&1)
+  [[ $out == *"watches open"* ]] || break
+  sleep 0.5
+done
+[[ $out != *"watches open"* && $out == *mycount* ]] && ok "member: once it ended, a new watch is let in" \
+  || fail "member watch after the first ended: $out"
 
 # --- 9: a dangling symbolic link does not lead out -------------------------
 ln -s "$tmp/outside/escaped.pcap" "$tmp/users/link.pcap"

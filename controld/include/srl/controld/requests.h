@@ -60,7 +60,7 @@ struct ManagerOptions {
 // and a message that names the request, the step and the reason.
 class RequestError : public std::runtime_error {
  public:
-  enum class Kind { invalid, not_found, exists, denied, failed };
+  enum class Kind { invalid, not_found, exists, denied, failed, exhausted };
   RequestError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
   Kind kind() const { return kind_; }
 
@@ -113,6 +113,9 @@ struct ApplySpec {
   // When set, the only filters this request may place in the kernel (the
   // caller is not root); checked against the plan before any step.
   std::optional<std::vector<std::string>> kernel_filters;
+  // The most requests the owner may keep, this one included (0: no limit);
+  // checked under the manager's lock.
+  std::size_t max_owned = 0;
 };
 
 class RequestManager {

@@ -44,6 +44,11 @@ struct ServerOptions {
   // Whose requests the metrics show (user names; "*": everyone's): whoever
   // reaches the port reads them, so by default only root's.
   std::vector<std::string> metrics_users = {"root"};
+  // What one user other than root may hold: requests stored, Watch streams
+  // open at once, and the shortest interval between a stream's reports.
+  std::size_t member_requests = 32;
+  std::size_t member_watches = 4;
+  std::uint32_t member_watch_interval_ms = 100;
   // The requests and their state (database, pins, test hooks).
   ManagerOptions requests;
   // Filters the group's members may place in the kernel: by default those
