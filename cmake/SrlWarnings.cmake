@@ -13,9 +13,15 @@ endfunction()
 
 # A doctest unit-test executable registered with CTest; its main() comes
 # from srl_test_main (tests/support/test_main.cpp).
+# With SRL_UNIT_TESTS off it is not built with the rest (`ninja NAME` still
+# builds it), and ctest is to be given the other tests only.
 function(srl_unit_test name)
   cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
-  add_executable(${name} ${T_SOURCES})
+  if(SRL_UNIT_TESTS)
+    add_executable(${name} ${T_SOURCES})
+  else()
+    add_executable(${name} EXCLUDE_FROM_ALL ${T_SOURCES})
+  endif()
   target_link_libraries(${name} PRIVATE srl_test_main)
   # The test code itself unoptimised: it compiles in less than half the time,
   # and what it tests (the libraries) is built as the tree is configured.

@@ -188,10 +188,17 @@ lost:
 
 // Classic BPF from libpcap, translated into a C function: registers A and
 // X, scratch M[], forward jumps as gotos. Loads outside the frame end the
-// filter with 0, as in the kernel's classic BPF.
+// filter with 0, as in the kernel's classic BPF. A global function (not
+// static, not inlined): the verifier checks it once, on its own, instead of
+// once per path that reaches it, so many expressions on one hook add up
+// rather than multiply.
 std::string cbpf_function(const std::string& name, const compiler::Translation& t) {
   std::ostringstream o;
-  o << "static __always_inline u32 " << name << "(u8 *data, u8 *end) {\n"
+  o << "__attribute__((noinline)) u32 " << name << "(SRL_CTX *ctx) {\n"
+    << "  u8 *data = (u8 *)(long)ctx->data, *end = (u8 *)(long)ctx->data_end;\n"
+    // As whole pointers from here on: a spill of the 32-bit context field
+    // would be one the verifier refuses.
+    << "  __asm__ __volatile__(\"\" : \"+r\"(data), \"+r\"(end));\n"
     << "  u32 A = 0, X = 0, M[16] = {};\n  u32 len = (u32)(end - data);\n  u8 *q;\n"
     << "  (void)M; (void)len; (void)q; (void)X;\n";
   auto load = [&](const std::string& offset, int size) {
@@ -475,7 +482,7 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
       if (!node.translation) throw KernelError("bpf node " + node.id + " has no translation");
       const std::string fn = "srl_cbpf_" + node.id;
       fns << cbpf_function(fn, *node.translation);
-      accept = "(" + fn + "(data, end) != 0)";
+      accept = "(" + fn + "(ctx) != 0)";
     } else if (f == "sample") {
       const std::uint32_t slot = state++;
       accept = "srl_sample(" + std::to_string(slot) + ", " + std::to_string(int_option(node, "n")) +
@@ -556,10 +563,12 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
     body << "  }\n";
   }
 
+  const bool xdp = hook == Hook::xdp;
   std::ostringstream src;
-  src << kXdpPrelude << "\n#define SRL_NODES " << n << "\n#define SRL_STATE "
-      << std::max<std::uint32_t>(state, 1) << "\n#define SRL_BUCKETS "
-      << std::max<std::uint32_t>(buckets, 1) << "\n"
+  src << kXdpPrelude
+      << (xdp ? "\n#define SRL_CTX struct xdp_md" : "\n#define SRL_CTX struct __sk_buff")
+      << "\n#define SRL_NODES " << n << "\n#define SRL_STATE " << std::max<std::uint32_t>(state, 1)
+      << "\n#define SRL_BUCKETS " << std::max<std::uint32_t>(buckets, 1) << "\n"
       << R"(
 struct srl_counters { struct srl_counter c[SRL_NODES + 1]; }; /* + the copy channel */
 
@@ -651,12 +660,11 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
   if (copy.rings == 0 || copy.rings > 64 || copy.ring_bytes < 4096 ||
       (copy.ring_bytes & (copy.ring_bytes - 1)) != 0)
     throw KernelError("copy channel: rings must be 1 to 64 and ring_bytes a power of two >= 4096");
-  const bool xdp = hook == Hook::xdp;
   out.afxdp = xdp && any_take;
   out.copy_rings = any_exit ? copy.rings : 0;
   if (any_exit) {
-    src << (xdp ? "\n#define SRL_CTX struct xdp_md\n#define SRL_LOAD_BYTES bpf_xdp_load_bytes\n"
-                : "\n#define SRL_CTX struct __sk_buff\n#define SRL_LOAD_BYTES bpf_skb_load_bytes\n")
+    src << (xdp ? "\n#define SRL_LOAD_BYTES bpf_xdp_load_bytes\n"
+                : "\n#define SRL_LOAD_BYTES bpf_skb_load_bytes\n")
         << copy_channel_source(copy);
   }
   if (xdp) {
@@ -668,6 +676,10 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
         << "  bpf_skb_pull_data(ctx, ctx->len);\n"
         << "  u8 *data = (u8 *)(long)ctx->data;\n  u8 *end = (u8 *)(long)ctx->data_end;\n";
   }
+  // Whole pointers from here on: across the calls to the expressions'
+  // functions they are spilled, and a spill of the 32-bit context field
+  // would be one the verifier refuses.
+  src << "  __asm__ __volatile__(\"\" : \"+r\"(data), \"+r\"(end));\n";
   const char* pass = xdp ? "XDP_PASS" : "TC_ACT_OK";
   const char* drop = xdp ? "XDP_DROP" : "TC_ACT_SHOT";
   src << "  u32 zero = 0;\n  struct srl_counters *cnt = bpf_map_lookup_elem(&srl_counters, "

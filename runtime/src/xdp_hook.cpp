@@ -170,6 +170,14 @@ void prune_bpf_cache(const std::filesystem::path& cache_dir, std::size_t keep,
   }
 }
 
+std::uint32_t KernelProgram::verified_insns() const {
+  bpf_prog_info info;
+  std::memset(&info, 0, sizeof info);
+  __u32 len = sizeof info;
+  if (bpf_obj_get_info_by_fd(prog_fd_, &info, &len) != 0) return 0;
+  return info.verified_insns;
+}
+
 std::unique_ptr<KernelProgram> KernelProgram::load(const std::filesystem::path& object,
                                                    std::size_t node_count) {
   LogCapture log;

@@ -61,7 +61,7 @@ stop_daemon
 keep_text() { quiet_srl show -j keep 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["text"])' 2>/dev/null; }
 counts_on() {  # PORT: keep counts a datagram to PORT
   local c0 c1
-  c0=$(count_keep); send_steady 1 "$1" >/dev/null; c1=$(count_keep)
+  c0=$(count_keep); send_steady 0.1 "$1" >/dev/null; c1=$(count_keep)
   [[ -n $c0 && -n $c1 ]] && ((c1 > c0))
 }
 every_write() {  # apply|replace|remove

@@ -165,6 +165,9 @@ class KernelProgram {
   KernelProgram& operator=(const KernelProgram&) = delete;
 
   int fd() const { return prog_fd_; }
+  // Instructions the verifier processed to accept it (of its 1,000,000):
+  // how much of its budget the program took; 0 where the kernel does not say.
+  std::uint32_t verified_insns() const;
   int counters_fd() const { return counters_fd_; }
   // The AF_XDP socket map of the exits to userspace (srl_xsks).
   int xsks_fd() const;
