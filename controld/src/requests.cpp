@@ -271,9 +271,7 @@ filters::FileOwner file_owner(std::uint32_t uid, const std::vector<fs::path>& us
   owner.uid = c.uid;
   owner.gid = c.gid;
   owner.groups = c.groups;
-  owner.beneath = user_dirs;
-  // A caller with no directory may name no file: a root that does not exist.
-  if (owner.beneath.empty()) owner.beneath.push_back("/nonexistent/srl-user-dir");
+  owner.beneath = user_dirs;  // none: the check before any step refuses every file
   return owner;
 }
 
