@@ -67,12 +67,20 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   app.add_option("--member-requests", o.member_requests,
                  "requests one user other than root may keep (default 32)");
+  app.add_option("--member-kernel-insns", o.member_kernel_insns,
+                 "eBPF instructions one user other than root may place in the kernel over all "
+                 "their requests, as the plan counts them (default 20000)");
   app.add_option("--member-watches", o.member_watches,
                  "Watch streams (srl stats -w) one user other than root may have open at once "
                  "(default 4)");
   app.add_option("--member-watch-interval", o.member_watch_interval_ms,
                  "the shortest interval of their Watch streams, in ms (default 100; shorter "
                  "asks are raised to it)");
+  app.add_option("--verifier-admission", o.requests.verifier_admission,
+                 "applying or replacing a request is refused when a hook's program would take "
+                 "more than this many of the verifier's 1,000,000 instructions (default "
+                 "500000; the rest is kept so that removing requests always fits)")
+      ->check(CLI::Range(1u, 1'000'000u));
   app.set_config("--config", "/etc/srl/controld.conf",
                  "configuration file (TOML or INI: the options above as key = value)");
   app.footer(

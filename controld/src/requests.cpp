@@ -669,6 +669,41 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
     }
   }
 
+  // The caller's share of the kernel: the instructions their requests place
+  // there, on this unit as planned and on the others as they run.
+  for (const auto& s : specs) {
+    if (s.name != txn_request || s.max_kernel_insns == 0) continue;
+    auto owned_insns = [&](const compiler::MergedRequests& merged,
+                           const std::vector<bool>& in_kernel,
+                           const std::vector<ApplySpec>& unit_specs) {
+      std::set<std::string> mine;
+      for (const auto& u : unit_specs)
+        if (u.owner_uid == s.owner_uid) mine.insert(u.name);
+      std::uint64_t sum = 0;
+      for (std::size_t v = 0; v < merged.dag.node_count() && v < in_kernel.size(); ++v)
+        if (in_kernel[v] &&
+            std::any_of(merged.members[v].begin(), merged.members[v].end(),
+                        [&](const auto& m) { return mine.contains(split_member(m).first); }))
+          sum += optimizer::kernel_insns(merged.dag.graph[v]);
+      return sum;
+    };
+    std::uint64_t used = owned_insns(fresh->merged, place.in_kernel, specs);
+    for (const auto& u : units_)
+      if (u.get() != unit && u->datapath)
+        used += owned_insns(u->merged, u->datapath->placement().in_kernel, u->specs);
+    if (used > s.max_kernel_insns) {
+      end_transaction(txn, false);
+      throw RequestError(Kind::exhausted,
+                         txn_kind + " " + txn_request + ": its owner's requests would place " +
+                             std::to_string(used) +
+                             " eBPF instructions in the kernel, the most a user other than root "
+                             "may is " +
+                             std::to_string(s.max_kernel_insns) +
+                             " (controld --member-kernel-insns); remove a request, or pin "
+                             "nodes in userspace (space=user)");
+    }
+  }
+
   // Files the request names: absolute (the daemon's working directory is
   // no caller's), and for a caller other than root inside the allowed
   // directories. Only the caller's own nodes are looked at: a node shared
@@ -732,6 +767,10 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
         new_reads_afxdp = new_reads_afxdp || place.in_kernel[boost::source(*it, dag.graph)];
   bool old_engine_stopped = false;
   auto dopts = options_for(fresh->merged, specs);
+  // Only what adds to a hook is held to the admission limit: a removal, or
+  // recovery of what was admitted before, is not.
+  if (txn_kind == "apply" || txn_kind == "replace")
+    dopts.verifier_admission = options_.verifier_admission;
   if (previous != nullptr && new_reads_afxdp && !previous->afxdp_devices().empty())
     // As late as possible: programs compiled and loaded, filters built.
     dopts.before_connect = [&] {
@@ -758,6 +797,16 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
       }
     }
     const auto* step = dynamic_cast<const runtime::StepError*>(&e);
+    const bool does_not_fit = (step != nullptr && step->capacity()) ||
+                              dynamic_cast<const runtime::kernel::CapacityError*>(&e) != nullptr;
+    if (does_not_fit) {
+      // Said as such (RESOURCE_EXHAUSTED), not as a failure.
+      end_transaction(txn, false);
+      throw RequestError(Kind::exhausted,
+                         txn_kind + " " + txn_request + ": " +
+                             (step != nullptr ? step->reason() : std::string(e.what())) +
+                             "; nothing was changed");
+    }
     fail(std::string(e.what()) + (step != nullptr ? "; every step taken is undone" : ""));
   }
 

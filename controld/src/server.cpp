@@ -356,7 +356,10 @@ struct Server::Service final : v1::Control::Service {
       auto r = visible(c, spec.name, "Apply");
       if (auto* st = std::get_if<grpc::Status>(&r)) return *st;
     }
-    if (!c.root) spec.max_owned = options.member_requests;
+    if (!c.root) {
+      spec.max_owned = options.member_requests;
+      spec.max_kernel_insns = options.member_kernel_insns;
+    }
     try {
       fill_info(requests->apply(spec), reply->mutable_request());
     } catch (const RequestError& e) {

@@ -331,6 +331,8 @@ class OffloadEmulator final : public SpaceDriver {
       // A small NIC: a few packet engines, a short program store.
       s.capacity_ns_per_s = 4e9;
       s.ebpf_insn_limit = 2048;
+      // No function or exit limit: `bpf` has no offload implementation,
+      // and the device's program is not the one srl generates for a hook.
       out.push_back(std::move(s));
     }
     if (!out.empty())
@@ -464,6 +466,12 @@ SystemModel discover(const DiscoveryOptions& opt) {
     x.capacity_ns_per_s = capacity;
     // The verifier's limit since Linux 5.2 for privileged loaders.
     x.ebpf_insn_limit = 1'000'000;
+    // What the program srl generates for a hook holds: tcpdump expressions
+    // (BPF functions) and exits to userspace. The runtime enforces the same
+    // numbers (runtime/include/srl/runtime/kernel.h, kMaxExpressions and
+    // kMaxExits) when it generates the program.
+    x.ebpf_function_limit = kKernelFunctionLimit;
+    x.ebpf_exit_limit = kKernelExitLimit;
     x.caches = m.host.caches;
     // A hook another program holds outright is no space of srl's: the
     // device's requests run from its TC hook.
@@ -479,6 +487,8 @@ SystemModel discover(const DiscoveryOptions& opt) {
     t.capabilities = bpf.tc;
     t.capacity_ns_per_s = capacity;
     t.ebpf_insn_limit = 1'000'000;
+    t.ebpf_function_limit = kKernelFunctionLimit;  // as for xdp above
+    t.ebpf_exit_limit = kKernelExitLimit;
     t.caches = m.host.caches;
     m.spaces.push_back(t);
     m.notes.push_back(dev + ": XDP " + x.mode + (zc ? ", AF_XDP zero-copy" : ", AF_XDP copy mode") +

@@ -226,6 +226,49 @@ std::optional<Assignment> solve_milp(const Problem& p, SolveInfo* info,
     for (std::size_t v = 0; v < N; ++v)
       if (x[v][s] && p.nodes[v].insns) m.add(r, x[v][s], p.nodes[v].insns);
   }
+  // Per generated kernel program (Problem::programs): the BPF functions of
+  // its tcpdump expressions, and its exits, the crossings from its spaces
+  // to a userspace node. A row only where the limit could bind, so that
+  // ordinary requests solve the program they always did.
+  for (std::size_t k = 0; k < p.programs.size(); ++k) {
+    std::vector<bool> here(S, false);
+    for (std::size_t s : p.programs[k])
+      here[s] = true;
+    if (const auto lim = p.program_limit(k, &Space::ebpf_function_limit)) {
+      std::vector<std::pair<int, double>> terms;
+      std::uint64_t most = 0;
+      for (std::size_t v = 0; v < N; ++v) {
+        if (p.nodes[v].functions == 0) continue;
+        bool any = false;
+        for (std::size_t s : p.programs[k])
+          if (x[v][s]) {
+            terms.emplace_back(x[v][s], p.nodes[v].functions);
+            any = true;
+          }
+        if (any) most += p.nodes[v].functions;
+      }
+      if (most > lim) {
+        const int r = new_row(GLP_UP, 0, lim);
+        for (const auto& [col, coef] : terms)
+          m.add(r, col, coef);
+      }
+    }
+    if (const auto lim = p.program_limit(k, &Space::ebpf_exit_limit)) {
+      std::vector<int> cols;
+      std::vector<bool> edge_up(p.edges.size(), false);
+      for (std::size_t j = 0; j < ys.size(); ++j)
+        if (ys[j].s != kReader && ys[j].s != ys[j].t && here[ys[j].s] &&
+            p.spaces[ys[j].t].kind == Kind::user) {
+          cols.push_back(ybase + 1 + static_cast<int>(j));
+          edge_up[ys[j].e] = true;
+        }
+      if (static_cast<std::size_t>(std::count(edge_up.begin(), edge_up.end(), true)) > lim) {
+        const int r = new_row(GLP_UP, 0, lim);
+        for (int col : cols)
+          m.add(r, col, 1);
+      }
+    }
+  }
   // Memory traffic of copies, and channel capacities.
   if (p.memory_bandwidth > 0) {
     int r = 0;

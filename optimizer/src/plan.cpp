@@ -191,8 +191,10 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
     Problem relaxed = p;
     relaxed.objective = Objective::cost;
     relaxed.memory_bandwidth = 0;
-    for (auto& s : relaxed.spaces)
+    for (auto& s : relaxed.spaces) {
       s.capacity_ns_per_s = 1e30, s.ebpf_insn_limit = 0;
+      s.ebpf_function_limit = s.ebpf_exit_limit = 0;
+    }
     for (auto& c : relaxed.pairs)
       c.capacity = 0;
     std::string why = "the solver found no placement (" + out.solver.status + ")";
@@ -204,8 +206,18 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
         kind = verdict_of(ev.violation);
         why = "no placement satisfies every constraint; the cheapest placement breaks " +
               ev.violation;
+        // A kernel program's expressions and exits count one each: no node
+        // is heavier than another, but userspace may take some.
+        const bool counted =
+            kind == "limit" && ev.violation.find(" eBPF instructions") == std::string::npos;
+        const bool user = std::any_of(p.spaces.begin(), p.spaces.end(),
+                                      [](const Space& s) { return s.kind == Kind::user; });
+        if (counted)
+          why += user ? "; let userspace run some of them (space=user), or plan fewer requests "
+                        "together"
+                      : "; plan fewer requests together";
         // Name the heaviest node of the overloaded space.
-        for (std::size_t s = 0; s < S; ++s)
+        for (std::size_t s = 0; s < S && !counted; ++s)
           if (ev.violation.find(" " + p.spaces[s].id + " ") != std::string::npos) {
             double heaviest = -1;
             for (std::size_t v = 0; v < N; ++v)
@@ -415,6 +427,13 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
     sp.utilisation = ev.load[s] / sp.capacity_ns_per_s;
     sp.ebpf_insns = ev.insns[s];
     sp.ebpf_insn_limit = p.spaces[s].kind == Kind::user ? 0 : p.spaces[s].ebpf_insn_limit;
+    sp.ebpf_functions = ev.functions[s];
+    sp.ebpf_exits = ev.exits[s];
+    for (std::size_t k = 0; k < p.programs.size(); ++k)
+      if (std::find(p.programs[k].begin(), p.programs[k].end(), s) != p.programs[k].end()) {
+        sp.ebpf_function_limit = p.program_limit(k, &Space::ebpf_function_limit);
+        sp.ebpf_exit_limit = p.program_limit(k, &Space::ebpf_exit_limit);
+      }
     sp.nodes = static_cast<std::size_t>(std::count(a.begin(), a.end(), s));
     for (std::size_t c : p.members[s])
       sp.replicas.push_back(p.spaces[c].id);
@@ -433,6 +452,26 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
       out.binding.push_back("eBPF instruction limit of " + sp.id + ": " +
                             std::to_string(sp.ebpf_insns) + " of " +
                             std::to_string(sp.ebpf_insn_limit));
+  }
+  // A kernel program's tcpdump expressions and exits, summed over the
+  // spaces it holds (Problem::programs).
+  for (std::size_t k = 0; k < p.programs.size(); ++k) {
+    std::uint32_t functions = 0, exits = 0;
+    std::string where;
+    for (std::size_t s : p.programs[k]) {
+      functions += ev.functions[s], exits += ev.exits[s];
+      if (ev.functions[s] > 0 || ev.exits[s] > 0)
+        where += (where.empty() ? "" : ", ") + p.spaces[s].id;
+    }
+    if (where.find(',') != std::string::npos) where = "the kernel program on " + where;
+    const auto fl = p.program_limit(k, &Space::ebpf_function_limit);
+    if (fl > 0 && functions >= 0.99 * fl)
+      out.binding.push_back("BPF function limit of " + where + ": " + std::to_string(functions) +
+                            " of " + std::to_string(fl) + " tcpdump expressions");
+    const auto xl = p.program_limit(k, &Space::ebpf_exit_limit);
+    if (xl > 0 && exits >= 0.99 * xl)
+      out.binding.push_back("exit limit of " + where + ": " + std::to_string(exits) + " of " +
+                            std::to_string(xl) + " edges up to userspace");
   }
   if (opt.objective != Objective::cost && S > 0 && out.spaces[bottleneck].load_ns_per_s > 0)
     out.binding.push_back("bottleneck " + out.spaces[bottleneck].id + " at " +
@@ -553,6 +592,10 @@ nlohmann::ordered_json to_json(const Plan& p, bool with_timing) {
            {"utilisation", s.utilisation}};
     if (s.ebpf_insn_limit > 0)
       o["ebpf_insns"] = s.ebpf_insns, o["ebpf_insn_limit"] = s.ebpf_insn_limit;
+    if (s.ebpf_function_limit > 0)
+      o["ebpf_functions"] = s.ebpf_functions, o["ebpf_function_limit"] = s.ebpf_function_limit;
+    if (s.ebpf_exit_limit > 0)
+      o["ebpf_exits"] = s.ebpf_exits, o["ebpf_exit_limit"] = s.ebpf_exit_limit;
     if (!s.replicas.empty()) o["replicas"] = s.replicas;
     spaces.push_back(o);
   }
@@ -632,6 +675,15 @@ std::string to_text(const Plan& p) {
       << cpu(s.capacity_ns_per_s) << " (" << fmt(s.utilisation * 100) << "%)";
     if (s.ebpf_insn_limit > 0)
       o << ", " << s.ebpf_insns << " of " << s.ebpf_insn_limit << " eBPF insns";
+    if (s.ebpf_functions > 0)
+      o << ", " << s.ebpf_functions << " tcpdump expression(s)"
+        << (s.ebpf_function_limit > 0
+                ? " (program limit " + std::to_string(s.ebpf_function_limit) + ")"
+                : "");
+    if (s.ebpf_exits > 0)
+      o << ", " << s.ebpf_exits << " exit(s) to userspace"
+        << (s.ebpf_exit_limit > 0 ? " (program limit " + std::to_string(s.ebpf_exit_limit) + ")"
+                                  : "");
     o << "\n";
   }
   o << "\nbinding constraints:" << (p.binding.empty() ? " none\n" : "\n");

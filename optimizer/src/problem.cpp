@@ -107,7 +107,32 @@ std::string node_name(const ProblemNode& n) {
   return n.id + " (" + std::string(n.spec->name) + (n.pin ? ", space=" + *n.pin : "") + ")";
 }
 
+// Where a kernel program's count comes from: "xdp:eth0", or with several
+// spaces "xdp:eth0 and xdp:eth1 (one program on every hook: 200 + 100)".
+std::string program_where(const Problem& p, const std::vector<std::size_t>& spaces,
+                          const std::vector<std::uint32_t>& count) {
+  std::vector<std::size_t> used;
+  for (std::size_t s : spaces)
+    if (count[s] > 0) used.push_back(s);
+  if (used.size() == 1) return p.spaces[used[0]].id;
+  std::string ids, parts;
+  for (std::size_t i = 0; i < used.size(); ++i) {
+    ids += (i == 0 ? "" : i + 1 == used.size() ? " and " : ", ") + p.spaces[used[i]].id;
+    parts += (i == 0 ? "" : " + ") + std::to_string(count[used[i]]);
+  }
+  return ids + " (one program on every hook: " + parts + ")";
+}
+
 }  // namespace
+
+std::uint32_t Problem::program_limit(std::size_t k, std::uint32_t Space::*limit) const {
+  std::uint32_t least = 0;
+  for (std::size_t s : programs[k]) {
+    const std::uint32_t l = spaces[s].*limit;
+    if (l > 0 && (least == 0 || l < least)) least = l;
+  }
+  return least;
+}
 
 double Problem::edge_cost(const ProblemEdge& e, std::size_t s, std::size_t t) const {
   if (s == t) return 0;
@@ -123,11 +148,19 @@ double Problem::total_capacity() const {
   return c;
 }
 
+std::uint32_t kernel_insns(const compiler::DagNode& n) {
+  std::uint32_t insns = n.filter->ebpf_insns;
+  if (n.translation) insns += static_cast<std::uint32_t>(2 * n.translation->insns.size());
+  return insns;
+}
+
 Evaluation evaluate(const Problem& p, const Assignment& a) {
   Evaluation ev;
   const std::size_t S = p.S();
   ev.load.assign(S, 0);
   ev.insns.assign(S, 0);
+  ev.functions.assign(S, 0);
+  ev.exits.assign(S, 0);
   auto fail = [&](std::size_t node, std::string why) {
     if (ev.feasible) {
       ev.feasible = false;
@@ -147,12 +180,16 @@ Evaluation evaluate(const Problem& p, const Assignment& a) {
     }
     ev.total_cost += cost;
     add_load(p, ev.load, s, cost);
-    if (p.spaces[s].kind != Kind::user) ev.insns[s] += n.insns;
+    if (p.spaces[s].kind != Kind::user) {
+      ev.insns[s] += n.insns;
+      ev.functions[s] += n.functions;
+    }
   }
   std::map<std::pair<std::size_t, std::size_t>, double> chan_rate;
   for (const auto& e : p.edges) {
     const std::size_t s = a[e.from], t = a[e.to];
     if (s == t) continue;
+    if (p.spaces[s].kind != Kind::user && p.spaces[t].kind == Kind::user) ++ev.exits[s];
     const PairChannel& c = p.pair(e, s, t);
     if (!c.allowed) {
       fail(e.to, "no channel from " + p.spaces[s].id + " (" + p.nodes[e.from].id + ") to " +
@@ -179,6 +216,24 @@ Evaluation evaluate(const Problem& p, const Assignment& a) {
       fail(SIZE_MAX, "limit: " + p.spaces[s].id + " would need " + std::to_string(ev.insns[s]) +
                          " eBPF instructions, its limit is " +
                          std::to_string(p.spaces[s].ebpf_insn_limit));
+  for (std::size_t k = 0; k < p.programs.size(); ++k) {
+    const auto& spaces = p.programs[k];
+    std::uint32_t functions = 0, exits = 0;
+    for (std::size_t s : spaces)
+      functions += ev.functions[s], exits += ev.exits[s];
+    const auto fl = p.program_limit(k, &Space::ebpf_function_limit);
+    if (fl > 0 && functions > fl)
+      fail(SIZE_MAX, "limit: " + program_where(p, spaces, ev.functions) + " would hold " +
+                         std::to_string(functions) +
+                         " tcpdump expressions; a kernel program holds at most " +
+                         std::to_string(fl) + " (each is a BPF function)");
+    const auto xl = p.program_limit(k, &Space::ebpf_exit_limit);
+    if (xl > 0 && exits > xl)
+      fail(SIZE_MAX, "limit: " + program_where(p, spaces, ev.exits) + " would send " +
+                         std::to_string(exits) +
+                         " edges up to userspace; a kernel program has at most " +
+                         std::to_string(xl) + " exits");
+  }
   if (p.memory_bandwidth > 0 && ev.memory_traffic > p.memory_bandwidth * (1 + 1e-9))
     fail(SIZE_MAX, "memory: copies would move " + fmt(ev.memory_traffic / 1e9) +
                        " GB/s, the memory bandwidth is " + fmt(p.memory_bandwidth / 1e9) + " GB/s");
@@ -272,6 +327,11 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
       p.members.emplace_back(cores.begin(), cores.begin() + static_cast<std::ptrdiff_t>(k));
     }
   const std::size_t S = p.S();
+  for (std::size_t s = 0; s < S; ++s)
+    if (p.spaces[s].kind == Kind::xdp || p.spaces[s].kind == Kind::tc) {
+      if (p.programs.empty()) p.programs.emplace_back();
+      p.programs[0].push_back(s);
+    }
   // A flow hash per block where a stream is split over replicas.
   constexpr double kSplitNs = 10;
   auto derive = [&](const std::vector<PairChannel>& base) {
@@ -401,9 +461,9 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
         pn.spec = &f;
         pn.where = where;
         pn.pin = dn.space;
-        pn.insns = f.ebpf_insns;
-        if (dn.translation)
-          pn.insns += static_cast<std::uint32_t>(2 * dn.translation->insns.size());
+        pn.insns = kernel_insns(dn);
+        // A translated tcpdump expression is a BPF function of its own.
+        pn.functions = f.name == "bpf" && dn.translation ? 1 : 0;
         pn.bytes = opt.block_bytes;
         pn.excluded.assign(S, {});
         for (std::size_t s = 0; s < S; ++s) {
@@ -453,6 +513,18 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
       }
     }
   }
+
+  // Every node of the requests has counters in a kernel program, wherever
+  // it runs: too many fit no hook at all.
+  if (p.nodes.size() > kKernelNodeLimit && !p.programs.empty())
+    throw PlanError("", "limit",
+                    "cannot place the requests: limit: the requests hold " +
+                        std::to_string(p.nodes.size()) +
+                        " filters (shared prefixes counted once); one hook's program holds at "
+                        "most " +
+                        std::to_string(kKernelNodeLimit) +
+                        ", kernel and userspace filters alike (each has its counters there); "
+                        "plan fewer requests together");
 
   // Copy or take (filters/delivery.h), by the nodes below each edge.
   {

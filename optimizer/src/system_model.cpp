@@ -191,7 +191,11 @@ nlohmann::ordered_json to_json(const SystemModel& m) {
     o["emulated"] = s.emulated;
     o["capabilities"] = s.capabilities;
     o["capacity_ns_per_s"] = s.capacity_ns_per_s;
-    if (s.kind != Kind::user) o["ebpf_insn_limit"] = s.ebpf_insn_limit;
+    if (s.kind != Kind::user) {
+      o["ebpf_insn_limit"] = s.ebpf_insn_limit;
+      o["ebpf_function_limit"] = s.ebpf_function_limit;
+      o["ebpf_exit_limit"] = s.ebpf_exit_limit;
+    }
     if (s.hook_ns_per_block != 0 || s.hook_ns_per_byte != 0)
       o["hook"] = {{"ns_per_block", s.hook_ns_per_block}, {"ns_per_byte", s.hook_ns_per_byte}};
     o["caches"] = caches_json(s.caches);
@@ -255,6 +259,15 @@ SystemModel model_from_json(const nlohmann::json& root) {
         s.capabilities.insert(c.str());
     s.capacity_ns_per_s = sr.num_or("capacity_ns_per_s", 1e9);
     s.ebpf_insn_limit = static_cast<std::uint32_t>(sr.uint_or("ebpf_insn_limit", 0));
+    // Absent (a model from before these limits, or written by hand): the
+    // limits of the program srl generates for an xdp or tc hook, which do
+    // not depend on the machine, so that a plan from the file deploys; 0
+    // given explicitly means none.
+    const bool hook = s.kind == Kind::xdp || s.kind == Kind::tc;
+    s.ebpf_function_limit = static_cast<std::uint32_t>(
+        sr.uint_or("ebpf_function_limit", hook ? kKernelFunctionLimit : 0));
+    s.ebpf_exit_limit =
+        static_cast<std::uint32_t>(sr.uint_or("ebpf_exit_limit", hook ? kKernelExitLimit : 0));
     if (sr.has("hook")) {
       Reader hk = sr.at("hook");
       s.hook_ns_per_block = hk.num_or("ns_per_block", 0);
@@ -379,7 +392,7 @@ std::string to_text(const SystemModel& m) {
   for (const auto& s : m.spaces)
     w = std::max(w, s.id.size());
   o << "  " << std::string("id") + std::string(w - 2, ' ')
-    << "  kind     attachment        capacity  insn limit  capabilities\n";
+    << "  kind     attachment        capacity  insn limit  expr/exits  capabilities\n";
   for (const auto& s : m.spaces) {
     std::string at;
     if (!s.device.empty()) at = "dev " + s.device;
@@ -401,10 +414,14 @@ std::string to_text(const SystemModel& m) {
       v.resize(std::max(v.size(), n), ' ');
       return v;
     };
+    auto limit = [](std::uint32_t v) { return v == 0 ? std::string("-") : std::to_string(v); };
     o << "  " << pad(s.id, w) << "  " << pad(kind, 7) << "  " << pad(at, 16) << "  "
       << pad(cap.str(), 8) << "  "
-      << pad(s.kind == Kind::user ? "-" : std::to_string(s.ebpf_insn_limit), 10) << "  " << hook
-      << caps << "\n";
+      << pad(s.kind == Kind::user ? "-" : std::to_string(s.ebpf_insn_limit), 10) << "  "
+      << pad(s.kind == Kind::user ? "-"
+                                  : limit(s.ebpf_function_limit) + "/" + limit(s.ebpf_exit_limit),
+             10)
+      << "  " << hook << caps << "\n";
   }
   o << "\nchannels (cost per block + per byte; mem = memory traffic per byte):\n";
   for (const auto& c : m.channels) {

@@ -69,6 +69,12 @@ TEST_CASE("discovery reads devices, CPUs, caches and memory from sysfs") {
   CHECK(m.spaces[2].id == "user:0");
   CHECK(m.spaces[0].capacity_ns_per_s == doctest::Approx(2e9));  // 2 rx queues
   CHECK(m.find_space("xdp:eth7")->has("prog:xdp"));
+  // What srl's program for a hook holds (runtime/include/srl/runtime/kernel.h).
+  for (const auto* id : {"xdp:eth7", "tc:eth7"}) {
+    CHECK(m.find_space(id)->ebpf_function_limit == 255);
+    CHECK(m.find_space(id)->ebpf_exit_limit == 32);
+  }
+  CHECK(m.find_space("user:0")->ebpf_function_limit == 0);
   // Without probes the capabilities are assumed, and the model says so.
   bool said = false;
   for (const auto& n : m.notes)
@@ -111,6 +117,8 @@ TEST_CASE("the offload emulator says it is emulated and sits below xdp") {
   const Space* off = m.find_space("offload:eth7");
   REQUIRE(off != nullptr);
   CHECK(off->emulated);
+  CHECK(off->ebpf_function_limit == 0);  // no tcpdump expression runs there
+  CHECK(off->ebpf_exit_limit == 0);
   CHECK(m.spaces.front().id == "offload:eth7");
   CHECK(m.best_channel("offload:eth7", "xdp:eth7", 512)->kind == ChannelKind::pcie);
   const Channel* up = m.best_channel("offload:eth7", "user:0", 512);
@@ -133,6 +141,21 @@ TEST_CASE("system model JSON round trip and validation with JSON paths") {
   const auto j = to_json(m);
   const SystemModel back = model_from_json(nlohmann::json::parse(j.dump()));
   CHECK(to_json(back).dump() == j.dump());
+  CHECK(j["spaces"][0]["ebpf_function_limit"] == 0);  // none, and said so
+  CHECK_FALSE(j["spaces"][1].contains("ebpf_exit_limit"));
+
+  // A model without the program limits (older, or written by hand) gets
+  // the runtime's for xdp and tc; an explicit 0 stays none.
+  auto old = nlohmann::json::parse(j.dump());
+  old["spaces"][0].erase("ebpf_function_limit");
+  old["spaces"][0].erase("ebpf_exit_limit");
+  const SystemModel read = model_from_json(old);
+  CHECK(read.spaces[0].ebpf_function_limit == kKernelFunctionLimit);
+  CHECK(read.spaces[0].ebpf_exit_limit == kKernelExitLimit);
+  CHECK(read.spaces[1].ebpf_function_limit == 0);
+  CHECK(back.spaces[0].ebpf_function_limit == 0);
+  CHECK(to_text(read).find("100         255/32") != std::string::npos);
+  CHECK(to_text(back).find("100         -/-") != std::string::npos);
 
   auto bad = nlohmann::json::parse(j.dump());
   bad["spaces"][0]["kind"] = "gpu";

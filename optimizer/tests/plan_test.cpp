@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "compile_eth0.h"
 #include "srl/compiler/compiler.h"
 #include "srl/optimizer/optimizer.h"
 
@@ -48,13 +49,7 @@ struct Planned {
   }
 };
 
-compiler::CompileResult compile(const std::string& text) {
-  compiler::CompileOptions co;
-  co.default_devices = {"eth0"};
-  auto r = compiler::compile(text, co);
-  REQUIRE_MESSAGE(r.ok(), r.diagnostics.render(*r.source));
-  return r;
-}
+using optimizer_tests::compile;
 
 Planned run(const std::string& text, const SystemModel& m = host(), PlanOptions o = {}) {
   Planned p{compile(text), {}};

@@ -29,11 +29,12 @@ std::string_view to_string(Phase p) {
   return "?";
 }
 
-StepError::StepError(Step step, std::string reason)
+StepError::StepError(Step step, std::string reason, bool capacity)
     : std::runtime_error(std::string(to_string(step.phase)) + " step '" + step.key + "' (" +
                          step.what + ") failed: " + reason),
       step_(std::move(step)),
-      reason_(std::move(reason)) {}
+      reason_(std::move(reason)),
+      capacity_(capacity) {}
 
 std::vector<std::string> rx_devices(const compiler::RequestDag& dag) {
   const auto& g = dag.graph;
@@ -179,6 +180,9 @@ class Transaction {
     try {
       if (observer_ != nullptr) observer_->before(step);
       action();
+    } catch (const kernel::CapacityError& e) {
+      rollback();
+      throw StepError(std::move(step), e.what(), true);
     } catch (const std::exception& e) {
       rollback();
       throw StepError(std::move(step), e.what());
@@ -313,7 +317,23 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
         [&] { p.object = kernel::compile_bpf(p.gen.source, options.cache); }, nullptr);
     tx.take(
         {Phase::instantiate, "load:" + p.dev, "load the program of " + p.dev},
-        [&] { p.program = kernel::KernelProgram::load(p.object, p.gen.nodes.size()); },
+        [&] {
+          auto program = kernel::KernelProgram::load(p.object, p.gen.nodes.size());
+          const std::uint32_t used = program->verified_insns();
+          if (options.verifier_admission != 0 && used > options.verifier_admission)
+            throw kernel::CapacityError(
+                "the program of " + p.dev + " would take " + std::to_string(used) +
+                " of the verifier's " + std::to_string(kernel::kVerifierBudget) +
+                " instructions; changes that add to a hook are admitted up to " +
+                std::to_string(options.verifier_admission) +
+                " (the rest is kept so that removing requests always fits): remove "
+                "requests from " +
+                p.dev + ", or place this one in userspace (space=user)");
+          p.program = std::move(program);
+          dp->report_.push_back(p.dev + ": program verified in " + std::to_string(used) +
+                                " of the verifier's " + std::to_string(kernel::kVerifierBudget) +
+                                " instructions");
+        },
         [&] { p.program.reset(); });
   }
   if (any_user) {

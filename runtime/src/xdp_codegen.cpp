@@ -336,11 +336,64 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
   const DagGraph& g = dag.graph;
   const std::size_t n = boost::num_vertices(g);
   GeneratedProgram out;
+  if (n > kMaxNodes)
+    throw CapacityError("the requests hold " + std::to_string(n) + " nodes; one hook's program " +
+                        "holds at most " + std::to_string(kMaxNodes));
   std::ostringstream fns, body;
+  std::size_t expressions = 0;
   std::uint32_t state = 0, buckets = 0;
-  std::vector<Vertex> passes;  // `pass` nodes, counted once the verdict is known
+  std::vector<std::pair<Vertex, std::uint32_t>> passes;  // `pass` nodes and their slots
 
   auto kernel_node = [&](Vertex v) { return in_kernel == nullptr || (*in_kernel)[v]; };
+
+  // What outlives the node that decides it lives in a per-CPU scratch map,
+  // read at each use: the parsed headers, an outcome (reached, accepted,
+  // class) read beyond the next node, what gathers the inputs of a union or
+  // an intersect, the exits taken, the verdict, the passes. The verifier
+  // does not track what a map holds, so paths that differ only in those
+  // values meet in one state after each node: its work is the sum of the
+  // nodes', whatever else is on the hook, and a subset of requests never
+  // costs more than the whole. (Held in variables, an intersect of 10
+  // prefixes took ~48,000 instructions, of 20 more than the verifier's
+  // budget of 1,000,000, and removing requests could double the work.)
+  std::uint32_t slots = 0;
+  auto new_slot = [&] { return slots++; };
+  auto w = [](std::uint32_t i) { return "w[" + std::to_string(i) + "]"; };
+  const std::uint32_t verdict_slot = new_slot(), tx_if_slot = new_slot(), tx_node_slot = new_slot(),
+                      take_slot = new_slot(), copy_slot = new_slot(), snap_slot = new_slot();
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> initial = {
+      {verdict_slot, 0}, {tx_if_slot, 0}, {tx_node_slot, 0},
+      {take_slot, 0},    {copy_slot, 0},  {snap_slot, 0}};
+  // Per node of several inputs: whether any input delivered, whether all
+  // did (intersect), and the class it carries with the input it came by.
+  struct Gather {
+    std::uint32_t any = 0, all = 0, first = 0, cls = 0;
+    bool intersect = false;
+  };
+  std::map<Vertex, Gather> gather;
+  for (Vertex v = 0; v < n; ++v) {
+    if (!kernel_node(v) || boost::in_degree(v, g) < 2) continue;
+    Gather gv;
+    gv.intersect = g[v].filter_name() == "intersect";
+    gv.any = new_slot(), gv.all = new_slot(), gv.first = new_slot(), gv.cls = new_slot();
+    initial.insert(initial.end(), {{gv.any, 0}, {gv.all, 1}, {gv.first, 0xFFFF}, {gv.cls, 0}});
+    gather[v] = gv;
+  }
+  // A node read only by the node right after it (or by what gathers its
+  // outcome, updated right after it) keeps its outcome in variables; any
+  // other's outcome goes to three slots (reached, accepted, class).
+  std::map<Vertex, std::uint32_t> outcome_slots;
+  for (Vertex v = 0; v < n; ++v) {
+    bool near = true;
+    for (auto [it, end] = boost::out_edges(v, g); it != end; ++it) {
+      const Vertex t = boost::target(*it, g);
+      near = near && (t == v + 1 || gather.contains(t));
+    }
+    if (!near) {
+      outcome_slots[v] = slots;
+      slots += 3;
+    }
+  }
 
   // Copy or take, per exit (filters/delivery.h), and the bytes the
   // userspace part below each exit needs (the copy's snap length).
@@ -368,7 +421,6 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
     return snap;
   };
 
-  std::ostringstream exits;
   for (Vertex v = 0; v < n; ++v) {
     const auto& node = g[v];
     const std::string f(node.filter_name());
@@ -377,7 +429,8 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
         const Vertex u = boost::source(*it, g);
         if (!kernel_node(u)) continue;
         if (out.exits.size() == 32)
-          throw KernelError("more than 32 edges leave the kernel for userspace");
+          throw CapacityError("more than " + std::to_string(kMaxExits) +
+                              " edges leave the kernel for userspace at one hook");
         KernelExit x;
         x.bit = static_cast<std::uint32_t>(out.exits.size());
         x.from = g[u].id;
@@ -387,10 +440,11 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
           x.consumer = g[consumer[v]].id;
         }
         x.snaplen = snap_below(v);
-        exits << "  if (" << edge_condition(g, *it) << ") {\n    "
-              << (x.delivery == filters::Delivery::take ? "to_take" : "to_copy")
-              << " |= " << (1u << x.bit) << "u; /* " << x.from << " > " << x.to << " */\n"
-              << "    if (snap < " << x.snaplen << ") snap = " << x.snaplen << ";\n  }\n";
+        body << "  if (" << edge_condition(g, *it) << ") {\n    "
+             << w(x.delivery == filters::Delivery::take ? take_slot : copy_slot)
+             << " |= " << (1u << x.bit) << "u; /* " << x.from << " > " << x.to << " */\n"
+             << "    if (" << w(snap_slot) << " < " << x.snaplen << ") " << w(snap_slot) << " = "
+             << x.snaplen << ";\n  }\n";
         out.exits.push_back(std::move(x));
       }
       for (auto [it, end] = boost::out_edges(v, g); it != end; ++it)
@@ -398,8 +452,11 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
           throw KernelError("node " + node.id + " runs in userspace but feeds kernel node " +
                             g[boost::target(*it, g)].id + "; blocks only move up from the kernel");
       out.nodes.push_back({node.id, f, node.name});
-      body << "  /* " << node.id << " " << f << ": userspace */\n  u8 " << var(v, "r") << " = 0, "
-           << var(v, "a") << " = 0;\n  u16 " << var(v, "c") << " = 0;\n";
+      const char* u8_type = outcome_slots.contains(v) ? "" : "u8 ";
+      const char* u16_type = outcome_slots.contains(v) ? "" : "u16 ";
+      body << "  /* " << node.id << " " << f << ": userspace */\n  " << u8_type << var(v, "r")
+           << " = 0;\n  " << u8_type << var(v, "a") << " = 0;\n  " << u16_type << var(v, "c")
+           << " = 0;\n";
       continue;
     }
     out.nodes.push_back({node.id, f, node.name});
@@ -421,14 +478,11 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
       const auto it = node.options.find("dev");
       reached = it != node.options.end() && std::get<std::string>(it->second) == dev ? "1" : "0";
     }
-    std::string all_inputs;
-    if (!inputs.empty()) {
-      reached.clear();
-      for (const auto& c : inputs) {
-        reached += (reached.empty() ? "" : " || ") + c;
-        all_inputs += (all_inputs.empty() ? "" : " && ") + c;
-      }
-    }
+    const auto gathered = gather.find(v);
+    if (gathered != gather.end())
+      reached = w(gathered->second.any);
+    else if (!inputs.empty())
+      reached = inputs.front();
     std::string accept = "1", cls = "0";
     const std::string r = var(v, "r"), a = var(v, "a"), c = var(v, "c");
 
@@ -476,10 +530,13 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
       const auto& fields = str_option(node, "fields");
       const int code = fields == "flow" ? 0 : fields == "addrs" ? 1 : fields == "src" ? 2 : 3;
       accept = "p.l3 != 0";
-      cls = "(u16)(srl_hash(&p, " + std::to_string(code) + ") % " +
+      cls = "(u16)(srl_hash(pk, " + std::to_string(code) + ") % " +
             std::to_string(int_option(node, "buckets")) + "u)";
     } else if (f == "bpf") {
       if (!node.translation) throw KernelError("bpf node " + node.id + " has no translation");
+      if (++expressions > kMaxExpressions)
+        throw CapacityError("more than " + std::to_string(kMaxExpressions) +
+                            " tcpdump expressions at one hook (each is a BPF function)");
       const std::string fn = "srl_cbpf_" + node.id;
       fns << cbpf_function(fn, *node.translation);
       accept = "(" + fn + "(ctx) != 0)";
@@ -505,51 +562,39 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
       accept = "srl_rate(" + std::to_string(slot) + ", " + std::to_string(limit("pps")) + "ull, " +
                std::to_string(limit("bps")) + "ull, p.len)";
     } else if (f == "union" || f == "intersect") {
-      // The class of the first input that delivered (edge order).
-      std::string first = "0";
-      std::vector<std::pair<std::string, std::string>> ins;
-      std::string classifying;
-      for (auto [it, end] = boost::in_edges(v, g); it != end; ++it) {
-        const Vertex u = boost::source(*it, g);
-        // A block that came through `!>` has no class: it carries 0.
-        const std::string in_cls = g[*it].select.rejected ? "0" : var(u, "c");
-        ins.emplace_back(edge_condition(g, *it), in_cls);
-        if (classifying.empty() && !g[*it].select.rejected && g[u].filter->max_class > 0)
-          classifying = in_cls;
-      }
-      for (auto it = ins.rbegin(); it != ins.rend(); ++it)
-        first = "(" + it->first + " ? " + it->second + " : " + first + ")";
-      cls = first;
-      if (f == "intersect") {
-        // Every input delivered; the class is that of the first input that
-        // classifies (in (tcp) and (port) 22> ..., the port).
-        accept = "(" + all_inputs + ")";
-        cls = classifying.empty() ? "0" : classifying;
-      }
+      // Gathered from the inputs as they were decided (below). A union
+      // carries the class of the first input that delivered (edge order);
+      // an intersect accepts when every input delivered and carries the
+      // class of the first input that classifies (in (tcp) and (port) 22>
+      // ..., the port's).
+      const Gather& gv = gathered->second;
+      cls = w(gv.cls);
+      if (gv.intersect) accept = w(gv.all);
     } else {
       throw KernelError("filter '" + f + "' (" + node.id + ") has no kernel implementation yet");
     }
 
     body << "  /* " << node.id << " " << f << (node.name ? " " + *node.name : "") << " */\n"
-         << "  u8 " << r << " = " << reached << ";\n"
-         << "  u8 " << a << " = 0;\n  u16 " << c << " = 0;\n"
+         << "  " << (outcome_slots.contains(v) ? "" : "u8 ") << r << " = " << reached << ";\n"
+         << "  " << (outcome_slots.contains(v) ? "" : "u8 ") << a << " = 0;\n  "
+         << (outcome_slots.contains(v) ? "" : "u16 ") << c << " = 0;\n"
          << "  if (" << r << ") {\n"
          << "    " << a << " = " << accept << ";\n"
          << "    " << c << " = " << cls << ";\n"
-         << "    cnt->c[" << v << "].packets++;\n    cnt->c[" << v << "].bytes += p.len;\n";
+         << "    cnt->c[" << v << "].packets++;\n    cnt->c[" << v << "].bytes += len;\n";
     // Terminals count as accepted only what was carried out (a `pass`
     // whose block a `drop` or a take ended did not pass): counted at the end.
     const bool verdict_node = f == "pass" || (f == "tx" && str_option(node, "mode") == "forward");
     if (!verdict_node && f != "tx")
       body << "    if (" << a << ") cnt->c[" << v << "].accepted++;\n";
-    if (f == "drop") body << "    verdict = 3;\n";
+    if (f == "drop") body << "    " << w(verdict_slot) << " = 3;\n";
     if (f == "tx") {
       const auto& tx_dev = str_option(node, "dev");
       const unsigned idx = if_nametoindex(tx_dev.c_str());
       if (idx == 0) throw KernelError("tx (" + node.id + "): no device '" + tx_dev + "'");
       if (verdict_node) {
-        body << "    if (verdict < 2) { verdict = 2; tx_if = " << idx << "; tx_node = " << v
-             << "; }\n";
+        body << "    if (" << w(verdict_slot) << " < 2) { " << w(verdict_slot) << " = 2; "
+             << w(tx_if_slot) << " = " << idx << "; " << w(tx_node_slot) << " = " << v << "; }\n";
       } else {
         // A mirror: a clone goes out now, the original goes on.
         body << "    if (bpf_clone_redirect(ctx, " << idx << ", 0) == 0) cnt->c[" << v
@@ -557,10 +602,36 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
       }
     }
     if (f == "pass") {
-      body << "    if (verdict < 1) verdict = 1;\n";
-      passes.push_back(v);
+      body << "    if (" << w(verdict_slot) << " < 1) " << w(verdict_slot) << " = 1;\n";
     }
     body << "  }\n";
+    if (f == "pass") {
+      passes.emplace_back(v, new_slot());
+      initial.emplace_back(passes.back().second, 0);
+      body << "  " << w(passes.back().second) << " = " << r << ";\n";
+    }
+    // This node's part in the nodes of several inputs it feeds.
+    for (auto [it, end] = boost::out_edges(v, g); it != end; ++it) {
+      const auto to = gather.find(boost::target(*it, g));
+      if (to == gather.end()) continue;
+      const Gather& gv = to->second;
+      std::size_t index = 0, classifying = SIZE_MAX;
+      for (auto [jt, jend] = boost::in_edges(to->first, g); jt != jend; ++jt, ++index) {
+        if (classifying == SIZE_MAX && !g[*jt].select.rejected &&
+            g[boost::source(*jt, g)].filter->max_class > 0)
+          classifying = index;
+        if (*jt == *it) break;
+      }
+      const bool classifies = !g[*it].select.rejected && node.filter->max_class > 0;
+      const std::string in_cls = g[*it].select.rejected ? "0" : c;
+      body << "  if (" << edge_condition(g, *it) << ") {\n    " << w(gv.any) << " = 1;\n";
+      if (!gv.intersect)
+        body << "    if (" << w(gv.first) << " > " << index << ") { " << w(gv.first) << " = "
+             << index << "; " << w(gv.cls) << " = " << in_cls << "; }\n";
+      body << "  }" << (gv.intersect ? " else " + w(gv.all) + " = 0;" : "") << "\n";
+      if (gv.intersect && classifies && classifying == index)
+        body << "  " << w(gv.cls) << " = " << c << ";\n";
+    }
   }
 
   const bool xdp = hook == Hook::xdp;
@@ -568,9 +639,19 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
   src << kXdpPrelude
       << (xdp ? "\n#define SRL_CTX struct xdp_md" : "\n#define SRL_CTX struct __sk_buff")
       << "\n#define SRL_NODES " << n << "\n#define SRL_STATE " << std::max<std::uint32_t>(state, 1)
-      << "\n#define SRL_BUCKETS " << std::max<std::uint32_t>(buckets, 1) << "\n"
+      << "\n#define SRL_BUCKETS " << std::max<std::uint32_t>(buckets, 1) << "\n#define SRL_SLOTS "
+      << slots << "\n"
       << R"(
 struct srl_counters { struct srl_counter c[SRL_NODES + 1]; }; /* + the copy channel */
+
+/* What outlives the nodes that decide it, for one block (see generate()). */
+struct srl_scratch { struct srl_pkt pkt; u32 w[SRL_SLOTS]; };
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, u32);
+  __type(value, struct srl_scratch);
+} srl_scratch SEC(".maps");
 
 /* AF_XDP sockets by receive queue, for blocks that continue in userspace. */
 struct {
@@ -684,15 +765,33 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
   const char* drop = xdp ? "XDP_DROP" : "TC_ACT_SHOT";
   src << "  u32 zero = 0;\n  struct srl_counters *cnt = bpf_map_lookup_elem(&srl_counters, "
          "&zero);\n"
-      << "  if (!cnt) return " << pass << ";\n  struct srl_pkt p;\n  srl_parse(data, end, &p);\n"
-      << "  int verdict = 0; /* 0 none, 1 pass, 2 tx, 3 drop: the strongest wins */\n"
-      << "  u32 tx_if = 0, tx_node = 0;\n  (void)tx_node;\n"
-      << body.str();
+      << "  if (!cnt) return " << pass << ";\n"
+      << "  struct srl_scratch *scratch = bpf_map_lookup_elem(&srl_scratch, &zero);\n"
+      << "  if (!scratch) return " << pass << ";\n"
+      << "  volatile u32 *w = scratch->w;\n"
+      // The headers parsed into the scratch map and read from there at each
+      // use: what the parse found is a value the verifier does not track,
+      // so the parse's paths do not multiply the nodes' (and no node reuses
+      // another's refined copy of a field).
+      << "  struct srl_pkt *pk = &scratch->pkt;\n  srl_parse(data, end, pk);\n"
+      << "  u32 len = pk->len; /* counted, never tested: a variable */\n"
+      << "#define p (*(volatile struct srl_pkt *)pk)\n";
+  for (const auto& [v, i] : outcome_slots)
+    src << "#define " << var(v, "r") << " " << w(i) << "\n#define " << var(v, "a") << " "
+        << w(i + 1) << "\n#define " << var(v, "c") << " " << w(i + 2) << "\n";
+  for (const auto& [i, value] : initial)
+    src << "  " << w(i) << " = " << value << ";\n";
+  src << body.str() << "#undef p\n"
+      << "  int verdict = " << w(verdict_slot)
+      << "; /* 0 none, 1 pass, 2 tx, 3 drop: the strongest wins */\n"
+      << "  u32 tx_if = " << w(tx_if_slot) << ", tx_node = " << w(tx_node_slot)
+      << ";\n  (void)tx_node; (void)tx_if;\n";
   // Exits: a block that takes one goes up; copies leave the original to
   // the verdict, a take ends it (AF_XDP from XDP, else the ring and a drop).
   src << "  int taken = 0;\n";
   if (any_exit) {
-    src << "  u32 to_take = 0, to_copy = 0, snap = 0;\n" << exits.str();
+    src << "  u32 to_take = " << w(take_slot) << ", to_copy = " << w(copy_slot)
+        << ", snap = " << w(snap_slot) << ";\n";
     if (out.afxdp) src << kToAfxdp;
     src << "  if (to_take | to_copy) {\n"
         << "    u32 wire = " << (xdp ? "bpf_xdp_get_buff_len(ctx)" : "ctx->len") << ";\n"
@@ -706,8 +805,8 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
     src << "  if (verdict == 2) {\n    if (tx_node < SRL_NODES) cnt->c[tx_node].accepted++;\n"
         << "    return bpf_redirect(tx_if, 0);\n  }\n";
   src << "  if (taken) return " << drop << ";\n";
-  for (Vertex v : passes)
-    src << "  if (" << var(v, "r") << ") cnt->c[" << v << "].accepted++;\n";
+  for (const auto& [v, i] : passes)
+    src << "  if (" << w(i) << ") cnt->c[" << v << "].accepted++;\n";
   src << "  return " << pass << ";\n}\n\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n";
   out.source = src.str();
   return out;

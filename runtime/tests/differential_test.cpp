@@ -43,6 +43,14 @@ const char* const kRequests[] = {
     "(sample, n=3) > (count)",
     "not (tcp) > (drop)",
     "(tcp) or (udp) > (count) | (ip) and (port) 443> (drop)",
+    // Classes through a union (the first input that delivered) and an
+    // intersect (the first input that classifies), many inputs each.
+    "(port, which=src) or (port, which=dst) 53> (count) | (proto) or (vlan) 6,17> (drop)",
+    "(tcp) and (port) 443> (count) | (udp) and (proto) !17> (count) | "
+    "(ipv4) or (ipv6) or (arp) or (vlan) 100> (count)",
+    "(addr, net=10.0.0.0/8) and (addr, net=10.1.0.0/16, which=dst) and (udp) and "
+    "(port, which=dst) 53> (count) | (icmp) or (addr, net=10.0.0.0/8, which=src) or "
+    "(len, min=1000) or (tcpflags) !2> (count)",
     "(eth) > (ipv4) > (udp) > (port, which=dst) 53> (len, min=64, max=1500) > (count)",
     "(tcp) !> (count); (tcp, name=t) > (t2); (udp, name=t2) > (pass)",
     // tx forward runs at TC only (a redirect); drop wins over it.

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Faults, cases 6, 8, 9 and 11: hostile and careless callers.
+# Faults, cases 6, 7, 8, 9 and 11: hostile and careless callers.
 #  - A 5000-term tcpdump expression: refused within its translation budget,
 #    while other callers list and apply meanwhile (compiled outside the
 #    manager's lock).
 #  - A member is judged by their own nodes only: root's capture elsewhere on
 #    the device does not refuse a member's count; `srl stats` as a member
 #    names no other user's request; a member's capture is created 0600.
+#  - The verifier's budget is a capacity: a request that would take a hook's
+#    program past the admission limit is refused before any change, and
+#    every request on the hook can be removed.
 #  - A dangling symbolic link in the user directory, planted to lead out
 #    (to a directory the member could write): refused, nothing created there.
 #  - A relative file path is refused (the daemon's working directory is
@@ -18,7 +21,8 @@ trap 'stop_daemon; cleanup' EXIT
 mkdir -p "$tmp/users" "$tmp/outside"
 chown nobody:nogroup "$tmp/users" "$tmp/outside"
 chmod 755 "$tmp"
-daemon_args=(--user-dir "$tmp/users" --group nogroup --member-requests 3 --member-watches 1)
+daemon_args=(--user-dir "$tmp/users" --group nogroup --member-requests 3 --member-watches 1
+  --member-kernel-insns 400 --verifier-admission 16000)
 as_member() { setpriv --reuid=nobody --regid=nogroup --init-groups "$@"; }
 quiet_srl() { ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" "$@"; }
 
@@ -82,7 +86,7 @@ out=$(as_member "$srl" rm rootcap 2>&1)
 [[ $? -eq 1 && $out == *"no request named rootcap of nobody"* ]] \
   && ok "member: another user's request is not theirs to know of" || fail "member rm rootcap: $out"
 
-# --- quotas: requests kept, Watch streams open ------------------------------
+# --- quotas: requests kept, kernel instructions, Watch streams open ---------
 out=$(as_member "$srl" apply -n q3 --dev vb -e '(tcp) > (count)' 2>&1) || fail "member third request: $out"
 out=$(as_member "$srl" apply -n q4 --dev vb -e '(tcp) > (count)' 2>&1)
 [[ $? -eq 1 && $out == *"keeps 3 requests, the most a user other than root may"* ]] \
@@ -92,6 +96,15 @@ as_member "$srl" rm q3 >/dev/null 2>&1 || fail "member rm q3"
 out=$(as_member "$srl" apply -n q4 --dev vb -e '(tcp) > (count)' 2>&1) \
   && ok "member: with one removed, another goes in" || fail "member q4 after rm: $out"
 as_member "$srl" rm q4 >/dev/null 2>&1 || fail "member rm q4"
+wide=$(python3 -c "print(' or '.join('port %d' % (7000 + i) for i in range(20)))")
+out=$(as_member "$srl" apply -n q5 --dev vb -e "(bpf, expr=\"$wide\") > (count)" 2>&1)
+[[ $? -eq 1 && $out == *"the most a user other than root may is 400"* ]] \
+  && ok "member: an expression past their kernel instructions is refused (--member-kernel-insns 400): ${out#*: }" \
+  || fail "member kernel instructions: $out"
+out=$(as_member "$srl" apply -n q5 --dev vb -e "(bpf, expr=\"$wide\", space=user) > (count)" 2>&1) \
+  && ok "member: the same expression pinned in userspace goes in" \
+  || fail "member expression in userspace: $out"
+as_member "$srl" rm q5 >/dev/null 2>&1 || fail "member rm q5"
 # (setpriv execs timeout, so $! is the process that passes a kill on to srl)
 setpriv --reuid=nobody --regid=nogroup --init-groups \
   timeout 6 "$srl" stats -w --interval 0.001 mycount >"$tmp/watch1" 2>&1 &
@@ -127,6 +140,36 @@ out=$(as_member "$srl" apply -n escape --dev vb \
 [[ $? -eq 1 && ! -e /etc/srl-escaped.pcap ]] && ok "member: a directory link out is refused" \
   || fail "member directory link: $out"
 rm -f /etc/srl-escaped.pcap
+
+# --- 7: the verifier's budget is a capacity --------------------------------
+# Admitted up to 16,000 verifier instructions (--verifier-admission; the
+# parsing alone takes ~8,500): unions of 20 prefixes (~1,200 each) go in
+# until one would pass the limit; that
+# one is refused before anything changes, saying it does not fit, and every
+# request on the hook can still be removed, in any order.
+for i in 1 2 3 4 5 6 7 8; do
+  python3 -c "
+print(' or '.join('(addr, net=10.%d.%d.0/24, which=src)' % (j % 250, $i * 10 + j // 250) for j in range(20)) + ' > (count)')" \
+    >"$tmp/wide$i.srl"
+done
+admitted=0
+for i in 1 2 3 4 5 6 7 8; do
+  out=$("$srl" apply -n "wide$i" --dev vb "$tmp/wide$i.srl" 2>&1); rc=$?
+  ((rc == 0)) || break
+  admitted=$i
+done
+((admitted >= 1 && admitted < 8 && rc == 1)) && [[ $out == *"admitted up to 16000"* &&
+  $out == *"nothing was changed"* ]] \
+  && ok "verifier budget: $admitted wide unions admitted, the next refused: ${out#*: }" \
+  || fail "verifier budget: $admitted admitted, then exit $rc: ${out:0:600}"
+[[ $(quiet_srl "$srl" ls -q 2>/dev/null | grep -c '^wide') -eq $admitted ]] \
+  && ok "verifier budget: the refused request is not stored" \
+  || fail "verifier budget: stored $(quiet_srl "$srl" ls -q 2>&1 | tr '\n' ' ')"
+for i in $(seq "$admitted" -2 1) $(seq $((admitted - 1)) -2 1); do
+  out=$("$srl" rm "wide$i" 2>&1) || fail "verifier budget: rm wide$i: $out"
+done
+[[ $(quiet_srl "$srl" ls -q 2>/dev/null | grep -c '^wide') -eq 0 ]] \
+  && ok "verifier budget: every wide union removed" || fail "verifier budget: left after rm"
 
 # --- 11: relative paths, invalid UTF-8 -------------------------------------
 out=$("$srl" apply -n rel --dev vb -e '(udp) > (pcap, file="../../srl-relative.pcap")' 2>&1)

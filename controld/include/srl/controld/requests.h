@@ -54,6 +54,10 @@ struct ManagerOptions {
   // files (capture sinks, stream files, FIFOs, captures to replay); the files
   // are opened as the requesting user. None: such requests name no file.
   std::vector<std::filesystem::path> user_dirs;
+  // Applying or replacing a request is refused when a hook's program would
+  // take more of the verifier's instructions than this (half its budget:
+  // the other half is what removals may need); 0: whatever the kernel takes.
+  std::uint32_t verifier_admission = 500'000;
 };
 
 // What a request failed on, for the client: the status to answer with
@@ -116,6 +120,11 @@ struct ApplySpec {
   // The most requests the owner may keep, this one included (0: no limit);
   // checked under the manager's lock.
   std::size_t max_owned = 0;
+  // The most eBPF instructions (as the plan counts them: the model's
+  // estimate per kernel node) the owner's requests may place in the
+  // kernel, this one included (0: no limit). A node shared by several of
+  // their requests counts once; one shared with other users counts for each.
+  std::uint64_t max_kernel_insns = 0;
 };
 
 class RequestManager {

@@ -47,6 +47,7 @@ struct ServerOptions {
   // What one user other than root may hold: requests stored, Watch streams
   // open at once, and the shortest interval between a stream's reports.
   std::size_t member_requests = 32;
+  std::uint64_t member_kernel_insns = 20'000;
   std::size_t member_watches = 4;
   std::uint32_t member_watch_interval_ms = 100;
   // The requests and their state (database, pins, test hooks).

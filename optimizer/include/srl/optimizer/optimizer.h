@@ -57,6 +57,11 @@ struct RequestInput {
 
 inline constexpr double kNotAllowed = std::numeric_limits<double>::infinity();
 
+// Nodes of the requests planned together that a generated kernel program
+// can hold (counters and scratch slots for every node, kernel or not);
+// runtime/include/srl/runtime/kernel.h (kMaxNodes) says the same.
+inline constexpr std::size_t kKernelNodeLimit = 1000;
+
 struct ProblemNode {
   std::string id;                    // plan id ("n3", or "r1/n3" with several requests)
   std::vector<std::string> members;  // the DAG nodes merged into this one (shared prefixes)
@@ -66,6 +71,7 @@ struct ProblemNode {
   double rate = 0;   // blocks per second in
   double bytes = 0;  // mean bytes per block
   std::uint32_t insns = 0;
+  std::uint32_t functions = 0;    // BPF functions in a kernel program: 1 for a translated `bpf`
   bool consumes = false;          // ends a block's life in userspace (filters/delivery.h)
   std::vector<double> cost;       // per space: ns per second, kNotAllowed where it cannot run
   std::vector<double> per_block;  // per space: ns per block (for the explanation)
@@ -107,8 +113,17 @@ struct Problem {
   double mix_weight = 0.5;
   double input_rate = 0;
   std::vector<std::string> notes;
+  // The generated kernel programs, each with the spaces whose nodes it
+  // holds. Today that is one: the runtime generates the program of every
+  // hooked device from all kernel nodes of the plan (another device's are
+  // there, unreached), so its limits bind the sum over the xdp and tc
+  // spaces. Offload spaces are not in it.
+  std::vector<std::vector<std::size_t>> programs;
 
   std::size_t S() const { return spaces.size(); }
+  // The least limit (0: none) of a program's spaces, e.g. program_limit(k,
+  // &Space::ebpf_function_limit).
+  std::uint32_t program_limit(std::size_t k, std::uint32_t Space::*limit) const;
   const PairChannel& pair(std::size_t s, std::size_t t) const { return pairs[s * S() + t]; }
   // The channel edge `e` uses between s and t: a copy or a take.
   const PairChannel& pair(const ProblemEdge& e, std::size_t s, std::size_t t) const {
@@ -131,11 +146,18 @@ struct Evaluation {
   double memory_traffic = 0;  // bytes per second moved by copies
   std::vector<double> load;   // per space, ns per second
   std::vector<std::uint32_t> insns;
+  std::vector<std::uint32_t> functions;  // per space: BPF functions (tcpdump expressions)
+  std::vector<std::uint32_t> exits;      // per space: edges from it to a userspace node
 };
 
 // Everything the program would say about this assignment (the objective is
 // the one of p.objective). Capacity counts for cost and mix, not throughput.
 Evaluation evaluate(const Problem& p, const Assignment& a);
+
+// The eBPF instructions node `n` adds to a kernel program, as the model
+// counts them: the filter's own estimate, and two per classic BPF
+// instruction of a translated tcpdump expression.
+std::uint32_t kernel_insns(const compiler::DagNode& n);
 
 // The error for a request that cannot be placed: names the node and why.
 class PlanError : public std::runtime_error {
@@ -221,6 +243,12 @@ struct SpacePlan {
   double utilisation = 0;
   std::uint32_t ebpf_insns = 0;
   std::uint32_t ebpf_insn_limit = 0;
+  // Kernel spaces: tcpdump expressions (BPF functions) and exits to
+  // userspace, and the limits of the program that holds them (0: none).
+  std::uint32_t ebpf_functions = 0;
+  std::uint32_t ebpf_function_limit = 0;
+  std::uint32_t ebpf_exits = 0;
+  std::uint32_t ebpf_exit_limit = 0;
   std::size_t nodes = 0;
   // A replica set: its cores (its load is counted on them).
   std::vector<std::string> replicas;

@@ -52,6 +52,12 @@ struct Space {
   std::set<std::string> capabilities;
   double capacity_ns_per_s = 1e9;     // CPU time per second the space may use
   std::uint32_t ebpf_insn_limit = 0;  // kernel spaces: instructions in the fused program
+  // Kernel spaces (0: none): tcpdump expressions (`bpf` nodes, each a BPF
+  // function) the program may hold, and edges that may leave it for
+  // userspace (one bit each of a mask). Discovery sets the runtime's
+  // numbers (kKernelFunctionLimit, kKernelExitLimit).
+  std::uint32_t ebpf_function_limit = 0;
+  std::uint32_t ebpf_exit_limit = 0;
   Caches caches;
   // Kernel spaces: what the hook itself costs each block the device
   // receives, against no hook, paid by the request's `rx` placed here (once
@@ -63,6 +69,13 @@ struct Space {
 
   bool has(std::string_view cap) const { return capabilities.contains(std::string(cap)); }
 };
+
+// What one program srl generates for a kernel hook holds; the runtime
+// states the same numbers in runtime/include/srl/runtime/kernel.h
+// (kMaxExpressions, kMaxExits), where they are enforced when it generates
+// the program. The optimizer plans within them so that a plan deploys.
+inline constexpr std::uint32_t kKernelFunctionLimit = 255;  // BPF_MAX_SUBPROGS 256, less main
+inline constexpr std::uint32_t kKernelExitLimit = 32;       // bits of the exit mask
 
 enum class Carries : std::uint8_t { any, copy, take };
 std::string_view to_string(Carries c);

@@ -81,6 +81,13 @@ struct DatapathOptions {
   std::function<void()> before_connect;
   // Passed on to the engine: see EngineOptions::file_owner_of.
   std::function<std::optional<filters::FileOwner>(std::string_view node_id)> file_owner_of;
+  // A change that adds to a hook is admitted only while its program takes
+  // at most this many of the verifier's instructions (0: whatever the
+  // kernel accepts). The rest of the verifier's budget is what a change that
+  // only removes may need: the generated programs cost the verifier the sum
+  // of their nodes (docs/kernel.md), so one holding a subset of the
+  // requests costs no more than the whole, and a removal never lacks budget.
+  std::uint32_t verifier_admission = 0;
 };
 
 enum class Phase { instantiate, connect, activate, deactivate };
@@ -113,13 +120,16 @@ class StepObserver {
 // A transaction failed at `step` for `reason`; everything it did is undone.
 class StepError : public std::runtime_error {
  public:
-  StepError(Step step, std::string reason);
+  StepError(Step step, std::string reason, bool capacity = false);
   const Step& step() const { return step_; }
   const std::string& reason() const { return reason_; }
+  // The step found that the change does not fit (kernel::CapacityError).
+  bool capacity() const { return capacity_; }
 
  private:
   Step step_;
   std::string reason_;
+  bool capacity_ = false;
 };
 
 // Counters of one vertex of the datapath's DAG.

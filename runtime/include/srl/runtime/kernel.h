@@ -28,6 +28,27 @@ class KernelError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A program the kernel would take, but more than a hook may hold: the
+// change does not fit (the caller is told so, not that something broke).
+class CapacityError : public KernelError {
+ public:
+  using KernelError::KernelError;
+};
+
+// The verifier's budget: instructions it may process to accept one program
+// (the kernel's BPF_COMPLEXITY_LIMIT_INSNS).
+inline constexpr std::uint32_t kVerifierBudget = 1'000'000;
+// What one generated program holds (the optimizer's model of a kernel space
+// says the same: optimizer/src/discovery.cpp):
+// - tcpdump expressions: each is a BPF function, and a program has at most
+//   256 (BPF_MAX_SUBPROGS) with its main one;
+inline constexpr std::size_t kMaxExpressions = 255;
+// - edges that leave it for userspace: one bit each in a 32-bit mask;
+inline constexpr std::size_t kMaxExits = 32;
+// - nodes (of the whole unit: each has counters and scratch slots), so that
+//   its per-CPU maps stay within the kernel's 32 KiB per value.
+inline constexpr std::size_t kMaxNodes = 1000;
+
 // One node of the program: where its counters are and what it is.
 struct NodeSlot {
   std::string id;      // DAG node id
