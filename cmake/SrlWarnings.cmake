@@ -23,12 +23,25 @@ function(srl_unit_test name)
     add_executable(${name} EXCLUDE_FROM_ALL ${T_SOURCES})
   endif()
   target_link_libraries(${name} PRIVATE srl_test_main)
-  # The test code itself unoptimised: it compiles in less than half the time,
-  # and what it tests (the libraries) is built as the tree is configured.
-  target_compile_options(${name} PRIVATE -O0)
-  target_include_directories(${name} SYSTEM PRIVATE ${DOCTEST_INCLUDE_DIR})
+  srl_test_options(${name})
+  if(TARGET srl_test_pch)
+    target_precompile_headers(${name} REUSE_FROM srl_test_pch)
+  endif()
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests/support)
   target_link_libraries(${name} PRIVATE ${T_LIBS})
-  srl_warnings(${name})
   add_test(NAME ${name} COMMAND ${name})
+endfunction()
+
+# The compile options of test code: those of every unit test, and of
+# srl_test_pch (cmake/SrlFastBuild.cmake), whose precompiled header they reuse.
+function(srl_test_options target)
+  # The test code itself unoptimised: it compiles in less than half the time,
+  # and what it tests (the libraries) is built as the tree is configured.
+  target_compile_options(${target} PRIVATE -O0)
+  target_include_directories(${target} SYSTEM PRIVATE ${DOCTEST_INCLUDE_DIR})
+  # The same macros and threading mode in every test, as the precompiled
+  # header needs: Boost's, and -pthread (which gRPC's users get from re2).
+  target_link_libraries(${target} PRIVATE nlohmann_json::nlohmann_json Boost::headers)
+  target_compile_options(${target} PRIVATE -pthread)
+  srl_warnings(${target})
 endfunction()
