@@ -341,6 +341,7 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
                         "holds at most " + std::to_string(kMaxNodes));
   std::ostringstream fns, body;
   std::size_t expressions = 0;
+  bool reads_addresses = false;  // an `addr` or a `hash` in the kernel
   std::uint32_t state = 0, buckets = 0;
   std::vector<std::pair<Vertex, std::uint32_t>> passes;  // `pass` nodes and their slots
 
@@ -519,6 +520,7 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
             : which == "dst" ? "p.dport"
                              : "(p.sport < p.dport ? p.sport : p.dport)";
     } else if (f == "addr") {
+      reads_addresses = true;
       const auto& which = str_option(node, "which");
       const auto& net = str_option(node, "net");
       const std::string s = prefix_test("saddr", net), d = prefix_test("daddr", net);
@@ -527,6 +529,7 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
       accept = "(p.len >= " + std::to_string(int_option(node, "min")) +
                " && p.len <= " + std::to_string(int_option(node, "max")) + ")";
     } else if (f == "hash") {
+      reads_addresses = true;
       const auto& fields = str_option(node, "fields");
       const int code = fields == "flow" ? 0 : fields == "addrs" ? 1 : fields == "src" ? 2 : 3;
       accept = "p.l3 != 0";
@@ -636,6 +639,7 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
 
   const bool xdp = hook == Hook::xdp;
   std::ostringstream src;
+  if (!reads_addresses) src << "#define SRL_NO_ADDRS\n";
   src << kXdpPrelude
       << (xdp ? "\n#define SRL_CTX struct xdp_md" : "\n#define SRL_CTX struct __sk_buff")
       << "\n#define SRL_NODES " << n << "\n#define SRL_STATE " << std::max<std::uint32_t>(state, 1)

@@ -39,8 +39,19 @@ struct srl_pkt {
 
 #define SRL_BE16(p) ((u16)(((u16)(p)[0] << 8) | (p)[1]))
 
+/* A program with no filter that reads addresses (SRL_NO_ADDRS) neither
+   copies nor clears them: the parse writes into map memory, where no store
+   is dropped for being unread. */
+#ifdef SRL_NO_ADDRS
+#define SRL_ADDRS(copy)
+#define SRL_PKT_CLEARED __builtin_offsetof(struct srl_pkt, saddr)
+#else
+#define SRL_ADDRS(copy) copy
+#define SRL_PKT_CLEARED sizeof(struct srl_pkt)
+#endif
+
 static __always_inline void srl_parse(u8 *data, u8 *end, struct srl_pkt *p) {
-  __builtin_memset(p, 0, sizeof(*p));
+  __builtin_memset(p, 0, SRL_PKT_CLEARED);
   p->len = (u32)(end - data);
   p->l4_proto = 255;
   if (data + 14 > end) return;
@@ -65,8 +76,8 @@ static __always_inline void srl_parse(u8 *data, u8 *end, struct srl_pkt *p) {
     if (ihl < 20) return;
     if (l3 + ihl > end) return;
     p->l3 = 4;
-    __builtin_memcpy(p->saddr, l3 + 12, 4);
-    __builtin_memcpy(p->daddr, l3 + 16, 4);
+    SRL_ADDRS(__builtin_memcpy(p->saddr, l3 + 12, 4));
+    SRL_ADDRS(__builtin_memcpy(p->daddr, l3 + 16, 4));
     p->l4_proto = l3[9];
     if (SRL_BE16(l3 + 6) & 0x1FFF) {
       p->nonfirst_frag = 1;
@@ -77,8 +88,8 @@ static __always_inline void srl_parse(u8 *data, u8 *end, struct srl_pkt *p) {
     if (l3 + 40 > end) return;
     if ((l3[0] >> 4) != 6) return;
     p->l3 = 6;
-    __builtin_memcpy(p->saddr, l3 + 8, 16);
-    __builtin_memcpy(p->daddr, l3 + 24, 16);
+    SRL_ADDRS(__builtin_memcpy(p->saddr, l3 + 8, 16));
+    SRL_ADDRS(__builtin_memcpy(p->daddr, l3 + 24, 16));
     u8 next = l3[6];
     u8 *h = l3 + 40;
 #pragma unroll
