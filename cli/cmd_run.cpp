@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "model_options.h"
 #include "srl/compiler/compiler.h"
 #include "srl/compiler/merge.h"
 #include "srl/optimizer/discovery.h"
@@ -54,6 +55,7 @@ struct RunOptions {
   bool json = false;
   std::size_t workers = 1, batch = 32;
   std::uint32_t copy_rings = 1, copy_ring_kib = 8192;
+  ProfileOptions profile;
 };
 
 // A test hook: SRL_FAIL_AT=KEY makes the deploy step with that key fail
@@ -253,14 +255,18 @@ int run(const RunOptions& o) {
       optimizer::DiscoveryOptions discovery;
       discovery.devices = devices;
       const auto model = optimizer::discover(discovery);
+      const auto profile = o.profile.profile();
+      optimizer::PlanOptions po;
+      po.profile = profile ? &*profile : nullptr;
       std::vector<optimizer::RequestInput> inputs;
       for (std::size_t i = 0; i < compiled.size(); ++i)
         inputs.push_back({&*compiled[i].dag, labels[i], compiled[i].source.get()});
-      const auto plan = optimizer::plan(inputs, model);
+      const auto plan = optimizer::plan(inputs, model, po);
       place = runtime::plan_placement(merged, plan);
       std::cerr << "srl: plan: " << plan.nodes.size() << " nodes, cost "
                 << plan.total_cost_ns_per_s / 1e6 << " ms of CPU per second at "
-                << plan.input_rate_pps / 1e6 << " Mpps ('srl plan' explains it)\n";
+                << plan.input_rate_pps / 1e6 << " Mpps (costs: " << plan.profile
+                << "; 'srl plan' explains it)\n";
       // What discovery found on the way (a hook another program holds, and
       // so the plan runs at TC) is said before anything deploys.
       for (const auto& note : model.notes)
@@ -388,6 +394,7 @@ void add_run_command(CLI::App& app, int& result) {
   cmd->add_option("--hook", o->hook,
                   "auto (the optimizer's plan, default), or force xdp or tc (ingress)")
       ->check(CLI::IsMember({"auto", "xdp", "tc"}));
+  o->profile.add(*cmd);
   cmd->add_option("--bpffs", o->bpffs, "bpffs mount for pins (mounted if missing)");
   cmd->add_option("--cache", o->cache, "directory for compiled programs");
   cmd->add_option("--workers", o->workers,

@@ -1,5 +1,5 @@
 // Options shared by the commands that need a system model and a cost
-// profile (plan, spaces): discover this machine or load a model file, and
+// profile (plan, spaces; run takes the profile's): discover this machine or load a model file, and
 // use the calibrated profile when there is one.
 #pragma once
 
@@ -16,11 +16,29 @@
 
 namespace srl::cli {
 
-struct ModelOptions {
-  std::vector<std::string> devices;
-  std::string model_file;
+// The cost profile a plan is made with: every command that plans (plan, run)
+// uses the same one, so that `srl plan` shows what `srl run` deploys.
+struct ProfileOptions {
   std::string profile_file;
   bool no_profile = false;
+
+  void add(CLI::App& cmd) {
+    cmd.add_option("--profile", profile_file,
+                   "cost profile from `srl calibrate` (default: " +
+                       optimizer::default_profile_path().string() + " if it exists)");
+    cmd.add_flag("--no-profile", no_profile, "use the catalog's default costs");
+  }
+
+  std::optional<optimizer::Profile> profile() const {
+    if (no_profile) return std::nullopt;
+    if (!profile_file.empty()) return optimizer::load_profile(profile_file);
+    return optimizer::load_default_profile();
+  }
+};
+
+struct ModelOptions : ProfileOptions {
+  std::vector<std::string> devices;
+  std::string model_file;
   bool offload_emulator = false;
   std::uint32_t max_cpus = 0;
 
@@ -32,10 +50,7 @@ struct ModelOptions {
     cmd.add_option("--model", model_file,
                    "plan for the machine described in this system model JSON (see `srl spaces "
                    "--save`) instead of discovering this one");
-    cmd.add_option("--profile", profile_file,
-                   "cost profile from `srl calibrate` (default: " +
-                       optimizer::default_profile_path().string() + " if it exists)");
-    cmd.add_flag("--no-profile", no_profile, "use the catalog's default costs");
+    ProfileOptions::add(cmd);
     cmd.add_flag("--offload-emulator", offload_emulator,
                  "add an emulated offload space on each device (discovery only)");
     cmd.add_option("--cpus", max_cpus, "model at most this many CPUs as user spaces (0: all)");
@@ -48,12 +63,6 @@ struct ModelOptions {
     d.offload_emulator = offload_emulator;
     d.max_user_cpus = max_cpus;
     return optimizer::discover(d);
-  }
-
-  std::optional<optimizer::Profile> profile() const {
-    if (no_profile) return std::nullopt;
-    if (!profile_file.empty()) return optimizer::load_profile(profile_file);
-    return optimizer::load_default_profile();
   }
 };
 

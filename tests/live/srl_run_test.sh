@@ -55,6 +55,28 @@ for mode in native generic tc; do
   nothing_left "$mode"
 done
 
+# `srl run` plans with the same cost profile as `srl plan`: where the
+# profile makes native XDP on a veth dear and TC cheap, both choose TC; with
+# --no-profile (hooks cost nothing) both choose XDP.
+cat >"$tmp/profile.json" <<'JSON'
+{"srl_profile_version": 1, "host": "live-test",
+ "hooks": {"veth": {"tc": {"ns_per_block": 20, "ns_per_byte": 0},
+                    "xdp-native": {"ns_per_block": 330, "ns_per_byte": 0.03},
+                    "xdp-generic": {"ns_per_block": 130, "ns_per_byte": 0.01}}}}
+JSON
+for costs in "--profile $tmp/profile.json:TC ingress:tc:vb" "--no-profile:XDP native:xdp:vb"; do
+  IFS=: read -r flag want planned space <<<"$costs"
+  snapshot
+  ip netns exec "$b" "$srl" plan --dev vb $flag -e "$request" >"$tmp/plan" 2>&1
+  grep -Eq "^n0 +rx +$planned:$space " "$tmp/plan" && ok "plan $flag: rx at $planned" \
+    || fail "plan $flag: expected rx at $planned: $(head -3 "$tmp/plan")"
+  ip netns exec "$b" "$srl" run --dev vb $flag --duration 1 --bpffs "$bpffs" -e "$request" >"$tmp/out" 2>&1
+  rc=$?
+  [[ $rc -eq 0 ]] && grep -q "vb: $want" "$tmp/out" && ok "run $flag: deploys on $want, as planned" \
+    || fail "run $flag: expected $want (exit $rc): $(cat "$tmp/out")"
+  nothing_left "run $flag"
+done
+
 # A failure at each deploy step leaves nothing behind.
 for step in compile load attach; do
   snapshot
