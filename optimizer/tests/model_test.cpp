@@ -247,8 +247,14 @@ TEST_CASE("calibration measures copies and channels on this machine") {
   CHECK(p.memory_bandwidth_bytes_per_s.value() > 1e8);
   REQUIRE(p.channels.contains(ChannelKind::pipe));
   REQUIRE(p.channels.contains(ChannelKind::shm));
-  // A pipe costs system calls: more per block than a shared-memory ring.
-  CHECK(p.measurements.at("pipe_64B_ns") > p.measurements.at("shm_64B_ns"));
+  // Both channels were measured, and their costs reached the profile. Which
+  // is cheaper is a timing, measured in bench/ (ring_bench), not asserted here.
+  CHECK(p.measurements.at("pipe_64B_ns") > 0);
+  CHECK(p.measurements.at("shm_64B_ns") > 0);
+  for (const auto kind : {ChannelKind::pipe, ChannelKind::shm}) {
+    const auto& c = p.channels.at(kind);
+    CHECK(c.ns_per_block + 64 * c.ns_per_byte > 0);
+  }
   CHECK(log.size() >= 3);
   if (o.bpf && p.measurements.contains("ebpf_ns_per_insn")) {
     CHECK(p.measurements.at("xdp_test_run_ns_per_packet") > 0);
