@@ -54,7 +54,7 @@ struct RunOptions {
   double duration = 0, interval = 1;
   bool json = false;
   std::size_t workers = 1, batch = 32;
-  std::uint32_t copy_rings = 1, copy_ring_kib = 8192;
+  std::uint32_t copy_rings = 1, copy_ring_kib = 2048;
   ProfileOptions profile;
 };
 
@@ -406,7 +406,7 @@ void add_run_command(CLI::App& app, int& result) {
                   "copy rings per device hook, chosen by CPU (blocks copied up to userspace)")
       ->check(CLI::Range(1, 64));
   cmd->add_option("--copy-ring-kib", o->copy_ring_kib,
-                  "size of each copy ring in KiB, a power of two (default 8192); a full ring "
+                  "each CPU's copy area in KiB, a power of two (default 2048); a full area "
                   "loses copies, never the block")
       ->check(CLI::IsMember({"4", "8", "16", "32", "64", "128", "256", "512", "1024", "2048",
                              "4096", "8192", "16384", "32768", "65536"}));

@@ -101,9 +101,9 @@ CopyChannelCost calibrate_copy_channel(const FilterCalibration& o, std::size_t f
   const auto copy_gen = generate_xdp(*captured.dag, 1, "", &split);
   auto base = KernelProgram::load(compile_bpf(base_gen.source, o.cache), base_gen.nodes.size());
   auto copy = KernelProgram::load(compile_bpf(copy_gen.source, o.cache), copy_gen.nodes.size());
-  auto ring = CopyRing::open(copy->map_fd("srl_ring0"), "calibration");
-  // A batch that fits the ring (8 MiB) with room to spare, drained after
-  // each run so that no copy is lost.
+  auto ring = CopyRing::open(copy->map_fd("srl_ring0"), copy->map_fd("srl_wake0"), "calibration");
+  // A batch that fits this CPU's area (2 MiB) with room to spare, drained
+  // after each run so that no copy is lost.
   const std::uint32_t batch = 1000;
   std::vector<filters::Block> blocks(256);
   std::vector<std::uint32_t> exits(256);
@@ -112,8 +112,7 @@ CopyChannelCost calibrate_copy_channel(const FilterCalibration& o, std::size_t f
   // A ring is memory the kernel has not touched yet (in a guest, memory
   // the host may not back yet): the first pass over it costs page faults
   // a running datapath pays once. Go round it once before measuring.
-  const std::size_t record =
-      8 + sizeof(CopyRecord) + std::bit_ceil(std::max<std::size_t>(frame.size(), 128));
+  const std::size_t record = (sizeof(CopyRecord) + frame.size() + 7) & ~std::size_t{7};
   const int warm = static_cast<int>((CopyChannelOptions{}.ring_bytes / record) / batch + 2);
   for (int i = 0; i < runs + warm; ++i) {
     std::uint32_t with = 0, without = 0;

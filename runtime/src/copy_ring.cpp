@@ -2,6 +2,7 @@
 #include "srl/runtime/copy_ring.h"
 
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <sys/epoll.h>
@@ -30,59 +31,94 @@ std::uint64_t clock_ns(clockid_t id) {
   throw std::system_error(errno, std::generic_category(), what);
 }
 
-constexpr std::uint32_t kBusy = 1u << 31;     // BPF_RINGBUF_BUSY_BIT
-constexpr std::uint32_t kDiscard = 1u << 30;  // BPF_RINGBUF_DISCARD_BIT
-constexpr std::size_t kHeader = 8;            // BPF_RINGBUF_HDR_SZ
-
 std::uint64_t load_acquire(const void* p) {
   return std::atomic_ref<const std::uint64_t>(*static_cast<const std::uint64_t*>(p))
       .load(std::memory_order_acquire);
 }
 
-}  // namespace
+void store_release(void* p, std::uint64_t v) {
+  std::atomic_ref<std::uint64_t>(*static_cast<std::uint64_t*>(p))
+      .store(v, std::memory_order_release);
+}
 
-std::unique_ptr<CopyRing> CopyRing::open(int map_fd, std::string name) {
-  std::unique_ptr<CopyRing> r(new CopyRing());
-  r->name_ = std::move(name);
+bpf_map_info map_info(int fd, const std::string& what) {
   bpf_map_info info{};
   std::uint32_t len = sizeof info;
-  if (bpf_obj_get_info_by_fd(map_fd, &info, &len) != 0)
-    fail(r->name_ + ": cannot read the ring's map info");
-  if (info.type != BPF_MAP_TYPE_RINGBUF) {
-    errno = EINVAL;
-    fail(r->name_ + ": map " + std::to_string(info.id) + " is not a ring buffer");
-  }
-  r->map_fd_ = fcntl(map_fd, F_DUPFD_CLOEXEC, 0);
-  if (r->map_fd_ < 0) fail(r->name_ + ": cannot duplicate the ring's descriptor");
-  r->size_ = info.max_entries;
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) fail(what + ": cannot read the map's info");
+  return info;
+}
+
+}  // namespace
+
+std::unique_ptr<CopyRing> CopyRing::open(int area_fd, int wake_fd, std::string name) {
+  std::unique_ptr<CopyRing> r(new CopyRing());
+  r->name_ = std::move(name);
   r->page_ = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  r->consumer_page_ = mmap(nullptr, r->page_, PROT_READ | PROT_WRITE, MAP_SHARED, r->map_fd_, 0);
-  if (r->consumer_page_ == MAP_FAILED) {
-    r->consumer_page_ = nullptr;
-    fail(r->name_ + ": cannot map the consumer page");
+  const bpf_map_info areas = map_info(area_fd, r->name_);
+  const bpf_map_info wake = map_info(wake_fd, r->name_);
+  constexpr std::size_t header = sizeof(kernel::CopyAreaHeader);
+  if (areas.type != BPF_MAP_TYPE_ARRAY || (areas.map_flags & BPF_F_MMAPABLE) == 0 ||
+      areas.value_size <= header + kernel::kCopyAreaSlack || areas.max_entries == 0) {
+    errno = EINVAL;
+    fail(r->name_ + ": map " + std::to_string(areas.id) + " is not an array of copy areas");
   }
-  r->producer_area_ = mmap(nullptr, r->page_ + 2 * r->size_, PROT_READ, MAP_SHARED, r->map_fd_,
-                           static_cast<off_t>(r->page_));
-  if (r->producer_area_ == MAP_FAILED) {
-    r->producer_area_ = nullptr;
-    fail(r->name_ + ": cannot map the producer page and data");
+  if (wake.type != BPF_MAP_TYPE_RINGBUF) {
+    errno = EINVAL;
+    fail(r->name_ + ": map " + std::to_string(wake.id) + " is not a ring buffer");
   }
+  r->size_ = areas.value_size - header - kernel::kCopyAreaSlack;
+  if ((r->size_ & (r->size_ - 1)) != 0) {
+    errno = EINVAL;
+    fail(r->name_ + ": copy areas of " + std::to_string(r->size_) + " bytes, not a power of two");
+  }
+  r->area_fd_ = fcntl(area_fd, F_DUPFD_CLOEXEC, 0);
+  r->wake_fd_ = fcntl(wake_fd, F_DUPFD_CLOEXEC, 0);
+  if (r->area_fd_ < 0 || r->wake_fd_ < 0) fail(r->name_ + ": cannot duplicate the descriptors");
+  // The kernel lays the values out back to back, each rounded up to 8.
+  const std::size_t stride = (areas.value_size + 7u) & ~std::size_t{7};
+  r->areas_len_ = (stride * areas.max_entries + r->page_ - 1) / r->page_ * r->page_;
+  r->areas_map_ = mmap(nullptr, r->areas_len_, PROT_READ | PROT_WRITE, MAP_SHARED, r->area_fd_, 0);
+  if (r->areas_map_ == MAP_FAILED) {
+    r->areas_map_ = nullptr;
+    fail(r->name_ + ": cannot map the copy areas");
+  }
+  for (std::uint32_t i = 0; i < areas.max_entries; ++i) {
+    Area a;
+    a.header = static_cast<std::uint8_t*>(r->areas_map_) + i * stride;
+    a.data = static_cast<const std::uint8_t*>(a.header) + header;
+    a.released = a.read = load_acquire(&static_cast<kernel::CopyAreaHeader*>(a.header)->tail);
+    a.head = a.read;
+    r->areas_.push_back(a);
+  }
+  r->wake_consumer_ = mmap(nullptr, r->page_, PROT_READ | PROT_WRITE, MAP_SHARED, r->wake_fd_, 0);
+  if (r->wake_consumer_ == MAP_FAILED) {
+    r->wake_consumer_ = nullptr;
+    fail(r->name_ + ": cannot map the wake-up ring's consumer page");
+  }
+  r->wake_producer_ = mmap(nullptr, r->page_ + 2 * std::size_t{wake.max_entries}, PROT_READ,
+                           MAP_SHARED, r->wake_fd_, static_cast<off_t>(r->page_));
+  if (r->wake_producer_ == MAP_FAILED) {
+    r->wake_producer_ = nullptr;
+    fail(r->name_ + ": cannot map the wake-up ring");
+  }
+  r->wake_len_ = wake.max_entries;
   r->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (r->epoll_fd_ < 0) fail(r->name_ + ": epoll_create1");
   epoll_event ev{};
   ev.events = EPOLLIN;
-  if (epoll_ctl(r->epoll_fd_, EPOLL_CTL_ADD, r->map_fd_, &ev) != 0)
-    fail(r->name_ + ": cannot poll the ring");
-  r->released_ = r->read_ = load_acquire(r->consumer_page_);
+  if (epoll_ctl(r->epoll_fd_, EPOLL_CTL_ADD, r->wake_fd_, &ev) != 0)
+    fail(r->name_ + ": cannot poll the wake-up ring");
   r->refresh_clock();
   return r;
 }
 
 CopyRing::~CopyRing() {
-  if (producer_area_ != nullptr) munmap(producer_area_, page_ + 2 * size_);
-  if (consumer_page_ != nullptr) munmap(consumer_page_, page_);
+  if (wake_producer_ != nullptr) munmap(wake_producer_, page_ + 2 * wake_len_);
+  if (wake_consumer_ != nullptr) munmap(wake_consumer_, page_);
+  if (areas_map_ != nullptr) munmap(areas_map_, areas_len_);
   if (epoll_fd_ >= 0) close(epoll_fd_);
-  if (map_fd_ >= 0) close(map_fd_);
+  if (wake_fd_ >= 0) close(wake_fd_);
+  if (area_fd_ >= 0) close(area_fd_);
 }
 
 void CopyRing::refresh_clock() {
@@ -95,45 +131,67 @@ void CopyRing::refresh_clock() {
 }
 
 std::size_t CopyRing::pending() const {
-  return static_cast<std::size_t>(load_acquire(producer_area_) - released_);
+  std::size_t n = 0;
+  for (const auto& a : areas_)
+    n += static_cast<std::size_t>(
+        load_acquire(&static_cast<const kernel::CopyAreaHeader*>(a.header)->head) - a.released);
+  return n;
+}
+
+void CopyRing::release() {
+  // The CPUs may now reuse the space of the last batch (A3).
+  for (auto& a : areas_)
+    if (a.read != a.released) {
+      store_release(&static_cast<kernel::CopyAreaHeader*>(a.header)->tail, a.read);
+      a.released = a.read;
+    }
+}
+
+void CopyRing::drain_wakeups() {
+  // The tokens say only "look"; consume them all so that the ring never fills.
+  const std::uint64_t produced = load_acquire(wake_producer_);
+  if (load_acquire(wake_consumer_) != produced) store_release(wake_consumer_, produced);
 }
 
 std::size_t CopyRing::take(std::span<filters::Block> out, std::span<std::uint32_t> exits) {
-  const auto* data = static_cast<const std::uint8_t*>(producer_area_) + page_;
-  const std::uint64_t producer = load_acquire(producer_area_);  // R1
+  for (auto& a : areas_)
+    a.head = load_acquire(&static_cast<const kernel::CopyAreaHeader*>(a.header)->head);  // A1
   std::size_t got = 0;
   const std::size_t want = std::min(out.size(), exits.size());
   if (parsed_.size() < want) parsed_.resize(want);
-  while (got < want && read_ < producer) {
-    const std::uint8_t* rec = data + (read_ & (size_ - 1));
-    const auto hdr_len =
-        std::atomic_ref<const std::uint32_t>(*reinterpret_cast<const std::uint32_t*>(rec))
-            .load(std::memory_order_acquire);
-    if (hdr_len & kBusy) break;  // still being written: later
-    const std::uint32_t len = hdr_len & ~(kBusy | kDiscard);
-    read_ += (len + kHeader + 7) & ~std::uint64_t{7};  // R2
-    if (hdr_len & kDiscard) continue;
-    const std::uint8_t* body = rec + kHeader;  // R4: contiguous even across the end
+  while (got < want) {
+    // The oldest first record of all areas (A4).
+    Area* next = nullptr;
+    std::uint64_t oldest = 0;
+    for (auto& a : areas_) {
+      if (a.read >= a.head) continue;
+      const auto* h = reinterpret_cast<const kernel::CopyRecord*>(a.data + (a.read & (size_ - 1)));
+      if (next == nullptr || h->ts_ns < oldest) next = &a, oldest = h->ts_ns;
+    }
+    if (next == nullptr) break;
+    const std::uint8_t* rec = next->data + (next->read & (size_ - 1));  // A2
     kernel::CopyRecord h;
-    if (len < sizeof h) {
+    std::memcpy(&h, rec, sizeof h);
+    const std::uint64_t len = (sizeof h + std::uint64_t{h.cap_len} + 7) & ~std::uint64_t{7};
+    if (h.cap_len == 0 || h.cap_len > 65535 || len > next->head - next->read) {
+      // Not a record the program writes: skip what this area holds.
       ++stats_.bad_records;
+      next->read = next->head;
       continue;
     }
-    std::memcpy(&h, body, sizeof h);
-    const std::uint32_t cap =
-        std::min<std::uint32_t>(h.cap_len, len - static_cast<std::uint32_t>(sizeof h));
+    next->read += len;
     filters::Block& b = out[got];
     b = filters::Block{};
-    b.data = std::span<const std::uint8_t>(body + sizeof h, cap);
+    b.data = std::span<const std::uint8_t>(rec + sizeof h, h.cap_len);
     b.ts_ns = h.ts_ns + static_cast<std::uint64_t>(mono_to_real_ns_);
-    b.wire_len = std::max(h.wire_len, cap);
+    b.wire_len = std::max(h.wire_len, h.cap_len);
     parsed_[got] = filters::parse_packet(b.data);
     b.parsed = &parsed_[got];
     exits[got] = h.exits;
     ++stats_.received;
-    stats_.bytes += cap;
+    stats_.bytes += h.cap_len;
     stats_.wire_bytes += b.wire_len;
-    if (cap < b.wire_len) ++stats_.truncated;
+    if (h.cap_len < b.wire_len) ++stats_.truncated;
     ++got;
   }
   return got;
@@ -141,18 +199,19 @@ std::size_t CopyRing::take(std::span<filters::Block> out, std::span<std::uint32_
 
 std::size_t CopyRing::receive(std::span<filters::Block> out, std::span<std::uint32_t> exits,
                               int timeout_ms) {
-  // Release the last batch: the kernel may now reuse its space (R3).
-  if (read_ != released_) {
-    std::atomic_ref<std::uint64_t>(*static_cast<std::uint64_t*>(consumer_page_))
-        .store(read_, std::memory_order_release);
-    released_ = read_;
-  }
+  release();
   if (clock_ns(CLOCK_MONOTONIC) - clock_checked_ns_ > 1'000'000'000u) refresh_clock();
+  // Tokens first, records second: a CPU publishes its record before the
+  // token, so no record whose token is gone stays unseen.
+  drain_wakeups();
   std::size_t got = take(out, exits);
   if (got > 0 || timeout_ms == 0) return got;
   epoll_event ev{};
   const int n = epoll_wait(epoll_fd_, &ev, 1, timeout_ms);
-  if (n > 0) ++stats_.wakeups;
+  if (n > 0) {
+    ++stats_.wakeups;
+    drain_wakeups();
+  }
   return take(out, exits);
 }
 

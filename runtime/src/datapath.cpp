@@ -386,8 +386,9 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
       tx.take(
           {Phase::connect, name, "map copy ring " + std::to_string(i) + " of " + p.dev},
           [&] {
-            p.rings.push_back(
-                CopyRing::open(p.program->map_fd("srl_ring" + std::to_string(i)), name));
+            p.rings.push_back(CopyRing::open(p.program->map_fd("srl_ring" + std::to_string(i)),
+                                             p.program->map_fd("srl_wake" + std::to_string(i)),
+                                             name));
           },
           [&] { p.rings.pop_back(); });
     }
@@ -400,8 +401,8 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
     dp->report_.push_back(p.dev + ": " + std::to_string(p.gen.exits.size()) +
                           " exit(s) to userspace (" + std::to_string(copied) + " copy, " +
                           std::to_string(taken) + " take), " + std::to_string(p.gen.copy_rings) +
-                          " copy ring(s) of " + std::to_string(options.copy.ring_bytes >> 10) +
-                          " KiB, snap length up to " + std::to_string(snap));
+                          " copy ring(s), " + std::to_string(options.copy.ring_bytes >> 10) +
+                          " KiB per CPU, snap length up to " + std::to_string(snap));
     if (!p.gen.afxdp) continue;
     const std::uint32_t queues = rx_queue_count(p.dev);
     for (std::uint32_t q = 0; q < queues; ++q)

@@ -263,6 +263,12 @@ std::uint32_t KernelProgram::test_run(const std::vector<std::uint8_t>& frame, st
   return opts.retval;
 }
 
+std::uint32_t copy_cpus() {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) throw KernelError("cannot count CPUs: " + errno_text(cpus));
+  return static_cast<std::uint32_t>(cpus);
+}
+
 std::vector<Counter> KernelProgram::all_counters() const {
   const int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) throw KernelError("cannot count CPUs: " + errno_text(cpus));

@@ -212,7 +212,8 @@ TEST_CASE("kernel: an observing userspace part gets copies; the block goes on to
   CHECK(s.gen.exits[0].snaplen == filters::kFullSnap);  // dns reads the payload
   CHECK_FALSE(s.gen.afxdp);
   REQUIRE(s.gen.copy_rings == 1);
-  auto ring = runtime::CopyRing::open(s.program->map_fd("srl_ring0"), "ringbuf:test:0");
+  auto ring = runtime::CopyRing::open(s.program->map_fd("srl_ring0"),
+                                      s.program->map_fd("srl_wake0"), "ringbuf:test:0");
   const auto udp = with_payload(ipv4_frame(17, 40000, 53), 300);
   CHECK(s.program->test_run(udp) == XDP_PASS);
   CHECK(s.program->test_run(ipv4_frame(6, 40000, 53)) == XDP_PASS);  // not up: not UDP
@@ -240,7 +241,8 @@ TEST_CASE("kernel: a copy keeps only the bytes the userspace part needs") {
   auto capture = split("(udp) > (pcap, file=\"/dev/null\", snaplen=96)", 2);
   REQUIRE(capture.gen.exits.size() == 1);
   CHECK(capture.gen.exits[0].snaplen == 96);
-  auto ring = runtime::CopyRing::open(capture.program->map_fd("srl_ring0"), "ringbuf:test:0");
+  auto ring = runtime::CopyRing::open(capture.program->map_fd("srl_ring0"),
+                                      capture.program->map_fd("srl_wake0"), "ringbuf:test:0");
   const auto big = with_payload(ipv4_frame(17, 1, 2), 1400);
   CHECK(capture.program->test_run(big) == XDP_PASS);
   std::vector<filters::Block> blocks(4);
@@ -257,7 +259,8 @@ TEST_CASE("kernel: a userspace drop takes the block; without AF_XDP socket it go
   CHECK(s.gen.exits[0].delivery == filters::Delivery::take);
   CHECK(s.gen.exits[0].consumer == "n3");
   CHECK(s.gen.afxdp);
-  auto ring = runtime::CopyRing::open(s.program->map_fd("srl_ring0"), "ringbuf:test:0");
+  auto ring = runtime::CopyRing::open(s.program->map_fd("srl_ring0"),
+                                      s.program->map_fd("srl_wake0"), "ringbuf:test:0");
   // No socket in srl_xsks under BPF_PROG_TEST_RUN: taken through the ring.
   CHECK(s.program->test_run(with_payload(ipv4_frame(17, 1, 53), 40)) == XDP_DROP);
   CHECK(s.program->test_run(ipv4_frame(6, 1, 53)) == XDP_PASS);
@@ -268,7 +271,8 @@ TEST_CASE("kernel: a userspace drop takes the block; without AF_XDP socket it go
 
 TEST_CASE("kernel: TC hands blocks to userspace through the copy ring") {
   auto copy = split("(udp) > (dns) > (print)", 2, true);
-  auto ring = runtime::CopyRing::open(copy.program->map_fd("srl_ring0"), "ringbuf:test:0");
+  auto ring = runtime::CopyRing::open(copy.program->map_fd("srl_ring0"),
+                                      copy.program->map_fd("srl_wake0"), "ringbuf:test:0");
   // TC test runs want a frame of at least an Ethernet header.
   CHECK(copy.program->test_run(with_payload(ipv4_frame(17, 1, 53), 20)) == TC_ACT_OK);
   std::vector<filters::Block> blocks(4);
@@ -282,21 +286,25 @@ TEST_CASE("kernel: a full copy ring loses copies, counts them, and never the blo
   runtime::kernel::CopyChannelOptions small;
   small.ring_bytes = 4096;
   auto s = split("(udp) > (pcap, file=\"/dev/null\")", 2, false, small);
-  auto ring = runtime::CopyRing::open(s.program->map_fd("srl_ring0"), "ringbuf:test:0");
-  const auto frame = with_payload(ipv4_frame(17, 1, 2), 900);  // a 1024-byte class record
+  auto ring = runtime::CopyRing::open(s.program->map_fd("srl_ring0"),
+                                      s.program->map_fd("srl_wake0"), "ringbuf:test:0");
+  const auto frame = with_payload(ipv4_frame(17, 1, 2), 900);
+  // A record is its header and the frame, padded to 8: 4 fit in 4096 bytes.
+  const std::size_t record = (sizeof(runtime::kernel::CopyRecord) + frame.size() + 7) / 8 * 8;
+  REQUIRE(4096 / record == 4);
   for (int i = 0; i < 10; ++i)
     CHECK(s.program->test_run(frame) == XDP_PASS);
   const auto c = s.program->copy_counters();
-  CHECK(c.records == 3);  // 3 x (8 + 32 + 1024) fit in 4096 bytes
-  CHECK(c.lost == 7);
+  CHECK(c.records == 4);
+  CHECK(c.lost == 6);
   std::vector<filters::Block> blocks(16);
   std::vector<std::uint32_t> exits(16);
-  CHECK(ring->receive(blocks, exits, 0) == 3);
+  CHECK(ring->receive(blocks, exits, 0) == 4);
   // Released at the next receive: the ring takes copies again.
   CHECK(ring->receive(blocks, exits, 0) == 0);
   CHECK(s.program->test_run(frame) == XDP_PASS);
   CHECK(ring->receive(blocks, exits, 0) == 1);
-  CHECK(s.program->copy_counters().records == 4);
+  CHECK(s.program->copy_counters().records == 5);
 }
 
 TEST_CASE("kernel: a pass counts only blocks that reached the stack") {

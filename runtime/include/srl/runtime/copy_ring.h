@@ -1,18 +1,20 @@
-// The userspace end of the copy channel (kernel.h, CopyRecord): one BPF
-// ring buffer of a generated program, mapped into this process and read in
-// place. A batch handed out by receive() stays in the ring, and valid,
-// until the next receive() releases it, so the engine parses and filters
-// the kernel's copy without copying it again.
+// The userspace end of the copy channel (kernel.h, CopyAreaHeader and
+// CopyRecord): one ring of a generated program, that is the copy areas of
+// its CPUs, mapped into this process and read in place. A batch handed out
+// by receive() stays in the areas, and valid, until the next receive()
+// releases it, so the engine parses and filters the kernel's copy without
+// copying it again.
 //
-// Invariants (the kernel's ring buffer protocol):
-//  R1 the producer position only grows; records between the consumer and
-//     producer positions are ours to read once their busy bit is clear;
-//  R2 a record is 8 bytes of header (length with the busy and discard
-//     bits, page offset), then its bytes, padded to 8;
-//  R3 the kernel writes no byte before the consumer position we publish,
-//     so a handed-out batch is stable until we publish past it;
-//  R4 the data area is mapped twice back to back, so a record that wraps
-//     is contiguous in our mapping.
+// Invariants (the area protocol, written by the program's srl_copy()):
+//  A1 an area's head only grows and only its CPU writes it, after the
+//     record's bytes (an exchange: a full barrier); records between our
+//     tail and the head we load with acquire are complete;
+//  A2 a record is a CopyRecord, cap_len bytes, padded to 8, at the head
+//     modulo the area's size, and contiguous (it may end in the slack);
+//  A3 the CPU writes only where head - tail + record <= size, so no byte
+//     of a handed-out batch changes until we publish a tail past it;
+//  A4 an area's records are in time order; a batch takes the oldest first
+//     record of all areas each time, so that blocks leave in time order.
 #pragma once
 
 #include <cstddef>
@@ -38,10 +40,12 @@ class CopyRing {
     std::uint64_t wakeups = 0;      // waits that ended with data
   };
 
-  // Maps the ring buffer map `map_fd` (duplicated: the caller keeps its
-  // own). `name` is the channel's name in counters ("ringbuf:eth0:0").
-  // Throws std::system_error naming the step that failed.
-  static std::unique_ptr<CopyRing> open(int map_fd, std::string name);
+  // Maps the areas of ring i (`area_fd`, "srl_ring<i>") and its wake-up
+  // ring buffer (`wake_fd`, "srl_wake<i>"); both descriptors are
+  // duplicated, the caller keeps its own. `name` is the channel's name in
+  // counters ("ringbuf:eth0:0"). Throws std::system_error naming the step
+  // that failed.
+  static std::unique_ptr<CopyRing> open(int area_fd, int wake_fd, std::string name);
   ~CopyRing();
   CopyRing(const CopyRing&) = delete;
   CopyRing& operator=(const CopyRing&) = delete;
@@ -51,9 +55,9 @@ class CopyRing {
   // `timeout_ms` (0: not at all, < 0: until one comes) when none is ready.
   std::size_t receive(std::span<filters::Block> out, std::span<std::uint32_t> exits,
                       int timeout_ms);
-  // Polls readable while records wait (an epoll instance over the ring
-  // map, level-triggered); the producer wakes it only now and then (see
-  // kernel.md, "Copy channel"), so a waiter also needs a timeout.
+  // Polls readable after a CPU's waiting bytes passed the wake-up mark (an
+  // epoll instance over the wake-up ring); below it nothing wakes a waiter
+  // (see kernel.md, "Copy channel"), so a waiter also needs a timeout.
   int wait_fd() const { return epoll_fd_; }
   // Bytes written and not yet released.
   std::size_t pending() const;
@@ -66,15 +70,27 @@ class CopyRing {
   std::size_t take(std::span<filters::Block> out, std::span<std::uint32_t> exits);
   void refresh_clock();
 
+  struct Area {
+    void* header = nullptr;  // kernel::CopyAreaHeader
+    const std::uint8_t* data = nullptr;
+    std::uint64_t head = 0;      // as loaded for this batch
+    std::uint64_t released = 0;  // tail published
+    std::uint64_t read = 0;      // end of the batch handed out
+  };
+  void release();
+  void drain_wakeups();
+
   std::string name_;
-  int map_fd_ = -1;
+  int area_fd_ = -1, wake_fd_ = -1;
   int epoll_fd_ = -1;
-  std::size_t size_ = 0;  // data area, a power of two
+  std::size_t size_ = 0;  // each area's data, a power of two
   std::size_t page_ = 0;
-  void* consumer_page_ = nullptr;
-  void* producer_area_ = nullptr;  // producer page + data mapped twice
-  std::uint64_t released_ = 0;     // consumer position published
-  std::uint64_t read_ = 0;         // end of the batch handed out
+  void* areas_map_ = nullptr;  // the array map's values, mapped
+  std::size_t areas_len_ = 0;
+  void* wake_consumer_ = nullptr;
+  void* wake_producer_ = nullptr;  // producer page + data mapped twice
+  std::size_t wake_len_ = 0;
+  std::vector<Area> areas_;
   std::int64_t mono_to_real_ns_ = 0;
   std::uint64_t clock_checked_ns_ = 0;
   std::vector<filters::ParsedPacket> parsed_;

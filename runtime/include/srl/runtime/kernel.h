@@ -95,24 +95,41 @@ struct CopyRecord {
 };
 inline constexpr std::uint32_t kCopyTaken = 1;
 
-// The copy channel of a generated program: rings chosen by CPU
-// (bpf_get_smp_processor_id() % rings), so CPUs do not contend for one
-// ring's lock and several readers can share the work.
+// One CPU's copy area (the generated program's struct srl_area): a
+// single-producer ring in an mmap-able array map. The CPU writes records
+// (CopyRecord, its bytes, padded to 8) at head and then moves head; the
+// reader releases them by moving tail. A record starting before the end of
+// the data ends in the slack behind it, so every record is contiguous.
+struct CopyAreaHeader {
+  std::uint64_t head;  // written by the CPU only
+  std::uint64_t busy;  // the CPU is writing (a nested run counts a loss)
+  std::uint64_t pad0[6];
+  std::uint64_t tail;  // written by the reader only
+  std::uint64_t pad1[7];
+};
+inline constexpr std::uint32_t kCopyAreaSlack = 65536 + 64;  // the largest record fits
+inline constexpr std::uint32_t kCopyAreaMax = std::uint32_t{64} << 20;
+
+// The copy channel of a generated program: rings of CPUs (CPU c writes
+// into entry c / rings of ring c % rings), so that several readers can
+// share the work; each CPU has an area of ring_bytes of its own.
 struct CopyChannelOptions {
   std::uint32_t rings = 1;
-  std::uint32_t ring_bytes = std::uint32_t{8} << 20;  // each; a power of two, >= 4 KiB pages
-  // Readers are woken once this many bytes wait in a ring (batched
-  // wake-ups); below it they find the records when they next look (the
-  // engine looks at least every 10 ms).
+  std::uint32_t ring_bytes = std::uint32_t{2} << 20;  // per CPU; a power of two, 4 KiB to 64 MiB
+  // Readers are woken once this many bytes wait in an area (batched
+  // wake-ups; at most a quarter of the area); below it they find the
+  // records when they next look (the engine looks at least every 10 ms).
   std::uint32_t wake_bytes = std::uint32_t{256} << 10;
 };
+// CPUs the copy channel has areas for (the kernel's possible CPUs).
+std::uint32_t copy_cpus();
 
 struct GeneratedProgram {
   std::string source;           // eBPF C
   std::vector<NodeSlot> nodes;  // counter slot i is nodes[i]
   std::vector<KernelExit> exits;
-  // Rings of the copy channel ("srl_ring0", ...); 0 when no exit copies
-  // or takes through a ring.
+  // Rings of the copy channel (areas "srl_ring0", ..., wake-ups
+  // "srl_wake0", ...); 0 when no exit copies or takes through a ring.
   std::uint32_t copy_rings = 0;
   bool afxdp = false;  // takes blocks into AF_XDP sockets (srl_xsks)
   // Counter slot nodes.size() counts the copy channel: packets = records
