@@ -54,7 +54,7 @@ struct RunOptions {
   double duration = 0, interval = 1;
   bool json = false;
   std::size_t workers = 1, batch = 32;
-  std::uint32_t copy_rings = 1, copy_ring_kib = 2048;
+  std::uint32_t copy_rings = 1, copy_ring_kib = 0;
   ProfileOptions profile;
 };
 
@@ -285,7 +285,7 @@ int run(const RunOptions& o) {
   dopts.workers = o.workers;
   dopts.batch = o.batch;
   dopts.copy.rings = o.copy_rings;
-  dopts.copy.ring_bytes = o.copy_ring_kib << 10;
+  if (o.copy_ring_kib != 0) dopts.copy.ring_bytes = o.copy_ring_kib << 10;
   dopts.copy.wake_bytes = std::min(dopts.copy.wake_bytes, dopts.copy.ring_bytes / 4);
   const fs::path runs = fs::path(o.bpffs) / "srl" / "run";
   dopts.pin_root = runs / std::to_string(getpid());
@@ -406,8 +406,8 @@ void add_run_command(CLI::App& app, int& result) {
                   "copy rings per device hook, chosen by CPU (blocks copied up to userspace)")
       ->check(CLI::Range(1, 64));
   cmd->add_option("--copy-ring-kib", o->copy_ring_kib,
-                  "each CPU's copy area in KiB, a power of two (default 2048); a full area "
-                  "loses copies, never the block")
+                  "each CPU's copy area in KiB, a power of two (default: 32 MiB shared by "
+                  "the CPUs, 2 to 8 MiB each); a full area loses copies, never the block")
       ->check(CLI::IsMember({"4", "8", "16", "32", "64", "128", "256", "512", "1024", "2048",
                              "4096", "8192", "16384", "32768", "65536"}));
   cmd->footer(

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -267,6 +268,11 @@ std::uint32_t copy_cpus() {
   const int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) throw KernelError("cannot count CPUs: " + errno_text(cpus));
   return static_cast<std::uint32_t>(cpus);
+}
+
+std::uint32_t default_copy_area_bytes() {
+  const std::uint32_t share = (std::uint32_t{32} << 20) / std::max<std::uint32_t>(copy_cpus(), 1);
+  return std::bit_floor(std::clamp(share, std::uint32_t{2} << 20, std::uint32_t{8} << 20));
 }
 
 std::vector<Counter> KernelProgram::all_counters() const {

@@ -4,6 +4,7 @@
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 
+#include <sched.h>
 #include <unistd.h>
 #include <chrono>
 #include <filesystem>
@@ -280,6 +281,64 @@ TEST_CASE("kernel: TC hands blocks to userspace through the copy ring") {
   CHECK(ring->receive(blocks, exits, 0) == 1);
   auto take = split("(udp) > (dns) > (drop)", 2, true);
   CHECK(take.program->test_run(with_payload(ipv4_frame(17, 1, 53), 20)) == TC_ACT_SHOT);
+}
+
+// Moves this thread to `cpu`; false when the machine does not let it.
+bool run_on(std::size_t cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set) == 0;
+}
+
+TEST_CASE("kernel: copies made on several CPUs come out oldest first; rings split the CPUs") {
+  cpu_set_t before;
+  REQUIRE(sched_getaffinity(0, sizeof before, &before) == 0);
+  if (runtime::kernel::copy_cpus() < 2 || !run_on(1) || !run_on(0)) {
+    MESSAGE("skipped: needs CPUs 0 and 1");
+    return;
+  }
+  std::vector<filters::Block> blocks(8);
+  std::vector<std::uint32_t> exits(8);
+  {
+    // One ring: CPU 1, CPU 0, CPU 1 again; the payload sizes tell them apart.
+    auto s = split("(udp) > (pcap, file=\"/dev/null\")", 2);
+    auto ring = runtime::CopyRing::open(s.program->map_fd("srl_ring0"),
+                                        s.program->map_fd("srl_wake0"), "ringbuf:test:0");
+    const std::size_t payloads[] = {10, 20, 30};
+    const std::size_t cpus[] = {1, 0, 1};
+    for (std::size_t i = 0; i < 3; ++i) {
+      REQUIRE(run_on(cpus[i]));
+      CHECK(s.program->test_run(with_payload(ipv4_frame(17, 1, 2), payloads[i])) == XDP_PASS);
+    }
+    REQUIRE(ring->receive(blocks, exits, 0) == 3);
+    const std::size_t base = ipv4_frame(17, 1, 2).size();
+    for (std::size_t i = 0; i < 3; ++i)
+      CHECK(blocks[i].wire_len == base + payloads[i]);
+    CHECK(blocks[0].ts_ns <= blocks[1].ts_ns);
+    CHECK(blocks[1].ts_ns <= blocks[2].ts_ns);
+  }
+  {
+    // Two rings: CPU c writes into ring c % 2.
+    runtime::kernel::CopyChannelOptions two;
+    two.rings = 2;
+    auto s = split("(udp) > (pcap, file=\"/dev/null\")", 2, false, two);
+    REQUIRE(s.gen.copy_rings == 2);
+    auto ring0 = runtime::CopyRing::open(s.program->map_fd("srl_ring0"),
+                                         s.program->map_fd("srl_wake0"), "ringbuf:test:0");
+    auto ring1 = runtime::CopyRing::open(s.program->map_fd("srl_ring1"),
+                                         s.program->map_fd("srl_wake1"), "ringbuf:test:1");
+    REQUIRE(run_on(1));
+    CHECK(s.program->test_run(with_payload(ipv4_frame(17, 1, 2), 11)) == XDP_PASS);
+    CHECK(ring0->receive(blocks, exits, 0) == 0);
+    REQUIRE(ring1->receive(blocks, exits, 0) == 1);
+    CHECK(blocks[0].wire_len == ipv4_frame(17, 1, 2).size() + 11);
+    REQUIRE(run_on(0));
+    CHECK(s.program->test_run(with_payload(ipv4_frame(17, 1, 2), 12)) == XDP_PASS);
+    CHECK(ring1->receive(blocks, exits, 0) == 0);
+    CHECK(ring0->receive(blocks, exits, 0) == 1);
+  }
+  sched_setaffinity(0, sizeof before, &before);
 }
 
 TEST_CASE("kernel: a full copy ring loses copies, counts them, and never the block") {

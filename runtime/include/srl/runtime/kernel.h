@@ -109,20 +109,26 @@ struct CopyAreaHeader {
 };
 inline constexpr std::uint32_t kCopyAreaSlack = 65536 + 64;  // the largest record fits
 inline constexpr std::uint32_t kCopyAreaMax = std::uint32_t{64} << 20;
+// CPUs the copy channel has areas for (the kernel's possible CPUs).
+std::uint32_t copy_cpus();
+// Each CPU's area by default: 32 MiB shared among the CPUs, at least 2 MiB
+// and at most 8 MiB each (a power of two). One CPU may carry all of a
+// device's traffic (a single queue, a veth): 8 MiB holds ~55 ms of 1500 B
+// frames at 100 kpps on a small machine, while a large one does not pay
+// 8 MiB for each of its many CPUs.
+std::uint32_t default_copy_area_bytes();
 
 // The copy channel of a generated program: rings of CPUs (CPU c writes
 // into entry c / rings of ring c % rings), so that several readers can
 // share the work; each CPU has an area of ring_bytes of its own.
 struct CopyChannelOptions {
   std::uint32_t rings = 1;
-  std::uint32_t ring_bytes = std::uint32_t{2} << 20;  // per CPU; a power of two, 4 KiB to 64 MiB
+  std::uint32_t ring_bytes = default_copy_area_bytes();  // per CPU; a power of two, 4 KiB to 64 MiB
   // Readers are woken once this many bytes wait in an area (batched
   // wake-ups; at most a quarter of the area); below it they find the
   // records when they next look (the engine looks at least every 10 ms).
   std::uint32_t wake_bytes = std::uint32_t{256} << 10;
 };
-// CPUs the copy channel has areas for (the kernel's possible CPUs).
-std::uint32_t copy_cpus();
 
 struct GeneratedProgram {
   std::string source;           // eBPF C
