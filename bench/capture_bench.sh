@@ -61,12 +61,14 @@
 # RcvbufErrors did not move), each capture captured every selected one
 # (srl's pcap node counters, tcpdump's "packets captured"), and every file
 # holds exactly that many records, all UDP to port 9000 with caplen =
-# min(len, snaplen). Failures are reported, not fatal.
+# min(len, snaplen). Failures are reported, not fatal. Each run records
+# where the capture ran (CSV column hook: srl's hook as it reported it,
+# AF_PACKET for tcpdump), shown beside the tool in the tables.
 set -uo pipefail
 
 args=("$@")
 here=$(cd "$(dirname "$0")" && pwd)
-usage() { sed -n '2,63p' "$0"; }
+usage() { sed -n '2,65p' "$0"; }
 [[ $# -ge 1 && $1 != -h ]] || { usage; exit 2; }
 srl=$1; shift
 build=$(cd "$(dirname "$srl")/.." 2>/dev/null && pwd)
@@ -269,7 +271,7 @@ request() {  # FILE: the srl request writing FILE
 # Starts N captures of MODE; sets pids. Returns once they capture (bounded).
 start_capture() {  # MODE N
   local mode=$1 n=$2 i
-  pids=()
+  pids=() capture_hook=
   case $mode in
     baseline) ;;
     srl | srl-xdp | srl-generic | srl-tc)
@@ -282,12 +284,17 @@ start_capture() {  # MODE N
         --cache "$tmp/cache" --interval 3600 -j "${reqs[@]}" >"$tmp/srl.out" 2>"$tmp/srl.err" &
       pids=($!)
       for _ in $(seq 600); do
-        grep -q 'program id' "$tmp/srl.err" && return 0
+        if grep -q 'program id' "$tmp/srl.err"; then
+          # Where srl's plan put the request: a capture is read with its hook.
+          capture_hook=$(grep 'program id' "$tmp/srl.err" | grep -o 'TC ingress\|XDP native\|XDP generic' | sort -u | paste -sd+)
+          return 0
+        fi
         kill -0 "${pids[0]}" 2>/dev/null || break
         sleep 0.05
       done
       echo "srl did not start: $(cat "$tmp/srl.err")" >&2; return 1 ;;
     tcpdump)
+      capture_hook="AF_PACKET"
       for ((i = 1; i <= n; i++)); do
         ip netns exec "$b" taskset -c "$rx_cpu" tcpdump -i "$vb" -w "$out/td.$i.pcap" -s "$snaplen" \
           "udp dst port $port" >/dev/null 2>"$tmp/td.$i.err" &
@@ -397,7 +404,7 @@ print(total, bad, fewest if fewest is not None else 0)
 PY
 }
 
-header=part,frame,percent,n,mode,round,rate,sent,selected,host_received,host_selected,rcvbuf_errors,captured,capture_dropped,file_packets,file_bad,file_fewest,send_seconds,mach_s,own_s,sender_s,sink_s,ksoftirqd_s,steal_s,busy_before,mach_tick_s,window_s,foreign_s,attempt,error
+header=part,frame,percent,n,mode,round,rate,sent,selected,host_received,host_selected,rcvbuf_errors,captured,capture_dropped,file_packets,file_bad,file_fewest,send_seconds,mach_s,own_s,sender_s,sink_s,ksoftirqd_s,steal_s,busy_before,mach_tick_s,window_s,foreign_s,attempt,error,hook
 echo "$header" >"$csv"  # each run is appended as it ends
 failed_runs=()
 run_one() {  # PART FRAME PERCENT N MODE ROUND
@@ -454,7 +461,7 @@ run_one() {  # PART FRAME PERCENT N MODE ROUND
   [[ $mode == baseline || $captured == $((selected * n)) ]] || err+=" captured $captured of $((selected * n))"
   [[ $mode == baseline || ($f_total == $((selected * n)) && $f_bad == 0) ]] || err+=" files: $f_total records, $f_bad bad"
   err=${err//[,\"]/ }
-  echo "$part,$frame,$pct,$n,$mode,$round,$rate,$sent,$selected,$got,$got_sel,$((rcvbuf1 - rcvbuf0)),$captured,$capture_dropped,$f_total,$f_bad,$f_fewest,$(field seconds "$line"),$(awk -v w=$((wall1 - wall0)) -v i=$((idle1 - idle0)) -v c="$ncpu" -v hz="$hz" 'BEGIN{printf "%.3f", c * w / 1e6 - i / hz}'),$(awk -v x=$((own1 - own0)) 'BEGIN{printf "%.4f", x / 1e9}'),$sender_s,$sink_s,$(awk -v x=$((soft1 - soft0)) 'BEGIN{printf "%.4f", x / 1e9}'),$(awk -v j=$((steal1 - steal0)) -v hz="$hz" 'BEGIN{printf "%.2f", j / hz}'),$busy_before,$(awk -v j=$((busy1 - busy0)) -v hz="$hz" 'BEGIN{printf "%.3f", j / hz}'),$(awk -v w=$((wall1 - wall0)) 'BEGIN{printf "%.3f", w / 1e6}'),$(awk -v j=$((foreign1 - foreign0)) -v hz="$hz" 'BEGIN{printf "%.2f", j / hz}'),$attempt,\"${err# }\"" >"$tmp/run"
+  echo "$part,$frame,$pct,$n,$mode,$round,$rate,$sent,$selected,$got,$got_sel,$((rcvbuf1 - rcvbuf0)),$captured,$capture_dropped,$f_total,$f_bad,$f_fewest,$(field seconds "$line"),$(awk -v w=$((wall1 - wall0)) -v i=$((idle1 - idle0)) -v c="$ncpu" -v hz="$hz" 'BEGIN{printf "%.3f", c * w / 1e6 - i / hz}'),$(awk -v x=$((own1 - own0)) 'BEGIN{printf "%.4f", x / 1e9}'),$sender_s,$sink_s,$(awk -v x=$((soft1 - soft0)) 'BEGIN{printf "%.4f", x / 1e9}'),$(awk -v j=$((steal1 - steal0)) -v hz="$hz" 'BEGIN{printf "%.2f", j / hz}'),$busy_before,$(awk -v j=$((busy1 - busy0)) -v hz="$hz" 'BEGIN{printf "%.3f", j / hz}'),$(awk -v w=$((wall1 - wall0)) 'BEGIN{printf "%.3f", w / 1e6}'),$(awk -v j=$((foreign1 - foreign0)) -v hz="$hz" 'BEGIN{printf "%.2f", j / hz}'),$attempt,\"${err# }\",${capture_hook:--}" >"$tmp/run"
   awk -F, '{printf "  %-11s f=%-4s %3s%% n=%-2s r=%s sent=%s host=%s captured=%s mach=%ss own=%ss foreign=%ss %s\n", $5, $2, $3, $4, $6, $8, $10, $13, $19, $20, $28, $30}' "$tmp/run"
   foreign_s=$(cut -d, -f28 "$tmp/run")
 }
@@ -578,8 +585,9 @@ if p1:
                 tm, tp = extra(t, mach), extra(t, path)
                 ratio_m = "%.2f" % (em / tm) if tm > 0 else "n/a"
                 ratio_p = "%.2f" % (ep / tp) if tp > 0 else "n/a"
+            hooks = "+".join(uniq(r.get("hook", "-") for r in rs if r.get("hook", "-") not in ("", "-")))
             print("| %s | %s%% | %s | %s | %d | %s | %s | %s | %.2f | %s | %s | %s | %s | %s | %s | %s |" % (
-                frame, pct, rs[0]["rate"], m, sent, ok(host, sent),
+                frame, pct, rs[0]["rate"], m + (" (%s)" % hooks if hooks else ""), sent, ok(host, sent),
                 ok(cap, sel) if m != "baseline" else "-", drops if m == "tcpdump" else "-",
                 med([mach(r) for r in rs]),
                 ranged(rs, mach) if m != "baseline" else "-",
