@@ -68,7 +68,7 @@ set -uo pipefail
 
 args=("$@")
 here=$(cd "$(dirname "$0")" && pwd)
-usage() { sed -n '2,65p' "$0"; }
+usage() { sed -n '2,66p' "$0"; }
 [[ $# -ge 1 && $1 != -h ]] || { usage; exit 2; }
 srl=$1; shift
 build=$(cd "$(dirname "$srl")/.." 2>/dev/null && pwd)
