@@ -286,7 +286,6 @@ int run(const RunOptions& o) {
   dopts.batch = o.batch;
   dopts.copy.rings = o.copy_rings;
   if (o.copy_ring_kib != 0) dopts.copy.ring_bytes = o.copy_ring_kib << 10;
-  dopts.copy.wake_bytes = std::min(dopts.copy.wake_bytes, dopts.copy.ring_bytes / 4);
   const fs::path runs = fs::path(o.bpffs) / "srl" / "run";
   dopts.pin_root = runs / std::to_string(getpid());
   std::unique_ptr<runtime::Datapath> datapath;

@@ -2,7 +2,6 @@
 #include "srl/runtime/copy_ring.h"
 
 #include <bpf/bpf.h>
-#include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <sys/epoll.h>
@@ -84,9 +83,10 @@ std::unique_ptr<CopyRing> CopyRing::open(int area_fd, int wake_fd, std::string n
   }
   for (std::uint32_t i = 0; i < areas.max_entries; ++i) {
     Area a;
-    a.header = static_cast<std::uint8_t*>(r->areas_map_) + i * stride;
-    a.data = static_cast<const std::uint8_t*>(a.header) + header;
-    a.released = a.read = load_acquire(&static_cast<kernel::CopyAreaHeader*>(a.header)->tail);
+    auto* base = static_cast<std::uint8_t*>(r->areas_map_) + i * stride;
+    a.header = reinterpret_cast<kernel::CopyAreaHeader*>(base);
+    a.data = base + header;
+    a.released = a.read = load_acquire(&a.header->tail);
     a.head = a.read;
     r->areas_.push_back(a);
   }
@@ -95,13 +95,13 @@ std::unique_ptr<CopyRing> CopyRing::open(int area_fd, int wake_fd, std::string n
     r->wake_consumer_ = nullptr;
     fail(r->name_ + ": cannot map the wake-up ring's consumer page");
   }
-  r->wake_producer_ = mmap(nullptr, r->page_ + 2 * std::size_t{wake.max_entries}, PROT_READ,
-                           MAP_SHARED, r->wake_fd_, static_cast<off_t>(r->page_));
+  // Only the producer position: the tokens themselves are never read.
+  r->wake_producer_ =
+      mmap(nullptr, r->page_, PROT_READ, MAP_SHARED, r->wake_fd_, static_cast<off_t>(r->page_));
   if (r->wake_producer_ == MAP_FAILED) {
     r->wake_producer_ = nullptr;
-    fail(r->name_ + ": cannot map the wake-up ring");
+    fail(r->name_ + ": cannot map the wake-up ring's producer page");
   }
-  r->wake_len_ = wake.max_entries;
   r->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (r->epoll_fd_ < 0) fail(r->name_ + ": epoll_create1");
   epoll_event ev{};
@@ -113,7 +113,7 @@ std::unique_ptr<CopyRing> CopyRing::open(int area_fd, int wake_fd, std::string n
 }
 
 CopyRing::~CopyRing() {
-  if (wake_producer_ != nullptr) munmap(wake_producer_, page_ + 2 * wake_len_);
+  if (wake_producer_ != nullptr) munmap(wake_producer_, page_);
   if (wake_consumer_ != nullptr) munmap(wake_consumer_, page_);
   if (areas_map_ != nullptr) munmap(areas_map_, areas_len_);
   if (epoll_fd_ >= 0) close(epoll_fd_);
@@ -133,8 +133,7 @@ void CopyRing::refresh_clock() {
 std::size_t CopyRing::pending() const {
   std::size_t n = 0;
   for (const auto& a : areas_)
-    n += static_cast<std::size_t>(
-        load_acquire(&static_cast<const kernel::CopyAreaHeader*>(a.header)->head) - a.released);
+    n += static_cast<std::size_t>(load_acquire(&a.header->head) - a.released);
   return n;
 }
 
@@ -142,7 +141,7 @@ void CopyRing::release() {
   // The CPUs may now reuse the space of the last batch (A3).
   for (auto& a : areas_)
     if (a.read != a.released) {
-      store_release(&static_cast<kernel::CopyAreaHeader*>(a.header)->tail, a.read);
+      store_release(&a.header->tail, a.read);
       a.released = a.read;
     }
 }
@@ -155,7 +154,7 @@ void CopyRing::drain_wakeups() {
 
 std::size_t CopyRing::take(std::span<filters::Block> out, std::span<std::uint32_t> exits) {
   for (auto& a : areas_)
-    a.head = load_acquire(&static_cast<const kernel::CopyAreaHeader*>(a.header)->head);  // A1
+    a.head = load_acquire(&a.header->head);  // A1
   std::size_t got = 0;
   const std::size_t want = std::min(out.size(), exits.size());
   if (parsed_.size() < want) parsed_.resize(want);

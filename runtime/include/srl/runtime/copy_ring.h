@@ -26,6 +26,7 @@
 
 #include "srl/filters/packet.h"
 #include "srl/filters/user.h"
+#include "srl/runtime/kernel.h"
 
 namespace srl::runtime {
 
@@ -71,7 +72,7 @@ class CopyRing {
   void refresh_clock();
 
   struct Area {
-    void* header = nullptr;  // kernel::CopyAreaHeader
+    kernel::CopyAreaHeader* header = nullptr;
     const std::uint8_t* data = nullptr;
     std::uint64_t head = 0;      // as loaded for this batch
     std::uint64_t released = 0;  // tail published
@@ -88,8 +89,7 @@ class CopyRing {
   void* areas_map_ = nullptr;  // the array map's values, mapped
   std::size_t areas_len_ = 0;
   void* wake_consumer_ = nullptr;
-  void* wake_producer_ = nullptr;  // producer page + data mapped twice
-  std::size_t wake_len_ = 0;
+  void* wake_producer_ = nullptr;  // its producer page
   std::vector<Area> areas_;
   std::int64_t mono_to_real_ns_ = 0;
   std::uint64_t clock_checked_ns_ = 0;
