@@ -155,43 +155,52 @@ void CopyRing::drain_wakeups() {
 std::size_t CopyRing::take(std::span<filters::Block> out, std::span<std::uint32_t> exits) {
   for (auto& a : areas_)
     a.head = load_acquire(&a.header->head);  // A1
+  const auto first_ts = [this](const Area& a) {
+    return reinterpret_cast<const kernel::CopyRecord*>(a.data + (a.read & (size_ - 1)))->ts_ns;
+  };
   std::size_t got = 0;
   const std::size_t want = std::min(out.size(), exits.size());
-  if (parsed_.size() < want) parsed_.resize(want);
   while (got < want) {
-    // The oldest first record of all areas (A4).
+    // The area with the oldest first record (A4), and the oldest first
+    // record of the others: it takes from that area until it passes it,
+    // so one busy CPU's records go out in a run.
     Area* next = nullptr;
-    std::uint64_t oldest = 0;
+    std::uint64_t oldest = 0, bound = UINT64_MAX;
     for (auto& a : areas_) {
       if (a.read >= a.head) continue;
-      const auto* h = reinterpret_cast<const kernel::CopyRecord*>(a.data + (a.read & (size_ - 1)));
-      if (next == nullptr || h->ts_ns < oldest) next = &a, oldest = h->ts_ns;
+      const std::uint64_t ts = first_ts(a);
+      if (next == nullptr || ts < oldest) {
+        if (next != nullptr) bound = std::min(bound, oldest);
+        next = &a, oldest = ts;
+      } else {
+        bound = std::min(bound, ts);
+      }
     }
     if (next == nullptr) break;
-    const std::uint8_t* rec = next->data + (next->read & (size_ - 1));  // A2
-    kernel::CopyRecord h;
-    std::memcpy(&h, rec, sizeof h);
-    const std::uint64_t len = (sizeof h + std::uint64_t{h.cap_len} + 7) & ~std::uint64_t{7};
-    if (h.cap_len == 0 || h.cap_len > 65535 || len > next->head - next->read) {
-      // Not a record the program writes: skip what this area holds.
-      ++stats_.bad_records;
-      next->read = next->head;
-      continue;
-    }
-    next->read += len;
-    filters::Block& b = out[got];
-    b = filters::Block{};
-    b.data = std::span<const std::uint8_t>(rec + sizeof h, h.cap_len);
-    b.ts_ns = h.ts_ns + static_cast<std::uint64_t>(mono_to_real_ns_);
-    b.wire_len = std::max(h.wire_len, h.cap_len);
-    parsed_[got] = filters::parse_packet(b.data);
-    b.parsed = &parsed_[got];
-    exits[got] = h.exits;
-    ++stats_.received;
-    stats_.bytes += h.cap_len;
-    stats_.wire_bytes += b.wire_len;
-    if (h.cap_len < b.wire_len) ++stats_.truncated;
-    ++got;
+    do {
+      const std::uint8_t* rec = next->data + (next->read & (size_ - 1));  // A2
+      kernel::CopyRecord h;
+      std::memcpy(&h, rec, sizeof h);
+      const std::uint64_t len = (sizeof h + std::uint64_t{h.cap_len} + 7) & ~std::uint64_t{7};
+      if (h.cap_len == 0 || h.cap_len > 65535 || len > next->head - next->read) {
+        // Not a record the program writes: skip what this area holds.
+        ++stats_.bad_records;
+        next->read = next->head;
+        break;
+      }
+      next->read += len;
+      filters::Block& b = out[got];
+      b = filters::Block{};
+      b.data = std::span<const std::uint8_t>(rec + sizeof h, h.cap_len);
+      b.ts_ns = h.ts_ns + static_cast<std::uint64_t>(mono_to_real_ns_);
+      b.wire_len = std::max(h.wire_len, h.cap_len);
+      exits[got] = h.exits;
+      ++stats_.received;
+      stats_.bytes += h.cap_len;
+      stats_.wire_bytes += b.wire_len;
+      if (h.cap_len < b.wire_len) ++stats_.truncated;
+      ++got;
+    } while (got < want && next->read < next->head && first_ts(*next) <= bound);
   }
   return got;
 }

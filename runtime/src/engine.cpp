@@ -210,7 +210,20 @@ struct Engine::Impl {
     // reference to its input block keeps a valid reference.
     std::vector<Block> input_blocks;
     std::deque<Block> emitted;
-    std::deque<filters::ParsedPacket> parsed;
+    // Headers parsed by the engine for this batch, in chunks that stay
+    // allocated from batch to batch (the blocks point into them).
+    struct ParsedPool {
+      static constexpr std::size_t kChunk = 256;
+      std::vector<std::unique_ptr<filters::ParsedPacket[]>> chunks;
+      std::size_t used = 0;
+      filters::ParsedPacket& next() {
+        if (used / kChunk == chunks.size())
+          chunks.push_back(std::make_unique<filters::ParsedPacket[]>(kChunk));
+        filters::ParsedPacket& p = chunks[used / kChunk][used % kChunk];
+        ++used;
+        return p;
+      }
+    } parsed;
     const Block& block(std::uint32_t id) const {
       return id < input_blocks.size() ? input_blocks[id] : emitted[id - input_blocks.size()];
     }
@@ -241,11 +254,17 @@ struct Engine::Impl {
       std::fill_n(mark.begin(), in.size(), 0);
       std::fill_n(stamp.begin(), in.size(), 0);
     }
+    // Per node: whether its filter reads headers (UserFilter::reads_headers).
+    std::vector<bool> needs_headers;
+    // Block `id`, its headers parsed once, on the first filter that needs them.
+    const Block& with_headers(std::uint32_t id) {
+      Block& b = id < input_blocks.size() ? input_blocks[id] : emitted[id - input_blocks.size()];
+      if (b.kind == BlockKind::packet && b.parsed == nullptr)
+        b.parsed = &(parsed.next() = filters::parse_packet(b.data));
+      return b;
+    }
     std::uint32_t add_emitted(const Block& b) {
       emitted.push_back(b);
-      Block& nb = emitted.back();
-      if (nb.kind == BlockKind::packet && nb.parsed == nullptr)
-        nb.parsed = &parsed.emplace_back(filters::parse_packet(nb.data));
       const auto id = static_cast<std::uint32_t>(block_count() - 1);
       size_marks(block_count());
       mark[id] = 0;
@@ -306,7 +325,7 @@ struct Engine::Impl {
     const NodeSpec& spec = nodes[n];
     filters::UserFilter* f = shared[n] ? shared[n]->filter.get() : w.filters[n];
     Counter& ctr = w.counters[n];
-    const Block& block = w.block(b);
+    const Block& block = w.needs_headers[n] ? w.with_headers(b) : w.block(b);
     Counter::add(ctr.blocks, 1);
     Counter::add(ctr.bytes, block.data.size());
     w.emitter.begin(n);
@@ -451,9 +470,9 @@ struct Engine::Impl {
 
   void begin_batch(Worker& w) {
     w.input_blocks.clear();
+    w.parsed.used = 0;
     if (!w.emitted.empty()) {
       w.emitted.clear();
-      w.parsed.clear();
       w.arena.reset();
     }
   }
@@ -647,7 +666,6 @@ struct Engine::Impl {
   void loop_worker(std::size_t index, DBuf::Reader reader) {
     Worker& w = *workers[index];
     std::vector<Block> batch(options.max_batch);
-    std::vector<filters::ParsedPacket> parsed(options.max_batch);
     std::vector<std::uint32_t> mask(options.max_batch);
     std::vector<RecordView> views(options.max_batch);
     TickClock tick(flush_ns(), idle_ns(), realtime_ns());
@@ -667,8 +685,6 @@ struct Engine::Impl {
           std::memcpy(&mask[i], d.data() + 12, 4);
           b.data = std::span(reinterpret_cast<const std::uint8_t*>(d.data()) + kRecordHeader,
                              d.size() - kRecordHeader);
-          parsed[i] = filters::parse_packet(b.data);
-          b.parsed = &parsed[i];
         }
         run_batch(w, std::span(batch).first(got), std::span(mask).first(got), realtime_ns());
         reader.complete(views[got - 1]);
@@ -899,6 +915,8 @@ Engine::Engine(const compiler::RequestDag& dag, const std::vector<bool>& in_user
         w->owned.push_back(filters::make_user_filter(s.config));
         w->filters[i] = w->owned.back().get();
       }
+      const filters::UserFilter* f = m.shared[i] ? m.shared[i]->filter.get() : w->filters[i];
+      w->needs_headers.push_back(f == nullptr || f->reads_headers());
     }
     m.workers.push_back(std::move(w));
   }

@@ -102,6 +102,8 @@ class FifoSink final : public UserFilter {
     }
   }
 
+  bool reads_headers() const override { return false; }
+
   void process(const Block& block, Emitter&) override {
     if (!raw_ && block.kind != BlockKind::packet) {
       ++skipped_streams_;

@@ -33,6 +33,8 @@ class PcapSink final : public UserFilter {
 
   ~PcapSink() override { close_file(); }
 
+  bool reads_headers() const override { return false; }
+
   void process(const Block& block, Emitter&) override {
     if (block.kind != BlockKind::packet) {
       ++skipped_streams_;

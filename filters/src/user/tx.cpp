@@ -38,6 +38,8 @@ class TxSink final : public UserFilter {
   }
   ~TxSink() override { ::close(fd_); }
 
+  bool reads_headers() const override { return false; }
+
   void process(const Block& block, Emitter&) override {
     if (block.kind != BlockKind::packet) {
       ++skipped_streams_;

@@ -54,8 +54,9 @@ struct Block {
   std::uint64_t ts_ns = 0;     // capture time, ns since the Unix epoch
   std::uint32_t wire_len = 0;  // packet: length on the wire (>= data.size())
   BlockKind kind = BlockKind::packet;
-  // packet: its headers, parsed once by whoever made the block (never null
-  // for packets the engine hands out).
+  // packet: its headers, parsed once: by whoever made the block, or by the
+  // engine before the first filter that reads headers (reads_headers()).
+  // Null only where no filter on the block's way has needed them.
   const ParsedPacket* parsed = nullptr;
   // stream only: the connection, the direction (0: client to server), where
   // data[0] lies in that direction's byte stream, and whether this chunk ends
@@ -103,6 +104,10 @@ class UserFilter {
   UserFilter& operator=(const UserFilter&) = delete;
 
   virtual void process(const Block& block, Emitter& out) = 0;
+  // Whether process() looks at a packet's headers. A filter that only
+  // stores or forwards the bytes (pcap, fifo, tx) says no, so that a copy
+  // that goes straight to it is never parsed; block.parsed may then be null.
+  virtual bool reads_headers() const { return true; }
   // The clock moved to `now_ns` (ns since the Unix epoch, the time base of
   // Block::ts_ns): expire idle state, flush buffers. Called every flush
   // interval of the engine while blocks arrive, and at least every idle tick

@@ -2,8 +2,8 @@
 // CopyRecord): one ring of a generated program, that is the copy areas of
 // its CPUs, mapped into this process and read in place. A batch handed out
 // by receive() stays in the areas, and valid, until the next receive()
-// releases it, so the engine parses and filters the kernel's copy without
-// copying it again.
+// releases it, so the engine filters the kernel's copy without copying it
+// again (and parses it only for a filter that reads headers).
 //
 // Invariants (the area protocol, written by the program's srl_copy()):
 //  A1 an area's head only grows and only its CPU writes it, after the
@@ -93,7 +93,6 @@ class CopyRing {
   std::vector<Area> areas_;
   std::int64_t mono_to_real_ns_ = 0;
   std::uint64_t clock_checked_ns_ = 0;
-  std::vector<filters::ParsedPacket> parsed_;
   Stats stats_;
 };
 
