@@ -779,9 +779,11 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
     src << "\nSEC(\"xdp\")\nint srl_xdp(struct xdp_md *ctx) {\n"
         << "  u8 *data = (u8 *)(long)ctx->data;\n  u8 *end = (u8 *)(long)ctx->data_end;\n";
   } else {
-    // The whole packet linear first, so that direct access sees all of it.
+    // The whole packet linear first, so that direct access sees all of it;
+    // most are already, and then the helper call is skipped.
     src << "\nSEC(\"tc\")\nint srl_tc(struct __sk_buff *ctx) {\n"
-        << "  bpf_skb_pull_data(ctx, ctx->len);\n"
+        << "  if ((long)ctx->data_end - (long)ctx->data < (long)ctx->len)\n"
+        << "    bpf_skb_pull_data(ctx, ctx->len);\n"
         << "  u8 *data = (u8 *)(long)ctx->data;\n  u8 *end = (u8 *)(long)ctx->data_end;\n";
   }
   // Whole pointers from here on: across the calls to the expressions'
