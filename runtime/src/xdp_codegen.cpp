@@ -106,6 +106,17 @@ std::string copy_channel_source(const CopyChannelOptions& o, std::uint32_t cpus)
   std::ostringstream c;
   c << "\n#define SRL_RINGS " << o.rings << "\n#define SRL_AREA " << o.ring_bytes
     << "\n#define SRL_WAKE_BYTES " << wake << "\n";
+  // Publishing the head must order the record's bytes before it. x86 keeps
+  // stores in program order (TSO; the perf ring buffer relies on the same),
+  // so a compiler barrier and a plain store do; elsewhere an exchange, a
+  // full barrier on every JIT. The exchange would wait for the record's
+  // stores, to lines not in cache, at every copy.
+#if defined(__x86_64__)
+  c << "#define SRL_PUBLISH(p, v) do { asm volatile(\"\" ::: \"memory\"); "
+       "*(volatile u64 *)(p) = (v); } while (0)\n";
+#else
+  c << "#define SRL_PUBLISH(p, v) __sync_lock_test_and_set((p), (v))\n";
+#endif
   c << R"(
 struct srl_rec {
   u64 ts_ns;
@@ -118,8 +129,9 @@ struct srl_rec {
 };
 
 /* head: bytes published by the CPU (only it writes); busy: set while the
-   CPU writes (a nested or preempted run on the same CPU counts a loss
-   instead of writing over it); tail: bytes the reader has released. A
+   CPU writes (a nested run on the same CPU counts a loss instead of
+   writing over it; only this CPU reads or writes it, so plain accesses in
+   program order do); tail: bytes the reader has released. A
    record that starts before SRL_AREA ends in the slack behind it, so it is
    contiguous; the next starts at its end modulo SRL_AREA. */
 struct srl_area {
@@ -167,7 +179,8 @@ static __always_inline int srl_copy(SRL_CTX *ctx, struct srl_counters *cnt, u32 
   u32 cpu = bpf_get_smp_processor_id();
   struct srl_area *a = srl_area_of(cpu);
   if (!a) goto lost;
-  if (__sync_lock_test_and_set(&a->busy, 1)) goto lost;
+  if (*(volatile u64 *)&a->busy) goto lost;
+  *(volatile u64 *)&a->busy = 1;
   u64 head = a->head, tail = *(volatile u64 *)&a->tail;
   u32 cap = wire < snap ? wire : snap;
   if (cap == 0) cap = 1;
@@ -187,10 +200,9 @@ static __always_inline int srl_copy(SRL_CTX *ctx, struct srl_counters *cnt, u32 
   asm volatile("" : "+r"(cap));
   if (cap < 1 || cap > 65535) goto busy_lost;
   if (SRL_LOAD_BYTES(ctx, 0, &a->data[at + sizeof(struct srl_rec)], cap) != 0) goto busy_lost;
-  /* Publish with an exchange, a full barrier on every JIT: the record is
-     visible before the head that covers it (the reader loads the head with
-     acquire). */
-  __sync_lock_test_and_set(&a->head, head + need);
+  /* The record is visible before the head that covers it (the reader
+     loads the head with acquire). */
+  SRL_PUBLISH(&a->head, head + need);
   *(volatile u64 *)&a->busy = 0;
   if (head - tail < SRL_WAKE_BYTES && head - tail + need >= SRL_WAKE_BYTES) srl_wake(cpu);
   cnt->c[SRL_NODES].packets++;

@@ -7,8 +7,9 @@
 //
 // Invariants (the area protocol, written by the program's srl_copy()):
 //  A1 an area's head only grows and only its CPU writes it, after the
-//     record's bytes (an exchange: a full barrier); records between our
-//     tail and the head we load with acquire are complete;
+//     record's bytes (a release: x86's ordered stores, an exchange
+//     elsewhere); records between our tail and the head we load with
+//     acquire are complete;
 //  A2 a record is a CopyRecord, cap_len bytes, padded to 8, at the head
 //     modulo the area's size, and contiguous (it may end in the slack);
 //  A3 the CPU writes only where head - tail + record <= size, so no byte

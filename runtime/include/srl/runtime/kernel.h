@@ -127,7 +127,7 @@ struct CopyChannelOptions {
   // Readers are woken once this many bytes wait in an area (batched
   // wake-ups; at most a quarter of the area); below it they find the
   // records when they next look (the engine looks at least every 10 ms).
-  std::uint32_t wake_bytes = std::uint32_t{256} << 10;
+  std::uint32_t wake_bytes = std::uint32_t{2} << 20;
 };
 
 struct GeneratedProgram {
