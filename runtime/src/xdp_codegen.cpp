@@ -128,18 +128,24 @@ struct srl_rec {
   u32 flags;
 };
 
-/* head: bytes published by the CPU (only it writes); busy: set while the
-   CPU writes (a nested run on the same CPU counts a loss instead of
-   writing over it; only this CPU reads or writes it, so plain accesses in
-   program order do); tail: bytes the reader has released. A
-   record that starts before SRL_AREA ends in the slack behind it, so it is
+/* head: bytes published by the CPU (only it writes); tail: bytes the
+   reader has released (only it writes). The third line only this CPU
+   touches, so plain accesses in program order do: busy, set while the CPU
+   writes (a nested run on the same CPU counts a loss instead of writing
+   over it); next, the head as the CPU knows it; tail_seen, the tail as it
+   last read it, read again only when the area looks fuller than the
+   wake-up mark, so that a copy does not load the reader's line. A record
+   that starts before SRL_AREA ends in the slack behind it, so it is
    contiguous; the next starts at its end modulo SRL_AREA. */
 struct srl_area {
   u64 head;
-  u64 busy;
-  u64 pad0[6];
+  u64 pad0[7];
   u64 tail;
   u64 pad1[7];
+  u64 busy;
+  u64 next;
+  u64 tail_seen;
+  u64 pad2[5];
   u8 data[SRL_AREA + )"
     << kCopyAreaSlack << R"(];
 };
@@ -181,11 +187,16 @@ static __always_inline int srl_copy(SRL_CTX *ctx, struct srl_counters *cnt, u32 
   if (!a) goto lost;
   if (*(volatile u64 *)&a->busy) goto lost;
   *(volatile u64 *)&a->busy = 1;
-  u64 head = a->head, tail = *(volatile u64 *)&a->tail;
+  u64 head = *(volatile u64 *)&a->next, tail = *(volatile u64 *)&a->tail_seen;
   u32 cap = wire < snap ? wire : snap;
   if (cap == 0) cap = 1;
   if (cap > 65535) cap = 65535;
   u64 need = (sizeof(struct srl_rec) + cap + 7) & ~7ull;
+  /* The tail seen only lags the reader's: the area is at most this full. */
+  if (head - tail + need > SRL_WAKE_BYTES) {
+    tail = *(volatile u64 *)&a->tail;
+    *(volatile u64 *)&a->tail_seen = tail;
+  }
   if (head - tail + need > SRL_AREA) goto busy_lost;
   u32 at = head & (SRL_AREA - 1);
   struct srl_rec *r = (void *)&a->data[at];
@@ -202,6 +213,7 @@ static __always_inline int srl_copy(SRL_CTX *ctx, struct srl_counters *cnt, u32 
   if (SRL_LOAD_BYTES(ctx, 0, &a->data[at + sizeof(struct srl_rec)], cap) != 0) goto busy_lost;
   /* The record is visible before the head that covers it (the reader
      loads the head with acquire). */
+  *(volatile u64 *)&a->next = head + need;
   SRL_PUBLISH(&a->head, head + need);
   *(volatile u64 *)&a->busy = 0;
   if (head - tail < SRL_WAKE_BYTES && head - tail + need >= SRL_WAKE_BYTES) srl_wake(cpu);

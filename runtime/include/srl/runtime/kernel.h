@@ -100,13 +100,20 @@ inline constexpr std::uint32_t kCopyTaken = 1;
 // (CopyRecord, its bytes, padded to 8) at head and then moves head; the
 // reader releases them by moving tail. A record starting before the end of
 // the data ends in the slack behind it, so every record is contiguous.
+// Three cache lines: the one the CPU publishes, the one the reader
+// publishes, and one only the CPU touches, so that a copy reads no line
+// the reader writes until the area looks fuller than the wake-up mark.
 struct CopyAreaHeader {
   std::uint64_t head;  // written by the CPU only
-  std::uint64_t busy;  // the CPU is writing (a nested run counts a loss)
-  std::uint64_t pad0[6];
+  std::uint64_t pad0[7];
   std::uint64_t tail;  // written by the reader only
   std::uint64_t pad1[7];
+  std::uint64_t busy;       // the CPU is writing (a nested run counts a loss)
+  std::uint64_t next;       // the head as the CPU knows it
+  std::uint64_t tail_seen;  // the tail as the CPU last read it
+  std::uint64_t pad2[5];
 };
+static_assert(sizeof(CopyAreaHeader) == 192);
 inline constexpr std::uint32_t kCopyAreaSlack = 65536 + 64;  // the largest record fits
 inline constexpr std::uint32_t kCopyAreaMax = std::uint32_t{64} << 20;
 // CPUs the copy channel has areas for (the kernel's possible CPUs).
