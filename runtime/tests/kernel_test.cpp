@@ -4,6 +4,7 @@
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 
+#include <poll.h>
 #include <sched.h>
 #include <unistd.h>
 #include <chrono>
@@ -364,6 +365,41 @@ TEST_CASE("kernel: a full copy ring loses copies, counts them, and never the blo
   CHECK(s.program->test_run(frame) == XDP_PASS);
   CHECK(ring->receive(blocks, exits, 0) == 1);
   CHECK(s.program->copy_counters().records == 5);
+}
+
+TEST_CASE("kernel: a reader is woken each time an area's waiting bytes pass the mark") {
+  runtime::kernel::CopyChannelOptions small;
+  small.ring_bytes = 4096;  // the mark: a quarter of the area, 1024 bytes
+  auto s = split("(udp) > (pcap, file=\"/dev/null\")", 2, false, small);
+  auto ring = runtime::CopyRing::open(s.program->map_fd("srl_ring0"),
+                                      s.program->map_fd("srl_wake0"), "ringbuf:test:0");
+  const auto frame = with_payload(ipv4_frame(17, 1, 2), 100 - ipv4_frame(17, 1, 2).size());
+  const std::size_t record = (sizeof(runtime::kernel::CopyRecord) + frame.size() + 7) / 8 * 8;
+  REQUIRE(record == 136);  // 7 records wait below the mark, the 8th passes it
+  const auto readable = [&] {
+    pollfd p{ring->wait_fd(), POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1;
+  };
+  std::vector<filters::Block> blocks(16);
+  std::vector<std::uint32_t> exits(16);
+  // One CPU, one area: the mark counts per area.
+  cpu_set_t before;
+  REQUIRE(sched_getaffinity(0, sizeof before, &before) == 0);
+  REQUIRE(run_on(0));
+  for (int lap = 0; lap < 3; ++lap) {
+    CAPTURE(lap);
+    for (int i = 0; i < 7; ++i)
+      REQUIRE(s.program->test_run(frame) == XDP_PASS);
+    CHECK_FALSE(readable());
+    REQUIRE(s.program->test_run(frame) == XDP_PASS);
+    CHECK(readable());
+    CHECK(ring->receive(blocks, exits, 0) == 8);
+    // The next receive releases the batch; the mark counts from there again.
+    CHECK(ring->receive(blocks, exits, 0) == 0);
+    CHECK_FALSE(readable());
+  }
+  sched_setaffinity(0, sizeof before, &before);
+  CHECK(s.program->copy_counters().lost == 0);
 }
 
 TEST_CASE("kernel: a pass counts only blocks that reached the stack") {
