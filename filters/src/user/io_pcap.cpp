@@ -1,6 +1,7 @@
 // The pcap sink: packets to a nanosecond pcap file, buffered, written out
-// when the buffer fills, at every tick and at the end. Stream chunks have no
-// Ethernet framing and are not written.
+// when the buffer fills, at a tick once the oldest buffered packet has
+// waited kFlushAge, and at the end. Stream chunks have no Ethernet framing
+// and are not written.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -17,6 +18,10 @@ namespace {
 // Small enough to stay in cache with the packets it copies from (see
 // pcapin), large enough that the write(2) per flush is noise.
 constexpr std::size_t kFlushAt = 1 << 18;
+// A slow capture still reaches its file within about a second (libpcap's
+// buffer timeout), without a write(2) per sink at every engine tick: with
+// many captures on a host those writes were most of their cost.
+constexpr std::uint64_t kFlushAge = 1'000'000'000;
 
 class PcapSink final : public UserFilter {
  public:
@@ -41,12 +46,19 @@ class PcapSink final : public UserFilter {
       return;
     }
     if (fd_ < 0) return;
+    if (!waiting_) {
+      waiting_ = true;
+      oldest_ns_ = block.ts_ns;
+    }
     bytes_ += append_pcap_record(buffer_, block, snaplen_);
     ++written_;
     if (buffer_.size() >= kFlushAt) flush();
   }
 
-  void tick(std::uint64_t, Emitter&) override { flush(); }
+  void tick(std::uint64_t now_ns, Emitter&) override {
+    // A clock behind the packets' stamps (a stepped clock) flushes too.
+    if (waiting_ && (now_ns - oldest_ns_ >= kFlushAge || now_ns < oldest_ns_)) flush();
+  }
 
   void finish(Emitter&) override { close_file(); }
 
@@ -71,6 +83,7 @@ class PcapSink final : public UserFilter {
       done += static_cast<std::size_t>(n);
     }
     buffer_.clear();
+    waiting_ = false;
   }
 
   void close_file() {
@@ -84,6 +97,8 @@ class PcapSink final : public UserFilter {
   std::uint32_t snaplen_;
   int fd_ = -1;
   std::vector<std::uint8_t> buffer_;
+  bool waiting_ = false;         // packets wait in the buffer
+  std::uint64_t oldest_ns_ = 0;  // the first one's time
   std::uint64_t written_ = 0;
   std::uint64_t bytes_ = 0;
   std::uint64_t skipped_streams_ = 0;
