@@ -605,10 +605,16 @@ struct Engine::Impl {
     }
   }
 
+  // The tick period while blocks come: the flush interval, or longer where
+  // every filter asks for its ticks less often (UserFilter::tick_every_ns):
+  // an engine that only writes captures then wakes once a second, not a
+  // hundred times, unless a copy ring passes its wake-up mark.
   std::uint64_t flush_ns() const {
-    return static_cast<std::uint64_t>(
+    const auto flush = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(options.flush_interval).count());
+    return std::max(flush, filters_tick_ns);
   }
+  std::uint64_t filters_tick_ns = 0;  // set once the filters are built
 
   std::size_t adapt(std::size_t want, std::size_t got) const {
     if (!options.adaptive_batch) return want;
@@ -920,6 +926,17 @@ Engine::Engine(const compiler::RequestDag& dag, const std::vector<bool>& in_user
     }
     m.workers.push_back(std::move(w));
   }
+  {
+    // The longest tick period all running filters accept (0: any filter
+    // wants the engine's own).
+    std::uint64_t every = UINT64_MAX;
+    for (std::size_t i = 0; i < m.nodes.size(); ++i) {
+      const filters::UserFilter* f =
+          m.shared[i] ? m.shared[i]->filter.get() : m.workers[0]->filters[i];
+      if (f != nullptr) every = std::min(every, f->tick_every_ns());
+    }
+    m.filters_tick_ns = every == UINT64_MAX ? 0 : std::min<std::uint64_t>(every, 1'000'000'000);
+  }
   for (auto& node : m.nodes)
     node.config.cbpf = nullptr;
   // pcapin sources read their files themselves.
@@ -999,6 +1016,10 @@ void Engine::wait() {
 
 bool Engine::running() const {
   return impl_->is_running;
+}
+
+std::chrono::nanoseconds Engine::tick_interval() const {
+  return std::chrono::nanoseconds(impl_->flush_ns());
 }
 
 EngineStats Engine::stats() const {

@@ -200,6 +200,30 @@ TEST_CASE("engine: blocks from a kernel part enter at the exits' edges") {
   CHECK(s.nodes[1].blocks == want.at("n3").blocks);
 }
 
+TEST_CASE("engine: ticks as often as its most demanding filter asks, at most once a second") {
+  using std::chrono::milliseconds;
+  testing::TempDir dir;
+  const auto user_part = [&](const std::string& text, std::size_t kernel_nodes,
+                             runtime::EngineOptions o = {}) {
+    const auto dag = compile(text);
+    std::vector<bool> in_user(dag.node_count(), true);
+    for (std::size_t i = 0; i < kernel_nodes; ++i)
+      in_user[*dag.find("n" + std::to_string(i))] = false;
+    const std::string last = "n" + std::to_string(kernel_nodes - 1);
+    const std::string first = "n" + std::to_string(kernel_nodes);
+    return std::make_unique<runtime::Engine>(dag, in_user,
+                                             std::vector<runtime::EngineEntry>{{last, first}}, o);
+  };
+  const std::string pcap = "(pcap, file=\"" + (dir / "a.pcap") + "\")";
+  // Captures only: their files are written out within a second anyway.
+  CHECK(user_part("(udp) > " + pcap, 2)->tick_interval() == milliseconds(1000));
+  // A filter that keeps the default needs the flush interval.
+  CHECK(user_part("(udp) > (port) 53> " + pcap, 2)->tick_interval() == milliseconds(10));
+  runtime::EngineOptions slow;
+  slow.flush_interval = std::chrono::microseconds(50'000);
+  CHECK(user_part("(udp) > (port) 53> " + pcap, 2, slow)->tick_interval() == milliseconds(50));
+}
+
 TEST_CASE("engine: a part that cannot run is refused with the node named") {
   const auto dag = compile("(tcp) > (port, which=dst) 80> (count)");
   std::vector<bool> in_user(dag.node_count(), true);

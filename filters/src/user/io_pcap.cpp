@@ -39,6 +39,7 @@ class PcapSink final : public UserFilter {
   ~PcapSink() override { close_file(); }
 
   bool reads_headers() const override { return false; }
+  std::uint64_t tick_every_ns() const override { return kFlushAge; }
 
   void process(const Block& block, Emitter&) override {
     if (block.kind != BlockKind::packet) {

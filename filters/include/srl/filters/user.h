@@ -108,6 +108,12 @@ class UserFilter {
   // stores or forwards the bytes (pcap, fifo, tx) says no, so that a copy
   // that goes straight to it is never parsed; block.parsed may then be null.
   virtual bool reads_headers() const { return true; }
+  // How often, while blocks come, this filter needs tick(): 0 (the engine's
+  // flush interval, 10 ms by default), or longer. The engine ticks at the
+  // shortest period its filters need (at most a second); a filter that
+  // buffers output for seconds anyway (pcap) says so, and an engine that
+  // runs only such filters wakes seldom.
+  virtual std::uint64_t tick_every_ns() const { return 0; }
   // The clock moved to `now_ns` (ns since the Unix epoch, the time base of
   // Block::ts_ns): expire idle state, flush buffers. Called every flush
   // interval of the engine while blocks arrive, and at least every idle tick

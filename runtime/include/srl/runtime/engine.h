@@ -19,10 +19,11 @@
 // batch size; a full batch doubles it (up to max_batch), a batch under a
 // quarter full halves it, so a quiet link is served one block at a time
 // with no added latency and a busy one in large batches. Filters get tick()
-// (file flushes, idle timeouts) every flush_interval while blocks arrive and
-// every idle_tick_interval while none do: an idle engine wakes a few times a
-// second, not a hundred (each wake-up costs CPU on a shared host). An idle
-// loop sleeps on all its inputs' wait_fd()s at once, and stop() wakes it.
+// (file flushes, idle timeouts) every flush_interval while blocks arrive (or
+// less often, up to a second, where every filter asks for that:
+// UserFilter::tick_every_ns) and every idle_tick_interval while none do: an idle engine wakes a few
+// times a second, not a hundred (each wake-up costs CPU on a shared host). An idle loop sleeps on
+// all its inputs' wait_fd()s at once, and stop() wakes it.
 #pragma once
 
 #include <atomic>
@@ -139,6 +140,8 @@ class Engine {
 
   // Safe to call while running (counters are read with relaxed atomics).
   EngineStats stats() const;
+  // How often filters get tick() while blocks come (see above).
+  std::chrono::nanoseconds tick_interval() const;
 
   // One batch pushed through by hand (tests and benchmarks): blocks enter at
   // the entries in `entries`; returns the number of blocks processed.
