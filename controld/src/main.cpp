@@ -81,6 +81,16 @@ int main(int argc, char** argv) {
                  "more than this many of the verifier's 1,000,000 instructions (default "
                  "500000; the rest is kept so that removing requests always fits)")
       ->check(CLI::Range(1u, 1'000'000u));
+  app.add_option("--copy-rings", o.requests.copy_rings,
+                 "copy rings per hook program, chosen by CPU (blocks copied up to userspace; "
+                 "default 1)")
+      ->check(CLI::Range(1u, 64u));
+  app.add_option("--copy-area-kib", o.requests.copy_area_kib,
+                 "each CPU's copy area in KiB, a power of two (default: 32 MiB shared by the "
+                 "CPUs, 2 to 8 MiB each); kernel memory per hook program: CPUs x area; a full "
+                 "area loses copies, never the block")
+      ->check(CLI::IsMember({"4", "8", "16", "32", "64", "128", "256", "512", "1024", "2048",
+                             "4096", "8192", "16384", "32768", "65536"}));
   app.set_config("--config", "/etc/srl/controld.conf",
                  "configuration file (TOML or INI: the options above as key = value)");
   app.footer(

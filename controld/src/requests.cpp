@@ -916,6 +916,8 @@ runtime::DatapathOptions RequestManager::options_for(const compiler::MergedReque
   dopts.bpffs = options_.bpffs;
   dopts.pin_root = pin_root_;
   dopts.cache = options_.cache;
+  dopts.copy.rings = options_.copy_rings;
+  if (options_.copy_area_kib != 0) dopts.copy.ring_bytes = options_.copy_area_kib << 10;
   // Each sink opens its files as the user whose request it belongs to.
   std::map<std::string, std::uint32_t> owner_of_request;
   for (const auto& s : specs)

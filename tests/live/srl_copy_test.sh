@@ -243,7 +243,7 @@ if [[ -n $controld ]]; then
   export SRL_SOCKET=$tmp/controld.sock
   snapshot
   ip netns exec "$b" "$controld" --socket "$SRL_SOCKET" --state "$tmp/state.db" --bpffs "$bpffs" \
-    2>>"$tmp/controld.log" &
+    --copy-area-kib 256 2>>"$tmp/controld.log" &
   dpid=$!
   for _ in $(seq 100); do
     [[ -S $SRL_SOCKET ]] && "$srl" ls -q >/dev/null 2>&1 && break
@@ -251,6 +251,14 @@ if [[ -n $controld ]]; then
   done
   out=$("$srl" apply -n cap --dev vb -e "(udp) > (port, which=dst) 53> (pcap, file=\"$tmp/d.pcap\")" 2>&1)
   [[ $? -eq 0 ]] && ok "controld: capture applied" || fail "controld: apply: $out"
+  # --copy-area-kib sizes each CPU's area: the map's value is the area,
+  # its header (192 bytes) and the slack (65,600 bytes).
+  sizes=$(bpftool -j map show 2>/dev/null | python3 -c '
+import json, sys
+print(" ".join(str(m["bytes_value"]) for m in json.load(sys.stdin) if m.get("name") == "srl_ring0"))')
+  [[ $sizes == "$((256 * 1024 + 192 + 65600))" ]] \
+    && ok "controld: --copy-area-kib 256 gives areas of 256 KiB" \
+    || fail "controld: --copy-area-kib 256: srl_ring0 value sizes '$sizes'"
   serve 53 "$tmp/got"
   send $n 53 60 0.002
   wait "$server"

@@ -58,6 +58,11 @@ struct ManagerOptions {
   // take more of the verifier's instructions than this (half its budget:
   // the other half is what removals may need); 0: whatever the kernel takes.
   std::uint32_t verifier_admission = 500'000;
+  // The copy channel of each hook program: rings (chosen by CPU) and each
+  // CPU's area in KiB (0: the default, 32 MiB shared by the CPUs, 2 to 8
+  // MiB each). Kernel memory per hook: CPUs x area.
+  std::uint32_t copy_rings = 1;
+  std::uint32_t copy_area_kib = 0;
 };
 
 // What a request failed on, for the client: the status to answer with
