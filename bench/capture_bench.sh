@@ -325,12 +325,18 @@ stop_capture() {  # MODE N
       kill -TERM "${pids[0]}"; wait "${pids[0]}"; rc=$?
       pids=()
       [[ $rc -eq 0 ]] || stop_error="srl run exited $rc: $(tail -3 "$tmp/srl.err" | tr '\n' ' ')"
-      captured=$("$py" -c '
+      # Captured: the pcap nodes' blocks; dropped: the copies its channels
+      # lost (a full copy area), as tcpdump's "dropped by kernel".
+      read -r captured capture_dropped < <("$py" -c '
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 last = lines[-1]
 assert last["final"]
-print(sum(n["blocks"] for n in last["nodes"] if n["filter"] == "pcap"))' "$tmp/srl.out" 2>/dev/null) || captured='?'
+print(sum(n["blocks"] for n in last["nodes"] if n["filter"] == "pcap"),
+      sum(c.get("drops", 0) for c in last.get("channels", [])))' "$tmp/srl.out" 2>/dev/null) \
+        || { captured='?' capture_dropped=-; }
+      [[ -n $captured ]] || captured='?'
+      [[ -n $capture_dropped ]] || capture_dropped=-
       cp "$tmp/srl.err" "$tmp/last-srl.err" ;;
     tcpdump)
       for p in "${pids[@]}"; do kill -INT "$p"; done
@@ -588,7 +594,7 @@ if p1:
             hooks = "+".join(uniq(r.get("hook", "-") for r in rs if r.get("hook", "-") not in ("", "-")))
             print("| %s | %s%% | %s | %s | %d | %s | %s | %s | %.2f | %s | %s | %s | %s | %s | %s | %s |" % (
                 frame, pct, rs[0]["rate"], m + (" (%s)" % hooks if hooks else ""), sent, ok(host, sent),
-                ok(cap, sel) if m != "baseline" else "-", drops if m == "tcpdump" else "-",
+                ok(cap, sel) if m != "baseline" else "-", drops if m != "baseline" and any(r["capture_dropped"].isdigit() for r in rs) else "-",
                 med([mach(r) for r in rs]),
                 ranged(rs, mach) if m != "baseline" else "-",
                 "%.3f" % med([f(r, "own_s") for r in rs]) if m != "baseline" else "-",
@@ -624,7 +630,7 @@ if p2:
             gp = ep / first[2] if first[2] > 0 else float("nan")
             growth[(t, n)] = (gm, gp)
             print("| %s | %d | %s | %s | %s | %s | %.3f | %s | %.2f | %.2f |" % (
-                t, n, ok(host, sent), ok(cap, sel), drops if t == "tcpdump" else "-",
+                t, n, ok(host, sent), ok(cap, sel), drops if any(r["capture_dropped"].isdigit() for r in rs) else "-",
                 ranged(rs, mach), med([f(r, "own_s") for r in rs]), ranged(rs, path), gm, gp))
     bad = [r for r in p2 if r["error"]]
     if bad:
