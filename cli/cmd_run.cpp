@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -407,8 +408,17 @@ void add_run_command(CLI::App& app, int& result) {
   cmd->add_option("--copy-ring-kib", o->copy_ring_kib,
                   "each CPU's copy area in KiB, a power of two (default: 32 MiB shared by "
                   "the CPUs, 2 to 8 MiB each); a full area loses copies, never the block")
-      ->check(CLI::IsMember({"4", "8", "16", "32", "64", "128", "256", "512", "1024", "2048",
-                             "4096", "8192", "16384", "32768", "65536"}));
+      ->check(CLI::Validator(
+          [](std::string& kib) {
+            std::uint64_t v = 0;
+            const auto [end, ec] = std::from_chars(kib.data(), kib.data() + kib.size(), v);
+            const bool ok = ec == std::errc() && end == kib.data() + kib.size() && v < (1ull << 40);
+            return ok && runtime::kernel::valid_copy_area(v << 10)
+                       ? std::string()
+                       : "a power of two from 4 to " +
+                             std::to_string(runtime::kernel::kCopyAreaMax >> 10);
+          },
+          "KIB"));
   cmd->footer(
       "Nodes run where the optimizer places them (srl plan shows where and why): the kernel\n"
       "part as one program per device hook, the userspace part in this process. Blocks the\n"

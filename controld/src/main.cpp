@@ -3,12 +3,14 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <cstdlib>
 #include <iostream>
 #include <thread>
 
 #include "log.h"
 #include "srl/controld/server.h"
+#include "srl/runtime/kernel.h"
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -89,8 +91,17 @@ int main(int argc, char** argv) {
                  "each CPU's copy area in KiB, a power of two (default: 32 MiB shared by the "
                  "CPUs, 2 to 8 MiB each); kernel memory per hook program: CPUs x area; a full "
                  "area loses copies, never the block")
-      ->check(CLI::IsMember({"4", "8", "16", "32", "64", "128", "256", "512", "1024", "2048",
-                             "4096", "8192", "16384", "32768", "65536"}));
+      ->check(CLI::Validator(
+          [](std::string& kib) {
+            std::uint64_t v = 0;
+            const auto [end, ec] = std::from_chars(kib.data(), kib.data() + kib.size(), v);
+            const bool ok = ec == std::errc() && end == kib.data() + kib.size() && v < (1ull << 40);
+            return ok && srl::runtime::kernel::valid_copy_area(v << 10)
+                       ? std::string()
+                       : "a power of two from 4 to " +
+                             std::to_string(srl::runtime::kernel::kCopyAreaMax >> 10);
+          },
+          "KIB"));
   app.set_config("--config", "/etc/srl/controld.conf",
                  "configuration file (TOML or INI: the options above as key = value)");
   app.footer(

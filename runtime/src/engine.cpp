@@ -12,9 +12,11 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <new>
 #include <queue>
 #include <stdexcept>
 #include <thread>
+#include <type_traits>
 
 #include "srl/runtime/ring.h"
 
@@ -119,7 +121,7 @@ struct Counter {
   }
 };
 
-// Bump allocator for bytes that live as long as the batch.
+// Bump allocator for bytes that live as long as the batch, 16-byte aligned.
 class Arena {
  public:
   std::span<std::uint8_t> allocate(std::size_t n) {
@@ -210,23 +212,10 @@ struct Engine::Impl {
     // reference to its input block keeps a valid reference.
     std::vector<Block> input_blocks;
     std::deque<Block> emitted;
-    // Headers parsed by the engine for this batch, in chunks that stay
-    // allocated from batch to batch (the blocks point into them).
-    struct ParsedPool {
-      static constexpr std::size_t kChunk = 256;
-      std::vector<std::unique_ptr<filters::ParsedPacket[]>> chunks;
-      std::size_t used = 0;
-      filters::ParsedPacket& next() {
-        if (used / kChunk == chunks.size())
-          chunks.push_back(std::make_unique<filters::ParsedPacket[]>(kChunk));
-        filters::ParsedPacket& p = chunks[used / kChunk][used % kChunk];
-        ++used;
-        return p;
-      }
-    } parsed;
-    const Block& block(std::uint32_t id) const {
+    Block& block(std::uint32_t id) {
       return id < input_blocks.size() ? input_blocks[id] : emitted[id - input_blocks.size()];
     }
+    const Block& block(std::uint32_t id) const { return const_cast<Worker*>(this)->block(id); }
     std::size_t block_count() const { return input_blocks.size() + emitted.size(); }
     std::vector<std::uint32_t> mark, stamp, best, best_classifying, count;
     Arena arena;
@@ -256,11 +245,15 @@ struct Engine::Impl {
     }
     // Per node: whether its filter reads headers (UserFilter::reads_headers).
     std::vector<bool> needs_headers;
-    // Block `id`, its headers parsed once, on the first filter that needs them.
+    // Block `id`, its headers parsed once, on the first filter that needs
+    // them, into the batch's arena.
     const Block& with_headers(std::uint32_t id) {
-      Block& b = id < input_blocks.size() ? input_blocks[id] : emitted[id - input_blocks.size()];
+      static_assert(std::is_trivially_destructible_v<filters::ParsedPacket> &&
+                    alignof(filters::ParsedPacket) <= 16);
+      Block& b = block(id);
       if (b.kind == BlockKind::packet && b.parsed == nullptr)
-        b.parsed = &(parsed.next() = filters::parse_packet(b.data));
+        b.parsed = ::new (arena.allocate(sizeof(filters::ParsedPacket)).data())
+            filters::ParsedPacket(filters::parse_packet(b.data));
       return b;
     }
     std::uint32_t add_emitted(const Block& b) {
@@ -470,11 +463,8 @@ struct Engine::Impl {
 
   void begin_batch(Worker& w) {
     w.input_blocks.clear();
-    w.parsed.used = 0;
-    if (!w.emitted.empty()) {
-      w.emitted.clear();
-      w.arena.reset();
-    }
+    w.emitted.clear();
+    w.arena.reset();
   }
 
   // `clock_ns`: the time filters are given (see Worker::now).

@@ -786,8 +786,7 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
   bool any_take = false, any_exit = !out.exits.empty();
   for (const auto& x : out.exits)
     any_take = any_take || x.delivery == filters::Delivery::take;
-  if (copy.rings == 0 || copy.rings > 64 || copy.ring_bytes < 4096 ||
-      copy.ring_bytes > kCopyAreaMax || (copy.ring_bytes & (copy.ring_bytes - 1)) != 0)
+  if (copy.rings == 0 || copy.rings > 64 || !valid_copy_area(copy.ring_bytes))
     throw KernelError(
         "copy channel: rings must be 1 to 64, and each CPU's area a power of two "
         "from 4 KiB to " +

@@ -116,6 +116,10 @@ struct CopyAreaHeader {
 static_assert(sizeof(CopyAreaHeader) == 192);
 inline constexpr std::uint32_t kCopyAreaSlack = 65536 + 64;  // the largest record fits
 inline constexpr std::uint32_t kCopyAreaMax = std::uint32_t{64} << 20;
+// A CPU's copy area: a power of two from 4 KiB to kCopyAreaMax.
+inline constexpr bool valid_copy_area(std::uint64_t bytes) {
+  return bytes >= 4096 && bytes <= kCopyAreaMax && (bytes & (bytes - 1)) == 0;
+}
 // CPUs the copy channel has areas for (the kernel's possible CPUs).
 std::uint32_t copy_cpus();
 // Each CPU's area by default: 32 MiB shared among the CPUs, at least 2 MiB
