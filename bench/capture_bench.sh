@@ -379,35 +379,10 @@ print(sum(n["blocks"] for n in json.load(sys.stdin)["nodes"] if n["filter"] == "
 # Records, records not UDP to the port or not cut at the snap length, and
 # the fewest records in one file, over the capture files of this run.
 check_files() {
-  "$py" - "$port" "$snaplen" "$out" <<'PY'
-import glob, os, struct, sys
-port, snap, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-total = bad = 0
-fewest = None
-for path in sorted(glob.glob(os.path.join(out, "*.pcap"))):
-    n = 0
-    with open(path, "rb") as f:
-        head = f.read(24)
-        if len(head) < 24 or struct.unpack("<I", head[:4])[0] not in (0xA1B2C3D4, 0xA1B23C4D):
-            bad += 1
-            continue
-        while True:
-            rec = f.read(16)
-            if len(rec) < 16:
-                break
-            _, _, caplen, wirelen = struct.unpack("<IIII", rec)
-            data = f.read(caplen)
-            n += 1
-            ok = (len(data) == caplen and caplen == min(wirelen, snap) and len(data) >= 38
-                  and data[12:14] == b"\x08\x00" and data[23] == 17)
-            if ok:
-                ihl = (data[14] & 15) * 4
-                ok = len(data) >= 14 + ihl + 4 and struct.unpack("!H", data[16 + ihl:18 + ihl])[0] == port
-            bad += not ok
-    total += n
-    fewest = n if fewest is None else min(fewest, n)
-print(total, bad, fewest if fewest is not None else 0)
-PY
+  local files=("$out"/*.pcap)
+  [[ -e ${files[0]} ]] || { echo "0 0 0"; return; }
+  "$py" "$here/capture_files.py" "$port" "$snaplen" "${files[@]}" |
+    awk '{t += $2; b += ($3 < 0 ? 1 : $3); if (f == "" || $2 < f) f = $2} END {print t + 0, b + 0, f + 0}'
 }
 
 header=part,frame,percent,n,mode,round,rate,sent,selected,host_received,host_selected,rcvbuf_errors,captured,capture_dropped,file_packets,file_bad,file_fewest,send_seconds,mach_s,own_s,sender_s,sink_s,ksoftirqd_s,steal_s,busy_before,mach_tick_s,window_s,foreign_s,attempt,error,hook

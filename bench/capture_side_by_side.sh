@@ -53,7 +53,8 @@
 # whole-machine figures hold, noise and all.
 # Checks per run: the host's UDP sink got every datagram, every capture of
 # both tools captured every selected one (records in its file), each file's
-# records have caplen = min(len, snaplen).
+# records are UDP to the port with caplen = min(len, snaplen)
+# (capture_files.py, shared with capture_bench.sh).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -132,32 +133,10 @@ export SRL_SOCKET=$tmp/controld.sock
 
 [[ -s $csv ]] || echo "size,percent,captures,srl_via,round,sent,selected,host_got,srl_captured,tcpdump_captured,srl_hook,srl_own_ns,srl_hook_ns,tcpdump_own_ns,tcpdump_tap_ns,srl_ns,tcpdump_ns,ratio,srl_ms,tcpdump_ms,checks" >"$csv"
 
-# Counts the records of a pcap file and checks caplen = min(len, snaplen).
+# Records of a capture file, and OK when every one is UDP to the port with
+# caplen = min(len, snaplen) (capture_files.py), else BAD.
 pcap_check() {  # FILE SNAPLEN -> "RECORDS OK|BAD"
-  python3 - "$1" "$2" <<'PY'
-import struct, sys
-path, snap = sys.argv[1], int(sys.argv[2])
-try:
-    f = open(path, 'rb')
-except OSError:
-    print(0, 'BAD'); sys.exit()
-with f:
-    head = f.read(24)
-    if len(head) < 24:
-        print(0, 'BAD'); sys.exit()
-    e = '<' if head[:4] in (b'\xd4\xc3\xb2\xa1', b'\x4d\x3c\xb2\xa1') else '>'
-    n, ok = 0, True
-    while True:
-        h = f.read(16)
-        if len(h) < 16:
-            ok = ok and len(h) == 0
-            break
-        _, _, cap, wire = struct.unpack(e + 'IIII', h)
-        ok = ok and cap == min(wire, snap)
-        f.seek(cap, 1)
-        n += 1
-    print(n, 'OK' if ok else 'BAD')
-PY
+  python3 "$here/capture_files.py" "$port" "$2" "$1" | awk '{print $2, ($3 == 0 ? "OK" : "BAD")}'
 }
 
 # Attributes the samples of one perf data file (see the header).
