@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -110,63 +111,6 @@ std::optional<Objective> objective_from_string(std::string_view s) {
   if (s == "mix") return Objective::mix;
   return std::nullopt;
 }
-
-namespace {
-
-std::string located(const ProblemNode& n) {
-  return n.id + " (" + std::string(n.spec->name) + ")" + (n.where.empty() ? "" : " at " + n.where);
-}
-
-// What no datapath can do with blocks, refused before anything deploys: a
-// userspace `pass` below an edge that takes (the block has left the stack
-// and cannot be handed back), and a consuming node below an `rx` placed in
-// userspace (its AF_PACKET socket only ever gets copies).
-void check_delivery(const Problem& p, const Assignment& a) {
-  const std::size_t N = p.nodes.size();
-  std::vector<std::vector<std::size_t>> outs(N);
-  for (const auto& e : p.edges)
-    outs[e.from].push_back(e.to);
-  auto below = [&](std::size_t top) {
-    std::vector<bool> seen(N, false);
-    std::vector<std::size_t> stack{top}, out;
-    while (!stack.empty()) {
-      const std::size_t v = stack.back();
-      stack.pop_back();
-      if (seen[v]) continue;
-      seen[v] = true;
-      out.push_back(v);
-      for (std::size_t w : outs[v])
-        stack.push_back(w);
-    }
-    return out;
-  };
-  for (const auto& e : p.edges) {
-    const bool crosses =
-        p.spaces[a[e.from]].kind != Kind::user && p.spaces[a[e.to]].kind == Kind::user;
-    if (!crosses || !e.take) continue;
-    for (std::size_t v : below(e.to))
-      if (p.nodes[v].spec->name == "pass")
-        throw PlanError(p.nodes[v].id, "delivery",
-                        "cannot place " + located(p.nodes[v]) +
-                            ": blocks reach it taken from "
-                            "the stack (" +
-                            located(p.nodes[e.consumer]) +
-                            " consumes them in userspace), and a userspace pass cannot hand them "
-                            "back; drop the pass or let the kernel run the consuming node");
-  }
-  for (std::size_t v = 0; v < N; ++v) {
-    if (p.nodes[v].spec->name != "rx" || p.spaces[a[v]].kind != Kind::user) continue;
-    for (std::size_t w : below(v))
-      if (w != v && p.nodes[w].consumes)
-        throw PlanError(
-            p.nodes[w].id, "delivery",
-            "cannot place " + located(p.nodes[w]) + ": " + located(p.nodes[v]) +
-                " runs in userspace, where its socket only gets copies, so nothing below "
-                "it can take a block from the stack; let rx run in the kernel");
-  }
-}
-
-}  // namespace
 
 Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
           const PlanOptions& opt) {
@@ -285,7 +229,6 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
     }
   }
   const Assignment& a = *sol;
-  check_delivery(p, a);
   const Evaluation ev = evaluate(p, a);
   out.objective_value = ev.objective;
   out.total_cost_ns_per_s = ev.total_cost;
@@ -387,6 +330,7 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
     }
     out.nodes.push_back(std::move(np));
   }
+  std::map<std::tuple<std::size_t, std::size_t, std::size_t>, std::string> crossing;
   for (const auto& e : p.edges) {
     EdgePlan ep;
     ep.from = p.nodes[e.from].id;
@@ -415,6 +359,14 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
     }
     ep.rate_pps = e.rate;
     ep.cost_ns_per_s = p.edge_cost(e, s, t);
+    if (p.bundled(s, t)) {
+      const auto [it, first] = crossing.emplace(std::make_tuple(e.bundle, s, t),
+                                                ep.from + " " + ep.select + " " + ep.to);
+      if (!first) {
+        ep.crosses_with = it->second;
+        ep.cost_ns_per_s = 0;
+      }
+    }
     out.edges.push_back(std::move(ep));
   }
   std::size_t bottleneck = 0;
@@ -578,6 +530,7 @@ nlohmann::ordered_json to_json(const Plan& p, bool with_timing) {
     }
     o["rate_pps"] = e.rate_pps;
     o["cost_ns_per_s"] = e.cost_ns_per_s;
+    if (!e.crosses_with.empty()) o["crosses_with"] = e.crosses_with;
     edges.push_back(o);
   }
   j["edges"] = edges;
@@ -658,8 +611,11 @@ std::string to_text(const Plan& p) {
       o << "  " << e.from << " " << e.select << " " << e.to << "  " << e.from_space << " -> "
         << e.to_space << " " << e.channel << (e.zero_copy ? " (zero-copy)" : " (bytes copied)")
         << ", " << rate(e.rate_pps) << ", " << cpu(e.cost_ns_per_s) << "\n"
-        << (e.delivery.empty() ? std::string()
-                               : "    " + e.delivery + ": " + e.delivery_why + "\n");
+        << (e.delivery.empty() ? std::string() : "    " + e.delivery + ": " + e.delivery_why + "\n")
+        << (e.crosses_with.empty() ? std::string()
+                                   : "    one crossing with " + e.crosses_with +
+                                         ": the program hands each block up once for all its "
+                                         "exits\n");
   o << "\nspaces:\n";
   for (const auto& s : p.spaces) {
     if (s.nodes == 0 && s.load_ns_per_s == 0) continue;

@@ -7,6 +7,7 @@
 #include <queue>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -186,6 +187,7 @@ Evaluation evaluate(const Problem& p, const Assignment& a) {
     }
   }
   std::map<std::pair<std::size_t, std::size_t>, double> chan_rate;
+  std::set<std::tuple<std::size_t, std::size_t, std::size_t>> crossed;  // bundle, s, t
   for (const auto& e : p.edges) {
     const std::size_t s = a[e.from], t = a[e.to];
     if (s == t) continue;
@@ -197,6 +199,8 @@ Evaluation evaluate(const Problem& p, const Assignment& a) {
                      (p.spaces[s].kind > p.spaces[t].kind ? ": data cannot flow down" : ""));
       continue;
     }
+    // The bundle's blocks already cross: the other exits ride on that copy.
+    if (p.bundled(s, t) && !crossed.insert({e.bundle, s, t}).second) continue;
     const double cost = p.edge_cost(e, s, t);
     ev.total_cost += cost;
     add_load(p, ev.load, t, cost);  // the reader pays for the crossing
@@ -540,6 +544,31 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
         pending[i].take = true;
         pending[i].consumer = consumer[pending[i].to];
       }
+    // What no datapath can do is not in the model: a node with a consumer
+    // at or below it takes its blocks when it runs in userspace, so it
+    // stays in the kernel when a pass below it must hand blocks back to the
+    // stack, or when it is the device's rx (a userspace socket gets copies).
+    std::vector<bool> is_pass(p.nodes.size());
+    for (std::size_t v = 0; v < p.nodes.size(); ++v)
+      is_pass[v] = p.nodes[v].spec->name == "pass";
+    const auto pass = filters::consumers_below(children, is_pass);
+    for (std::size_t v = 0; v < p.nodes.size(); ++v) {
+      auto& n = p.nodes[v];
+      if (consumer[v] == filters::kNone) continue;
+      std::string why;
+      const std::string consumer_name =
+          p.nodes[consumer[v]].id + " (" + std::string(p.nodes[consumer[v]].spec->name) + ")";
+      if (n.spec->role == Role::source)
+        why = "delivery: in userspace its socket only gets copies, and " + consumer_name +
+              " below it takes blocks from the stack; let rx run in the kernel";
+      else if (pass[v] != filters::kNone)
+        why = "delivery: in userspace it would take blocks from the stack (" + consumer_name +
+              " consumes them below it), and a userspace pass cannot hand them back to " +
+              p.nodes[pass[v]].id + " (pass)";
+      if (why.empty()) continue;
+      for (std::size_t s = 0; s < S; ++s)
+        if (p.spaces[s].kind == Kind::user && n.excluded[s].empty()) n.excluded[s] = why;
+    }
   }
 
   // Rates, in topological order (nodes were appended inputs first).
@@ -547,6 +576,7 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
   for (std::size_t i = 0; i < pending.size(); ++i)
     in_edges[pending[i].to].push_back(i);
   p.edges.resize(pending.size());
+  std::map<std::tuple<std::size_t, std::string, bool>, std::size_t> bundles;
   for (std::size_t v = 0; v < p.nodes.size(); ++v) {
     auto& n = p.nodes[v];
     if (n.spec->role == Role::source) n.rate = opt.input_rate_pps;
@@ -554,6 +584,8 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
       const auto& pe = pending[ei];
       const double rate = p.nodes[pe.from].rate * edge_share(pe.sel, *p.nodes[pe.from].spec);
       p.edges[ei] = {pe.from, pe.to, rate, opt.block_bytes, pe.sel.to_srl(), pe.take, pe.consumer};
+      const auto key = std::make_tuple(pe.from, p.edges[ei].select, pe.take);
+      p.edges[ei].bundle = bundles.emplace(key, bundles.size()).first->second;
       n.rate += rate;
     }
     n.cost.assign(S, kNotAllowed);
@@ -587,7 +619,7 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
     }
     if (!any) {
       std::string kind = "no-implementation";
-      for (const char* k : {"capacity", "limit", "capability", "pinned", "device"})
+      for (const char* k : {"capacity", "limit", "capability", "pinned", "device", "delivery"})
         if (reasons.find(std::string(k) + ":") != std::string::npos) kind = k;
       throw PlanError(n.id, kind,
                       "cannot place " + node_name(n) + (n.where.empty() ? "" : " at " + n.where) +

@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <set>
+#include <tuple>
 
 #include "random_instance.h"
 #include "srl/optimizer/optimizer.h"
@@ -12,7 +14,7 @@ using namespace srl::optimizer;
 
 TEST_CASE(
     "MILP optimum == exhaustive optimum on 240 random instances; never worse than baselines") {
-  std::size_t solved = 0, infeasible = 0, unplaceable = 0, beat_pd = 0, beat_au = 0;
+  std::size_t solved = 0, infeasible = 0, unplaceable = 0, beat_pd = 0, beat_au = 0, shared = 0;
   for (unsigned seed = 1; seed <= 240; ++seed) {
     std::mt19937 rng(seed);
     const std::size_t spaces = 2 + seed % 4;       // 2..5
@@ -42,6 +44,14 @@ TEST_CASE(
     const Evaluation em = evaluate(p, *milp), eb = evaluate(p, *brute);
     REQUIRE_MESSAGE(em.feasible, em.violation);
     CHECK(em.objective == doctest::Approx(eb.objective).epsilon(1e-6));
+    // Optima where two edges of a bundle cross together (one crossing paid).
+    std::set<std::tuple<std::size_t, std::size_t, std::size_t>> crossing;
+    bool rides = false;
+    for (const auto& e : p.edges) {
+      const std::size_t s = (*milp)[e.from], t = (*milp)[e.to];
+      if (p.bundled(s, t)) rides = !crossing.insert({e.bundle, s, t}).second || rides;
+    }
+    shared += rides ? 1 : 0;
     for (auto baseline : {baseline_push_down, baseline_all_user}) {
       if (auto a = baseline(p, nullptr)) {
         const Evaluation ea = evaluate(p, *a);
@@ -53,9 +63,11 @@ TEST_CASE(
     }
   }
   MESSAGE("solved ", solved, ", infeasible ", infeasible, ", rejected before solving ", unplaceable,
-          "; strictly better than push-down ", beat_pd, ", than all-user ", beat_au);
+          "; strictly better than push-down ", beat_pd, ", than all-user ", beat_au,
+          "; with a shared crossing ", shared);
   CHECK(solved >= 200);
   CHECK(infeasible > 0);  // the tight instances do exercise the constraints
   CHECK(beat_pd > 0);
   CHECK(beat_au > 0);
+  CHECK(shared > 0);  // bundled crossings are exercised
 }

@@ -241,6 +241,56 @@ TEST_CASE("identical stateless prefixes of several requests are one node") {
   CHECK(p.total_cost_ns_per_s < pa.total_cost_ns_per_s + pb.total_cost_ns_per_s);
 }
 
+TEST_CASE("captures sharing a prefix: the kernel hands each block up once for all of them") {
+  // N captures of the same selection: the program copies a block once,
+  // whatever the number of exits it takes, so the shared prefix stays in
+  // the kernel and each capture adds only its own pcap.
+  std::vector<compiler::CompileResult> reqs;
+  for (int i = 0; i < 16; ++i)
+    reqs.push_back(
+        compile("(udp) > (port, which=dst) 53> (pcap, file=\"c" + std::to_string(i) + ".pcap\")"));
+  auto plan_n = [&](std::size_t n) {
+    std::vector<RequestInput> in;
+    for (std::size_t i = 0; i < n; ++i)
+      in.push_back({&*reqs[i].dag, "r" + std::to_string(i), reqs[i].source.get()});
+    return plan(in, host());
+  };
+  const Plan one = plan_n(1), many = plan_n(16);
+  auto space_of = [](const Plan& p, std::string_view filter) {
+    for (const auto& n : p.nodes)
+      if (n.filter == filter) return n.space;
+    return std::string();
+  };
+  CHECK(space_of(many, "port") == "xdp:eth0");
+  std::size_t paying = 0, riding = 0;
+  std::string payer;
+  double crossing = 0;
+  for (const auto& e : many.edges) {
+    if (e.from_space != "xdp:eth0" || e.to_space.rfind("user:", 0) != 0) continue;
+    CHECK(e.delivery == "copy");
+    if (e.crosses_with.empty()) {
+      ++paying;
+      payer = e.from + " " + e.select + " " + e.to;
+      crossing = e.cost_ns_per_s;
+    } else {
+      ++riding;
+      CHECK(e.cost_ns_per_s == 0);
+    }
+  }
+  CHECK(paying == 1);
+  CHECK(riding == 15);
+  CHECK(crossing > 0);
+  for (const auto& e : many.edges)
+    if (!e.crosses_with.empty()) CHECK(e.crosses_with == payer);
+  // Fifteen more captures cost fifteen pcaps, no crossing.
+  double pcap = 0;
+  for (const auto& n : one.nodes)
+    if (n.filter == "pcap") pcap = n.cost_ns_per_s;
+  CHECK(many.total_cost_ns_per_s == doctest::Approx(one.total_cost_ns_per_s + 15 * pcap));
+  // The text says which crossing the others ride on.
+  CHECK(to_text(many).find("one crossing with " + payer) != std::string::npos);
+}
+
 TEST_CASE("throughput spreads heavy userspace filters over the cores") {
   const std::string req = "(tcp) > ((match, pattern=\"a\") | (match, pattern=\"b\")) > (count)";
   PlanOptions o;

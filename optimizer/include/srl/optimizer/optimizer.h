@@ -89,6 +89,11 @@ struct ProblemEdge {
   // (filters/delivery.h): `consumer` is that node's index.
   bool take = false;
   std::size_t consumer = SIZE_MAX;
+  // Edges with the same bundle carry the same blocks (one tail, one
+  // selector, copy or take alike). A kernel program hands a block up once
+  // for all its exits, so out of a kernel or offload space a bundle crosses
+  // to a space once, whatever the number of its edges.
+  std::size_t bundle = 0;
 };
 
 struct PairChannel {
@@ -130,6 +135,11 @@ struct Problem {
     return (e.take ? take_pairs : pairs)[s * S() + t];
   }
   double edge_cost(const ProblemEdge& e, std::size_t s, std::size_t t) const;
+  // Whether crossings s -> t are paid once per bundle (out of a kernel or
+  // offload space into another space) rather than once per edge.
+  bool bundled(std::size_t s, std::size_t t) const {
+    return s != t && spaces[s].kind != Kind::user;
+  }
   double total_capacity() const;  // of the real spaces
   bool replica_set(std::size_t s) const { return !members[s].empty(); }
 };
@@ -233,6 +243,9 @@ struct EdgePlan {
   std::vector<std::string> via;
   double rate_pps = 0;
   double cost_ns_per_s = 0;
+  // Another edge of the same bundle that crosses to the same space and
+  // carries the cost ("n2 53> n4"): these blocks ride on its copy.
+  std::string crosses_with;
 };
 
 struct SpacePlan {
