@@ -10,6 +10,9 @@
 #include <arpa/inet.h>
 #include <net/if.h>
 
+#include <algorithm>
+#include <bit>
+#include <map>
 #include <sstream>
 
 #include "srl/runtime/kernel.h"
@@ -466,6 +469,32 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
     return snap;
   };
 
+  // Exits that fire together (one kernel tail, one selector, copy or take
+  // alike) are tested once, where the first of them is: sixteen captures of
+  // the same selection cost one test per block, not sixteen. Bits in exit
+  // order; per group its mask and the largest snap length below it.
+  struct ExitGroup {
+    Vertex first = 0;
+    std::uint32_t mask = 0, snaplen = 0;
+  };
+  std::map<std::pair<std::string, bool>, ExitGroup> exit_groups;
+  {
+    std::uint32_t bit = 0;
+    for (Vertex v = 0; v < n; ++v) {
+      if (kernel_node(v)) continue;
+      for (auto [it, end] = boost::in_edges(v, g); it != end; ++it) {
+        if (!kernel_node(boost::source(*it, g))) continue;
+        auto& group =
+            exit_groups
+                .try_emplace({edge_condition(g, *it), consumer[v] != filters::kNone}, ExitGroup{v})
+                .first->second;
+        if (bit < kMaxExits) group.mask |= 1u << bit;
+        group.snaplen = std::max(group.snaplen, snap_below(v));
+        ++bit;
+      }
+    }
+  }
+
   for (Vertex v = 0; v < n; ++v) {
     const auto& node = g[v];
     const std::string f(node.filter_name());
@@ -485,11 +514,15 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
           x.consumer = g[consumer[v]].id;
         }
         x.snaplen = snap_below(v);
-        body << "  if (" << edge_condition(g, *it) << ") {\n    "
-             << w(x.delivery == filters::Delivery::take ? take_slot : copy_slot)
-             << " |= " << (1u << x.bit) << "u; /* " << x.from << " > " << x.to << " */\n"
-             << "    if (" << w(snap_slot) << " < " << x.snaplen << ") " << w(snap_slot) << " = "
-             << x.snaplen << ";\n  }\n";
+        const std::string cond = edge_condition(g, *it);
+        const ExitGroup& group = exit_groups.at({cond, x.delivery == filters::Delivery::take});
+        if (group.first == v)
+          body << "  if (" << cond << ") {\n    "
+               << w(x.delivery == filters::Delivery::take ? take_slot : copy_slot)
+               << " |= " << group.mask << "u; /* " << x.from << " > " << x.to
+               << (std::popcount(group.mask) > 1 ? " and the exits with it" : "") << " */\n"
+               << "    if (" << w(snap_slot) << " < " << group.snaplen << ") " << w(snap_slot)
+               << " = " << group.snaplen << ";\n  }\n";
         out.exits.push_back(std::move(x));
       }
       for (auto [it, end] = boost::out_edges(v, g); it != end; ++it)

@@ -255,6 +255,34 @@ TEST_CASE("kernel: a copy keeps only the bytes the userspace part needs") {
   CHECK(ring->stats().truncated == 1);
 }
 
+TEST_CASE("kernel: exits that fire together are tested once and copy the block once") {
+  // Three userspace parts below one kernel node and selector: one test,
+  // one record with all three bits, cut to the largest snap length.
+  auto s = split(
+      "(udp) > (port, which=dst) 53> ((pcap, file=\"/dev/null\", snaplen=96) | "
+      "(pcap, file=\"/dev/null\", snaplen=200) | (pcap, file=\"/dev/null\", snaplen=64))",
+      3);
+  REQUIRE(s.gen.exits.size() == 3);
+  std::size_t tests = 0;
+  for (std::size_t at = 0; (at = s.gen.source.find("|= 7u;", at)) != std::string::npos; ++at)
+    ++tests;
+  CHECK(tests == 1);
+  CHECK(s.gen.source.find("|= 1u;") == std::string::npos);
+  auto ring = runtime::CopyRing::open(s.program->map_fd("srl_ring0"),
+                                      s.program->map_fd("srl_wake0"), "ringbuf:test:0");
+  const auto dns = with_payload(ipv4_frame(17, 40000, 53), 400);
+  CHECK(s.program->test_run(dns) == XDP_PASS);
+  CHECK(s.program->test_run(with_payload(ipv4_frame(17, 40000, 54), 400)) == XDP_PASS);
+  std::vector<filters::Block> blocks(4);
+  std::vector<std::uint32_t> exits(4);
+  REQUIRE(ring->receive(blocks, exits, 0) == 1);
+  CHECK(exits[0] == 7u);
+  CHECK(blocks[0].data.size() == 200);
+  CHECK(blocks[0].wire_len == dns.size());
+  CHECK(ring->receive(blocks, exits, 0) == 0);
+  CHECK(s.program->copy_counters().records == 1);
+}
+
 TEST_CASE("kernel: a userspace drop takes the block; without AF_XDP socket it goes by ring") {
   auto s = split("(udp) > (dns) > (drop)", 2);
   REQUIRE(s.gen.exits.size() == 1);
