@@ -218,7 +218,8 @@ start_srl() {  # N
       || { echo "srl apply cap$i failed: $(tail -3 "$tmp/apply.log")" >&2; return 1; }
   done
   # Where the daemon put the kernel part: the hook attached to the device.
-  if ip netns exec "$b" tc filter show dev "$vb" ingress 2>/dev/null | grep -q bpf; then
+  if [[ -n $(find "$tmp/bpffs" -name tc-link 2>/dev/null) ]] ||
+    ip netns exec "$b" tc filter show dev "$vb" ingress 2>/dev/null | grep -q bpf; then
     srl_hook="TC ingress"
   elif ip -n "$b" link show "$vb" | grep -q xdp; then
     srl_hook="XDP"

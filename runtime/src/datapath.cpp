@@ -509,8 +509,9 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
     }
     const Hook& h = m.hooks.back();
     if (h.tc)
-      dp->report_.push_back(p.dev + ": TC ingress, program id " +
-                            std::to_string(h.tc->program().id()) +
+      dp->report_.push_back(p.dev + ": TC ingress (" +
+                            (h.tc->tcx() ? "tcx link" : "cls_bpf filter on clsact") +
+                            "), program id " + std::to_string(h.tc->program().id()) +
                             (pin.empty() ? "" : ", pinned at " + pin.string()));
     else
       dp->report_.push_back(p.dev + ": XDP " + std::string(kernel::to_string(h.xdp->mode())) +

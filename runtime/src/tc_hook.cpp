@@ -1,4 +1,5 @@
-// Attaching generated programs to the TC ingress hook.
+// Attaching generated programs to the TC ingress hook: a tcx link where
+// the kernel has tcx, a cls_bpf filter on the clsact qdisc elsewhere.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <net/if.h>
@@ -38,7 +39,11 @@ bpf_tc_opts srl_filter(int prog_fd = 0, std::uint32_t flags = 0) {
   return opts;
 }
 
-// The program (how a later run recognises an abandoned filter) and its
+// The uapi values of Linux 6.6+, which the system's headers may predate.
+constexpr int kBpfTcxIngress = 46;      // enum bpf_attach_type BPF_TCX_INGRESS
+constexpr std::uint32_t kLinkTcx = 11;  // enum bpf_link_type BPF_LINK_TYPE_TCX
+
+// The program (how a later run recognises an abandoned hook) and its
 // counters, pinned under `dir`, replacing older pins.
 void pin_program(const KernelProgram& program, const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);
@@ -50,6 +55,24 @@ void pin_program(const KernelProgram& program, const std::filesystem::path& dir)
     if (bpf_obj_pin(fd, path.c_str()) != 0)
       throw KernelError("cannot pin " + path.string() + ": " + errno_text(errno));
   }
+}
+
+// The tcx link pinned at `path`, if it runs program `prog_id` on
+// `ifindex`: its fd, else -1 (and the fd closed).
+int pinned_link(const std::filesystem::path& path, std::uint32_t prog_id, int ifindex) {
+  const int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) return -1;
+  // The tcx member of the info's union (ifindex, attach type) starts where
+  // the xdp member's ifindex is.
+  bpf_link_info info;
+  std::memset(&info, 0, sizeof info);
+  std::uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0 || info.type != kLinkTcx ||
+      info.prog_id != prog_id || info.xdp.ifindex != static_cast<std::uint32_t>(ifindex)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 // Removes the clsact qdisc: both attach points name the qdisc itself, one
@@ -68,11 +91,35 @@ std::string device_name(int ifindex) {
 
 }  // namespace
 
+int tcx_ingress_link(int prog_fd, int ifindex) {
+  // No options: appended after what runs there. libbpf (1.1) passes an
+  // attach type it does not know through unchanged.
+  const int fd =
+      bpf_link_create(prog_fd, ifindex, static_cast<bpf_attach_type>(kBpfTcxIngress), nullptr);
+  return fd >= 0 ? fd : -errno;
+}
+
 std::unique_ptr<TcHook> TcHook::attach(std::unique_ptr<KernelProgram> program, int ifindex,
                                        const std::filesystem::path& pin_dir) {
   std::unique_ptr<TcHook> hook(new TcHook());
   hook->program_ = std::move(program);
   hook->ifindex_ = ifindex;
+  if (const int link = tcx_ingress_link(hook->program_->fd(), ifindex); link >= 0) {
+    hook->link_fd_ = link;
+    if (!pin_dir.empty()) {
+      hook->pin_dir_ = pin_dir;  // from here the destructor detaches and unpins
+      pin_program(*hook->program_, pin_dir);
+      const auto path = pin_dir / "tc-link";
+      std::error_code ec;
+      std::filesystem::remove(path, ec);
+      if (bpf_obj_pin(link, path.c_str()) != 0)
+        throw KernelError("cannot pin " + path.string() + ": " + errno_text(errno));
+    }
+    return hook;
+  } else if (link != -EINVAL) {
+    throw KernelError("cannot attach to the tcx ingress hook of " + device_name(ifindex) + ": " +
+                      errno_text(link));
+  }
   bpf_tc_hook h = ingress(ifindex);
   const int created = bpf_tc_hook_create(&h);
   if (created != 0 && created != -EEXIST)
@@ -95,11 +142,17 @@ std::unique_ptr<TcHook> TcHook::attach(std::unique_ptr<KernelProgram> program, i
 }
 
 std::unique_ptr<KernelProgram> TcHook::replace(std::unique_ptr<KernelProgram> program) {
-  bpf_tc_hook h = ingress(ifindex_);
-  bpf_tc_opts opts = srl_filter(program->fd(), BPF_TC_F_REPLACE);
-  if (const int err = bpf_tc_attach(&h, &opts); err != 0)
-    throw KernelError("cannot replace the TC program on " + device_name(ifindex_) + ": " +
-                      errno_text(err));
+  if (link_fd_ >= 0) {
+    if (bpf_link_update(link_fd_, program->fd(), nullptr) != 0)
+      throw KernelError("cannot replace the program of the tcx link on " + device_name(ifindex_) +
+                        ": " + errno_text(errno));
+  } else {
+    bpf_tc_hook h = ingress(ifindex_);
+    bpf_tc_opts opts = srl_filter(program->fd(), BPF_TC_F_REPLACE);
+    if (const int err = bpf_tc_attach(&h, &opts); err != 0)
+      throw KernelError("cannot replace the TC program on " + device_name(ifindex_) + ": " +
+                        errno_text(err));
+  }
   std::swap(program_, program);
   // The swap is done and stays done even if re-pinning fails: the caller
   // gets the old program back either way.
@@ -124,6 +177,17 @@ std::unique_ptr<TcHook> TcHook::adopt(const std::filesystem::path& pin_dir, int 
   std::unique_ptr<TcHook> hook(new TcHook());
   hook->program_ = KernelProgram::adopt(prog_fd, counters_fd);
   hook->ifindex_ = ifindex;
+  std::error_code ec;
+  if (const auto link = pin_dir / "tc-link"; std::filesystem::exists(link, ec)) {
+    hook->link_fd_ = pinned_link(link, hook->program_->id(), ifindex);
+    if (hook->link_fd_ < 0) {
+      hook->released_ = true;  // not ours, or not there: touch nothing
+      throw KernelError("the tcx link pinned at " + link.string() + " does not run the program " +
+                        "pinned at " + pinned.string() + " on " + device_name(ifindex));
+    }
+    hook->pin_dir_ = pin_dir;
+    return hook;
+  }
   bpf_tc_hook h = ingress(ifindex);
   bpf_tc_opts query = srl_filter();
   if (bpf_tc_query(&h, &query) != 0 || query.prog_id != hook->program_->id()) {
@@ -138,15 +202,23 @@ std::unique_ptr<TcHook> TcHook::adopt(const std::filesystem::path& pin_dir, int 
 }
 
 TcHook::~TcHook() {
-  if (released_) return;  // attached and pinned: the datapath outlives us
-  bpf_tc_hook h = ingress(ifindex_);
-  bpf_tc_opts opts = srl_filter();
-  bpf_tc_detach(&h, &opts);
-  if (created_qdisc_) remove_qdisc(ifindex_);
+  if (released_) {                       // attached and pinned: the datapath outlives us
+    if (link_fd_ >= 0) close(link_fd_);  // the pin holds the link
+    return;
+  }
+  if (link_fd_ >= 0) {
+    bpf_link_detach(link_fd_);
+    close(link_fd_);
+  } else {
+    bpf_tc_hook h = ingress(ifindex_);
+    bpf_tc_opts opts = srl_filter();
+    bpf_tc_detach(&h, &opts);
+    if (created_qdisc_) remove_qdisc(ifindex_);
+  }
   if (!pin_dir_.empty()) {
     std::error_code ec;
-    std::filesystem::remove(pin_dir_ / "tc-program", ec);
-    std::filesystem::remove(pin_dir_ / "counters", ec);
+    for (const char* name : {"tc-link", "tc-program", "counters"})
+      std::filesystem::remove(pin_dir_ / name, ec);
     std::filesystem::remove(pin_dir_, ec);
   }
 }
@@ -159,6 +231,14 @@ bool TcHook::remove_abandoned(int ifindex, const std::filesystem::path& pinned_p
   const int got = bpf_obj_get_info_by_fd(fd, &info, &len);
   close(fd);
   if (got != 0) return false;
+  const auto link_pin = pinned_program.parent_path() / "tc-link";
+  if (const int link = pinned_link(link_pin, info.id, ifindex); link >= 0) {
+    const bool detached = bpf_link_detach(link) == 0;
+    close(link);
+    std::error_code ec;
+    std::filesystem::remove(link_pin, ec);  // the last reference
+    return detached;
+  }
   bpf_tc_hook h = ingress(ifindex);
   bpf_tc_opts query = srl_filter();
   if (bpf_tc_query(&h, &query) != 0 || query.prog_id != info.id) return false;

@@ -846,7 +846,10 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
   // functions they are spilled, and a spill of the 32-bit context field
   // would be one the verifier refuses.
   src << "  __asm__ __volatile__(\"\" : \"+r\"(data), \"+r\"(end));\n";
-  const char* pass = xdp ? "XDP_PASS" : "TC_ACT_OK";
+  // At TC a block srl lets through goes on to whatever else is on the
+  // hook (TC_ACT_UNSPEC: tcx's TCX_NEXT, cls_bpf's next filter), which may
+  // still decide; TC_ACT_OK would end the hook there for everyone.
+  const char* pass = xdp ? "XDP_PASS" : "TC_ACT_UNSPEC";
   const char* drop = xdp ? "XDP_DROP" : "TC_ACT_SHOT";
   src << "  u32 zero = 0;\n  struct srl_counters *cnt = bpf_map_lookup_elem(&srl_counters, "
          "&zero);\n"

@@ -64,7 +64,7 @@ std::uint32_t expected_action(const filters::HookVerdict& v, bool tc) {
     case filters::HookAction::tx:
       return tc ? TC_ACT_REDIRECT : XDP_TX;
     default:
-      return tc ? TC_ACT_OK : XDP_PASS;
+      return tc ? static_cast<std::uint32_t>(TC_ACT_UNSPEC) : static_cast<std::uint32_t>(XDP_PASS);
   }
 }
 

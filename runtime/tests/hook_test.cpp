@@ -443,7 +443,7 @@ TEST_CASE("hook: blocks for userspace leave through AF_XDP with their exit tag")
   }
 }
 
-TEST_CASE("hook: TC ingress attach, replace in place, detach removes the qdisc it added") {
+TEST_CASE("hook: TC ingress is a tcx link: attach, replace in place, stack, detach") {
   TestNamespace ns;
   const int ifindex = ns.ifindex("hb");
   auto tc_program = [](const char* request) {
@@ -455,28 +455,57 @@ TEST_CASE("hook: TC ingress attach, replace in place, detach removes the qdisc i
                             std::filesystem::temp_directory_path() / "srl-kernel-test-cache"),
         gen.nodes.size());
   };
-  auto filter_program = [&] {
-    bpf_tc_hook h{};
-    h.sz = sizeof h;
-    h.ifindex = ifindex;
-    h.attach_point = BPF_TC_INGRESS;
-    bpf_tc_opts q{};
-    q.sz = sizeof q;
-    q.handle = kernel::TcHook::kHandle;
-    q.priority = kernel::TcHook::kPriority;
-    return bpf_tc_query(&h, &q) == 0 ? q.prog_id : 0u;
+  // The programs at the tcx ingress hook, first to last.
+  auto tcx_programs = [&] {
+    std::uint32_t ids[8] = {}, count = 8, flags = 0;
+    if (bpf_prog_query(ifindex, static_cast<bpf_attach_type>(46), 0, &flags, ids, &count) != 0)
+      return std::vector<std::uint32_t>{};
+    return std::vector<std::uint32_t>(ids, ids + count);
   };
+  PinFs pins("tcx");
+  const auto dir = pins.dir / "hb";
   {
-    auto hook = kernel::TcHook::attach(tc_program("(udp) > (count)"), ifindex);
-    CHECK(filter_program() == hook->program().id());
+    auto hook = kernel::TcHook::attach(tc_program("(udp) > (count)"), ifindex, dir);
+    REQUIRE(hook->tcx());  // this kernel has tcx (6.6+)
+    CHECK(tcx_programs() == std::vector<std::uint32_t>{hook->program().id()});
+    CHECK(std::filesystem::exists(dir / "tc-link"));
     hook->replace(tc_program("(tcp) > (drop)"));
-    CHECK(filter_program() == hook->program().id());
-    // A second srl filter on the same hook is refused, not stacked.
-    CHECK_THROWS_WITH_AS(kernel::TcHook::attach(tc_program("(udp) > (count)"), ifindex),
-                         doctest::Contains("another srl program"), kernel::KernelError);
+    CHECK(tcx_programs() == std::vector<std::uint32_t>{hook->program().id()});
+    // A second program stacks behind the first (srl runs beside others);
+    // each goes with its own hook. What the first only watches goes on to
+    // the second (TCX_NEXT, not TCX_PASS, which would end the hook there).
+    hook->replace(tc_program("(udp) > (count)"));
+    {
+      auto second = kernel::TcHook::attach(tc_program("(udp) > (count)"), ifindex);
+      CHECK(tcx_programs() ==
+            std::vector<std::uint32_t>{hook->program().id(), second->program().id()});
+      send_udp(ns.ifindex("ha"), 9, 5);
+      CHECK(counted(hook->program(), 5) == 5);
+      CHECK(counted(second->program(), 5) == 5);
+    }
+    CHECK(tcx_programs() == std::vector<std::uint32_t>{hook->program().id()});
+    // Released, the pinned link keeps it running; adopted, it is ours again.
+    const auto id = hook->program().id();
+    hook->release();
+    hook.reset();
+    CHECK(tcx_programs() == std::vector<std::uint32_t>{id});
+    auto adopted = kernel::TcHook::adopt(dir, ifindex);
+    CHECK(adopted->tcx());
+    CHECK(adopted->program().id() == id);
+    // Abandoned (its process gone): found by the pinned program, removed.
+    adopted->release();
+    adopted.reset();
+    CHECK(kernel::TcHook::remove_abandoned(ifindex, dir / "tc-program"));
+    CHECK(tcx_programs().empty());
+    CHECK_FALSE(std::filesystem::exists(dir / "tc-link"));
   }
-  CHECK(filter_program() == 0);
-  CHECK(std::system("tc qdisc show dev hb | grep -q clsact") != 0);
+  {
+    auto hook = kernel::TcHook::attach(tc_program("(udp) > (count)"), ifindex, dir);
+    CHECK(tcx_programs().size() == 1);
+  }
+  CHECK(tcx_programs().empty());
+  CHECK_FALSE(std::filesystem::exists(dir));
+  CHECK(std::system("tc qdisc show dev hb | grep -q clsact") != 0);  // no qdisc needed
 }
 
 namespace {

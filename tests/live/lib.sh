@@ -77,7 +77,20 @@ new_objects() {  # SECONDS
 # Output is captured before matching: with pipefail, `tc ... | grep -q` fails
 # whenever grep exits before tc's next flushed line (SIGPIPE).
 xdp_attached() { [[ $(ip -n "$b" link show vb) == *xdp* ]]; }
-tc_attached() { [[ $(tc -n "$b" filter show dev vb ingress 2>/dev/null) == *bpf* ]]; }
+# An srl program on a tcx link (srl's TC hook where the kernel has tcx).
+# bpftool 7.1 names the link type only by its number (BPF_LINK_TYPE_TCX,
+# 11) and not the link's device: any srl program on one counts, and the
+# tests hook one device at a time.
+tcx_attached() {
+  local id
+  for id in $(bpftool -j link show 2>/dev/null | python3 -c '
+import json, sys
+print(" ".join(str(l["prog_id"]) for l in json.load(sys.stdin) if l.get("type") in (11, "tcx")))'); do
+    [[ $(bpftool prog show id "$id" 2>/dev/null) == *"name srl_"* ]] && return 0
+  done
+  return 1
+}
+tc_attached() { [[ $(tc -n "$b" filter show dev vb ingress 2>/dev/null) == *bpf* ]] || tcx_attached; }
 # Files pinned under the bpffs's srl directory (directories left empty are
 # not pins).
 pins() { find "$bpffs/srl" -mindepth 1 ! -type d 2>/dev/null | tr '\n' ' '; }

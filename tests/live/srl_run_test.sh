@@ -88,9 +88,10 @@ for step in compile load attach; do
   nothing_left "fail at $step"
 done
 
-# SIGKILL leaves the datapath running; the next run removes it. XDP links
-# go with their pins; a TC filter is not a link, and the next run detaches
-# it because it still runs the killed run's pinned program.
+# SIGKILL leaves the datapath running; the next run removes it. XDP and
+# tcx links go with their pins (the next run detaches a tcx link first, as
+# a TC filter, which is not a link, because it still runs the killed run's
+# pinned program).
 killed_run() {  # HOOK ATTACHED-CHECK
   local hook=$1 attached=$2 pid
   snapshot

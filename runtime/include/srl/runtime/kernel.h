@@ -344,12 +344,20 @@ class XdpHook {
 // anything is deployed.
 std::optional<std::string> xdp_hook_holder(int ifindex);
 
-// A program attached to a device's TC ingress hook (a cls_bpf filter in
-// direct-action mode on the clsact qdisc, at srl's own handle and priority).
-// TC filters are not bpf_links: the program is pinned, so that a later run
-// can tell an abandoned srl filter (same program id) from anything else.
-// Destroying it detaches the filter, removes a clsact qdisc it created, and
-// unpins.
+// A BPF link that runs `prog_fd` at the tcx ingress hook of `ifindex`
+// (Linux 6.6+), after the programs already there: its fd, or -errno
+// (-EINVAL where the kernel has no tcx).
+int tcx_ingress_link(int prog_fd, int ifindex);
+
+// A program attached to a device's TC ingress hook. Where the kernel has
+// tcx, a BPF link at the tcx ingress hook: no qdisc, no classifier layer in
+// front of the program, and other tcx programs and tc filters run beside
+// it (an observing verdict hands the packet on to them). Elsewhere a
+// cls_bpf filter in direct-action mode on the clsact qdisc, at srl's own
+// handle and priority. The program is pinned, and the link with it, so
+// that a later run can tell an abandoned srl hook (same program id) from
+// anything else. Destroying it detaches the link or the filter, removes a
+// clsact qdisc it created, and unpins.
 class TcHook {
  public:
   static constexpr std::uint32_t kHandle = 0x5352;  // "SR"
@@ -365,20 +373,24 @@ class TcHook {
   TcHook(const TcHook&) = delete;
   TcHook& operator=(const TcHook&) = delete;
 
-  // Replaces the filter's program in one netlink request (the filter is
-  // never absent). Returns the program it ran.
+  // Replaces the program in one step (bpf_link_update, or one netlink
+  // request for a filter): the hook never runs without it. Returns the
+  // program it ran.
   std::unique_ptr<KernelProgram> replace(std::unique_ptr<KernelProgram> program);
   const KernelProgram& program() const { return *program_; }
   int ifindex() const { return ifindex_; }
+  bool tcx() const { return link_fd_ >= 0; }  // a tcx link, not a cls_bpf filter
 
-  // Detaches the srl filter on `ifindex` if it runs the program pinned at
-  // `pinned_program` (left by a run that was killed). True if it did.
+  // Detaches the srl link or filter on `ifindex` if it runs the program
+  // pinned at `pinned_program` (left by a run that was killed). True if it
+  // did.
   static bool remove_abandoned(int ifindex, const std::filesystem::path& pinned_program);
 
  private:
   TcHook() = default;
   std::unique_ptr<KernelProgram> program_;
   int ifindex_ = 0;
+  int link_fd_ = -1;
   bool created_qdisc_ = false;
   bool released_ = false;
   std::filesystem::path pin_dir_;
