@@ -321,6 +321,19 @@ bool run_on(std::size_t cpu) {
   return sched_setaffinity(0, sizeof set, &set) == 0;
 }
 
+// This thread on one CPU for a scope, so that every BPF_PROG_TEST_RUN
+// writes into the same CPU's copy area; the affinity it had comes back.
+struct OnOneCpu {
+  cpu_set_t before;
+  explicit OnOneCpu(std::size_t cpu) {
+    REQUIRE(sched_getaffinity(0, sizeof before, &before) == 0);
+    REQUIRE(run_on(cpu));
+  }
+  ~OnOneCpu() { sched_setaffinity(0, sizeof before, &before); }
+  OnOneCpu(const OnOneCpu&) = delete;
+  OnOneCpu& operator=(const OnOneCpu&) = delete;
+};
+
 TEST_CASE("kernel: copies made on several CPUs come out oldest first; rings split the CPUs") {
   cpu_set_t before;
   REQUIRE(sched_getaffinity(0, sizeof before, &before) == 0);
@@ -378,9 +391,11 @@ TEST_CASE("kernel: a full copy ring loses copies, counts them, and never the blo
   auto ring = runtime::CopyRing::open(s.program->map_fd("srl_ring0"),
                                       s.program->map_fd("srl_wake0"), "ringbuf:test:0");
   const auto frame = with_payload(ipv4_frame(17, 1, 2), 900);
-  // A record is its header and the frame, padded to 8: 4 fit in 4096 bytes.
+  // A record is its header and the frame, padded to 8: 4 fit in 4096 bytes
+  // of one CPU's area.
   const std::size_t record = (sizeof(runtime::kernel::CopyRecord) + frame.size() + 7) / 8 * 8;
   REQUIRE(4096 / record == 4);
+  const OnOneCpu one_area(0);
   for (int i = 0; i < 10; ++i)
     CHECK(s.program->test_run(frame) == XDP_PASS);
   const auto c = s.program->copy_counters();
@@ -412,9 +427,7 @@ TEST_CASE("kernel: a reader is woken each time an area's waiting bytes pass the 
   std::vector<filters::Block> blocks(16);
   std::vector<std::uint32_t> exits(16);
   // One CPU, one area: the mark counts per area.
-  cpu_set_t before;
-  REQUIRE(sched_getaffinity(0, sizeof before, &before) == 0);
-  REQUIRE(run_on(0));
+  const OnOneCpu one_area(0);
   for (int lap = 0; lap < 3; ++lap) {
     CAPTURE(lap);
     for (int i = 0; i < 7; ++i)
@@ -427,7 +440,6 @@ TEST_CASE("kernel: a reader is woken each time an area's waiting bytes pass the 
     CHECK(ring->receive(blocks, exits, 0) == 0);
     CHECK_FALSE(readable());
   }
-  sched_setaffinity(0, sizeof before, &before);
   CHECK(s.program->copy_counters().lost == 0);
 }
 
