@@ -5,7 +5,6 @@
 #include <map>
 #include <set>
 #include <sstream>
-#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -330,8 +329,9 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
     }
     out.nodes.push_back(std::move(np));
   }
-  std::map<std::tuple<std::size_t, std::size_t, std::size_t>, std::string> crossing;
-  for (const auto& e : p.edges) {
+  const auto payer = p.crossing_payers(a);
+  for (std::size_t i = 0; i < p.edges.size(); ++i) {
+    const auto& e = p.edges[i];
     EdgePlan ep;
     ep.from = p.nodes[e.from].id;
     ep.to = p.nodes[e.to].id;
@@ -359,13 +359,9 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
     }
     ep.rate_pps = e.rate;
     ep.cost_ns_per_s = p.edge_cost(e, s, t);
-    if (p.bundled(s, t)) {
-      const auto [it, first] = crossing.emplace(std::make_tuple(e.bundle, s, t),
-                                                ep.from + " " + ep.select + " " + ep.to);
-      if (!first) {
-        ep.crosses_with = it->second;
-        ep.cost_ns_per_s = 0;
-      }
+    if (const auto& paying = p.edges[payer[i]]; payer[i] != i) {
+      ep.crosses_with = p.nodes[paying.from].id + " " + paying.select + " " + p.nodes[paying.to].id;
+      ep.cost_ns_per_s = 0;
     }
     out.edges.push_back(std::move(ep));
   }

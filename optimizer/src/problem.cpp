@@ -142,6 +142,17 @@ double Problem::edge_cost(const ProblemEdge& e, std::size_t s, std::size_t t) co
   return e.rate * (c.ns_per_block + c.ns_per_byte * e.bytes);
 }
 
+std::vector<std::size_t> Problem::crossing_payers(const std::vector<std::size_t>& a) const {
+  std::vector<std::size_t> payer(edges.size());
+  std::map<std::tuple<std::size_t, std::size_t, std::size_t>, std::size_t> first;  // bundle, s, t
+  for (std::size_t i = 0; i < edges.size(); ++i) {
+    const std::size_t s = a[edges[i].from], t = a[edges[i].to];
+    payer[i] =
+        bundled(s, t) ? first.emplace(std::make_tuple(edges[i].bundle, s, t), i).first->second : i;
+  }
+  return payer;
+}
+
 double Problem::total_capacity() const {
   double c = 0;
   for (const auto& s : spaces)
@@ -187,8 +198,9 @@ Evaluation evaluate(const Problem& p, const Assignment& a) {
     }
   }
   std::map<std::pair<std::size_t, std::size_t>, double> chan_rate;
-  std::set<std::tuple<std::size_t, std::size_t, std::size_t>> crossed;  // bundle, s, t
-  for (const auto& e : p.edges) {
+  const auto payer = p.crossing_payers(a);
+  for (std::size_t i = 0; i < p.edges.size(); ++i) {
+    const auto& e = p.edges[i];
     const std::size_t s = a[e.from], t = a[e.to];
     if (s == t) continue;
     if (p.spaces[s].kind != Kind::user && p.spaces[t].kind == Kind::user) ++ev.exits[s];
@@ -200,7 +212,7 @@ Evaluation evaluate(const Problem& p, const Assignment& a) {
       continue;
     }
     // The bundle's blocks already cross: the other exits ride on that copy.
-    if (p.bundled(s, t) && !crossed.insert({e.bundle, s, t}).second) continue;
+    if (payer[i] != i) continue;
     const double cost = p.edge_cost(e, s, t);
     ev.total_cost += cost;
     add_load(p, ev.load, t, cost);  // the reader pays for the crossing

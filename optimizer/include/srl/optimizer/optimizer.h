@@ -140,6 +140,10 @@ struct Problem {
   bool bundled(std::size_t s, std::size_t t) const {
     return s != t && spaces[s].kind != Kind::user;
   }
+  // Per edge under `a`: the edge whose crossing it rides on, the first of
+  // its bundle to cross to the same space (itself when it pays, or when it
+  // does not cross or is not bundled).
+  std::vector<std::size_t> crossing_payers(const std::vector<std::size_t>& a) const;
   double total_capacity() const;  // of the real spaces
   bool replica_set(std::size_t s) const { return !members[s].empty(); }
 };
