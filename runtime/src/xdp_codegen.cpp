@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <bit>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "srl/runtime/kernel.h"
@@ -233,9 +234,40 @@ lost:
   return c.str();
 }
 
+// How far into the frame a classic BPF program can read: its absolute
+// loads, and its indexed loads with the largest X that any instruction
+// sets (an immediate, or 4 * a nibble from `ldxms`); nullopt where X may
+// come from A, M[] or the length, which nothing bounds.
+std::optional<std::uint32_t> cbpf_reach(const compiler::Translation& t) {
+  std::uint64_t x_max = 0, reach = 0;
+  for (const auto& [code, jt, jf, k] : t.insns) {
+    if ((code & 0x07) != 0x01) continue;  // LDX
+    const unsigned mode = code & 0xE0;
+    if (mode == 0x00)
+      x_max = std::max<std::uint64_t>(x_max, k);
+    else if (mode == 0xA0)
+      x_max = std::max<std::uint64_t>(x_max, 60);
+    else
+      return std::nullopt;
+  }
+  for (const auto& [code, jt, jf, k] : t.insns) {
+    if ((code & 0x07) != 0x00 && !((code & 0x07) == 0x01 && (code & 0xE0) == 0xA0)) continue;
+    const unsigned mode = code & 0xE0, size = code & 0x18;
+    const std::uint64_t bytes = (code & 0x07) == 0x01 ? 1 : size == 0x00 ? 4 : size == 0x08 ? 2 : 1;
+    if (mode == 0x20 || mode == 0xA0)
+      reach = std::max(reach, std::uint64_t{k} + bytes);
+    else if (mode == 0x40)
+      reach = std::max(reach, x_max + k + bytes);
+  }
+  if (reach > UINT32_MAX) return std::nullopt;
+  return static_cast<std::uint32_t>(reach);
+}
+
 // Classic BPF from libpcap, translated into a C function: registers A and
-// X, scratch M[], forward jumps as gotos. Loads outside the frame end the
-// filter with 0, as in the kernel's classic BPF. A global function (not
+// X, scratch M[], forward jumps as gotos. `len` is the length on the wire,
+// as in the kernel's classic BPF. The caller has made the frame readable
+// directly as far as the program can read (cbpf_reach); a load outside
+// the frame ends the filter with 0, as in the kernel. A global function (not
 // static, not inlined): the verifier checks it once, on its own, instead of
 // once per path that reaches it, so many expressions on one hook add up
 // rather than multiply.
@@ -246,7 +278,7 @@ std::string cbpf_function(const std::string& name, const compiler::Translation& 
     // As whole pointers from here on: a spill of the 32-bit context field
     // would be one the verifier refuses.
     << "  __asm__ __volatile__(\"\" : \"+r\"(data), \"+r\"(end));\n"
-    << "  u32 A = 0, X = 0, M[16] = {};\n  u32 len = (u32)(end - data);\n  u8 *q;\n"
+    << "  u32 A = 0, X = 0, M[16] = {};\n  u32 len = SRL_WIRE_LEN(ctx);\n  u8 *q;\n"
     << "  (void)M; (void)len; (void)q; (void)X;\n";
   auto load = [&](const std::string& offset, int size) {
     // One pointer for the bounds check and the reads, so that the verifier
@@ -389,6 +421,9 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
   std::ostringstream fns, body;
   std::size_t expressions = 0;
   bool reads_addresses = false;  // an `addr` or a `hash` in the kernel
+  // How far the tcpdump expressions read into a frame (nullopt: maybe
+  // anywhere), made readable before the first of them at TC.
+  std::optional<std::uint32_t> expressions_reach = 0;
   std::uint32_t state = 0, buckets = 0;
   std::vector<std::pair<Vertex, std::uint32_t>> passes;  // `pass` nodes and their slots
 
@@ -619,6 +654,9 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
                             " tcpdump expressions at one hook (each is a BPF function)");
       const std::string fn = "srl_cbpf_" + node.id;
       fns << cbpf_function(fn, *node.translation);
+      const auto reach = cbpf_reach(*node.translation);
+      expressions_reach = reach && expressions_reach ? std::max(*reach, *expressions_reach)
+                                                     : std::optional<std::uint32_t>();
       accept = "(" + fn + "(ctx) != 0)";
     } else if (f == "sample") {
       const std::uint32_t slot = state++;
@@ -718,11 +756,27 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
   std::ostringstream src;
   if (!reads_addresses) src << "#define SRL_NO_ADDRS\n";
   src << kXdpPrelude
-      << (xdp ? "\n#define SRL_CTX struct xdp_md" : "\n#define SRL_CTX struct __sk_buff")
+      << (xdp ? "\n#define SRL_CTX struct xdp_md"
+                "\n#define SRL_WIRE_LEN(ctx) ((u32)((long)(ctx)->data_end - (long)(ctx)->data))"
+                "\n#define SRL_LOAD_BYTES bpf_xdp_load_bytes"
+              : "\n#define SRL_CTX struct __sk_buff\n#define SRL_WIRE_LEN(ctx) ((ctx)->len)"
+                "\n#define SRL_LOAD_BYTES bpf_skb_load_bytes")
       << "\n#define SRL_NODES " << n << "\n#define SRL_STATE " << std::max<std::uint32_t>(state, 1)
       << "\n#define SRL_BUCKETS " << std::max<std::uint32_t>(buckets, 1) << "\n#define SRL_SLOTS "
       << slots << "\n"
-      << R"(
+      << (xdp ? "" : R"(
+/* The parse again, after the block was made linear: a function of its own,
+   which the verifier checks once, apart, rather than along every path of
+   the first parse (that doubled its work on a TC program). */
+__attribute__((noinline)) int srl_parse_again(SRL_CTX *ctx, struct srl_pkt *p) {
+  if (!p) return 0;
+  u8 *data = (u8 *)(long)ctx->data, *end = (u8 *)(long)ctx->data_end;
+  __asm__ __volatile__("" : "+r"(data), "+r"(end));
+  srl_parse(data, end, SRL_WIRE_LEN(ctx), p);
+  return 0;
+}
+)") << R"(
+
 struct srl_counters { struct srl_counter c[SRL_NODES + 1]; }; /* + the copy channel */
 
 /* What outlives the nodes that decide it, for one block (see generate()). */
@@ -827,19 +881,17 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
   out.afxdp = xdp && any_take;
   out.copy_rings = any_exit ? copy.rings : 0;
   if (any_exit) {
-    src << (xdp ? "\n#define SRL_LOAD_BYTES bpf_xdp_load_bytes\n"
-                : "\n#define SRL_LOAD_BYTES bpf_skb_load_bytes\n")
-        << copy_channel_source(copy, copy_cpus());
+    src << copy_channel_source(copy, copy_cpus());
   }
   if (xdp) {
     src << "\nSEC(\"xdp\")\nint srl_xdp(struct xdp_md *ctx) {\n"
         << "  u8 *data = (u8 *)(long)ctx->data;\n  u8 *end = (u8 *)(long)ctx->data_end;\n";
   } else {
-    // The whole packet linear first, so that direct access sees all of it;
-    // most are already, and then the helper call is skipped.
+    // Direct access reaches the skb's linear part, which holds the
+    // headers of nearly every block; the parse reads there and says when a
+    // header went on past it (below). Nothing is pulled up front: making a
+    // 1500-byte skb linear copies its payload, for every block.
     src << "\nSEC(\"tc\")\nint srl_tc(struct __sk_buff *ctx) {\n"
-        << "  if ((long)ctx->data_end - (long)ctx->data < (long)ctx->len)\n"
-        << "    bpf_skb_pull_data(ctx, ctx->len);\n"
         << "  u8 *data = (u8 *)(long)ctx->data;\n  u8 *end = (u8 *)(long)ctx->data_end;\n";
   }
   // Whole pointers from here on: across the calls to the expressions'
@@ -861,8 +913,25 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
       // use: what the parse found is a value the verifier does not track,
       // so the parse's paths do not multiply the nodes' (and no node reuses
       // another's refined copy of a field).
-      << "  struct srl_pkt *pk = &scratch->pkt;\n  srl_parse(data, end, pk);\n"
-      << "  u32 len = pk->len; /* counted, never tested: a variable */\n"
+      << "  struct srl_pkt *pk = &scratch->pkt;\n  u32 wire = SRL_WIRE_LEN(ctx);\n";
+  src << "  srl_parse(data, end, wire, pk);\n";
+  if (!xdp)
+    // Headers beyond the linear part (a long IPv6 extension chain, an skb
+    // built from pages): the whole block linear, then parsed again.
+    src << "  if (pk->cut && (long)end - (long)data < (long)wire) {\n"
+        << "    bpf_skb_pull_data(ctx, wire);\n    srl_parse_again(ctx, pk);\n  }\n";
+  if (!xdp && expressions > 0) {
+    // The tcpdump expressions read the frame directly (a load beyond the
+    // linear part through a helper made the verifier's work several times
+    // larger): as far as they can read linear first.
+    src << "  {\n    u32 need = "
+        << (expressions_reach ? "wire < " + std::to_string(*expressions_reach) +
+                                    "u ? wire : " + std::to_string(*expressions_reach) + "u"
+                              : std::string("wire"))
+        << ";\n    if ((long)ctx->data_end - (long)ctx->data < (long)need) "
+           "bpf_skb_pull_data(ctx, need);\n  }\n";
+  }
+  src << "  u32 len = pk->len; /* counted, never tested: a variable */\n"
       << "#define p (*(volatile struct srl_pkt *)pk)\n";
   for (const auto& [v, i] : outcome_slots)
     src << "#define " << var(v, "r") << " " << w(i) << "\n#define " << var(v, "a") << " "
@@ -882,7 +951,7 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
         << ", snap = " << w(snap_slot) << ";\n";
     if (out.afxdp) src << kToAfxdp;
     src << "  if (to_take | to_copy) {\n"
-        << "    u32 wire = " << (xdp ? "bpf_xdp_get_buff_len(ctx)" : "ctx->len") << ";\n"
+        << (xdp ? "    wire = bpf_xdp_get_buff_len(ctx); /* with any fragments */\n" : "")
         << "    u32 take = to_take && verdict != 2;\n"
         << "    if (srl_copy(ctx, cnt, to_take | to_copy, wire, snap, ctx->ingress_ifindex, "
         << (xdp ? "ctx->rx_queue_index" : "0") << ", take ? " << kCopyTaken << " : 0) && take)\n"

@@ -31,6 +31,7 @@ struct srl_pkt {
   u8 nonfirst_frag;
   u8 l4;        /* 0 none, 6 tcp, 17 udp, 1 icmp */
   u8 tcp_flags;
+  u8 cut;       /* the headers went on past the bytes the parse could read */
   u16 sport;
   u16 dport;
   u8 saddr[16];
@@ -50,18 +51,30 @@ struct srl_pkt {
 #define SRL_PKT_CLEARED sizeof(struct srl_pkt)
 #endif
 
-static __always_inline void srl_parse(u8 *data, u8 *end, struct srl_pkt *p) {
+/* wire: the block's length on the wire; data..end: the bytes the program
+   reads directly, at TC maybe only the skb's linear part. A header that
+   goes on past end stops the parse with `cut` set, so that the caller can
+   make more of the block readable and parse again. */
+#define SRL_NEED(ptr)  \
+  if ((ptr) > end) {   \
+    p->cut = 1;        \
+    return;            \
+  }
+static __always_inline void srl_parse(u8 *data, u8 *end, u32 wire, struct srl_pkt *p) {
   __builtin_memset(p, 0, SRL_PKT_CLEARED);
-  p->len = (u32)(end - data);
+  p->len = wire;
   p->l4_proto = 255;
-  if (data + 14 > end) return;
+  SRL_NEED(data + 14);
   p->eth_ok = 1;
   u16 et = SRL_BE16(data + 12);
   u8 *l3 = data + 14;
 #pragma unroll
   for (int i = 0; i < 2; i++) {
     if (et != 0x8100 && et != 0x88A8) break;
-    if (l3 + 4 > end) break;
+    if (l3 + 4 > end) {
+      p->cut = 1;
+      break;
+    }
     if (p->vlans == 0) p->vlan_id = SRL_BE16(l3) & 0x0FFF;
     p->vlans++;
     et = SRL_BE16(l3 + 2);
@@ -70,11 +83,11 @@ static __always_inline void srl_parse(u8 *data, u8 *end, struct srl_pkt *p) {
   p->ethertype = et;
   u8 *l4;
   if (et == 0x0800) {
-    if (l3 + 20 > end) return;
+    SRL_NEED(l3 + 20);
     if ((l3[0] >> 4) != 4) return;
     u32 ihl = (u32)(l3[0] & 0x0F) * 4;
     if (ihl < 20) return;
-    if (l3 + ihl > end) return;
+    SRL_NEED(l3 + ihl);
     p->l3 = 4;
     SRL_ADDRS(__builtin_memcpy(p->saddr, l3 + 12, 4));
     SRL_ADDRS(__builtin_memcpy(p->daddr, l3 + 16, 4));
@@ -85,7 +98,7 @@ static __always_inline void srl_parse(u8 *data, u8 *end, struct srl_pkt *p) {
     }
     l4 = l3 + ihl;
   } else if (et == 0x86DD) {
-    if (l3 + 40 > end) return;
+    SRL_NEED(l3 + 40);
     if ((l3[0] >> 4) != 6) return;
     p->l3 = 6;
     SRL_ADDRS(__builtin_memcpy(p->saddr, l3 + 8, 16));
@@ -96,6 +109,7 @@ static __always_inline void srl_parse(u8 *data, u8 *end, struct srl_pkt *p) {
     for (int i = 0; i < 5; i++) {
       if (next == 0 || next == 43 || next == 60 || next == 51) {
         if (i == 4 || h + 8 > end) {
+          p->cut = i < 4;
           next = 255;
           break;
         }
@@ -106,6 +120,7 @@ static __always_inline void srl_parse(u8 *data, u8 *end, struct srl_pkt *p) {
       }
       if (next == 44) {
         if (h + 8 > end) {
+          p->cut = 1;
           next = 255;
           break;
         }
@@ -126,20 +141,21 @@ static __always_inline void srl_parse(u8 *data, u8 *end, struct srl_pkt *p) {
     return;
   }
   if (p->l4_proto == 6) {
-    if (l4 + 20 > end) return;
+    SRL_NEED(l4 + 20);
     u32 doff = (u32)(l4[12] >> 4) * 4;
-    if (doff < 20 || l4 + doff > end) return;
+    if (doff < 20) return;
+    SRL_NEED(l4 + doff);
     p->l4 = 6;
     p->sport = SRL_BE16(l4);
     p->dport = SRL_BE16(l4 + 2);
     p->tcp_flags = l4[13];
   } else if (p->l4_proto == 17) {
-    if (l4 + 8 > end) return;
+    SRL_NEED(l4 + 8);
     p->l4 = 17;
     p->sport = SRL_BE16(l4);
     p->dport = SRL_BE16(l4 + 2);
   } else if ((p->l4_proto == 1 && p->l3 == 4) || (p->l4_proto == 58 && p->l3 == 6)) {
-    if (l4 + 4 > end) return;
+    SRL_NEED(l4 + 4);
     p->l4 = 1;
   }
 }
