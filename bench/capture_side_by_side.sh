@@ -23,6 +23,12 @@
 #   -A           apart: each configuration runs twice, srl alone and then
 #                tcpdump alone (same traffic, same attribution), where N
 #                captures of one tool would slow the other's (caches, CPU)
+#   -B           and a third run per configuration with a hand-written TC
+#                program on a tcx link in srl's place (hand_tc in
+#                bench/bpf/handwritten.c, held by tcx_hold): it counts the
+#                selected datagrams and copies nothing, the least any
+#                per-packet hook costs here (srl_via "hand"; its count in
+#                srl_captured, its hook in the srl columns)
 #   -s SNAPLEN   snap length of both tools (default 65535)
 #   -t SECONDS   traffic per run (default 5)
 #   -r ROUNDS    rounds; each runs every configuration once (default 5)
@@ -33,7 +39,7 @@
 #                and the pids (.pids), for `perf report --pid`
 #
 # Needs root, perf, tcpdump, python3; builds nothing (ninja -C build srl
-# udp_blast udp_sink controld first). Takes /tmp/srl-live.lock. Creates two
+# udp_blast udp_sink controld tcx_hold first). Takes /tmp/srl-live.lock. Creates two
 # network namespaces joined by a veth pair, a bpffs and a tmpfs for the
 # capture files, all removed on exit.
 #
@@ -58,15 +64,15 @@
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-usage() { sed -n '2,57p' "$0"; }
+usage() { sed -n '2,63p' "$0"; }
 [[ $# -ge 1 && $1 != -h ]] || { usage; exit 2; }
 args=("$@")
 srl=$(realpath "$1"); shift
 build=$(cd "$(dirname "$srl")/.." 2>/dev/null && pwd)
 blast=$build/bench/udp_blast sink=$build/bench/udp_sink
-profile="" hook="" frames=64:200000,1500:100000 percents=100,1 captures=1 controld="" apart=""
+profile="" hook="" frames=64:200000,1500:100000 percents=100,1 captures=1 controld="" apart="" hand=""
 snaplen=65535 seconds=5 rounds=5 hz=4999 cpus=0:1 csv=$here/results/capture-side-by-side.csv keep=""
-while getopts "q:H:f:S:N:c:As:t:r:F:C:o:k:h" opt; do
+while getopts "q:H:f:S:N:c:ABs:t:r:F:C:o:k:h" opt; do
   case $opt in
     q) profile=$(realpath "$OPTARG") ;;
     H) hook=$OPTARG ;;
@@ -75,6 +81,7 @@ while getopts "q:H:f:S:N:c:As:t:r:F:C:o:k:h" opt; do
     N) captures=$OPTARG ;;
     c) controld=$(realpath "$OPTARG") ;;
     A) apart=1 ;;
+    B) hand=1 ;;
     s) snaplen=$OPTARG ;;
     t) seconds=$OPTARG ;;
     r) rounds=$OPTARG ;;
@@ -89,7 +96,8 @@ done
 for t in perf tcpdump python3; do
   command -v "$t" >/dev/null || { echo "capture_side_by_side.sh: needs $t" >&2; exit 2; }
 done
-for f in "$srl" "$blast" "$sink" ${controld:+"$controld"}; do
+hold=$build/bench/tcx_hold
+for f in "$srl" "$blast" "$sink" ${controld:+"$controld"} ${hand:+"$hold"}; do
   [[ -x $f ]] || { echo "capture_side_by_side.sh: $f: not built" >&2; exit 2; }
 done
 if [[ -z ${SRL_SIDE_BY_SIDE_LOCKED:-} ]]; then
@@ -157,7 +165,7 @@ def close(pid, frames):
         count["td_own"] += 1
     elif any(f in tap for f in frames):
         count["td_tap"] += 1
-    elif any(f in hook or f.endswith("_srl_tc") or f.endswith("_srl_xdp") for f in frames):
+    elif any(f in hook or f.endswith(("_srl_tc", "_srl_xdp", "_hand_tc")) for f in frames):
         count["srl_hook"] += 1
     else:
         count["other"] += 1
@@ -247,7 +255,17 @@ stop_srl() {  # N
   for ((i = 1; i <= n; i++)); do mv "$tmp/kept/srl.$i.pcap" "$tmp/out/" 2>/dev/null; done
 }
 
-run_one() {  # SIZE PPS PERCENT N ROUND TOOLS (both, srl or tcpdump)
+# The hand-written hook in srl's place (-B): sets srl_pid and srl_hook.
+start_hand() {
+  ip netns exec "$b" taskset -c "$rx_cpu" "$hold" "$here/bpf/handwritten.c" hand_tc "$vb" \
+    "$tmp/cache" >"$tmp/hand.out" 2>"$tmp/hand.err" &
+  srl_pid=$! srl_hook="TC ingress (hand-written)"
+  for _ in $(seq 200); do grep -q attached "$tmp/hand.err" && return 0; sleep 0.05; done
+  echo "tcx_hold did not attach: $(cat "$tmp/hand.err")" >&2
+  return 1
+}
+
+run_one() {  # SIZE PPS PERCENT N ROUND TOOLS (both, srl, tcpdump or hand)
   local size=$1 pps=$2 pct=$3 n=$4 round=$5 tools=$6 i
   local count=$((pps * seconds)) every=$((100 / pct)) payload=$(($1 - 42))
   local selected=$(((count + every - 1) / every))
@@ -257,13 +275,15 @@ run_one() {  # SIZE PPS PERCENT N ROUND TOOLS (both, srl or tcpdump)
   local sink_pid=$!
   for _ in $(seq 100); do grep -q ready "$tmp/sink.err" && break; sleep 0.05; done
   srl_pid=- srl_hook=-  # "-": no process, no sample matches
-  if [[ $tools != tcpdump ]] && ! start_srl "$n"; then
+  if [[ $tools == hand ]]; then
+    start_hand || { kill -INT $srl_pid $sink_pid 2>/dev/null; wait 2>/dev/null; return 1; }
+  elif [[ $tools != tcpdump ]] && ! start_srl "$n"; then
     kill -INT $srl_pid $sink_pid 2>/dev/null
     wait 2>/dev/null
     return 1
   fi
   local td_pids=() td_n=$n
-  [[ $tools == srl ]] && td_n=0 td_pids=(-)
+  [[ $tools == srl || $tools == hand ]] && td_n=0 td_pids=(-)
   for ((i = 1; i <= td_n; i++)); do
     ip netns exec "$b" taskset -c "$rx_cpu" tcpdump -i "$vb" -w "$tmp/out/td.$i.pcap" -s "$snaplen" \
       "udp dst port $port" >/dev/null 2>"$tmp/td.$i.err" &
@@ -281,19 +301,28 @@ run_one() {  # SIZE PPS PERCENT N ROUND TOOLS (both, srl or tcpdump)
     kill -INT "${td_pids[@]}" 2>/dev/null
     wait "${td_pids[@]}" 2>/dev/null
   fi
-  [[ $tools != tcpdump ]] && stop_srl "$n"
+  if [[ $tools == hand ]]; then
+    kill -INT "$srl_pid" 2>/dev/null
+    wait "$srl_pid" 2>/dev/null
+  elif [[ $tools != tcpdump ]]; then
+    stop_srl "$n"
+  fi
   kill -TERM $sink_pid 2>/dev/null
   wait $sink_pid 2>/dev/null
   local sent host_got srl_rec=0 td_rec=0 r ok checks=ok
   sent=$(grep -o 'sent=[0-9]*' "$tmp/blast.out" | cut -d= -f2)
   host_got=$(grep -o '^received=[0-9]*' "$tmp/sink.out" | cut -d= -f2)
+  if [[ $tools == hand ]]; then
+    srl_rec=$(grep -o 'counted=[0-9]*' "$tmp/hand.out" | cut -d= -f2)
+    [[ ${srl_rec:-0} == "$selected" ]] || checks="hand-written hook counted ${srl_rec:-?} of $selected"
+  fi
   for ((i = 1; i <= n; i++)); do
-    if [[ $tools != tcpdump ]]; then
+    if [[ $tools != tcpdump && $tools != hand ]]; then
       read -r r ok < <(pcap_check "$tmp/out/srl.$i.pcap" "$snaplen")
       srl_rec=$((srl_rec + r))
       [[ $r == "$selected" && $ok == OK ]] || checks="srl file $i: $r records ($ok) of $selected"
     fi
-    if [[ $tools != srl ]]; then
+    if [[ $tools != srl && $tools != hand ]]; then
       read -r r ok < <(pcap_check "$tmp/out/td.$i.pcap" "$snaplen")
       td_rec=$((td_rec + r))
       [[ $r == "$selected" && $ok == OK ]] || checks="tcpdump file $i: $r records ($ok) of $selected"
@@ -320,7 +349,8 @@ per = lambda samples, pkts: ms(samples) * 1e6 / max(int(pkts), 1)
 so, sh = per(s_own, srec), per(s_hook, srec)
 to, tt = per(t_own, trec), per(t_tap, trec)
 ratio = (so + sh) / (to + tt) if to + tt > 0 and so + sh > 0 else float('nan')
-print(f"{size},{pct},{n},{via or 'run'},{rnd},{sent},{sel},{got},{srec},{trec},{hook},"
+via = "hand" if rnd.endswith("-hand") else via or "run"
+print(f"{size},{pct},{n},{via},{rnd},{sent},{sel},{got},{srec},{trec},{hook},"
       f"{so:.0f},{sh:.0f},{to:.0f},{tt:.0f},{so + sh:.0f},{to + tt:.0f},{ratio:.3f},"
       f"{ms(int(s_own) + int(s_hook)):.1f},{ms(int(t_own) + int(t_tap)):.1f},{checks}")
 PY
@@ -342,6 +372,9 @@ for ((r = 1; r <= rounds; r++)); do
           done
         else
           run_one "${fr%%:*}" "${fr##*:}" "$pct" "$n" "$r" both || echo "run failed: $fr $pct% N=$n round $r" >&2
+        fi
+        if [[ -n $hand && $n == 1 ]]; then
+          run_one "${fr%%:*}" "${fr##*:}" "$pct" 1 "$r" hand || echo "run failed: $fr $pct% hand-written, round $r" >&2
         fi
       done
     done
