@@ -236,38 +236,14 @@ class Attached {
         fail(std::string("attaching XDP (") + (hook == Hook::xdp_native ? "native" : "generic") +
              ")");
     } else if (hook == Hook::tc) {
-      // As TcHook attaches: a tcx link where the kernel has tcx.
-      link_fd_ = kernel::tcx_ingress_link(tc_fd, ifindex);
-      if (link_fd_ >= 0) return;
-      if (link_fd_ != -EINVAL) fail("attaching at tcx ingress", -link_fd_);
-      // libbpf wants the padding zero too, which `{}` does not promise.
-      std::memset(&tc_hook_, 0, sizeof tc_hook_);
-      tc_hook_.sz = sizeof tc_hook_;
-      tc_hook_.ifindex = ifindex;
-      tc_hook_.attach_point = BPF_TC_INGRESS;
-      if (bpf_tc_hook_create(&tc_hook_) != 0) fail("creating the clsact qdisc");
-      bpf_tc_opts o;
-      std::memset(&o, 0, sizeof o);
-      o.sz = sizeof o;
-      o.prog_fd = tc_fd;
-      if (bpf_tc_attach(&tc_hook_, &o) != 0) {
-        const int err = errno;
-        tc_hook_.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
-        bpf_tc_hook_destroy(&tc_hook_);
-        fail("attaching TC", err);
-      }
+      tc_ = kernel::attach_tc_ingress(tc_fd, ifindex);  // as TcHook attaches
     }
   }
   ~Attached() {
     if (hook_ == Hook::xdp_native || hook_ == Hook::xdp_generic)
       bpf_xdp_detach(ifindex_, flags_ & ~XDP_FLAGS_UPDATE_IF_NOEXIST, nullptr);
-    else if (link_fd_ >= 0)
-      close(link_fd_);  // the link goes with its last fd
-    else if (hook_ == Hook::tc) {
-      // Both attach points: the clsact qdisc itself goes, as it came.
-      tc_hook_.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
-      bpf_tc_hook_destroy(&tc_hook_);
-    }
+    else if (hook_ == Hook::tc)
+      kernel::detach_tc_ingress(tc_, ifindex_);
   }
   Attached(const Attached&) = delete;
   Attached& operator=(const Attached&) = delete;
@@ -276,8 +252,7 @@ class Attached {
   Hook hook_;
   int ifindex_;
   std::uint32_t flags_ = 0;
-  int link_fd_ = -1;
-  bpf_tc_hook tc_hook_{};
+  kernel::TcIngress tc_;
 };
 
 std::map<std::string, HookCost> measure_in_own_netns(

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "srl/runtime/kernel.h"
 
@@ -99,44 +101,64 @@ int tcx_ingress_link(int prog_fd, int ifindex) {
   return fd >= 0 ? fd : -errno;
 }
 
-std::unique_ptr<TcHook> TcHook::attach(std::unique_ptr<KernelProgram> program, int ifindex,
-                                       const std::filesystem::path& pin_dir) {
-  std::unique_ptr<TcHook> hook(new TcHook());
-  hook->program_ = std::move(program);
-  hook->ifindex_ = ifindex;
-  if (const int link = tcx_ingress_link(hook->program_->fd(), ifindex); link >= 0) {
-    hook->link_fd_ = link;
-    if (!pin_dir.empty()) {
-      hook->pin_dir_ = pin_dir;  // from here the destructor detaches and unpins
-      pin_program(*hook->program_, pin_dir);
-      const auto path = pin_dir / "tc-link";
-      std::error_code ec;
-      std::filesystem::remove(path, ec);
-      if (bpf_obj_pin(link, path.c_str()) != 0)
-        throw KernelError("cannot pin " + path.string() + ": " + errno_text(errno));
-    }
-    return hook;
-  } else if (link != -EINVAL) {
-    throw KernelError("cannot attach to the tcx ingress hook of " + device_name(ifindex) + ": " +
-                      errno_text(link));
+TcIngress attach_tc_ingress(int prog_fd, int ifindex) {
+  const char* forced = std::getenv("SRL_TC_ATTACH");
+  const bool clsact_only = forced != nullptr && std::string_view(forced) == "clsact";
+  if (!clsact_only) {
+    if (const int link = tcx_ingress_link(prog_fd, ifindex); link >= 0)
+      return {.link_fd = link};
+    else if (link != -EINVAL)
+      throw KernelError("cannot attach to the tcx ingress hook of " + device_name(ifindex) + ": " +
+                        errno_text(link));
   }
   bpf_tc_hook h = ingress(ifindex);
   const int created = bpf_tc_hook_create(&h);
   if (created != 0 && created != -EEXIST)
     throw KernelError("cannot add a clsact qdisc to " + device_name(ifindex) + ": " +
                       errno_text(created));
-  hook->created_qdisc_ = created == 0;
-  bpf_tc_opts opts = srl_filter(hook->program_->fd());
+  bpf_tc_opts opts = srl_filter(prog_fd);
   if (const int err = bpf_tc_attach(&h, &opts); err != 0) {
-    if (hook->created_qdisc_) remove_qdisc(ifindex);
-    hook->created_qdisc_ = false;
+    if (created == 0) remove_qdisc(ifindex);
     throw KernelError("cannot attach to TC ingress of " + device_name(ifindex) + ": " +
                       errno_text(err) +
                       (err == -EEXIST ? " (another srl program is attached there)" : ""));
   }
+  return {.created_qdisc = created == 0};
+}
+
+void detach_tc_ingress(const TcIngress& attached, int ifindex) {
+  if (attached.link_fd >= 0) {
+    bpf_link_detach(attached.link_fd);
+    close(attached.link_fd);
+    return;
+  }
+  bpf_tc_hook h = ingress(ifindex);
+  bpf_tc_opts opts = srl_filter();
+  bpf_tc_detach(&h, &opts);
+  if (attached.created_qdisc) remove_qdisc(ifindex);
+}
+
+std::unique_ptr<TcHook> TcHook::attach(std::unique_ptr<KernelProgram> program, int ifindex,
+                                       const std::filesystem::path& pin_dir) {
+  // Attached first: a hook that was never attached must not detach, in its
+  // destructor, the srl filter that another hook put there.
+  const TcIngress attached = attach_tc_ingress(program->fd(), ifindex);
+  std::unique_ptr<TcHook> hook(new TcHook());
+  hook->program_ = std::move(program);
+  hook->ifindex_ = ifindex;
+  // From here the destructor detaches (and, once pin_dir_ is set, unpins).
+  hook->link_fd_ = attached.link_fd;
+  hook->created_qdisc_ = attached.created_qdisc;
   if (!pin_dir.empty()) {
     hook->pin_dir_ = pin_dir;
     pin_program(*hook->program_, pin_dir);
+    if (hook->link_fd_ >= 0) {
+      const auto path = pin_dir / "tc-link";
+      std::error_code ec;
+      std::filesystem::remove(path, ec);
+      if (bpf_obj_pin(hook->link_fd_, path.c_str()) != 0)
+        throw KernelError("cannot pin " + path.string() + ": " + errno_text(errno));
+    }
   }
   return hook;
 }
@@ -206,15 +228,7 @@ TcHook::~TcHook() {
     if (link_fd_ >= 0) close(link_fd_);  // the pin holds the link
     return;
   }
-  if (link_fd_ >= 0) {
-    bpf_link_detach(link_fd_);
-    close(link_fd_);
-  } else {
-    bpf_tc_hook h = ingress(ifindex_);
-    bpf_tc_opts opts = srl_filter();
-    bpf_tc_detach(&h, &opts);
-    if (created_qdisc_) remove_qdisc(ifindex_);
-  }
+  detach_tc_ingress({.link_fd = link_fd_, .created_qdisc = created_qdisc_}, ifindex_);
   if (!pin_dir_.empty()) {
     std::error_code ec;
     for (const char* name : {"tc-link", "tc-program", "counters"})

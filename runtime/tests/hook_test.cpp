@@ -134,6 +134,17 @@ void send_udp(int from, std::uint16_t dport, int count) {
   close(tx);
 }
 
+// The TC program of one request, loaded.
+std::unique_ptr<kernel::KernelProgram> tc_program(const char* request) {
+  const auto r = compiler::compile(request);
+  REQUIRE(r.ok());
+  const auto gen = kernel::generate_tc(*r.dag, 1);
+  return kernel::KernelProgram::load(
+      kernel::compile_bpf(gen.source,
+                          std::filesystem::temp_directory_path() / "srl-kernel-test-cache"),
+      gen.nodes.size());
+}
+
 // Blocks the count node of "(udp) > (count)" saw, once they stop changing.
 std::uint64_t counted(const kernel::KernelProgram& p, std::uint64_t want) {
   std::uint64_t n = 0;
@@ -446,15 +457,6 @@ TEST_CASE("hook: blocks for userspace leave through AF_XDP with their exit tag")
 TEST_CASE("hook: TC ingress is a tcx link: attach, replace in place, stack, detach") {
   TestNamespace ns;
   const int ifindex = ns.ifindex("hb");
-  auto tc_program = [](const char* request) {
-    const auto r = compiler::compile(request);
-    REQUIRE(r.ok());
-    const auto gen = kernel::generate_tc(*r.dag, 1);
-    return kernel::KernelProgram::load(
-        kernel::compile_bpf(gen.source,
-                            std::filesystem::temp_directory_path() / "srl-kernel-test-cache"),
-        gen.nodes.size());
-  };
   // The programs at the tcx ingress hook, first to last.
   auto tcx_programs = [&] {
     std::uint32_t ids[8] = {}, count = 8, flags = 0;
@@ -506,6 +508,61 @@ TEST_CASE("hook: TC ingress is a tcx link: attach, replace in place, stack, deta
   CHECK(tcx_programs().empty());
   CHECK_FALSE(std::filesystem::exists(dir));
   CHECK(std::system("tc qdisc show dev hb | grep -q clsact") != 0);  // no qdisc needed
+}
+
+TEST_CASE("hook: TC ingress without tcx is a cls_bpf filter on clsact: the same life cycle") {
+  // How kernels before 6.6 (Debian 12's own) attach; forced here, where
+  // the kernel has tcx, through SRL_TC_ATTACH.
+  struct ForceClsact {
+    ForceClsact() { setenv("SRL_TC_ATTACH", "clsact", 1); }
+    ~ForceClsact() { unsetenv("SRL_TC_ATTACH"); }
+  } force;
+  TestNamespace ns;
+  const int ifindex = ns.ifindex("hb");
+  auto clsact = [] { return std::system("tc qdisc show dev hb | grep -q clsact") == 0; };
+  PinFs pins("clsact");
+  const auto dir = pins.dir / "hb";
+  {
+    auto hook = kernel::TcHook::attach(tc_program("(udp) > (count)"), ifindex, dir);
+    CHECK_FALSE(hook->tcx());
+    CHECK(clsact());
+    CHECK_FALSE(std::filesystem::exists(dir / "tc-link"));
+    send_udp(ns.ifindex("ha"), 9, 5);
+    CHECK(counted(hook->program(), 5) == 5);
+    // Replaced in one netlink request: the new program counts what follows.
+    const auto old = hook->replace(tc_program("(udp) > (count)"));
+    send_udp(ns.ifindex("ha"), 9, 3);
+    CHECK(counted(hook->program(), 3) == 3);
+    CHECK(counted(*old, 5) == 5);
+    // One srl filter per device: a second one is refused, saying why.
+    try {
+      kernel::TcHook::attach(tc_program("(udp) > (count)"), ifindex);
+      FAIL("a second srl filter was attached");
+    } catch (const kernel::KernelError& e) {
+      CHECK(std::string(e.what()).find("another srl program is attached there") !=
+            std::string::npos);
+    }
+    // Released, the filter keeps running from its pin; adopted, it is ours.
+    const auto id = hook->program().id();
+    hook->release();
+    hook.reset();
+    auto adopted = kernel::TcHook::adopt(dir, ifindex);
+    CHECK_FALSE(adopted->tcx());
+    CHECK(adopted->program().id() == id);
+    adopted->release();
+    adopted.reset();
+    CHECK(kernel::TcHook::remove_abandoned(ifindex, dir / "tc-program"));
+    CHECK_FALSE(kernel::TcHook::remove_abandoned(ifindex, dir / "tc-program"));
+  }
+  // A qdisc that was there before stays; the filter goes.
+  CHECK(clsact());
+  CHECK(std::system("tc qdisc del dev hb clsact") == 0);
+  {
+    auto hook = kernel::TcHook::attach(tc_program("(udp) > (count)"), ifindex, dir);
+    CHECK(clsact());
+  }
+  CHECK_FALSE(clsact());  // made for the hook, gone with it
+  CHECK_FALSE(std::filesystem::exists(dir));
 }
 
 namespace {

@@ -34,18 +34,22 @@ print(next(n["blocks"] for n in last["nodes"] if n["filter"] == "count"))' "$1"
 }
 
 request='(ipv4) > (udp) > (port, which=dst) 53> (count)'
-for mode in native generic tc; do
+# tc-clsact: TC as kernels before 6.6 attach it (a cls_bpf filter on the
+# clsact qdisc, forced by SRL_TC_ATTACH where the kernel has tcx).
+for mode in native generic tc tc-clsact; do
   snapshot
-  if [[ $mode == tc ]]; then hook=(--hook tc); else hook=(--xdp-mode "$mode"); fi
-  ip netns exec "$b" "$srl" run --dev vb "${hook[@]}" --duration 4 --bpffs "$bpffs" -j \
+  if [[ $mode == tc* ]]; then hook=(--hook tc); else hook=(--xdp-mode "$mode"); fi
+  attach=tcx; [[ $mode == tc-clsact ]] && attach=clsact
+  SRL_TC_ATTACH=$attach ip netns exec "$b" "$srl" run --dev vb "${hook[@]}" --duration 4 --bpffs "$bpffs" -j \
     -e "$request" >"$tmp/out" 2>"$tmp/err" &
   pid=$!
   if wait_attached; then
     send 137 59
     wait "$pid"; rc=$?
     [[ $rc -eq 0 ]] && ok "$mode: exit 0" || fail "$mode: exit $rc: $(cat "$tmp/err")"
-    want="XDP $mode"; [[ $mode == tc ]] && want="TC ingress"
-    grep -q "$want" "$tmp/err" && ok "$mode: reports the hook" || fail "$mode: hook not reported: $(cat "$tmp/err")"
+    want="XDP $mode"; [[ $mode == tc ]] && want="TC ingress (tcx link)"
+    [[ $mode == tc-clsact ]] && want="TC ingress (cls_bpf"
+    grep -qF "$want" "$tmp/err" && ok "$mode: reports the hook" || fail "$mode: hook not reported: $(cat "$tmp/err")"
     n=$(final_count "$tmp/out")
     [[ $n == 137 ]] && ok "$mode: counted 137 of 137" || fail "$mode: counted $n, expected 137"
   else

@@ -349,6 +349,22 @@ std::optional<std::string> xdp_hook_holder(int ifindex);
 // (-EINVAL where the kernel has no tcx).
 int tcx_ingress_link(int prog_fd, int ifindex);
 
+// How a program is attached at a device's TC ingress (attach_tc_ingress).
+struct TcIngress {
+  int link_fd = -1;            // a tcx link, or else
+  bool created_qdisc = false;  // a cls_bpf filter; whether clsact was made for it
+};
+// Attaches `prog_fd` at the TC ingress of `ifindex`: a tcx link after what
+// runs there where the kernel has tcx, else a direct-action cls_bpf filter
+// at TcHook's handle and priority on the clsact qdisc (added if absent).
+// SRL_TC_ATTACH=clsact in the environment takes the second way on any
+// kernel: how kernels before 6.6 (Debian 12's own) attach, testable on
+// newer ones. Throws KernelError; on a throw nothing is left attached.
+TcIngress attach_tc_ingress(int prog_fd, int ifindex);
+// Undoes attach_tc_ingress: detaches the link, or removes the filter and a
+// clsact qdisc made for it.
+void detach_tc_ingress(const TcIngress& attached, int ifindex);
+
 // A program attached to a device's TC ingress hook. Where the kernel has
 // tcx, a BPF link at the tcx ingress hook: no qdisc, no classifier layer in
 // front of the program, and other tcx programs and tc filters run beside
