@@ -17,6 +17,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -114,6 +115,7 @@ struct Row {
   std::optional<std::string> name;
   std::string space;  // "kernel" or "user"
   std::uint64_t blocks = 0, bytes = 0, accepted = 0;
+  std::string failure;  // what a userspace filter lost, and why
 };
 
 std::string format_table(const std::vector<Row>& rows, double seconds) {
@@ -165,7 +167,7 @@ nlohmann::ordered_json channels_json(const std::vector<runtime::ChannelCounters>
 
 nlohmann::ordered_json counters_json(const std::vector<Row>& rows, double seconds, bool final) {
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
-  for (const auto& r : rows)
+  for (const auto& r : rows) {
     list.push_back({{"id", r.id},
                     {"filter", r.filter},
                     {"name", r.name ? nlohmann::ordered_json(*r.name) : nullptr},
@@ -173,6 +175,8 @@ nlohmann::ordered_json counters_json(const std::vector<Row>& rows, double second
                     {"blocks", r.blocks},
                     {"bytes", r.bytes},
                     {"accepted", r.accepted}});
+    if (!r.failure.empty()) list.back()["failure"] = r.failure;
+  }
   return {{"seconds", seconds}, {"final", final}, {"nodes", std::move(list)}};
 }
 
@@ -194,6 +198,7 @@ std::vector<Row> collect_rows(const compiler::MergedRequests& merged,
       rows[v].blocks = c.blocks;
       rows[v].bytes = c.bytes;
       rows[v].accepted = c.accepted;
+      rows[v].failure = c.failure;
     }
   }
   return rows;
@@ -340,6 +345,18 @@ int run(const RunOptions& o) {
   };
   double next_report = o.interval;
   int rc = kExitOk;
+  // A filter that lost what it was to keep (a sink that cannot write) is
+  // said as soon as a report sees it, and the run ends non-zero.
+  std::set<std::string> said;
+  auto check_failures = [&](const std::vector<Row>& rows) {
+    for (const auto& r : rows) {
+      if (r.failure.empty()) continue;
+      rc = kExitFailure;
+      if (said.insert(r.id).second)
+        std::cerr << "srl run: " << r.id << " " << r.filter << (r.name ? " " + *r.name : "") << ": "
+                  << r.failure << "\n";
+    }
+  };
   try {
     // A userspace-only request (pcapin) ends when its input does.
     // Only a request without hooks (pcapin) can end by itself: look often then.
@@ -354,13 +371,17 @@ int run(const RunOptions& o) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       if (elapsed() < next_report || (o.duration > 0 && elapsed() >= o.duration)) continue;
       next_report += o.interval;
-      print(collect_rows(merged, datapath.get()), false);
+      const auto rows = collect_rows(merged, datapath.get());
+      print(rows, false);
+      check_failures(rows);
     }
     // Inputs first: the hooks detach (their counters read one last time),
     // then the engine finishes what it holds (open streams end, files are
     // flushed) before the final report.
     datapath->remove();
-    print(collect_rows(merged, datapath.get()), true);
+    const auto rows = collect_rows(merged, datapath.get());
+    print(rows, true);
+    check_failures(rows);
   } catch (const std::exception& e) {
     std::cerr << "srl run: " << e.what() << "\n";
     rc = kExitFailure;

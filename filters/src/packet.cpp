@@ -134,10 +134,11 @@ void parse_l4(const Reader& r, ParsedPacket& p) {
 
 }  // namespace
 
-ParsedPacket parse_packet(std::span<const std::uint8_t> frame) {
+ParsedPacket parse_packet(std::span<const std::uint8_t> frame, std::uint32_t wire_len) {
   ParsedPacket p;
   p.len = static_cast<std::uint32_t>(
       std::min<std::size_t>(frame.size(), std::numeric_limits<std::uint32_t>::max()));
+  p.wire_len = std::max(wire_len, p.len);
   const Reader r(frame);
   if (!r.fits(0, kEthLen)) return p;
   p.eth = true;

@@ -192,7 +192,7 @@ class LenFilter final : public ReferenceFilter {
   LenFilter(const FilterSpec& spec, std::int64_t min, std::int64_t max)
       : ReferenceFilter(spec), min_(min), max_(max) {}
   Verdict process(const ParsedPacket& p, std::span<const std::uint8_t>, std::uint64_t) override {
-    return accept_if(min_ <= p.len && p.len <= max_);
+    return accept_if(min_ <= p.wire() && p.wire() <= max_);
   }
 
  private:
@@ -220,13 +220,14 @@ class BpfFilter final : public ReferenceFilter {
     if (insns_.empty() || bpf_validate(insns_.data(), static_cast<int>(insns_.size())) == 0)
       fail(spec, "the classic BPF program is not valid");
   }
-  Verdict process(const ParsedPacket&, std::span<const std::uint8_t> frame,
+  Verdict process(const ParsedPacket& p, std::span<const std::uint8_t> frame,
                   std::uint64_t) override {
-    // bpf_filter never reads past buflen, but wants a non-null buffer.
+    // bpf_filter never reads past buflen, but wants a non-null buffer. Its
+    // `len` is the length on the wire, as in tcpdump on a truncated capture.
     static const std::uint8_t empty = 0;
     const std::uint8_t* data = frame.empty() ? &empty : frame.data();
     const auto n = static_cast<u_int>(frame.size());
-    return accept_if(bpf_filter(insns_.data(), data, n, n) != 0);
+    return accept_if(bpf_filter(insns_.data(), data, std::max<u_int>(p.wire(), n), n) != 0);
   }
 
  private:
@@ -264,7 +265,7 @@ class CountFilter final : public ReferenceFilter {
   explicit CountFilter(const FilterSpec& spec) : ReferenceFilter(spec) {}
   Verdict process(const ParsedPacket& p, std::span<const std::uint8_t>, std::uint64_t) override {
     ++packets_;
-    bytes_ += p.len;
+    bytes_ += p.wire();
     return accept_with(0);
   }
 
@@ -332,7 +333,7 @@ class RateFilter final : public ReferenceFilter {
       if (bps_) bps_->refill(elapsed);
     }
     last_ns_ = std::max(now_ns, last_ns_.value_or(0));
-    const std::uint64_t bits = std::uint64_t{p.len} * 8;
+    const std::uint64_t bits = std::uint64_t{p.wire()} * 8;
     if ((pps_ && !pps_->has(1)) || (bps_ && !bps_->has(bits))) return kReject;
     if (pps_) pps_->take(1);
     if (bps_) bps_->take(bits);

@@ -641,6 +641,7 @@ std::vector<VertexCounters> Datapath::counters() const {
       r.blocks += n.blocks;
       r.bytes += n.bytes;
       r.accepted += n.accepted;
+      if (r.failure.empty()) r.failure = n.failure;
       // Blocks a filter had to let go (a full buffer, no reader), by the
       // filters' own counters named dropped*.
       for (const auto& [name, value] : n.extra)

@@ -253,7 +253,7 @@ struct Engine::Impl {
       Block& b = block(id);
       if (b.kind == BlockKind::packet && b.parsed == nullptr)
         b.parsed = ::new (arena.allocate(sizeof(filters::ParsedPacket)).data())
-            filters::ParsedPacket(filters::parse_packet(b.data));
+            filters::ParsedPacket(filters::parse_packet(b.data, b.wire_len));
       return b;
     }
     std::uint32_t add_emitted(const Block& b) {
@@ -320,7 +320,8 @@ struct Engine::Impl {
     Counter& ctr = w.counters[n];
     const Block& block = w.needs_headers[n] ? w.with_headers(b) : w.block(b);
     Counter::add(ctr.blocks, 1);
-    Counter::add(ctr.bytes, block.data.size());
+    // Bytes on the wire, as the kernel's counters and `count` have them.
+    Counter::add(ctr.bytes, std::max<std::size_t>(block.wire_len, block.data.size()));
     w.emitter.begin(n);
     f->process(block, w.emitter);
     const bool accepted = w.emitter.accepted_, emitted = w.emitter.emitted_;
@@ -404,7 +405,7 @@ struct Engine::Impl {
             if (w.mark[b] == me) continue;
             w.mark[b] = me;
             ++blocks;
-            bytes += w.block(b).data.size();
+            bytes += std::max<std::size_t>(w.block(b).wire_len, w.block(b).data.size());
             if (spec.kind == Kind::union_node) {
               ++accepted;
               deliver(w, n, b, true, inbox[w.best[b]].cls);
@@ -448,7 +449,7 @@ struct Engine::Impl {
         if (entry.source) {
           Counter& ctr = w.counters[entry.node];
           Counter::add(ctr.blocks, 1);
-          Counter::add(ctr.bytes, in[i].data.size());
+          Counter::add(ctr.bytes, std::max<std::size_t>(in[i].wire_len, in[i].data.size()));
           Counter::add(ctr.accepted, 1);
           deliver(w, entry.node, b, true, 0);
         } else {
@@ -1016,7 +1017,7 @@ EngineStats Engine::stats() const {
   const Impl& m = *impl_;
   EngineStats s;
   for (std::size_t i = 0; i < m.nodes.size(); ++i) {
-    EngineNodeStats ns{m.nodes[i].id, m.nodes[i].filter, 0, 0, 0, {}};
+    EngineNodeStats ns{m.nodes[i].id, m.nodes[i].filter, 0, 0, 0, {}, {}};
     for (const auto& w : m.workers) {
       ns.blocks += w->counters[i].blocks.load(std::memory_order_relaxed);
       ns.bytes += w->counters[i].bytes.load(std::memory_order_relaxed);
@@ -1038,11 +1039,13 @@ EngineStats Engine::stats() const {
       std::lock_guard batch(m.workers[0]->batch_lock);
       std::lock_guard guard(m.shared[i]->lock);
       add_extra(m.shared[i]->filter->stats());
+      ns.failure = m.shared[i]->filter->failure();
     } else {
       for (const auto& w : m.workers)
         if (w->filters[i] != nullptr) {
           std::lock_guard guard(w->batch_lock);
           add_extra(w->filters[i]->stats());
+          if (ns.failure.empty()) ns.failure = w->filters[i]->failure();
         }
     }
     s.nodes.push_back(std::move(ns));

@@ -115,7 +115,7 @@ class FileSink final : public UserFilter {
   }
 
   void write_packet(const Block& b) {
-    const ParsedPacket p = b.parsed ? *b.parsed : parse_packet(b.data);
+    const ParsedPacket p = b.parsed ? *b.parsed : parse_packet(b.data, b.wire_len);
     std::string key = "p";
     if (p.is_ip()) {
       // Both directions of a conversation under one key: endpoints ordered.

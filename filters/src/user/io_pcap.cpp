@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <string>
 
 #include "as_user.h"
@@ -78,6 +79,7 @@ class PcapSink final : public UserFilter {
     }
     bytes_ += append_pcap_record(buffer_, block, snaplen_);
     ++written_;
+    ++buffered_;
     if (buffer_.size() >= flush_at_) flush();
   }
 
@@ -89,10 +91,17 @@ class PcapSink final : public UserFilter {
   void finish(Emitter&) override { close_file(); }
 
   FilterStats stats() const override {
-    FilterStats s{{"written", written_}, {"bytes", bytes_}, {"skipped_streams", skipped_streams_}};
-    if (write_errors_ != 0) s.emplace_back("write_errors", write_errors_);
+    FilterStats s{{"written", written_ - unwritten_},
+                  {"bytes", bytes_},
+                  {"skipped_streams", skipped_streams_}};
+    if (write_errors_ != 0) {
+      s.emplace_back("write_errors", write_errors_);
+      s.emplace_back("dropped_unwritten", unwritten_);  // a node's drops: lost by srl
+    }
     return s;
   }
+
+  std::string failure() const override { return failure_; }
 
  private:
   void flush() {
@@ -101,13 +110,17 @@ class PcapSink final : public UserFilter {
       const ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        // A full disk or a failing device: what is buffered is lost, later
-        // packets are tried again.
+        // A full disk or a failing device: what is buffered is lost (said
+        // and counted), later packets are tried again.
+        if (failure_.empty())
+          failure_ = "writing '" + path_ + "': " + std::strerror(n < 0 ? errno : ENOSPC);
         ++write_errors_;
+        unwritten_ += buffered_;
         break;
       }
       done += static_cast<std::size_t>(n);
     }
+    buffered_ = 0;
     buffer_.clear();
     waiting_ = false;
     flush_at_ = flush_threshold();  // sinks come and go
@@ -116,7 +129,9 @@ class PcapSink final : public UserFilter {
   void close_file() {
     if (fd_ < 0) return;
     flush();
-    ::close(fd_);
+    // Some file systems say only at close that the data did not fit.
+    if (::close(fd_) != 0 && failure_.empty())
+      failure_ = "closing '" + path_ + "': " + std::strerror(errno);
     fd_ = -1;
   }
 
@@ -131,6 +146,9 @@ class PcapSink final : public UserFilter {
   std::uint64_t bytes_ = 0;
   std::uint64_t skipped_streams_ = 0;
   std::uint64_t write_errors_ = 0;
+  std::uint64_t buffered_ = 0;   // records in buffer_
+  std::uint64_t unwritten_ = 0;  // records a failed write lost
+  std::string failure_;          // the first failure, for failure()
 };
 
 }  // namespace

@@ -259,7 +259,8 @@ class PcapIn final : public UserSource {
       // wide loads from the narrower stores that wrote it, a store-forwarding
       // stall per packet.
       static_assert(std::is_trivially_destructible_v<ParsedPacket>);
-      ::new (static_cast<void*>(&parsed_[n])) ParsedPacket(parse_packet({head_data_, caplen}));
+      ::new (static_cast<void*>(&parsed_[n]))
+          ParsedPacket(parse_packet({head_data_, caplen}, head_wire_len_));
       b.ts_ns = head_ts_ns_;
       b.wire_len = std::max<std::uint32_t>(head_wire_len_, static_cast<std::uint32_t>(caplen));
       b.kind = BlockKind::packet;

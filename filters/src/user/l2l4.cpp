@@ -28,12 +28,13 @@ class HeaderFilter final : public UserFilter {
     Verdict v;
     if (block.kind == BlockKind::packet) {
       // The hot path: headers parsed once by whoever made the block.
-      v = block.parsed ? ref_->process(*block.parsed, block.data, block.ts_ns)
-                       : ref_->process(parse_packet(block.data), block.data, block.ts_ns);
+      v = block.parsed
+              ? ref_->process(*block.parsed, block.data, block.ts_ns)
+              : ref_->process(parse_packet(block.data, block.wire_len), block.data, block.ts_ns);
     } else {
       if (!streams_) return;
       ParsedPacket whole;
-      whole.len = static_cast<std::uint32_t>(block.data.size());
+      whole.len = whole.wire_len = static_cast<std::uint32_t>(block.data.size());
       v = ref_->process(whole, block.data, block.ts_ns);
     }
     if (v.accept) out.accept(v.cls);
@@ -74,7 +75,7 @@ std::span<const std::uint8_t> payload_of(const Block& block) {
 
 const ParsedPacket& headers_of(const Block& block, ParsedPacket& scratch) {
   if (block.parsed != nullptr) return *block.parsed;
-  scratch = parse_packet(block.data);
+  scratch = parse_packet(block.data, block.wire_len);
   return scratch;
 }
 

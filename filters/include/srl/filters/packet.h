@@ -19,6 +19,10 @@ inline constexpr std::uint8_t kUnknownProto = 255;
 
 struct ParsedPacket {
   std::uint32_t len = 0;  // bytes captured: the whole frame, no FCS
+  // Length on the wire, where a capture kept less (snap length): what
+  // `len`, `count`'s bytes, `rate`'s bits and classic BPF's `len` (tcpdump's
+  // `greater`, `less`) see. 0: unknown, the frame is whole (see wire()).
+  std::uint32_t wire_len = 0;
 
   // Layer 2.
   bool eth = false;             // the 14-byte Ethernet header fits
@@ -45,9 +49,12 @@ struct ParsedPacket {
   // Bytes of each address: 4, 16, or 0 without IP.
   std::size_t addr_len() const { return l3 == L3Kind::ipv4 ? 4 : l3 == L3Kind::ipv6 ? 16 : 0; }
   bool has_ports() const { return l4 == L4Kind::tcp || l4 == L4Kind::udp; }
+  std::uint32_t wire() const { return wire_len > len ? wire_len : len; }
 };
 
-// Total on every input: never reads outside `frame`.
-ParsedPacket parse_packet(std::span<const std::uint8_t> frame);
+// Total on every input: never reads outside `frame`. `wire_len`: the
+// frame's length on the wire where `frame` holds less of it (a capture's
+// snap length), else 0.
+ParsedPacket parse_packet(std::span<const std::uint8_t> frame, std::uint32_t wire_len = 0);
 
 }  // namespace srl::filters

@@ -126,6 +126,11 @@ class UserFilter {
   // stream_end), flush and close files.
   virtual void finish(Emitter& out) { (void)out; }
   virtual FilterStats stats() const { return {}; }
+  // Why the filter lost what it was given to keep, with the path and the
+  // reason ("writing 'cap.pcap': No space left on device"); empty while it
+  // has lost nothing. The first such failure: `srl run` reports it and ends
+  // non-zero, the daemon shows it with the node.
+  virtual std::string failure() const { return {}; }
 };
 
 // A source of blocks: pcapin here; rx and the AF_XDP channel in runtime/.

@@ -137,6 +137,7 @@ struct VertexCounters {
   std::string id;
   std::string space;  // "xdp:eth0", "tc:eth0" or "user"
   std::uint64_t blocks = 0, bytes = 0, accepted = 0, drops = 0;
+  std::string failure;  // a userspace filter's (UserFilter::failure), if any
 };
 
 // Counters of one channel into the engine (an AF_XDP socket, an AF_PACKET

@@ -94,6 +94,7 @@ struct EngineNodeStats {
   std::uint64_t bytes = 0;     // their bytes
   std::uint64_t accepted = 0;  // accepted (or, for transforms, emitted) blocks
   filters::FilterStats extra;  // the filter's own counters
+  std::string failure;         // UserFilter::failure() of an instance, if any
 };
 
 struct EngineStats {

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# srl run on capture files, against tcpdump.
+# 1. A capture made with a snap length, read by srl and by tcpdump: what
+# measures a block uses its length on the wire (the record's original
+# length), not the bytes kept, in `len`, in tcpdump expressions (`greater`,
+# `less`, `len`) and in the byte counters; a pcap sink writes the original
+# length again (docs/filter-semantics.md).
+# 2. A sink that cannot write says so (path and reason), counts what it
+# lost, and the run ends non-zero.
+# Skipped (77) without tcpdump.
+# Usage: srl_offline_test.sh SRL
+set -uo pipefail
+srl=$(realpath "$1")
+command -v tcpdump >/dev/null || { echo "skipped: needs tcpdump"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+ok() { passed=$((passed + 1)); echo "ok: $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+
+# IPv4/UDP frames of many lengths on the wire, each kept to 96 bytes.
+python3 - "$tmp/cut.pcap" <<'PY'
+import struct, sys
+snap = 96
+out = open(sys.argv[1], "wb")
+out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snap, 1))
+t = 0
+for size in [60, 64, 100, 499, 500, 501, 999, 1000, 1001, 1200, 1514] * 7 + list(range(60, 1515, 13)):
+    payload = size - 42
+    udp = struct.pack("!HHHH", 4000, 53 if size % 2 else 9000, 8 + payload, 0) + bytes(payload)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                     bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]))
+    frame = bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + udp
+    t += 1
+    out.write(struct.pack("<IIII", t, 0, min(snap, len(frame)), len(frame)) + frame[:snap])
+PY
+
+# The count node named NAME in srl's final JSON line.
+counted() {  # OUTPUT NAME
+  python3 -c '
+import json, sys
+last = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]
+print(next(n["blocks"] for n in last["nodes"] if n.get("name") == sys.argv[2]))' "$1" "$2"
+}
+
+# srl's filter FILTER against tcpdump's EXPR on the capture, as WHAT.
+against_tcpdump() {  # WHAT FILTER EXPR
+  local want got
+  want=$(tcpdump -nr "$tmp/cut.pcap" "$3" 2>/dev/null | wc -l)
+  "$srl" run -j -e "(pcapin, file=\"$tmp/cut.pcap\") > $2 > (count, name=c)" >"$tmp/out" 2>"$tmp/err"
+  got=$(counted "$tmp/out" c 2>/dev/null)
+  [[ $got == "$want" && $want -gt 0 ]] && ok "$1: $got, as tcpdump" \
+    || fail "$1: srl $got, tcpdump $want: $(tail -2 "$tmp/err")"
+}
+for expr in "greater 1000" "less 500" "len >= 700 and len <= 1200" "udp dst port 53 and greater 1001"; do
+  against_tcpdump "bpf '$expr'" "(bpf, expr=\"$expr\")" "$expr"
+done
+against_tcpdump "len filter" "(len, min=1000, max=1514)" "len >= 1000 and len <= 1514"
+
+# Byte counters count the wire: the sum of the records' original lengths.
+wire=$(python3 -c '
+import struct, sys
+d = open(sys.argv[1], "rb").read(); i, total = 24, 0
+while i < len(d):
+    _, _, cap, orig = struct.unpack_from("<IIII", d, i); total += orig; i += 16 + cap
+print(total)' "$tmp/cut.pcap")
+bytes=$(python3 -c '
+import json, sys
+last = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]
+print(next(n["bytes"] for n in last["nodes"] if n["filter"] == "pcapin"))' "$tmp/out" 2>/dev/null)
+[[ $bytes == "$wire" ]] && ok "byte counters: $bytes bytes on the wire" \
+  || fail "byte counters: $bytes, the wire held $wire"
+
+# Written again, the original lengths stay.
+"$srl" run -e "(pcapin, file=\"$tmp/cut.pcap\") > (pcap, file=\"$tmp/again.pcap\", snaplen=64)" \
+  >/dev/null 2>"$tmp/err"
+a=$(tcpdump -nr "$tmp/cut.pcap" 'greater 1000' 2>/dev/null | wc -l)
+b=$(tcpdump -nr "$tmp/again.pcap" 'greater 1000' 2>/dev/null | wc -l)
+[[ $a == "$b" && $a -gt 0 ]] && ok "pcap sink keeps the original length ($b greater 1000)" \
+  || fail "pcap sink: $b records greater 1000 after writing, $a before: $(tail -2 "$tmp/err")"
+
+# 2. A sink on a full device.
+"$srl" run -j -e "(pcapin, file=\"$tmp/cut.pcap\") > (pcap, file=\"/dev/full\", name=full)" \
+  >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[[ $rc -eq 1 ]] && ok "a sink that cannot write: exit 1" || fail "a sink that cannot write: exit $rc"
+grep -q "pcap full: writing '/dev/full': No space left on device" "$tmp/err" \
+  && ok "a sink that cannot write: says where and why" || fail "a sink that cannot write: $(cat "$tmp/err")"
+python3 -c '
+import json, sys
+last = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]
+n = next(n for n in last["nodes"] if n.get("name") == "full")
+assert "No space left on device" in n["failure"], n
+' "$tmp/out" && ok "a sink that cannot write: its failure in the JSON" \
+  || fail "a sink that cannot write: no failure in the JSON: $(tail -1 "$tmp/out")"
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
