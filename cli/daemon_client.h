@@ -3,9 +3,14 @@
 // and the message for a daemon that cannot be reached.
 #pragma once
 
+#include <grp.h>
 #include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -43,12 +48,36 @@ struct DaemonClient : DaemonOptions {
   static void deadline(grpc::ClientContext& c, int seconds = 10) {
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
   }
-  // "cannot reach controld at PATH: ..." (nothing answers there), "did not
-  // answer in time" (it is there, but busy), or the daemon's own message.
+  // Why the socket cannot be used, where the file says so: not there, or
+  // not this user's to use; empty otherwise.
+  std::string socket_problem() const {
+    if (tcp()) return {};
+    struct stat st {};
+    if (::stat(path().c_str(), &st) != 0)
+      return errno == ENOENT
+                 ? "no controld socket at " + path() +
+                       " (is controld running? start it with `controld`)"
+                 : "cannot use controld's socket " + path() + ": " + std::strerror(errno);
+    if (::access(path().c_str(), R_OK | W_OK) == 0 || errno != EACCES) return {};
+    if ((st.st_mode & 0060) == 0)
+      return "controld's socket " + path() +
+             " is root's alone (mode 0600): the daemon found no group for its users when it "
+             "started (its log says which); create it (groupadd --system srl), add yourself "
+             "(usermod -aG srl $USER, then log in again) and restart controld";
+    const group* g = ::getgrgid(st.st_gid);
+    const std::string name = g != nullptr ? g->gr_name : std::to_string(st.st_gid);
+    return "controld's socket " + path() + " is for root and the group " + name +
+           ", which you are not in: usermod -aG " + name + " $USER, then log in again";
+  }
+  // "cannot reach controld at PATH: ..." (nothing answers there, or the
+  // socket is not this user's), "did not answer in time" (it is there, but
+  // busy), or the daemon's own message.
   std::string describe(const grpc::Status& s) const {
-    if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
+    if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      if (auto problem = socket_problem(); !problem.empty()) return problem;
       return "cannot reach controld at " + path() + ": " + s.error_message() +
              " (is it running? start it with `controld`)";
+    }
     if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
       return "controld at " + path() + " did not answer in time (" + s.error_message() +
              "): it is busy with another change, or stuck; try again, and see its log";

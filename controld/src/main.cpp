@@ -1,5 +1,6 @@
 // controld: the srl control daemon. Serves srl.v1.Control (proto/srl.proto)
 // on a Unix socket until SIGINT or SIGTERM.
+#include <grp.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -104,6 +105,8 @@ int main(int argc, char** argv) {
           "KIB"));
   app.set_config("--config", "/etc/srl/controld.conf",
                  "configuration file (TOML or INI: the options above as key = value)");
+  // A key the daemon does not know (a typo) stops the start, naming it.
+  app.allow_config_extras(CLI::config_extras_mode::error);
   app.footer(
       "Test hooks: SRL_FAIL_AT=STEP makes the transaction step with that key (load:eth0, or\n"
       "load) or 1-based index fail; SRL_CRASH_AT=STEP kills the daemon right after journaling\n"
@@ -137,6 +140,13 @@ int main(int argc, char** argv) {
     auto server = srl::controld::Server::start(o);
     for (const auto& e : server->start_errors())
       srl::controld::log::event("error", "start", {{"problem", e}});
+    if (::getgrnam(o.group.c_str()) == nullptr)
+      srl::controld::log::event(
+          "warning", "no-group",
+          {{"group", o.group},
+           {"socket_mode", "0600"},
+           {"fix", "only root can use the socket; for other users: groupadd --system " + o.group +
+                       ", usermod -aG " + o.group + " USER, and restart controld"}});
     srl::controld::log::event("info", "listening", {{"socket", server->socket().string()}});
     if (!o.tcp.empty())
       srl::controld::log::event(

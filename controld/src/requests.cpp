@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <set>
 #include <sstream>
 
@@ -33,6 +34,26 @@ bool valid_request_name(const std::string& name) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
            c == '.' || c == '-';
   });
+}
+
+std::string derived_request_name(const std::string& file_name, const std::string& text) {
+  std::string name;
+  if (!file_name.empty() && file_name.front() != '<') {
+    name = fs::path(file_name).stem().string();
+    for (char& c : name)
+      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '_' || c == '.' || c == '-'))
+        c = '-';
+    name.erase(0, name.find_first_not_of(".-"));
+    if (name.size() > 64) name.resize(64);
+  }
+  if (valid_request_name(name)) return name;
+  std::uint64_t h = 14695981039346656037ull;  // FNV-1a: the same text, the same name
+  for (const char c : text)
+    h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "r-%08x", static_cast<unsigned>(h ^ (h >> 32)));
+  return hex;
 }
 
 // Requests that share a device, deployed as one datapath.

@@ -315,6 +315,20 @@ TEST_CASE("Apply refuses bad names and bad requests, saying where and what") {
   CHECK(list.requests_size() == 0);
 }
 
+TEST_CASE("a request without a name gets one from its source") {
+  CHECK(srl::controld::derived_request_name("examples/dns-capture.srl", "x") == "dns-capture");
+  CHECK(srl::controld::derived_request_name("/tmp/my web (1).srl", "x") == "my-web--1-");
+  CHECK(srl::controld::derived_request_name("/tmp/.hidden.srl", "x") == "hidden");
+  // Text alone: a name from its hash, the same for the same text.
+  const auto a = srl::controld::derived_request_name("<expr>", "(udp) > (count)");
+  CHECK(a.starts_with("r-"));
+  CHECK(a.size() == 10);
+  CHECK(srl::controld::valid_request_name(a));
+  CHECK(a == srl::controld::derived_request_name("<stdin>", "(udp) > (count)"));
+  CHECK(a != srl::controld::derived_request_name("<expr>", "(tcp) > (count)"));
+  CHECK(srl::controld::derived_request_name("", "(udp) > (count)") == a);
+}
+
 TEST_CASE("a failing step is undone, named to the client, and journaled") {
   TempDir dir;
   auto o = options_in(dir);

@@ -49,7 +49,7 @@ rc=$?
 
 "$srl" filters --socket "$sock" >/dev/null 2>"$tmp/err3"
 rc=$?
-[[ $rc -eq 1 ]] && grep -q "cannot reach controld at $sock" "$tmp/err3" \
+[[ $rc -eq 1 ]] && grep -q "no controld socket at $sock (is controld running?" "$tmp/err3" \
   && ok "no daemon: srl filters says so" || fail "no daemon: exit $rc: $(cat "$tmp/err3")"
 
 # The daemon commands are a module of their own: other commands never load
@@ -83,10 +83,28 @@ pids+=("$pid")
 for _ in $(seq 100); do [[ -S $tmp/conf.sock ]] && break; sleep 0.05; done
 "$srl" filters --socket "$tmp/conf.sock" >/dev/null 2>&1 && ok "options from --config" \
   || fail "--config: $(cat "$tmp/err4")"
+# Without its group the socket is root's alone; another user is told so.
+chmod 711 "$tmp"
+setpriv --reuid=nobody --regid=nogroup --clear-groups "$srl" ls --socket "$tmp/conf.sock" \
+  >/dev/null 2>"$tmp/err7"
+grep -q "is root's alone (mode 0600).*groupadd --system srl" "$tmp/err7" \
+  && ok "another user is told the socket is root's alone, and the fix" \
+  || fail "another user on a 0600 socket: $(cat "$tmp/err7")"
 kill -TERM "$pid"
 wait "$pid"
 python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1]) if l.strip()]' "$tmp/err4" \
   && grep -q '"event":"listening"' "$tmp/err4" && ok "JSON log lines" || fail "log: $(head -3 "$tmp/err4")"
+
+# A key the daemon does not know stops the start, naming it.
+printf 'socket = "%s"\nmax-requets = 3\n' "$tmp/typo.sock" >"$tmp/typo.conf"
+timeout 10 "$controld" --config "$tmp/typo.conf" >"$tmp/out6" 2>"$tmp/err6"
+rc=$?
+[[ $rc -ne 0 && $rc -ne 124 && ! -e $tmp/typo.sock ]] && grep -q "max-requets" "$tmp/err6" "$tmp/out6" \
+  && ok "an unknown key in --config stops the start: $(cat "$tmp/err6" "$tmp/out6" | head -1)" \
+  || fail "unknown config key: exit $rc: $(cat "$tmp/err6" "$tmp/out6")"
+# A group that does not exist: the socket is root's alone, said at start.
+grep -q '"event":"no-group".*"group":"srl-no-such-group".*groupadd' "$tmp/err4" \
+  && ok "a missing group is a warning with the fix" || fail "no warning for a missing group: $(head -3 "$tmp/err4")"
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

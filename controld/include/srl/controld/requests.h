@@ -202,4 +202,11 @@ class RequestManager {
 // A request name: 1 to 64 of [A-Za-z0-9_.-], not starting with '.' or '-'.
 bool valid_request_name(const std::string& name);
 
+// The name of a request whose client gave none. From a file, its base
+// name without the extension, made valid ("dns-capture" for
+// examples/dns-capture.srl); from text alone ("<expr>", "<stdin>"), "r-" and
+// 8 hex digits of the text's hash, so that the same text applied twice is
+// refused as the same request rather than run twice.
+std::string derived_request_name(const std::string& file_name, const std::string& text);
+
 }  // namespace srl::controld
