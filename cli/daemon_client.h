@@ -59,15 +59,17 @@ struct DaemonClient : DaemonOptions {
                        " (is controld running? start it with `controld`)"
                  : "cannot use controld's socket " + path() + ": " + std::strerror(errno);
     if (::access(path().c_str(), R_OK | W_OK) == 0 || errno != EACCES) return {};
+    const std::string denied =
+        "cannot use controld's socket " + path() + ": " + std::strerror(EACCES) + " (";
     if ((st.st_mode & 0060) == 0)
-      return "controld's socket " + path() +
-             " is root's alone (mode 0600): the daemon found no group for its users when it "
-             "started (its log says which); create it (groupadd --system srl), add yourself "
-             "(usermod -aG srl $USER, then log in again) and restart controld";
+      return denied +
+             "it is root's alone, mode 0600: the daemon found no group for its users when it "
+             "started, its log says which; create it (groupadd --system srl), add yourself "
+             "(usermod -aG srl $USER, then log in again) and restart controld)";
     const group* g = ::getgrgid(st.st_gid);
     const std::string name = g != nullptr ? g->gr_name : std::to_string(st.st_gid);
-    return "controld's socket " + path() + " is for root and the group " + name +
-           ", which you are not in: usermod -aG " + name + " $USER, then log in again";
+    return denied + "it is for root and the group " + name +
+           ", which you are not in: usermod -aG " + name + " $USER, then log in again)";
   }
   // "cannot reach controld at PATH: ..." (nothing answers there, or the
   // socket is not this user's), "did not answer in time" (it is there, but

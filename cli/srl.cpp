@@ -12,7 +12,8 @@ namespace {
 // command, --help, a mistyped command) opens it, so that all commands are
 // known.
 bool local_command(std::string_view name) {
-  return name == "run" || name == "plan" || name == "spaces" || name == "calibrate";
+  return name == "run" || name == "plan" || name == "spaces" || name == "calibrate" ||
+         name == "--version";
 }
 
 }  // namespace
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   } finish;
   CLI::App app{"srl: run SRL requests on this machine's packet processing spaces", "srl"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("srl ") + SRL_VERSION);
   app.footer("Run 'srl COMMAND --help' for the options of a command.");
   int result = srl::cli::kExitOk;
   srl::cli::add_run_command(app, result);

@@ -57,6 +57,7 @@ std::string filters_table(const srl::filters::Catalog& catalog) {
 
 int main(int argc, char** argv) {
   CLI::App app{"srlc: compile an SRL request into its filter DAG", "srlc"};
+  app.set_version_flag("--version", std::string("srlc ") + SRL_VERSION);
   app.footer(
       "Exit status: 0 compiled, 1 compile error, 2 usage or I/O error.\n"
       "Examples:\n"

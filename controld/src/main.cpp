@@ -29,6 +29,7 @@ extern "C" const char* __asan_default_options() {
 
 int main(int argc, char** argv) {
   CLI::App app("controld: the srl control daemon (gRPC service srl.v1.Control)");
+  app.set_version_flag("--version", std::string("controld ") + SRL_VERSION);
   srl::controld::ServerOptions o;
   std::string socket = o.socket.string();
   app.add_option("--socket", socket, "Unix socket to listen on");

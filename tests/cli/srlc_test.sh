@@ -48,6 +48,8 @@ expect_rc 2 "unknown flag" -- "$srlc" --frobnicate -e '(tcp)'
 expect_rc 2 "unknown pass" -- "$srlc" --dump-after=nosuch -e '(tcp)'
 expect_rc 0 "--help" -- "$srlc" --help
 expect_in "$tmp/out" "--emit" "--help lists options"
+expect_rc 0 "--version" -- "$srlc" --version
+grep -Eqx 'srlc [0-9]+\.[0-9]+\.[0-9]+' "$tmp/out" && ok || fail "--version: $(cat "$tmp/out")"
 
 expect_rc 0 "warning alone" -- "$srlc" -e '(tcp) 22> (count)'
 expect_in "$tmp/err" "warning: selector '22>' never matches" "warning printed"

@@ -69,6 +69,13 @@ rc=$?
   && grep -q "$tmp/bin/srl-daemon-cli.so: not there" "$tmp/err5" \
   && ok "without the module: srl ls says where it looked" || fail "without the module: exit $rc: $(cat "$tmp/err5")"
 
+# --version, without the daemon commands' module (srl) and before any start.
+for p in "$srl" "$controld"; do
+  v=$("$p" --version 2>&1)
+  [[ $? -eq 0 && $v =~ ^(srl|controld)\ [0-9]+\.[0-9]+\.[0-9]+$ ]] && ok "$(basename "$p") --version: $v" \
+    || fail "$(basename "$p") --version: $v"
+done
+
 # Options from the configuration file.
 cat >"$tmp/controld.conf" <<CONF
 socket = "$tmp/conf.sock"
@@ -87,7 +94,7 @@ for _ in $(seq 100); do [[ -S $tmp/conf.sock ]] && break; sleep 0.05; done
 chmod 711 "$tmp"
 setpriv --reuid=nobody --regid=nogroup --clear-groups "$srl" ls --socket "$tmp/conf.sock" \
   >/dev/null 2>"$tmp/err7"
-grep -q "is root's alone (mode 0600).*groupadd --system srl" "$tmp/err7" \
+grep -q "Permission denied (it is root's alone, mode 0600.*groupadd --system srl" "$tmp/err7" \
   && ok "another user is told the socket is root's alone, and the fix" \
   || fail "another user on a 0600 socket: $(cat "$tmp/err7")"
 kill -TERM "$pid"
