@@ -321,7 +321,7 @@ struct Engine::Impl {
     const Block& block = w.needs_headers[n] ? w.with_headers(b) : w.block(b);
     Counter::add(ctr.blocks, 1);
     // Bytes on the wire, as the kernel's counters and `count` have them.
-    Counter::add(ctr.bytes, std::max<std::size_t>(block.wire_len, block.data.size()));
+    Counter::add(ctr.bytes, block.wire());
     w.emitter.begin(n);
     f->process(block, w.emitter);
     const bool accepted = w.emitter.accepted_, emitted = w.emitter.emitted_;
@@ -405,7 +405,7 @@ struct Engine::Impl {
             if (w.mark[b] == me) continue;
             w.mark[b] = me;
             ++blocks;
-            bytes += std::max<std::size_t>(w.block(b).wire_len, w.block(b).data.size());
+            bytes += w.block(b).wire();
             if (spec.kind == Kind::union_node) {
               ++accepted;
               deliver(w, n, b, true, inbox[w.best[b]].cls);
@@ -449,7 +449,7 @@ struct Engine::Impl {
         if (entry.source) {
           Counter& ctr = w.counters[entry.node];
           Counter::add(ctr.blocks, 1);
-          Counter::add(ctr.bytes, std::max<std::size_t>(in[i].wire_len, in[i].data.size()));
+          Counter::add(ctr.bytes, in[i].wire());
           Counter::add(ctr.accepted, 1);
           deliver(w, entry.node, b, true, 0);
         } else {

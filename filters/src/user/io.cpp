@@ -39,7 +39,7 @@ std::size_t append_pcap_record(std::vector<std::uint8_t>& out, const Block& bloc
                                std::uint32_t snaplen) {
   // The sinks' per-packet path: the header goes in as one 16-byte piece.
   const std::size_t caplen = std::min<std::size_t>(block.data.size(), snaplen);
-  const auto wire = std::max<std::uint64_t>(block.wire_len, block.data.size());
+  const auto wire = block.wire();
   const std::uint32_t fields[4] = {
       static_cast<std::uint32_t>(block.ts_ns / 1'000'000'000),
       static_cast<std::uint32_t>(block.ts_ns % 1'000'000'000), static_cast<std::uint32_t>(caplen),

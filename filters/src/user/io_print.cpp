@@ -168,7 +168,7 @@ void append_arp(std::string& line, std::span<const std::uint8_t> f, std::size_t 
 void append_packet(std::string& line, const Block& b) {
   const ParsedPacket p = b.parsed ? *b.parsed : parse_packet(b.data, b.wire_len);
   const std::span<const std::uint8_t> f = b.data;
-  const std::uint64_t wire = std::max<std::uint64_t>(b.wire_len, f.size());
+  const std::uint64_t wire = b.wire();
   if (!p.eth) {
     append_format(line, "truncated frame, length %" PRIu64, wire);
     return;

@@ -65,6 +65,10 @@ struct Block {
   std::uint8_t direction = 0;
   std::uint64_t stream_offset = 0;
   bool stream_end = false;
+
+  // Its length on the wire: what byte counters and pcap records count (a
+  // stream chunk, or a block whose maker set no wire_len: its data).
+  std::uint64_t wire() const { return wire_len > data.size() ? wire_len : data.size(); }
 };
 
 // Bytes a packet carries above its L4 header (TCP after the data offset, UDP
