@@ -28,28 +28,33 @@ namespace srl::controld {
 namespace fs = std::filesystem;
 using optimizer::now_utc;
 
+namespace {
+bool name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '.' || c == '-';
+}
+}  // namespace
+
 bool valid_request_name(const std::string& name) {
   if (name.empty() || name.size() > 64 || name[0] == '.' || name[0] == '-') return false;
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '.' || c == '-';
-  });
+  return std::all_of(name.begin(), name.end(), name_char);
 }
 
-std::string derived_request_name(const std::string& file_name, const std::string& text) {
+std::string derived_request_name(const std::string& file_name, const std::string& text,
+                                 std::uint32_t owner_uid) {
   std::string name;
   if (!file_name.empty() && file_name.front() != '<') {
     name = fs::path(file_name).stem().string();
     for (char& c : name)
-      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '_' || c == '.' || c == '-'))
-        c = '-';
+      if (!name_char(c)) c = '-';
     name.erase(0, name.find_first_not_of(".-"));
     if (name.size() > 64) name.resize(64);
   }
   if (valid_request_name(name)) return name;
-  std::uint64_t h = 14695981039346656037ull;  // FNV-1a: the same text, the same name
-  for (const char c : text)
+  // FNV-1a over the caller and the text: the same text from the same user,
+  // the same name; another user's same text does not meet theirs.
+  std::uint64_t h = 14695981039346656037ull;
+  for (const char c : std::to_string(owner_uid) + '\n' + text)
     h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
   char hex[16];
   std::snprintf(hex, sizeof hex, "r-%08x", static_cast<unsigned>(h ^ (h >> 32)));

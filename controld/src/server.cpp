@@ -350,7 +350,8 @@ struct Server::Service final : v1::Control::Service {
     spec.devices.assign(req->source().devices().begin(), req->source().devices().end());
     spec.replace = req->replace();
     spec.owner_uid = c.uid;
-    if (spec.name.empty()) spec.name = derived_request_name(req->source().file_name(), spec.text);
+    if (spec.name.empty())
+      spec.name = derived_request_name(req->source().file_name(), spec.text, c.uid);
     if (!c.root) spec.kernel_filters = options.member_kernel_filters;
     if (spec.replace) {
       auto r = visible(c, spec.name, "Apply");

@@ -316,17 +316,19 @@ TEST_CASE("Apply refuses bad names and bad requests, saying where and what") {
 }
 
 TEST_CASE("a request without a name gets one from its source") {
-  CHECK(srl::controld::derived_request_name("examples/dns-capture.srl", "x") == "dns-capture");
-  CHECK(srl::controld::derived_request_name("/tmp/my web (1).srl", "x") == "my-web--1-");
-  CHECK(srl::controld::derived_request_name("/tmp/.hidden.srl", "x") == "hidden");
+  CHECK(srl::controld::derived_request_name("examples/dns-capture.srl", "x", 0) == "dns-capture");
+  CHECK(srl::controld::derived_request_name("/tmp/my web (1).srl", "x", 0) == "my-web--1-");
+  CHECK(srl::controld::derived_request_name("/tmp/.hidden.srl", "x", 0) == "hidden");
   // Text alone: a name from its hash, the same for the same text.
-  const auto a = srl::controld::derived_request_name("<expr>", "(udp) > (count)");
+  const auto a = srl::controld::derived_request_name("<expr>", "(udp) > (count)", 0);
   CHECK(a.starts_with("r-"));
   CHECK(a.size() == 10);
   CHECK(srl::controld::valid_request_name(a));
-  CHECK(a == srl::controld::derived_request_name("<stdin>", "(udp) > (count)"));
-  CHECK(a != srl::controld::derived_request_name("<expr>", "(tcp) > (count)"));
-  CHECK(srl::controld::derived_request_name("", "(udp) > (count)") == a);
+  CHECK(a == srl::controld::derived_request_name("<stdin>", "(udp) > (count)", 0));
+  CHECK(a != srl::controld::derived_request_name("<expr>", "(tcp) > (count)", 0));
+  CHECK(srl::controld::derived_request_name("", "(udp) > (count)", 0) == a);
+  // Another user's same text: another name.
+  CHECK(a != srl::controld::derived_request_name("<expr>", "(udp) > (count)", 65534));
 }
 
 TEST_CASE("a failing step is undone, named to the client, and journaled") {

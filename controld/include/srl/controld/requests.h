@@ -205,8 +205,10 @@ bool valid_request_name(const std::string& name);
 // The name of a request whose client gave none. From a file, its base
 // name without the extension, made valid ("dns-capture" for
 // examples/dns-capture.srl); from text alone ("<expr>", "<stdin>"), "r-" and
-// 8 hex digits of the text's hash, so that the same text applied twice is
-// refused as the same request rather than run twice.
-std::string derived_request_name(const std::string& file_name, const std::string& text);
+// 8 hex digits of a hash of the caller's uid and the text, so that the same
+// text applied twice by one user is refused as the same request rather than
+// run twice, and one user's text never names another user's request.
+std::string derived_request_name(const std::string& file_name, const std::string& text,
+                                 std::uint32_t owner_uid);
 
 }  // namespace srl::controld
