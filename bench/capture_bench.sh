@@ -333,7 +333,7 @@ lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 last = lines[-1]
 assert last["final"]
 print(sum(n["blocks"] for n in last["nodes"] if n["filter"] == "pcap"),
-      sum(c.get("drops", 0) for c in last.get("channels", [])))' "$tmp/srl.out" 2>/dev/null) \
+      sum(c.get("lost", 0) for c in last.get("channels", [])))' "$tmp/srl.out" 2>/dev/null) \
         || { captured='?' capture_dropped=-; }
       [[ -n $captured ]] || captured='?'
       [[ -n $capture_dropped ]] || capture_dropped=-

@@ -4,6 +4,7 @@
 // it answers. With -j, the messages print as JSON with the proto's field
 // names.
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -21,6 +22,7 @@
 #include "commands.h"
 #include "daemon_client.h"
 #include "srl/compiler/utf8.h"
+#include "srl/runtime/counter_report.h"
 
 namespace srl::cli {
 namespace {
@@ -32,7 +34,11 @@ using Json = nlohmann::ordered_json;
 constexpr int kApplySeconds = 120;
 
 Json placement_json(const v1::NodePlacement& n) {
-  return {{"id", n.id()}, {"filter", n.filter()}, {"space", n.space()}, {"why", n.why()}};
+  return {{"id", n.id()},
+          {"name", n.name()},
+          {"filter", n.filter()},
+          {"space", n.space()},
+          {"why", n.why()}};
 }
 
 Json request_json(const v1::RequestInfo& r) {
@@ -44,27 +50,45 @@ Json request_json(const v1::RequestInfo& r) {
           {"nodes", std::move(nodes)}};
 }
 
+std::int64_t timestamp_ns(const google::protobuf::Timestamp& t) {
+  return t.seconds() * 1000000000 + t.nanos();
+}
+
+// The proto's counters in their one shape (docs/counters.md).
+runtime::CounterReport counter_report(const v1::StatsReply& s) {
+  runtime::CounterReport r;
+  r.time_ns = timestamp_ns(s.time());
+  if (s.has_interval_s()) r.interval_s = s.interval_s();
+  for (const auto& n : s.nodes()) {
+    runtime::NodeReport x;
+    x.request = n.request();
+    x.node = n.node();
+    x.name = n.name();
+    x.filter = n.filter();
+    x.space = n.space();
+    x.blocks = n.blocks();
+    x.bytes = n.bytes();
+    x.accepted = n.accepted();
+    x.dropped = n.dropped();
+    x.lost = n.lost();
+    if (n.has_blocks_per_s()) x.blocks_per_s = n.blocks_per_s();
+    if (n.has_bytes_per_s()) x.bytes_per_s = n.bytes_per_s();
+    x.failure = n.failure();
+    r.nodes.push_back(std::move(x));
+  }
+  for (const auto& c : s.channels()) {
+    runtime::ChannelReport x{c.name(),   c.kind(),  {c.requests().begin(), c.requests().end()},
+                             c.blocks(), c.bytes(), c.lost(),
+                             {},         {}};
+    if (c.has_blocks_per_s()) x.blocks_per_s = c.blocks_per_s();
+    if (c.has_bytes_per_s()) x.bytes_per_s = c.bytes_per_s();
+    r.channels.push_back(std::move(x));
+  }
+  return r;
+}
+
 Json counters_json(const v1::StatsReply& s) {
-  Json nodes = Json::array();
-  for (const auto& n : s.nodes())
-    nodes.push_back({{"request", n.request()},
-                     {"id", n.id()},
-                     {"filter", n.filter()},
-                     {"space", n.space()},
-                     {"blocks", n.blocks()},
-                     {"bytes", n.bytes()},
-                     {"accepted", n.accepted()},
-                     {"drops", n.drops()}});
-  Json channels = Json::array();
-  for (const auto& c : s.channels())
-    channels.push_back(
-        {{"requests", Json(std::vector<std::string>(c.requests().begin(), c.requests().end()))},
-         {"name", c.name()},
-         {"kind", c.kind()},
-         {"blocks", c.blocks()},
-         {"bytes", c.bytes()},
-         {"drops", c.drops()}});
-  return {{"nodes", std::move(nodes)}, {"channels", std::move(channels)}};
+  return runtime::to_json(counter_report(s));
 }
 
 // Column width: the widest cell, at least the header.
@@ -81,23 +105,24 @@ int width_of(const Range& rows, const char* header, Field field) {
 std::string placement_table(const v1::RequestInfo& r, bool with_why) {
   const auto& nodes = r.nodes();
   const int wi = width_of(nodes, "node", [](const auto& n) { return n.id(); });
+  const int wn = width_of(nodes, "name", [](const auto& n) { return n.name(); });
   const int wf = width_of(nodes, "filter", [](const auto& n) { return n.filter(); });
   const int ws = width_of(nodes, "space", [](const auto& n) { return n.space(); });
   std::ostringstream out;
-  char line[512];
-  auto row = [&](const std::string& id, const std::string& filter, const std::string& space,
-                 const std::string& why) {
-    std::snprintf(line, sizeof line, "%-*s %-*s %-*s", wi, id.c_str(), wf, filter.c_str(), ws,
-                  space.c_str());
+  char line[1024];
+  auto row = [&](const std::string& id, const std::string& name, const std::string& filter,
+                 const std::string& space, const std::string& why) {
+    std::snprintf(line, sizeof line, "%-*s %-*s %-*s %-*s", wi, id.c_str(), wn, name.c_str(), wf,
+                  filter.c_str(), ws, space.c_str());
     std::string text = line;
     if (with_why) text += " " + why;
     while (!text.empty() && text.back() == ' ')
       text.pop_back();
     out << text << "\n";
   };
-  row("node", "filter", "space", "why");
+  row("node", "name", "filter", "space", "why");
   for (const auto& n : nodes)
-    row(n.id(), n.filter(), n.space(), n.why());
+    row(n.id(), n.name(), n.filter(), n.space(), n.why());
   return out.str();
 }
 
@@ -123,50 +148,9 @@ std::string node_summary(const v1::RequestInfo& r) {
 }
 
 // The counters of each request, one table per request in the order the
-// daemon lists them; the columns of srl run's report.
+// daemon lists them; the tables of srl run's report.
 std::string counters_tables(const v1::StatsReply& s) {
-  std::vector<std::string> order;
-  std::map<std::string, std::vector<const v1::NodeCounters*>> by_request;
-  for (const auto& n : s.nodes()) {
-    auto& rows = by_request[n.request()];
-    if (rows.empty()) order.push_back(n.request());
-    rows.push_back(&n);
-  }
-  std::ostringstream out;
-  char line[512];
-  for (std::size_t i = 0; i < order.size(); ++i) {
-    const auto& rows = by_request[order[i]];
-    const int w = width_of(rows, "node", [](const auto* n) { return n->id(); });
-    out << (i == 0 ? "" : "\n") << "request " << order[i] << "\n";
-    std::snprintf(line, sizeof line, "%-*s %-10s %-14s %14s %16s %14s %14s\n", w, "node", "filter",
-                  "space", "blocks", "bytes", "accepted", "drops");
-    out << line;
-    for (const auto* n : rows) {
-      std::snprintf(line, sizeof line, "%-*s %-10s %-14s %14llu %16llu %14llu %14llu\n", w,
-                    n->id().c_str(), n->filter().c_str(), n->space().c_str(),
-                    static_cast<unsigned long long>(n->blocks()),
-                    static_cast<unsigned long long>(n->bytes()),
-                    static_cast<unsigned long long>(n->accepted()),
-                    static_cast<unsigned long long>(n->drops()));
-      out << line;
-    }
-  }
-  // The channels into userspace parts, after the nodes.
-  if (s.channels_size() > 0) {
-    out << "\nchannel into userspace          requests            blocks            bytes"
-           "          drops\n";
-    for (const auto& c : s.channels()) {
-      std::string names;
-      for (const auto& r : c.requests())
-        names += (names.empty() ? "" : ",") + r;
-      std::snprintf(line, sizeof line, "%-30s %-14s %12llu %16llu %14llu\n", c.name().c_str(),
-                    names.c_str(), static_cast<unsigned long long>(c.blocks()),
-                    static_cast<unsigned long long>(c.bytes()),
-                    static_cast<unsigned long long>(c.drops()));
-      out << line;
-    }
-  }
-  return out.str();
+  return runtime::to_table(counter_report(s));
 }
 
 const char* code_name(grpc::StatusCode code) {
@@ -291,10 +275,15 @@ int stats_watch(const DaemonClient& daemon, const std::string& name, double inte
   auto stub = daemon.stub();
   auto stream = stub->Watch(&c, request);
   stop.watch(c);
+  // On a terminal each report redraws the screen (like top, bpftop);
+  // piped, reports follow one another.
+  const bool redraw = !json && ::isatty(STDOUT_FILENO) == 1;
+  std::string events;  // what happened since the last redraw, shown above it
   v1::Event event;
   while (stream->Read(&event)) {
+    const std::string at = runtime::utc_time(timestamp_ns(event.time()));
     if (json) {
-      Json line = {{"time", event.time()}};
+      Json line = {{"time", at}};
       switch (event.what_case()) {
         case v1::Event::kCounters:
           line["counters"] = counters_json(event.counters());
@@ -315,20 +304,37 @@ int stats_watch(const DaemonClient& daemon, const std::string& name, double inte
       continue;
     }
     switch (event.what_case()) {
-      case v1::Event::kCounters:
-        std::cout << "at " << event.time() << "\n"
-                  << (event.counters().nodes().empty() ? std::string("no requests\n")
-                                                       : counters_tables(event.counters()))
-                  << "\n";
+      case v1::Event::kCounters: {
+        const std::string tables = event.counters().nodes().empty()
+                                       ? std::string("no requests\n")
+                                       : counters_tables(event.counters());
+        if (redraw)
+          std::cout << "\x1b[H\x1b[2J"
+                    << "srl stats -w, every " << interval << " s, at " << at << " (Ctrl-C ends)\n"
+                    << events << "\n"
+                    << tables;
+        else
+          std::cout << "at " << at << "\n" << tables << "\n";
+        events.clear();
         break;
+      }
       case v1::Event::kApplied:
-        std::cout << event.time() << " applied " << event.applied() << "\n\n";
+        if (redraw)
+          events += at + " applied " + event.applied() + "\n";
+        else
+          std::cout << at << " applied " << event.applied() << "\n\n";
         break;
       case v1::Event::kRemoved:
-        std::cout << event.time() << " removed " << event.removed() << "\n\n";
+        if (redraw)
+          events += at + " removed " + event.removed() + "\n";
+        else
+          std::cout << at << " removed " << event.removed() << "\n\n";
         break;
       case v1::Event::kFailed:
-        std::cout << event.time() << " failed " << event.failed() << "\n\n";
+        if (redraw)
+          events += at + " failed " + event.failed() + "\n";
+        else
+          std::cout << at << " failed " << event.failed() << "\n\n";
         break;
       case v1::Event::WHAT_NOT_SET:
         break;
@@ -627,9 +633,11 @@ void add_stats_command(CLI::App& app, int& result) {
                 "print JSON: the counters once, or with -w one object per line per event");
   o->daemon.add(*cmd);
   cmd->footer(
-      "One table per request: blocks and bytes each node took in, blocks it passed on\n"
-      "(accepted) and dropped. With -w, a table every interval and a line per request\n"
-      "applied, removed or failed. Exit status: 0 ok (also when -w is stopped with Ctrl-C),\n"
+      "One table per request, a row per node by id and name: blocks and bytes it took in,\n"
+      "blocks it accepted, dropped (a drop node's) and lost (srl could not keep them), and\n"
+      "blocks per second. With -w, a report every interval (redrawn in place on a terminal)\n"
+      "and the requests applied, removed or failed. The JSON and the columns:\n"
+      "docs/counters.md. Exit status: 0 ok (also when -w is stopped with Ctrl-C),\n"
       "1 no such request, the daemon refused or cannot be reached, 2 usage.");
   cmd->callback([o, &result] {
     result = o->watch ? stats_watch(o->daemon, o->name, o->interval, o->json)

@@ -10,13 +10,16 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <csignal>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -29,6 +32,7 @@
 #include "srl/compiler/merge.h"
 #include "srl/optimizer/discovery.h"
 #include "srl/optimizer/optimizer.h"
+#include "srl/runtime/counter_report.h"
 #include "srl/runtime/datapath.h"
 #include "srl/runtime/kernel.h"
 
@@ -108,100 +112,35 @@ void remove_stale_runs(const fs::path& runs) {
   }
 }
 
-// One row of the counters report: a node of the merged DAG.
-struct Row {
-  std::string id;  // the request nodes it stands for
-  std::string filter;
-  std::optional<std::string> name;
-  std::string space;  // "kernel" or "user"
-  std::uint64_t blocks = 0, bytes = 0, accepted = 0;
-  std::string failure;  // what a userspace filter lost, and why
-};
-
-std::string format_table(const std::vector<Row>& rows, double seconds) {
-  std::ostringstream out;
-  char line[256];
-  std::size_t width = 4;
-  for (const auto& r : rows)
-    width = std::max(width, r.id.size());
-  const int w = static_cast<int>(width);
-  std::snprintf(line, sizeof line, "%-*s %-10s %-14s %-6s %14s %16s %14s\n", w, "node", "filter",
-                "name", "space", "blocks", "bytes", "accepted");
-  out << "after " << std::fixed << std::setprecision(1) << seconds << " s\n" << line;
-  for (const auto& r : rows) {
-    std::snprintf(line, sizeof line, "%-*s %-10s %-14s %-6s %14llu %16llu %14llu\n", w,
-                  r.id.c_str(), r.filter.c_str(), r.name.value_or("-").c_str(), r.space.c_str(),
-                  static_cast<unsigned long long>(r.blocks),
-                  static_cast<unsigned long long>(r.bytes),
-                  static_cast<unsigned long long>(r.accepted));
-    out << line;
-  }
-  return out.str();
-}
-
-// The channels into the userspace part: blocks and bytes delivered, and
-// blocks lost on the way (a full copy ring, a full AF_XDP ring).
-std::string format_channels(const std::vector<runtime::ChannelCounters>& channels) {
-  std::ostringstream out;
-  char line[256];
-  for (const auto& c : channels) {
-    std::snprintf(line, sizeof line, "channel %-24s %14llu blocks %16llu bytes %10llu lost\n",
-                  c.name.c_str(), static_cast<unsigned long long>(c.blocks),
-                  static_cast<unsigned long long>(c.bytes),
-                  static_cast<unsigned long long>(c.drops));
-    out << line;
-  }
-  return out.str();
-}
-
-nlohmann::ordered_json channels_json(const std::vector<runtime::ChannelCounters>& channels) {
-  nlohmann::ordered_json list = nlohmann::ordered_json::array();
-  for (const auto& c : channels)
-    list.push_back({{"name", c.name},
-                    {"kind", c.kind},
-                    {"blocks", c.blocks},
-                    {"bytes", c.bytes},
-                    {"drops", c.drops}});
-  return list;
-}
-
-nlohmann::ordered_json counters_json(const std::vector<Row>& rows, double seconds, bool final) {
-  nlohmann::ordered_json list = nlohmann::ordered_json::array();
-  for (const auto& r : rows) {
-    list.push_back({{"id", r.id},
-                    {"filter", r.filter},
-                    {"name", r.name ? nlohmann::ordered_json(*r.name) : nullptr},
-                    {"space", r.space},
-                    {"blocks", r.blocks},
-                    {"bytes", r.bytes},
-                    {"accepted", r.accepted}});
-    if (!r.failure.empty()) list.back()["failure"] = r.failure;
-  }
-  return {{"seconds", seconds}, {"final", final}, {"nodes", std::move(list)}};
-}
-
-// The rows of every node of the merged DAG, from the datapath's counters.
-std::vector<Row> collect_rows(const compiler::MergedRequests& merged,
-                              const runtime::Datapath* datapath) {
+// The counters report (docs/counters.md): one row per request node, the
+// requests named r1, r2, ... in the order given.
+runtime::CounterReport collect_report(const compiler::MergedRequests& merged,
+                                      const runtime::Datapath& datapath) {
+  runtime::CounterReport report;
+  report.time_ns = runtime::wall_clock_ns();
   const auto& g = merged.dag.graph;
-  std::vector<Row> rows(merged.dag.node_count());
-  std::vector<runtime::VertexCounters> counters;
-  if (datapath != nullptr) counters = datapath->counters();
-  for (std::size_t v = 0; v < rows.size(); ++v) {
-    for (const auto& m : merged.members[v])
-      rows[v].id += (rows[v].id.empty() ? "" : ",") + m;
-    rows[v].filter = std::string(g[v].filter_name());
-    rows[v].name = g[v].name;
-    if (v < counters.size()) {
-      const auto& c = counters[v];
-      rows[v].space = c.space == "user" ? "user" : "kernel";
-      rows[v].blocks = c.blocks;
-      rows[v].bytes = c.bytes;
-      rows[v].accepted = c.accepted;
-      rows[v].failure = c.failure;
+  const auto counters = datapath.counters();
+  std::vector<std::string> requests;
+  for (std::size_t v = 0; v < merged.members.size(); ++v)
+    for (std::size_t i = 0; i < merged.members[v].size(); ++i) {
+      const auto [label, id] = runtime::split_member(merged.members[v][i]);
+      const std::string request = label.empty() ? "r1" : label;
+      if (std::find(requests.begin(), requests.end(), request) == requests.end())
+        requests.push_back(request);
+      report.nodes.push_back(
+          runtime::node_report(request, id, merged.member_names[v][i], g[v].filter_name(),
+                               v < counters.size() ? counters[v] : runtime::VertexCounters{}));
     }
-  }
-  return rows;
+  // Request by request, in the order of their nodes.
+  std::stable_sort(report.nodes.begin(), report.nodes.end(), [&](const auto& a, const auto& b) {
+    const auto ia = std::find(requests.begin(), requests.end(), a.request);
+    const auto ib = std::find(requests.begin(), requests.end(), b.request);
+    if (ia != ib) return ia < ib;
+    return std::stoul(a.node.substr(1)) < std::stoul(b.node.substr(1));
+  });
+  for (const auto& c : datapath.channels())
+    report.channels.push_back({c.name, c.kind, requests, c.blocks, c.bytes, c.drops, {}, {}});
+  return report;
 }
 
 int run(const RunOptions& o) {
@@ -220,11 +159,15 @@ int run(const RunOptions& o) {
   }
   for (const auto& e : o.exprs)
     sources.emplace_back("<expr>", e);
+  // No --dev: the only Ethernet device that is up, as `srl plan` plans
+  // (optimizer::up_ethernet_devices); with several, the request must say.
+  const auto up = o.devices.empty() ? optimizer::up_ethernet_devices() : std::vector<std::string>{};
+  const std::vector<std::string> default_devices = up.size() == 1 ? up : o.devices;
   std::vector<compiler::CompileResult> compiled;
   bool ok = true;
   for (const auto& [name, text] : sources) {
     compiler::CompileOptions copts;
-    copts.default_devices = o.devices;
+    copts.default_devices = default_devices;
     copts.file_name = name;
     compiled.push_back(compiler::compile(text, copts));
     std::cerr << compiled.back().diagnostics.render(*compiled.back().source);
@@ -245,9 +188,20 @@ int run(const RunOptions& o) {
   try {
     devices = runtime::rx_devices(dag);
   } catch (const std::invalid_argument&) {
-    std::cerr << "srl run: no device to receive from; give --dev IF or (rx, dev=IF)\n";
+    std::string list;
+    for (const auto& d : up)
+      list += (list.empty() ? "" : ", ") + d;
+    std::cerr << "srl run: no device to receive from: "
+              << (up.empty()
+                      ? std::string("no Ethernet device is up")
+                      : std::to_string(up.size()) + " Ethernet devices are up (" + list + ")")
+              << "; give --dev IF or (rx, dev=IF)\n";
     return kExitUsage;
   }
+  if (o.devices.empty() && up.size() == 1 &&
+      std::find(devices.begin(), devices.end(), up.front()) != devices.end())
+    std::cerr << "srl: receiving on " << up.front()
+              << ", the only Ethernet device that is up (--dev chooses)\n";
 
   // Where each node runs: the optimizer's plan for this machine, unless a
   // hook is forced (then the fixed rule: the kernel as far as it can go).
@@ -332,29 +286,31 @@ int run(const RunOptions& o) {
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
-  auto print = [&](const std::vector<Row>& rows, bool final) {
-    const auto channels = datapath->channels();
+  std::optional<runtime::CounterReport> before;
+  auto print = [&](runtime::CounterReport report, bool final) {
+    report.final = final;
+    if (before) runtime::add_rates(report, *before);
     if (o.json) {
-      auto j = counters_json(rows, elapsed(), final);
-      j["channels"] = channels_json(channels);
-      std::cout << j.dump() << std::endl;
+      std::cout << runtime::to_json(report).dump() << std::endl;
     } else {
-      std::cout << format_table(rows, elapsed()) << format_channels(channels) << (final ? "" : "\n")
-                << std::flush;
+      std::ostringstream heading;
+      heading << "after " << std::fixed << std::setprecision(1) << elapsed() << " s";
+      std::cout << runtime::to_table(report, heading.str()) << (final ? "" : "\n") << std::flush;
     }
+    before = std::move(report);
   };
   double next_report = o.interval;
   int rc = kExitOk;
   // A filter that lost what it was to keep (a sink that cannot write) is
   // said as soon as a report sees it, and the run ends non-zero.
   std::set<std::string> said;
-  auto check_failures = [&](const std::vector<Row>& rows) {
-    for (const auto& r : rows) {
-      if (r.failure.empty()) continue;
+  auto check_failures = [&](const runtime::CounterReport& report) {
+    for (const auto& n : report.nodes) {
+      if (n.failure.empty()) continue;
       rc = kExitFailure;
-      if (said.insert(r.id).second)
-        std::cerr << "srl run: " << r.id << " " << r.filter << (r.name ? " " + *r.name : "") << ": "
-                  << r.failure << "\n";
+      if (said.insert(n.request + "/" + n.node).second)
+        std::cerr << "srl run: " << n.node << " " << n.name << " (" << n.filter
+                  << "): " << n.failure << "\n";
     }
   };
   try {
@@ -371,17 +327,17 @@ int run(const RunOptions& o) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       if (elapsed() < next_report || (o.duration > 0 && elapsed() >= o.duration)) continue;
       next_report += o.interval;
-      const auto rows = collect_rows(merged, datapath.get());
-      print(rows, false);
-      check_failures(rows);
+      auto report = collect_report(merged, *datapath);
+      check_failures(report);
+      print(std::move(report), false);
     }
     // Inputs first: the hooks detach (their counters read one last time),
     // then the engine finishes what it holds (open streams end, files are
     // flushed) before the final report.
     datapath->remove();
-    const auto rows = collect_rows(merged, datapath.get());
-    print(rows, true);
-    check_failures(rows);
+    auto report = collect_report(merged, *datapath);
+    check_failures(report);
+    print(std::move(report), true);
   } catch (const std::exception& e) {
     std::cerr << "srl run: " << e.what() << "\n";
     rc = kExitFailure;
@@ -402,7 +358,9 @@ void add_run_command(CLI::App& app, int& result) {
   cmd->add_option("file", o->files,
                   "request files (several run together, sharing common prefixes)");
   cmd->add_option("-e,--expr", o->exprs, "request text (repeatable)")->allow_extra_args(false);
-  cmd->add_option("--dev", o->devices, "device to receive from (the implicit rx; repeatable)")
+  cmd->add_option("--dev", o->devices,
+                  "device to receive from (the implicit rx; repeatable); default: the only "
+                  "Ethernet device that is up")
       ->allow_extra_args(false);
   cmd->add_option("--duration", o->duration,
                   "stop after this many seconds (default: until Ctrl-C or SIGTERM)");
@@ -447,7 +405,8 @@ void add_run_command(CLI::App& app, int& result) {
       "blocks a userspace drop or tx mode=forward consumes are taken (AF_XDP from XDP). With\n"
       "--hook forced, the kernel takes every node it can implement whose\n"
       "inputs it runs. A request reading a capture (pcapin) runs in userspace and ends with\n"
-      "its input. Exit status: 0 ok, 1 compile, plan or deploy error, 2 usage.");
+      "its input. Counters: docs/counters.md. Exit status: 0 ok, 1 compile, plan or deploy\n"
+      "error, or a node that lost blocks it was to keep (a sink that cannot write), 2 usage.");
   cmd->callback([o, &result] {
     if (o->files.empty() && o->exprs.empty()) {
       std::cerr << "srl run: give a request FILE or -e EXPR\n";

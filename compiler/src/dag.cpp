@@ -1,5 +1,8 @@
 #include "srl/compiler/dag.h"
 
+#include <map>
+#include <optional>
+
 #include <nlohmann/json.hpp>
 
 namespace srl::compiler {
@@ -22,6 +25,46 @@ std::string EdgeSelector::to_srl() const {
     if (ranges[i].hi != ranges[i].lo) s += ":" + std::to_string(ranges[i].hi);
   }
   return s + ">";
+}
+
+std::vector<std::string> node_names(const RequestDag& dag) {
+  const auto& g = dag.graph;
+  const std::size_t n = boost::num_vertices(g);
+  // Vertices are numbered topologically (in the order of the text where
+  // that is free): a node's inputs have their names before it.
+  std::vector<std::string> names(n);
+  std::map<std::string, int> seen;
+  for (Vertex v = 0; v < n; ++v) {
+    const DagNode& node = g[v];
+    if (node.name) {
+      names[v] = *node.name;
+      continue;
+    }
+    // Of several inputs, the one whose name sorts first: what numbers the
+    // vertices does not enter into it.
+    std::optional<std::string> via;
+    for (auto [it, end] = boost::in_edges(v, g); it != end; ++it) {
+      const Vertex u = boost::source(*it, g);
+      const auto& sel = g[*it].select;
+      // A source starts the path: "udp", not "rx>udp".
+      std::string path =
+          g[u].filter->role == filters::Role::source && !g[u].name ? std::string() : names[u];
+      if (sel.rejected) {
+        path += "!>";
+      } else {
+        if (!sel.ranges.empty()) {
+          const std::string ranges = sel.to_srl();
+          path += "[" + ranges.substr(0, ranges.size() - 1) + "]";
+        }
+        if (!path.empty()) path += ">";
+      }
+      if (!via || path < *via) via = std::move(path);
+    }
+    const std::string base = via.value_or("") + std::string(node.filter_name());
+    const int k = ++seen[base];
+    names[v] = k == 1 ? base : base + "#" + std::to_string(k);
+  }
+  return names;
 }
 
 std::vector<Vertex> RequestDag::sources() const {

@@ -42,6 +42,7 @@ MergedRequests merge_requests(std::span<const RequestDag* const> requests,
   std::set<std::tuple<Vertex, Vertex, EdgeSelector>> edges;
   for (std::size_t r = 0; r < requests.size(); ++r) {
     const DagGraph& in = requests[r]->graph;
+    const auto names = node_names(*requests[r]);
     // Compiled DAGs number their vertices topologically: inputs come first.
     std::vector<Vertex> index(boost::num_vertices(in));
     for (Vertex v = 0; v < index.size(); ++v) {
@@ -55,6 +56,7 @@ MergedRequests merge_requests(std::span<const RequestDag* const> requests,
         if (auto found = by_signature.find(sig); found != by_signature.end()) {
           index[v] = found->second;
           out.members[found->second].push_back(member);
+          out.member_names[found->second].push_back(names[v]);
           continue;
         }
       }
@@ -64,6 +66,7 @@ MergedRequests merge_requests(std::span<const RequestDag* const> requests,
       copy.creation_order = static_cast<std::uint32_t>(boost::num_vertices(g));
       index[v] = boost::add_vertex(std::move(copy), g);
       out.members.push_back({member});
+      out.member_names.push_back({names[v]});
       if (!sig.empty()) by_signature.emplace(sig, index[v]);
     }
     for (auto [it, end] = boost::edges(in); it != end; ++it) {

@@ -1,6 +1,7 @@
 // Golden tests: each compiler/tests/golden/NAME.srl compiles without error,
-// and its syntax tree and DAG equal NAME.ast.json and NAME.dag.json. Any
-// warnings must equal NAME.warn (absent when there are none).
+// and its syntax tree and DAG equal NAME.ast.json and NAME.dag.json, and its
+// nodes' names (node_names: "ID NAME" per line) NAME.names. Any warnings
+// must equal NAME.warn (absent when there are none).
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
@@ -27,6 +28,12 @@ TEST_CASE("golden: syntax tree and DAG of every construct") {
     const std::string dag = compiler::to_json(*result.dag, result.source.get()).dump(2) + "\n";
     const std::string diff = testing::check_golden(beside(".dag.json"), dag);
     CHECK_MESSAGE(diff.empty(), diff);
+    std::string names;
+    const auto derived = compiler::node_names(*result.dag);
+    for (std::size_t v = 0; v < derived.size(); ++v)
+      names += result.dag->graph[v].id + " " + derived[v] + "\n";
+    const std::string ndiff = testing::check_golden(beside(".names"), names);
+    CHECK_MESSAGE(ndiff.empty(), ndiff);
     if (!diags.empty() || std::filesystem::exists(beside(".warn"))) {
       const std::string wdiff = testing::check_golden(beside(".warn"), diags);
       CHECK_MESSAGE(wdiff.empty(), wdiff);

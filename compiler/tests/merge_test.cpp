@@ -3,6 +3,9 @@
 #include "srl/compiler/compiler.h"
 #include "srl/compiler/merge.h"
 
+#include <map>
+#include <set>
+
 using namespace srl;
 
 namespace {
@@ -55,4 +58,66 @@ TEST_CASE("merge: different options, devices or inputs are not merged") {
   // rx(eth0) shared by a and b; rx(eth1) separate; three ports; drops are
   // sinks and stay per request.
   CHECK(m.dag.node_count() == 2 + 3 + 3);
+}
+
+namespace {
+
+// Node names of `text`, by node id.
+std::map<std::string, std::string> names_of(const char* text) {
+  const auto dag = compile(text);
+  const auto names = compiler::node_names(dag);
+  std::map<std::string, std::string> out;
+  for (std::size_t v = 0; v < names.size(); ++v)
+    out[dag.graph[v].id] = names[v];
+  return out;
+}
+
+std::set<std::string> values(const std::map<std::string, std::string>& m) {
+  std::set<std::string> out;
+  for (const auto& [k, v] : m)
+    out.insert(v);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("node names: derived from the path, stable when another branch changes") {
+  const auto one = names_of("(udp) > (port, which=dst) 53> (count); (tcp) > (count)");
+  CHECK(values(one) ==
+        std::set<std::string>{"rx", "udp", "udp>port", "udp>port[53]>count", "tcp", "tcp>count"});
+  // A branch added in front renumbers the ids, not the names of the others.
+  const auto two =
+      names_of("(ipv6) > (count); (udp) > (port, which=dst) 53> (count); (tcp) > (count)");
+  CHECK(one.at("n3") == "udp>port[53]>count");
+  CHECK(two.at("n3") != one.at("n3"));
+  for (const auto& name : values(one))
+    CHECK(values(two).contains(name));
+  // Given names win and start the path of what follows them; equal paths
+  // are told apart in the order of the text; rejected and inverted edges.
+  const auto named = names_of(
+      "(ip) > (sample, n=10, name=s) > (count); (udp) > (count); (udp) > (count); "
+      "(tcp) !> (count); (port, which=dst) !53> (count)");
+  CHECK(values(named).contains("s>count"));
+  CHECK(values(named).contains("s"));
+  CHECK(values(named).contains("udp>count"));
+  CHECK(values(named).contains("udp#2>count"));
+  CHECK(values(named).contains("tcp!>count"));
+  CHECK(values(named).contains("port[!53]>count"));
+}
+
+TEST_CASE("merge: each member keeps its own request's name") {
+  const auto a = compile("(udp) > (count, name=u)");
+  const auto b = compile("(udp) > (port) 53> (count)");
+  const compiler::RequestDag* all[] = {&a, &b};
+  const std::string labels[] = {"a", "b"};
+  const auto m = compiler::merge_requests(all, labels);
+  REQUIRE(m.member_names.size() == m.members.size());
+  for (std::size_t v = 0; v < m.members.size(); ++v)
+    REQUIRE(m.member_names[v].size() == m.members[v].size());
+  CHECK(m.member_names[1] == std::vector<std::string>{"udp", "udp"});  // shared
+  std::set<std::string> all_names;
+  for (const auto& names : m.member_names)
+    all_names.insert(names.begin(), names.end());
+  CHECK(all_names.contains("u"));
+  CHECK(all_names.contains("udp>port[53]>count"));
 }

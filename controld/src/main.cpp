@@ -113,8 +113,14 @@ int main(int argc, char** argv) {
       "load) or 1-based index fail; SRL_CRASH_AT=STEP kills the daemon right after journaling\n"
       "it; SRL_JOURNAL_FAIL_FROM=N makes every write to the state database from the N-th\n"
       "after start fail as on a full disk. Exit status: 0 after SIGINT or SIGTERM, 1 when it\n"
-      "cannot start.");
-  CLI11_PARSE(app, argc, argv);
+      "cannot start, 2 for a bad option or configuration file.");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // CLI11's own codes (109 for an unknown option, ...) would differ from
+    // every other srl command's: 2 for a usage error, as they say.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   o.socket = socket;
   srl::controld::log::set_format(log_format == "json" ? srl::controld::log::Format::json
                                                       : srl::controld::log::Format::text);

@@ -57,10 +57,10 @@ std::string format_double(double v) {
 }
 
 struct NodeSums {
-  std::uint64_t blocks = 0, bytes = 0, accepted = 0, drops = 0;
+  std::uint64_t blocks = 0, bytes = 0, accepted = 0, dropped = 0, lost = 0;
 };
 struct ChannelSums {
-  std::uint64_t blocks = 0, bytes = 0, drops = 0;
+  std::uint64_t blocks = 0, bytes = 0, lost = 0;
 };
 
 struct NodeFamily {
@@ -72,7 +72,10 @@ constexpr NodeFamily kNodeFamilies[] = {
     {"srl_node_bytes_total", "Bytes of the blocks that reached a request's node.",
      &NodeSums::bytes},
     {"srl_node_accepted_total", "Blocks a request's node accepted.", &NodeSums::accepted},
-    {"srl_node_drops_total", "Blocks lost at a request's node.", &NodeSums::drops},
+    {"srl_node_dropped_total", "Blocks a request's node dropped (a drop node's accepted ones).",
+     &NodeSums::dropped},
+    {"srl_node_lost_total", "Blocks srl lost at a request's node (a full ring, a failed write).",
+     &NodeSums::lost},
 };
 
 struct ChannelFamily {
@@ -83,8 +86,8 @@ constexpr ChannelFamily kChannelFamilies[] = {
     {"srl_channel_blocks_total", "Blocks a datapath channel received.", &ChannelSums::blocks},
     {"srl_channel_bytes_total", "Bytes of the blocks a datapath channel received.",
      &ChannelSums::bytes},
-    {"srl_channel_drops_total", "Blocks dropped before a datapath channel could take them.",
-     &ChannelSums::drops},
+    {"srl_channel_lost_total", "Blocks lost before a datapath channel could take them.",
+     &ChannelSums::lost},
 };
 
 // ---- HTTP -----------------------------------------------------------------
@@ -300,18 +303,21 @@ std::string render_metrics(const std::vector<NodeCounters>& nodes,
   // and merges repeats.
   std::map<std::array<std::string, 4>, NodeSums> by_node;
   for (const auto& n : nodes) {
-    auto& s = by_node[{n.request, n.id, n.filter, n.space}];
+    // The node's name, not its id: a series stays the same series when
+    // another branch of the request is edited.
+    auto& s = by_node[{n.request, n.name, n.filter, n.space}];
     s.blocks += n.blocks;
     s.bytes += n.bytes;
     s.accepted += n.accepted;
-    s.drops += n.drops;
+    s.dropped += n.dropped;
+    s.lost += n.lost;
   }
   std::map<std::array<std::string, 2>, ChannelSums> by_channel;
   for (const auto& c : channels) {
     auto& s = by_channel[{c.channel, c.kind}];
     s.blocks += c.blocks;
     s.bytes += c.bytes;
-    s.drops += c.drops;
+    s.lost += c.drops;
   }
 
   std::string out;

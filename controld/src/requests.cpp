@@ -136,12 +136,7 @@ std::optional<optimizer::Profile> default_profile() {
   }
 }
 
-// "web/n3" -> {"web", "n3"}
-std::pair<std::string, std::string> split_member(const std::string& m) {
-  const auto slash = m.find('/');
-  if (slash == std::string::npos) return {"", m};
-  return {m.substr(0, slash), m.substr(slash + 1)};
-}
+using runtime::split_member;  // "web/n3" -> {"web", "n3"}
 
 void add(runtime::VertexCounters& to, const runtime::VertexCounters& c) {
   to.blocks += c.blocks;
@@ -872,11 +867,13 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
     if (info.applied_at.empty() || s.name == txn_request) info.applied_at = now;
     info.nodes.clear();
     for (std::size_t v = 0; v < dag.node_count(); ++v)
-      for (const auto& m : fresh->merged.members[v]) {
+      for (std::size_t i = 0; i < fresh->merged.members[v].size(); ++i) {
+        const auto& m = fresh->merged.members[v][i];
         const auto [req, id] = split_member(m);
         if (req != s.name) continue;
         info.nodes.push_back({id, std::string(g[v].filter_name()), space_of(dag, place, v),
-                              why.contains(m) ? why.at(m) : std::string()});
+                              why.contains(m) ? why.at(m) : std::string(),
+                              fresh->merged.member_names[v][i]});
       }
     fresh->info[s.name] = std::move(info);
   }
@@ -1206,13 +1203,14 @@ std::vector<NodeCounters> RequestManager::stats(const std::string& name) const {
     for (const auto& s : u->specs) {
       if (!name.empty() && s.name != name) continue;
       for (std::size_t v = 0; v < counters.size(); ++v)
-        for (const auto& m : u->merged.members[v]) {
+        for (std::size_t i = 0; i < u->merged.members[v].size(); ++i) {
+          const auto& m = u->merged.members[v][i];
           const auto [req, id] = split_member(m);
           if (req != s.name) continue;
           runtime::VertexCounters c = counters[v];
           if (const auto it = u->carried.find(m); it != u->carried.end()) add(c, it->second);
-          out.push_back({req, id, std::string(g[v].filter_name()), counters[v].space, c.blocks,
-                         c.bytes, c.accepted, c.drops});
+          out.push_back(
+              runtime::node_report(req, id, u->merged.member_names[v][i], g[v].filter_name(), c));
         }
     }
   }

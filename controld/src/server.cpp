@@ -108,20 +108,47 @@ void fill_info(const RequestInfo& r, v1::RequestInfo* out) {
     pn->set_filter(n.filter);
     pn->set_space(n.space);
     pn->set_why(n.why);
+    pn->set_name(n.name);
   }
 }
 
-void fill_stats(const std::vector<NodeCounters>& nodes, v1::StatsReply* out) {
-  for (const auto& n : nodes) {
+void set_timestamp(std::int64_t ns, google::protobuf::Timestamp* out) {
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<std::int32_t>(ns % 1000000000));
+}
+
+// The counters' one shape (docs/counters.md) as the proto carries it.
+void fill_stats(const runtime::CounterReport& r, v1::StatsReply* out) {
+  out->set_counters_version(runtime::kCountersVersion);
+  set_timestamp(r.time_ns, out->mutable_time());
+  if (r.interval_s) out->set_interval_s(*r.interval_s);
+  for (const auto& n : r.nodes) {
     auto* pn = out->add_nodes();
     pn->set_request(n.request);
-    pn->set_id(n.id);
+    pn->set_node(n.node);
+    pn->set_name(n.name);
     pn->set_filter(n.filter);
     pn->set_space(n.space);
     pn->set_blocks(n.blocks);
     pn->set_bytes(n.bytes);
     pn->set_accepted(n.accepted);
-    pn->set_drops(n.drops);
+    pn->set_dropped(n.dropped);
+    pn->set_lost(n.lost);
+    if (n.blocks_per_s) pn->set_blocks_per_s(*n.blocks_per_s);
+    if (n.bytes_per_s) pn->set_bytes_per_s(*n.bytes_per_s);
+    pn->set_failure(n.failure);
+  }
+  for (const auto& c : r.channels) {
+    auto* pc = out->add_channels();
+    for (const auto& q : c.requests)
+      pc->add_requests(q);
+    pc->set_name(c.name);
+    pc->set_kind(c.kind);
+    pc->set_blocks(c.blocks);
+    pc->set_bytes(c.bytes);
+    pc->set_lost(c.lost);
+    if (c.blocks_per_s) pc->set_blocks_per_s(*c.blocks_per_s);
+    if (c.bytes_per_s) pc->set_bytes_per_s(*c.bytes_per_s);
   }
 }
 
@@ -257,6 +284,7 @@ struct Server::Service final : v1::Control::Service {
         pn->set_filter(n.filter);
         pn->set_space(n.space);
         pn->set_why(n.why);
+        pn->set_name(n.name);
       }
       reply->set_cost_ns_per_s(plan.total_cost_ns_per_s);
       reply->set_input_rate_pps(plan.input_rate_pps);
@@ -433,33 +461,43 @@ struct Server::Service final : v1::Control::Service {
                      v1::StatsReply* reply) override {
     auto who = caller(ctx, "Stats");
     if (auto* st = std::get_if<grpc::Status>(&who)) return *st;
-    auto n = counters(std::get<Caller>(who), req->name(), "Stats");
-    if (auto* st = std::get_if<grpc::Status>(&n)) return *st;
-    fill_stats(std::get<std::vector<NodeCounters>>(n), reply);
-    fill_channels(std::get<Caller>(who), req->name(), reply);
+    auto r = report(std::get<Caller>(who), req->name(), "Stats");
+    if (auto* st = std::get_if<grpc::Status>(&r)) return *st;
+    fill_stats(std::get<runtime::CounterReport>(r), reply);
     return grpc::Status::OK;
   }
 
   // The channels of the units that hold a request the caller may see (and,
   // with a name, that request).
-  void fill_channels(const Caller& c, const std::string& name, v1::StatsReply* reply) const {
+  std::vector<runtime::ChannelReport> channels(const Caller& c, const std::string& name) const {
     std::set<std::string> mine;
     for (const auto& r : requests->list())
       if (c.may_see(r.owner_uid)) mine.insert(r.name);
+    std::vector<runtime::ChannelReport> out;
     for (const auto& ch : requests->channels()) {
       if (std::none_of(ch.requests.begin(), ch.requests.end(), [&](const auto& r) {
             return mine.contains(r) && (name.empty() || r == name);
           }))
         continue;
-      auto* pc = reply->add_channels();
+      runtime::ChannelReport pc{ch.name, ch.kind, {}, ch.blocks, ch.bytes, ch.drops, {}, {}};
       for (const auto& r : ch.requests)  // other users' requests stay unnamed
-        if (mine.contains(r)) pc->add_requests(r);
-      pc->set_name(ch.name);
-      pc->set_kind(ch.kind);
-      pc->set_blocks(ch.blocks);
-      pc->set_bytes(ch.bytes);
-      pc->set_drops(ch.drops);
+        if (mine.contains(r)) pc.requests.push_back(r);
+      out.push_back(std::move(pc));
     }
+    return out;
+  }
+
+  // What Stats answers and Watch sends: the counters read now.
+  std::variant<runtime::CounterReport, grpc::Status> report(const Caller& c,
+                                                            const std::string& name,
+                                                            const char* method) const {
+    runtime::CounterReport r;
+    r.time_ns = runtime::wall_clock_ns();
+    auto n = counters(c, name, method);
+    if (auto* st = std::get_if<grpc::Status>(&n)) return *st;
+    r.nodes = std::move(std::get<std::vector<NodeCounters>>(n));
+    r.channels = channels(c, name);
+    return r;
   }
 
   // Counters every interval; applied and removed events as the set of
@@ -496,6 +534,7 @@ struct Server::Service final : v1::Control::Service {
       held.s = this;
     }
     std::map<std::string, std::string> known;  // name -> applied_at
+    std::optional<runtime::CounterReport> before;
     bool first = true;
     while (!ctx->IsCancelled()) {
       std::map<std::string, std::string> now;
@@ -507,7 +546,7 @@ struct Server::Service final : v1::Control::Service {
           const auto it = known.find(name);
           if (it != known.end() && it->second == at) continue;
           v1::Event e;
-          e.set_time(now_utc());
+          set_timestamp(runtime::wall_clock_ns(), e.mutable_time());
           if (at == "failed")
             e.set_failed(name);
           else
@@ -517,19 +556,22 @@ struct Server::Service final : v1::Control::Service {
         for (const auto& [name, at] : known)
           if (!now.contains(name)) {
             v1::Event e;
-            e.set_time(now_utc());
+            set_timestamp(runtime::wall_clock_ns(), e.mutable_time());
             e.set_removed(name);
             if (!writer->Write(e)) return grpc::Status::OK;
           }
       }
       known = std::move(now);
       first = false;
-      auto n = counters(c, req->name(), "Watch");
-      if (auto* st = std::get_if<grpc::Status>(&n)) return *st;
+      auto r = report(c, req->name(), "Watch");
+      if (auto* st = std::get_if<grpc::Status>(&r)) return *st;
+      auto& counters_now = std::get<runtime::CounterReport>(r);
+      // Rates over the interval since this watch's last counters.
+      if (before) runtime::add_rates(counters_now, *before);
       v1::Event e;
-      e.set_time(now_utc());
-      fill_stats(std::get<std::vector<NodeCounters>>(n), e.mutable_counters());
-      fill_channels(c, req->name(), e.mutable_counters());
+      set_timestamp(counters_now.time_ns, e.mutable_time());
+      fill_stats(counters_now, e.mutable_counters());
+      before = std::move(counters_now);
       if (!writer->Write(e)) return grpc::Status::OK;
       // Sleep in short steps so that a cancelled watch ends promptly.
       const auto until = std::chrono::steady_clock::now() + interval;

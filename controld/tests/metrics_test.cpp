@@ -76,7 +76,7 @@ std::string read_all(int fd) {
 
 // Sends `request` on a new connection and returns everything the server
 // sent until it closed.
-std::string exchange(std::uint16_t port, const std::string& request, int family = AF_INET) {
+std::string http_exchange(std::uint16_t port, const std::string& request, int family = AF_INET) {
   const int fd = connect_to(port, family);
   REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
           static_cast<ssize_t>(request.size()));
@@ -112,9 +112,26 @@ struct Served {
 }  // namespace
 
 TEST_CASE("metrics: exact exposition, sorted and escaped") {
+  // The node's name labels its series, not its id (a position).
   std::vector<NodeCounters> nodes = {
-      {"web", "n2", "port", "xdp:eth0", 10, 1500, 7, 0},
-      {"dns", "a\"b\\c\nd", "bpf", "user", 1, 64, 1, 2},
+      {.request = "web",
+       .node = "n2",
+       .name = "udp>port",
+       .filter = "port",
+       .space = "xdp:eth0",
+       .blocks = 10,
+       .bytes = 1500,
+       .accepted = 7},
+      {.request = "dns",
+       .node = "n7",
+       .name = "a\"b\\c\nd",
+       .filter = "drop",
+       .space = "user",
+       .blocks = 1,
+       .bytes = 64,
+       .accepted = 1,
+       .dropped = 1,
+       .lost = 2},
   };
   std::vector<ChannelCounters> channels = {
       {"eth0", "afxdp:eth0:0", "afxdp", 5, 700, 1},
@@ -124,8 +141,8 @@ TEST_CASE("metrics: exact exposition, sorted and escaped") {
   g.transactions_committed = 4;
   g.transactions_rolled_back = 1;
   g.uptime_seconds = 12.5;
-  const std::string dns = R"(request="dns",node="a\"b\\c\nd",filter="bpf",space="user")";
-  const std::string web = R"(request="web",node="n2",filter="port",space="xdp:eth0")";
+  const std::string dns = R"(request="dns",node="a\"b\\c\nd",filter="drop",space="user")";
+  const std::string web = R"(request="web",node="udp>port",filter="port",space="xdp:eth0")";
   const std::string ch = R"(channel="afxdp:eth0:0",kind="afxdp")";
   const std::string expected =
       "# HELP srl_node_blocks_total Blocks that reached a request's node.\n"
@@ -152,12 +169,22 @@ TEST_CASE("metrics: exact exposition, sorted and escaped") {
       "srl_node_accepted_total{" +
       web +
       "} 7\n"
-      "# HELP srl_node_drops_total Blocks lost at a request's node.\n"
-      "# TYPE srl_node_drops_total counter\n"
-      "srl_node_drops_total{" +
+      "# HELP srl_node_dropped_total Blocks a request's node dropped (a drop node's accepted "
+      "ones).\n"
+      "# TYPE srl_node_dropped_total counter\n"
+      "srl_node_dropped_total{" +
+      dns +
+      "} 1\n"
+      "srl_node_dropped_total{" +
+      web +
+      "} 0\n"
+      "# HELP srl_node_lost_total Blocks srl lost at a request's node (a full ring, a failed "
+      "write).\n"
+      "# TYPE srl_node_lost_total counter\n"
+      "srl_node_lost_total{" +
       dns +
       "} 2\n"
-      "srl_node_drops_total{" +
+      "srl_node_lost_total{" +
       web +
       "} 0\n"
       "# HELP srl_channel_blocks_total Blocks a datapath channel received.\n"
@@ -170,9 +197,9 @@ TEST_CASE("metrics: exact exposition, sorted and escaped") {
       "srl_channel_bytes_total{" +
       ch +
       "} 700\n"
-      "# HELP srl_channel_drops_total Blocks dropped before a datapath channel could take them.\n"
-      "# TYPE srl_channel_drops_total counter\n"
-      "srl_channel_drops_total{" +
+      "# HELP srl_channel_lost_total Blocks lost before a datapath channel could take them.\n"
+      "# TYPE srl_channel_lost_total counter\n"
+      "srl_channel_lost_total{" +
       ch +
       "} 1\n"
       "# HELP srl_requests Requests the daemon runs.\n"
@@ -207,7 +234,7 @@ TEST_CASE("metrics: label escaping, repeated series, empty families, special flo
   const std::string text = render_metrics({}, channels, DaemonGauges{});
   CHECK(text.find("srl_channel_blocks_total{channel=\"packet:eth0\",kind=\"packet\"} 3\n") !=
         std::string::npos);
-  CHECK(text.find("srl_channel_drops_total{channel=\"packet:eth0\",kind=\"packet\"} 3\n") !=
+  CHECK(text.find("srl_channel_lost_total{channel=\"packet:eth0\",kind=\"packet\"} 3\n") !=
         std::string::npos);
   // Families without series still say what they are.
   CHECK(text.find("# TYPE srl_node_blocks_total counter\n# HELP srl_node_bytes_total") !=
@@ -226,7 +253,7 @@ TEST_CASE("metrics: label escaping, repeated series, empty families, special flo
 TEST_CASE("metrics: GET /metrics answers 200 with the rendered text") {
   Served s;
   REQUIRE(s.server->port() != 0);
-  const std::string reply = exchange(s.server->port(), get("/metrics"));
+  const std::string reply = http_exchange(s.server->port(), get("/metrics"));
   CHECK(status_of(reply) == 200);
   CHECK(reply.find("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n") !=
         std::string::npos);
@@ -237,9 +264,9 @@ TEST_CASE("metrics: GET /metrics answers 200 with the rendered text") {
 
   // Query parameters are ignored; HTTP/1.0 and bare LF are accepted; HEAD
   // has the headers only.
-  CHECK(body_of(exchange(s.server->port(), get("/metrics?x=1"))) == kBody);
-  CHECK(body_of(exchange(s.server->port(), "GET /metrics HTTP/1.0\n\n")) == kBody);
-  const std::string head = exchange(s.server->port(), "HEAD /metrics HTTP/1.1\r\n\r\n");
+  CHECK(body_of(http_exchange(s.server->port(), get("/metrics?x=1"))) == kBody);
+  CHECK(body_of(http_exchange(s.server->port(), "GET /metrics HTTP/1.0\n\n")) == kBody);
+  const std::string head = http_exchange(s.server->port(), "HEAD /metrics HTTP/1.1\r\n\r\n");
   CHECK(status_of(head) == 200);
   CHECK(head.find("Content-Length: " + std::to_string(kBody.size())) != std::string::npos);
   CHECK(body_of(head).empty());
@@ -249,28 +276,28 @@ TEST_CASE("metrics: GET /metrics answers 200 with the rendered text") {
 TEST_CASE("metrics: other paths 404, other methods 405, malformed 400, oversize 431") {
   Served s;
   const auto port = s.server->port();
-  CHECK(status_of(exchange(port, get("/"))) == 404);
-  CHECK(status_of(exchange(port, get("/metrics/x"))) == 404);
+  CHECK(status_of(http_exchange(port, get("/"))) == 404);
+  CHECK(status_of(http_exchange(port, get("/metrics/x"))) == 404);
   const std::string post =
-      exchange(port, "POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+      http_exchange(port, "POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
   CHECK(status_of(post) == 405);
   CHECK(post.find("\r\nAllow: GET, HEAD\r\n") != std::string::npos);
-  CHECK(status_of(exchange(port, "DELETE /metrics HTTP/1.1\r\n\r\n")) == 405);
-  CHECK(status_of(exchange(port, "hello\r\n\r\n")) == 400);
-  CHECK(status_of(exchange(port, "GET /metrics HTTP/2.0\r\n\r\n")) == 505);
+  CHECK(status_of(http_exchange(port, "DELETE /metrics HTTP/1.1\r\n\r\n")) == 405);
+  CHECK(status_of(http_exchange(port, "hello\r\n\r\n")) == 400);
+  CHECK(status_of(http_exchange(port, "GET /metrics HTTP/2.0\r\n\r\n")) == 505);
   const std::string big =
       "GET /metrics HTTP/1.1\r\nX-Pad: " + std::string(MetricsServer::kMaxRequestBytes, 'a') +
       "\r\n\r\n";
-  CHECK(status_of(exchange(port, big)) == 431);
+  CHECK(status_of(http_exchange(port, big)) == 431);
   CHECK(s.renders == 0);
   // Still serving.
-  CHECK(status_of(exchange(port, get("/metrics"))) == 200);
+  CHECK(status_of(http_exchange(port, get("/metrics"))) == 200);
 }
 
 TEST_CASE("metrics: a failing render answers 500") {
   auto server = MetricsServer::start("127.0.0.1:0",
                                      []() -> std::string { throw std::runtime_error("no stats"); });
-  const std::string reply = exchange(server->port(), get("/metrics"));
+  const std::string reply = http_exchange(server->port(), get("/metrics"));
   CHECK(status_of(reply) == 500);
   CHECK(body_of(reply).find("no stats") != std::string::npos);
 }
@@ -281,7 +308,7 @@ TEST_CASE("metrics: an idle client holds the server no longer than the read time
   const int idle = connect_to(port);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // accepted first
   const auto t0 = Clock::now();
-  const std::string reply = exchange(port, get("/metrics"));
+  const std::string reply = http_exchange(port, get("/metrics"));
   const auto waited = ms_since(t0);
   CHECK(status_of(reply) == 200);
   CHECK(waited < MetricsServer::kReadTimeoutMs + 1500);
@@ -296,7 +323,7 @@ TEST_CASE("metrics: an idle client holds the server no longer than the read time
     if (::send(slow, "G", 1, MSG_NOSIGNAL) != 1) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  CHECK(status_of(exchange(port, get("/metrics"))) == 200);
+  CHECK(status_of(http_exchange(port, get("/metrics"))) == 200);
   CHECK(ms_since(t1) < MetricsServer::kReadTimeoutMs + 2500);
   ::close(slow);
 }
@@ -304,7 +331,7 @@ TEST_CASE("metrics: an idle client holds the server no longer than the read time
 TEST_CASE("metrics: stop() is prompt, idempotent, and ends listening") {
   Served s;
   const auto port = s.server->port();
-  CHECK(status_of(exchange(port, get("/metrics"))) == 200);
+  CHECK(status_of(http_exchange(port, get("/metrics"))) == 200);
   const int idle = connect_to(port);  // the server waits on it when stopped
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   const auto t0 = Clock::now();
@@ -365,9 +392,9 @@ TEST_CASE("metrics: IPv6 loopback and every interface") {
   } catch (const std::runtime_error& e) {
     MESSAGE("no IPv6 loopback here: " << e.what());
   }
-  if (v6) CHECK(body_of(exchange(v6->port(), get("/metrics"), AF_INET6)) == kBody);
+  if (v6) CHECK(body_of(http_exchange(v6->port(), get("/metrics"), AF_INET6)) == kBody);
 
   const auto any = MetricsServer::start(":0", render);
-  CHECK(body_of(exchange(any->port(), get("/metrics"))) == kBody);
-  if (v6) CHECK(body_of(exchange(any->port(), get("/metrics"), AF_INET6)) == kBody);
+  CHECK(body_of(http_exchange(any->port(), get("/metrics"))) == kBody);
+  if (v6) CHECK(body_of(http_exchange(any->port(), get("/metrics"), AF_INET6)) == kBody);
 }

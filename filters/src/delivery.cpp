@@ -18,8 +18,12 @@ const std::string* string_option(const Options& options, const char* key) {
 }
 }  // namespace
 
+bool drops_accepted(const FilterSpec& spec) {
+  return spec.name == "drop";
+}
+
 bool consumes_block(const FilterSpec& spec, const Options& options) {
-  if (spec.name == "drop") return true;
+  if (drops_accepted(spec)) return true;
   if (spec.name == "tx") {
     const auto* mode = string_option(options, "mode");
     return mode != nullptr && *mode == "forward";

@@ -349,6 +349,18 @@ std::unique_ptr<SpaceDriver> make_offload_emulator() {
   return std::make_unique<OffloadEmulator>();
 }
 
+std::vector<std::string> up_ethernet_devices(const std::string& sysfs) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::path(sysfs) / "class/net", ec)) {
+    if (slurp(e.path() / "type") != "1") continue;  // Ethernet only (not loopback, tunnels)
+    const std::string state = slurp(e.path() / "operstate");
+    if (state == "up" || state == "unknown") out.push_back(e.path().filename().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 SystemModel discover(const DiscoveryOptions& opt) {
   SystemModel m;
   m.origin = "discovered";
@@ -385,13 +397,7 @@ SystemModel discover(const DiscoveryOptions& opt) {
   for (const auto& e : fs::directory_iterator(sys / "class/net", ec))
     all[e.path().filename().string()] = e.path();
   std::vector<std::string> devices = opt.devices;
-  if (devices.empty()) {
-    for (const auto& [name, p] : all) {
-      if (slurp(p / "type") != "1") continue;  // Ethernet only (not loopback, tunnels)
-      const std::string state = slurp(p / "operstate");
-      if (state == "up" || state == "unknown") devices.push_back(name);
-    }
-  }
+  if (devices.empty()) devices = up_ethernet_devices(opt.sysfs);
   for (const auto& d : devices)
     if (!all.contains(d)) {
       std::string known;

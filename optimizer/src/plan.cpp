@@ -251,6 +251,7 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
     const std::size_t s = a[v];
     NodePlan np;
     np.id = n.id;
+    np.name = n.name;
     np.members = n.members;
     np.filter = std::string(n.spec->name);
     np.where = n.where;
@@ -499,7 +500,7 @@ nlohmann::ordered_json to_json(const Plan& p, bool with_timing) {
       if (a.delta) o["delta"] = *a.delta;
       alts.push_back(o);
     }
-    J o = {{"id", n.id}, {"filter", n.filter}};
+    J o = {{"id", n.id}, {"name", n.name}, {"filter", n.filter}};
     if (n.members.size() > 1) o["members"] = n.members;
     if (!n.where.empty()) o["loc"] = n.where;
     o["space"] = n.space;
@@ -577,19 +578,20 @@ std::string to_text(const Plan& p) {
     if (s.size() < w) s.resize(w, ' ');
     return s;
   };
-  std::size_t wid = 4, wf = 6, ws = 5, wc = 7;
+  std::size_t wid = 4, wn = 4, wf = 6, ws = 5, wc = 7;
   for (const auto& n : p.nodes) {
     wid = std::max(wid, n.id.size());
+    wn = std::max(wn, n.name.size());
     wf = std::max(wf, n.filter.size());
     ws = std::max(ws, n.space.size());
     wc = std::max(wc, n.channel_in.size());
   }
-  o << pad("node", wid) << "  " << pad("filter", wf) << "  " << pad("space", ws) << "  "
-    << pad("channel", wc) << "  " << pad("cost", 14) << "  why\n";
+  o << pad("node", wid) << "  " << pad("name", wn) << "  " << pad("filter", wf) << "  "
+    << pad("space", ws) << "  " << pad("channel", wc) << "  " << pad("cost", 14) << "  why\n";
   for (const auto& n : p.nodes) {
-    o << pad(n.id, wid) << "  " << pad(n.filter, wf) << "  " << pad(n.space, ws) << "  "
-      << pad(n.channel_in.empty() ? "-" : n.channel_in, wc) << "  " << pad(cpu(n.cost_ns_per_s), 14)
-      << "  " << n.why << "\n";
+    o << pad(n.id, wid) << "  " << pad(n.name, wn) << "  " << pad(n.filter, wf) << "  "
+      << pad(n.space, ws) << "  " << pad(n.channel_in.empty() ? "-" : n.channel_in, wc) << "  "
+      << pad(cpu(n.cost_ns_per_s), 14) << "  " << n.why << "\n";
     if (n.members.size() > 1) {
       o << std::string(wid + 2, ' ') << "shared by";
       for (const auto& m : n.members)

@@ -395,6 +395,7 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
   for (const auto& req : requests) {
     const auto& g = req.dag->graph;
     const std::size_t n = boost::num_vertices(g);
+    const auto names = compiler::node_names(*req.dag);
     // Kahn's algorithm, ties by id order, so merging sees inputs first.
     std::vector<std::size_t> indeg(n, 0), order;
     for (std::size_t v = 0; v < n; ++v)
@@ -473,6 +474,7 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
         if (shareable) by_signature[sig] = index[v];
         ProblemNode pn;
         pn.id = id;
+        pn.name = names[v];
         pn.members = {id};
         pn.spec = &f;
         pn.where = where;

@@ -14,13 +14,14 @@ models=$dir/models
 
 # Table: header, the node lines, baselines, solver line.
 out=$("$srl" plan --no-profile --model "$models/two-cores.json" --dev eth0 -e '(tcp) > (http) > (print)')
-[[ $out == "node  filter  space"* ]] || fail "plan table header: $out"
-[[ $out == *"n1    tcp     xdp:eth0"* ]] || fail "tcp not in xdp:eth0: $out"
+[[ $out == "node  name            filter  space"* ]] || fail "plan table header: $out"
+[[ $out == *"n1    tcp             tcp     xdp:eth0"* ]] || fail "tcp not in xdp:eth0: $out"
+[[ $out == *"n2    tcp>http        http    user:"* ]] || fail "http's name: $out"
 [[ $out == *"baseline all-user"* && $out == *"solver: GLPK optimal"* ]] || fail "plan footer: $out"
 
 # JSON and DOT.
 "$srl" plan --no-profile --model "$models/two-cores.json" --dev eth0 -j -e '(udp) > (dns) > (count)' >"$tmp/p.json"
-python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["srl_plan_version"]==1 and j["nodes"][2]["filter"]=="dns"' "$tmp/p.json" ||
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["srl_plan_version"]==1 and j["nodes"][2]["filter"]=="dns" and j["nodes"][3]["name"]=="udp>dns>count"' "$tmp/p.json" ||
   fail "plan JSON"
 dot=$("$srl" plan --no-profile --model "$models/smartnic.json" --dev eth0 --dot -e '(ipv4) > (udp) > (port) 53> (dns)')
 [[ $dot == "digraph plan {"* && $dot == *"subgraph cluster_"* && $dot == *'label="offload:eth0'* ]] || fail "plan DOT: $dot"

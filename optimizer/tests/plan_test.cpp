@@ -2,6 +2,9 @@
 // (and an emulated offload device where asked).
 #include <doctest/doctest.h>
 
+#include <iterator>
+#include <sstream>
+
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -331,7 +334,13 @@ TEST_CASE("plan outputs: JSON fields, text table, DOT clusters") {
   CHECK(j["solver"].contains("time_ms"));
   CHECK_FALSE(to_json(p.plan, false)["solver"].contains("time_ms"));
   const std::string text = to_text(p.plan);
-  CHECK(text.rfind("node  filter  space", 0) == 0);
+  CHECK(text.rfind("node  name ", 0) == 0);
+  {
+    std::istringstream header(text.substr(0, text.find('\n')));
+    std::vector<std::string> words{std::istream_iterator<std::string>(header), {}};
+    CHECK(words ==
+          std::vector<std::string>{"node", "name", "filter", "space", "channel", "cost", "why"});
+  }
   CHECK(text.find("baseline all-user") != std::string::npos);
   CHECK(text.find("    copy: the userspace part only observes") != std::string::npos);
   const std::string dot = to_dot(p.plan);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "srl/filters/delivery.h"
 #include "srl/optimizer/optimizer.h"
 #include "srl/runtime/engine.h"
 #include "srl/runtime/inputs.h"
@@ -715,6 +716,24 @@ bool Datapath::ended() const {
 
 bool Datapath::has_engine() const {
   return impl_->engine != nullptr;
+}
+
+NodeReport node_report(const std::string& request, const std::string& node, const std::string& name,
+                       std::string_view filter, const VertexCounters& c) {
+  NodeReport r;
+  r.request = request;
+  r.node = node;
+  r.name = name;
+  r.filter = std::string(filter);
+  r.space = c.space;
+  r.blocks = c.blocks;
+  r.bytes = c.bytes;
+  r.accepted = c.accepted;
+  const auto* spec = filters::Catalog::builtin().find(filter);
+  r.dropped = spec != nullptr && filters::drops_accepted(*spec) ? c.accepted : 0;
+  r.lost = c.drops;
+  r.failure = c.failure;
+  return r;
 }
 
 }  // namespace srl::runtime

@@ -84,13 +84,14 @@ b=$(tcpdump -nr "$tmp/again.pcap" 'greater 1000' 2>/dev/null | wc -l)
   >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [[ $rc -eq 1 ]] && ok "a sink that cannot write: exit 1" || fail "a sink that cannot write: exit $rc"
-grep -q "pcap full: writing '/dev/full': No space left on device" "$tmp/err" \
+grep -q "n1 full (pcap): writing '/dev/full': No space left on device" "$tmp/err" \
   && ok "a sink that cannot write: says where and why" || fail "a sink that cannot write: $(cat "$tmp/err")"
 python3 -c '
 import json, sys
 last = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]
 n = next(n for n in last["nodes"] if n.get("name") == "full")
 assert "No space left on device" in n["failure"], n
+assert n["lost"] > 0 and n["dropped"] == 0, n
 ' "$tmp/out" && ok "a sink that cannot write: its failure in the JSON" \
   || fail "a sink that cannot write: no failure in the JSON: $(tail -1 "$tmp/out")"
 

@@ -88,9 +88,33 @@ n=$(count_of web) m=$(count_of all)
 metrics=$(ip netns exec "$b" python3 -c '
 import urllib.request
 print(urllib.request.urlopen("http://127.0.0.1:9477/metrics", timeout=5).read().decode())')
-[[ $metrics == *'srl_node_blocks_total{request="web",node="n3",filter="count",space="xdp:vb"} 170'* \
+[[ $metrics == *'srl_node_blocks_total{request="web",node="udp>port[53]>count",filter="count",space="xdp:vb"} 170'* \
    && $metrics == *"srl_requests 2"* ]] && ok "Prometheus metrics: web's count node at 170" \
   || fail "metrics: $(grep -m3 'count\|srl_requests' <<<"$metrics")"
+# The counters' one shape (docs/counters.md): names, versioned, and in the
+# text table; rates in the Watch stream's second report.
+"$srl" stats -j web 2>/dev/null | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["srl_counters_version"] == 1 and r["time"].endswith("Z"), r
+n = {x["name"]: x for x in r["nodes"]}
+assert set(n) == {"rx", "udp", "udp>port", "udp>port[53]>count"}, n
+c = n["udp>port[53]>count"]
+assert c["node"] == "n3" and c["blocks"] == 170 and c["dropped"] == 0 and c["lost"] == 0, c
+assert c["blocks_per_s"] is None, c
+' && ok "stats -j: version 1, every node named, web's count at 170" || fail "stats -j: $("$srl" stats -j web 2>&1 | head -c 600)"
+out=$("$srl" stats web 2>&1)
+[[ $out == *"n3   udp>port[53]>count count"* ]] && ok "stats: the names in the table" \
+  || fail "stats: $out"
+timeout 5 "$srl" stats -w -j --interval 0.3 web >"$tmp/watch" 2>/dev/null
+python3 -c '
+import json, sys
+reports = [json.loads(l)["counters"] for l in open(sys.argv[1]) if "counters" in l]
+assert len(reports) >= 2, reports
+assert reports[0]["interval_s"] is None and reports[1]["interval_s"] > 0.2, reports[:2]
+assert all(n["blocks_per_s"] == 0 for n in reports[1]["nodes"]), reports[1]
+' "$tmp/watch" && ok "stats -w: rates from the second report on (0 per second: no traffic)" \
+  || fail "stats -w: $(head -c 600 "$tmp/watch")"
 out=$("$srl" plan -n web --dev vb -e '(udp) > (port) 54> (count)' 2>&1)
 [[ $? -eq 0 && $out == *"replace web"* && $out == *"+ web/n2 port xdp:vb"* \
    && $out == *"swap the program on the xdp hook of vb in one update (shared with all)"* ]] \

@@ -153,3 +153,14 @@ while time.time() < end:
     if n % 10 == 0: time.sleep(0.01)
 print(n)' "$@"
 }
+
+# From $a: N datagrams of 20 bytes to 10.77.0.2:53, then M of 1 byte to
+# 10.77.0.2:5353.
+send_dns() {  # N M
+  ip netns exec "$a" python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(int(sys.argv[1])): s.sendto(b"q" * 20, ("10.77.0.2", 53))
+for _ in range(int(sys.argv[2])): s.sendto(b"x", ("10.77.0.2", 5353))
+' "$1" "$2"
+}

@@ -156,7 +156,7 @@ captured=$(tcpdump -nr "$tmp/small.pcap" 2>/dev/null | wc -l)
 lost=$(tail -1 "$tmp/out" | python3 -c '
 import json, sys
 final = json.loads(sys.stdin.read())
-print(sum(c.get("drops", 0) for c in final.get("channels", []) if c["name"].startswith("ringbuf:")))')
+print(sum(c.get("lost", 0) for c in final.get("channels", []) if c["name"].startswith("ringbuf:")))')
 [[ $captured -lt 2000 && $((captured + lost)) -eq 2000 ]] \
   && ok "a full ring lost $lost copies, counted; $captured captured" \
   || fail "full ring: captured $captured, counted lost $lost, of 2000"

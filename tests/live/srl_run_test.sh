@@ -17,14 +17,6 @@ wait_attached() {  # up to 10 s
   for _ in $(seq 100); do hooked && return 0; sleep 0.1; done
   return 1
 }
-send() {  # N to port 53, M to port 5353
-  ip netns exec "$a" python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for _ in range(int(sys.argv[1])): s.sendto(b"q" * 20, ("10.77.0.2", 53))
-for _ in range(int(sys.argv[2])): s.sendto(b"x", ("10.77.0.2", 5353))
-' "$1" "$2"
-}
 final_count() {  # blocks counted by the count node in the last JSON line
   python3 -c '
 import json, sys
@@ -44,7 +36,7 @@ for mode in native generic tc tc-clsact; do
     -e "$request" >"$tmp/out" 2>"$tmp/err" &
   pid=$!
   if wait_attached; then
-    send 137 59
+    send_dns 137 59
     wait "$pid"; rc=$?
     [[ $rc -eq 0 ]] && ok "$mode: exit 0" || fail "$mode: exit $rc: $(cat "$tmp/err")"
     want="XDP $mode"; [[ $mode == tc ]] && want="TC ingress (tcx link)"
@@ -72,7 +64,7 @@ for costs in "--profile $tmp/profile.json:TC ingress:tc:vb" "--no-profile:XDP na
   IFS=: read -r flag want planned space <<<"$costs"
   snapshot
   ip netns exec "$b" "$srl" plan --dev vb $flag -e "$request" >"$tmp/plan" 2>&1
-  grep -Eq "^n0 +rx +$planned:$space " "$tmp/plan" && ok "plan $flag: rx at $planned" \
+  grep -Eq "^n0 +rx +rx +$planned:$space " "$tmp/plan" && ok "plan $flag: rx at $planned" \
     || fail "plan $flag: expected rx at $planned: $(head -3 "$tmp/plan")"
   ip netns exec "$b" "$srl" run --dev vb $flag --duration 1 --bpffs "$bpffs" -e "$request" >"$tmp/out" 2>&1
   rc=$?

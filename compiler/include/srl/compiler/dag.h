@@ -86,6 +86,13 @@ struct RequestDag {
   std::optional<Vertex> find(std::string_view id) const;
 };
 
+// Every node's name, by vertex: the one given with name=, else one derived
+// from the filters and selectors on the way to it from its source
+// ("udp>port[53]>count"), so that it stays the same when other branches
+// of the request change; equal derived names take "#2", "#3", ... in
+// the order of the DAG's ids. docs/counters.md.
+std::vector<std::string> node_names(const RequestDag& dag);
+
 inline constexpr int kDagJsonVersion = 1;
 
 // SRL.md §5. `with_locs = false` leaves positions out (for comparing DAGs

@@ -18,6 +18,8 @@ struct MergedRequests {
   // For each merged node, the request nodes it stands for, as
   // "LABEL/ID" (e.g. "r2/n3").
   std::vector<std::vector<std::string>> members;
+  // Their names (node_names of their requests), in the same order.
+  std::vector<std::vector<std::string>> member_names;
 };
 
 // `labels[i]` names request i in `members` (an empty label: the bare id).

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "srl/controld/journal.h"
+#include "srl/runtime/counter_report.h"
 
 namespace srl::runtime {
 class Datapath;
@@ -82,6 +83,7 @@ struct NodeInfo {
   std::string filter;
   std::string space;  // "xdp:eth0", "tc:eth0", "user"
   std::string why;
+  std::string name;  // given, or derived (compiler::node_names)
 };
 
 struct RequestInfo {
@@ -97,13 +99,8 @@ struct RequestInfo {
   std::vector<NodeInfo> nodes;
 };
 
-struct NodeCounters {
-  std::string request;
-  std::string id;
-  std::string filter;
-  std::string space;
-  std::uint64_t blocks = 0, bytes = 0, accepted = 0, drops = 0;
-};
+// A request node's counters: the one shape of docs/counters.md.
+using NodeCounters = runtime::NodeReport;
 
 struct ChannelInfo {
   std::vector<std::string> requests;  // the unit it feeds

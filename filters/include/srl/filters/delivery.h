@@ -30,6 +30,8 @@ using Options = std::map<std::string, OptionValue>;
 // A node that ends a block's life in userspace (so a block sent up to it
 // must be taken from the stack): `drop`, and `tx` with mode=forward.
 bool consumes_block(const FilterSpec& spec, const Options& options);
+// Whether every block the filter accepts is dropped (its counters' "dropped").
+bool drops_accepted(const FilterSpec& spec);
 
 // Bytes of each block a node needs to see when it runs in userspace behind
 // a copy channel (the channel's snap length): the `pcap` sink its snaplen,

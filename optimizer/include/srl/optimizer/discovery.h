@@ -40,4 +40,10 @@ struct DiscoveryOptions {
 // Throws std::runtime_error when a requested device does not exist.
 SystemModel discover(const DiscoveryOptions& options = {});
 
+// The Ethernet devices that are up (not loopback, not tunnels), by name:
+// what discovery models by default. A request that names no device
+// receives from the one of them when there is exactly one (srl run, srl
+// plan: the same rule); with several it has to say which.
+std::vector<std::string> up_ethernet_devices(const std::string& sysfs = "/sys");
+
 }  // namespace srl::optimizer

@@ -64,6 +64,7 @@ inline constexpr std::size_t kKernelNodeLimit = 1000;
 
 struct ProblemNode {
   std::string id;                    // plan id ("n3", or "r1/n3" with several requests)
+  std::string name;                  // its name in its request (compiler::node_names)
   std::vector<std::string> members;  // the DAG nodes merged into this one (shared prefixes)
   const filters::FilterSpec* spec = nullptr;
   std::string where;  // "req.srl:1:7" when known
@@ -222,6 +223,7 @@ struct Alternative {
 
 struct NodePlan {
   std::string id;
+  std::string name;  // of the first member: given, or derived (docs/counters.md)
   std::vector<std::string> members;
   std::string filter;
   std::string where;

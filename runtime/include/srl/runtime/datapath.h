@@ -32,6 +32,7 @@
 #include "srl/compiler/dag.h"
 #include "srl/compiler/merge.h"
 #include "srl/filters/user.h"
+#include "srl/runtime/counter_report.h"
 #include "srl/runtime/kernel.h"
 
 namespace srl::optimizer {
@@ -139,6 +140,11 @@ struct VertexCounters {
   std::uint64_t blocks = 0, bytes = 0, accepted = 0, drops = 0;
   std::string failure;  // a userspace filter's (UserFilter::failure), if any
 };
+
+// The row of one request node (counter_report.h) from the counters of the
+// merged node that stands for it.
+NodeReport node_report(const std::string& request, const std::string& node, const std::string& name,
+                       std::string_view filter, const VertexCounters& counters);
 
 // Counters of one channel into the engine (an AF_XDP socket, an AF_PACKET
 // socket, a capture file).
