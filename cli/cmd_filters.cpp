@@ -39,11 +39,15 @@ void add_filters_command(CLI::App& app, int& result) {
                              {"required", op.required()},
                              {"default", op.default_value()},
                              {"help", op.help()}});
+        nlohmann::ordered_json class_names = nlohmann::ordered_json::object();
+        for (const auto& named : f.class_names())
+          class_names[named.name()] = named.value();
         list.push_back({{"name", f.name()},
                         {"summary", f.summary()},
                         {"role", f.role()},
                         {"spaces", f.spaces()},
                         {"class", f.class_meaning()},
+                        {"class_names", class_names},
                         {"state", f.state()},
                         {"options", options}});
       }

@@ -74,6 +74,18 @@ runtime::CounterReport counter_report(const v1::StatsReply& s) {
     if (n.has_blocks_per_s()) x.blocks_per_s = n.blocks_per_s();
     if (n.has_bytes_per_s()) x.bytes_per_s = n.bytes_per_s();
     x.failure = n.failure();
+    x.by_class = n.by_class();
+    for (const auto& c : n.classes()) {
+      runtime::ClassCount k{c.other() ? runtime::kOtherClass : c.class_value(),
+                            c.name(),
+                            c.blocks(),
+                            c.bytes(),
+                            {},
+                            {}};
+      if (c.has_blocks_per_s()) k.blocks_per_s = c.blocks_per_s();
+      if (c.has_bytes_per_s()) k.bytes_per_s = c.bytes_per_s();
+      x.classes.push_back(std::move(k));
+    }
     r.nodes.push_back(std::move(x));
   }
   for (const auto& c : s.channels()) {

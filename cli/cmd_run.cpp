@@ -128,7 +128,7 @@ runtime::CounterReport collect_report(const compiler::MergedRequests& merged,
       if (std::find(requests.begin(), requests.end(), request) == requests.end())
         requests.push_back(request);
       report.nodes.push_back(
-          runtime::node_report(request, id, merged.member_names[v][i], g[v].filter_name(),
+          runtime::node_report(request, id, merged.member_names[v][i], g, v,
                                v < counters.size() ? counters[v] : runtime::VertexCounters{}));
     }
   // Request by request, in the order of their nodes.

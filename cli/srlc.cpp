@@ -42,6 +42,13 @@ std::string filters_table(const srl::filters::Catalog& catalog) {
     role.resize(std::max<std::size_t>(role.size(), 10), ' ');
     out << name << " " << role << " " << spaces << "     " << f.summary << "\n";
     out << std::string(30, ' ') << "class: " << f.class_meaning << "\n";
+    if (!f.class_names.empty()) {
+      // What a selector may say instead of a number: `(dns) AAAA>`.
+      std::string names;
+      for (const auto& c : f.class_names)
+        names += (names.empty() ? "" : " ") + std::string(c.name) + "=" + std::to_string(c.value);
+      out << std::string(30, ' ') << "class names: " << names << "\n";
+    }
     for (const auto& o : f.options) {
       out << std::string(30, ' ') << o.name << "=" << srl::filters::to_string(o.type);
       if (o.required) out << " (required)";

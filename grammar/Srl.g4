@@ -13,7 +13,9 @@ edge      : selector? '>' ;
 selector  : rejected='!'
           | invert='!'? range (',' range)*
           ;
-range     : lo=INT (':' hi=INT)? ;
+range     : lo=classv (':' hi=classv)? ;
+// A class number, or a name the upstream filter gives one (`(dns) AAAA>`).
+classv    : INT | IDENT ;
 
 bexpr     : bor ;
 bor       : band (OR band)* ;

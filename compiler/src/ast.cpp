@@ -50,8 +50,12 @@ std::string_view kind_name(Value::Kind k) {
 
 nlohmann::ordered_json selector_json(const Selector& s) {
   nlohmann::ordered_json ranges = nlohmann::ordered_json::array();
+  // A bound written as a name stays one ("AAAA"); numbers stay numbers.
+  auto bound = [](std::uint64_t number, const std::string& name) {
+    return name.empty() ? nlohmann::ordered_json(number) : nlohmann::ordered_json(name);
+  };
   for (const auto& r : s.ranges)
-    ranges.push_back({r.lo, r.hi});
+    ranges.push_back({bound(r.lo, r.lo_name), bound(r.hi, r.hi_name)});
   return {{"rejected", s.kind == Selector::Kind::rejected},
           {"invert", s.invert},
           {"ranges", std::move(ranges)},
@@ -105,9 +109,19 @@ std::string quote(const std::string& s) {
 
 std::string print_selector(const Selector& s) {
   if (s.kind == Selector::Kind::rejected) return "!>";
+  // Numbers in order; names (resolved later, against the upstream filter)
+  // after them, as written.
   std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
-  for (const auto& r : s.ranges)
-    ranges.emplace_back(r.lo, r.hi);
+  std::vector<std::string> named;
+  for (const auto& r : s.ranges) {
+    if (r.lo_name.empty() && r.hi_name.empty())
+      ranges.emplace_back(r.lo, r.hi);
+    else
+      named.push_back((r.lo_name.empty() ? std::to_string(r.lo) : r.lo_name) +
+                      (r.hi_name == r.lo_name && r.hi == r.lo
+                           ? ""
+                           : ":" + (r.hi_name.empty() ? std::to_string(r.hi) : r.hi_name)));
+  }
   std::sort(ranges.begin(), ranges.end());
   std::string out = s.invert ? "!" : "";
   for (std::size_t i = 0; i < ranges.size(); ++i) {
@@ -115,6 +129,8 @@ std::string print_selector(const Selector& s) {
     out += std::to_string(ranges[i].first);
     if (ranges[i].second != ranges[i].first) out += ":" + std::to_string(ranges[i].second);
   }
+  for (const auto& n : named)
+    out += (out.empty() || out == "!" ? "" : ",") + n;
   return out + ">";
 }
 

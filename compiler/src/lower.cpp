@@ -71,8 +71,15 @@ class Lowering {
         std::vector<Exit> exits = std::move(first.exits);
         for (std::size_t i = 1; i < n.children.size(); ++i) {
           Fragment next = lower(*n.children[i]);
-          const auto select = selector(n.edges[i - 1]);
-          if (select) connect(exits, next.entries, *select, n.edges[i - 1]);
+          const ast::Selector& written = n.edges[i - 1];
+          if (names_classes(written)) {
+            // Names mean what the filter each block leaves gives them.
+            for (const Exit& e : exits)
+              if (const auto select = selector(written, e.v))
+                connect({e}, next.entries, *select, written);
+          } else if (const auto select = selector(written)) {
+            connect(exits, next.entries, *select, written);
+          }
           exits = std::move(next.exits);
         }
         return {std::move(first.entries), std::move(exits)};
@@ -140,8 +147,47 @@ class Lowering {
     return boost::add_vertex(std::move(node), cx_.dag->graph);
   }
 
-  // Validates and normalises a selector: ranges in bounds, sorted, merged.
-  std::optional<EdgeSelector> selector(const ast::Selector& s) {
+  static bool names_classes(const ast::Selector& s) {
+    return std::any_of(s.ranges.begin(), s.ranges.end(), [](const ast::Range& r) {
+      return !r.lo_name.empty() || !r.hi_name.empty();
+    });
+  }
+
+  // The number of a class bound written as a name, by the filter of `from`.
+  std::optional<std::uint64_t> class_number(const std::string& name, std::uint64_t number, Loc loc,
+                                            std::optional<Vertex> from) {
+    if (name.empty()) return number;
+    const filters::FilterSpec* f = from ? cx_.dag->graph[*from].filter : nullptr;
+    if (f == nullptr) return std::nullopt;  // an unknown filter: said where it is written
+    if (const auto v = f->class_named(name)) return *v;
+    if (f->class_names.empty()) {
+      cx_.diags.error(loc, "'" + name + "' is not a class of " + cx_.describe(*from) + ", which " +
+                               "names none; expected a class number (" +
+                               std::string(f->class_meaning) + ")");
+    } else {
+      std::string known;
+      for (const auto& c : f->class_names)
+        known += (known.empty() ? "" : ", ") + std::string(c.name);
+      cx_.diags.error(loc, "'" + name + "' is not a class name of " + std::string(f->name) +
+                               "; expected a number or one of " + known);
+    }
+    return std::nullopt;
+  }
+
+  // Validates and normalises a selector: names resolved by the filter the
+  // edge leaves (`from`), ranges in bounds, sorted, merged.
+  std::optional<EdgeSelector> selector(const ast::Selector& written,
+                                       std::optional<Vertex> from = std::nullopt) {
+    ast::Selector s = written;
+    for (auto& r : s.ranges) {
+      const auto lo = class_number(r.lo_name, r.lo, r.lo_loc, from);
+      // One class (no `:`): its one bound, said once.
+      const bool single = r.hi_name == r.lo_name && r.hi == r.lo && r.hi_loc == r.lo_loc;
+      const auto hi = single ? lo : class_number(r.hi_name, r.hi, r.hi_loc, from);
+      if (!lo || !hi) return std::nullopt;
+      r.lo = *lo;
+      r.hi = *hi;
+    }
     EdgeSelector out;
     out.rejected = s.kind == ast::Selector::Kind::rejected;
     out.invert = s.invert;

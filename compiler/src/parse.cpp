@@ -359,10 +359,19 @@ class AstBuilder {
     for (auto* r : s->range()) {
       ast::Range range;
       range.loc = span_loc(r->getStart(), r->getStop());
-      range.lo = parse_uint(r->lo->getText());
-      range.hi = r->hi != nullptr ? parse_uint(r->hi->getText()) : range.lo;
-      range.lo_loc = token_loc(r->lo);
-      range.hi_loc = r->hi != nullptr ? token_loc(r->hi) : range.lo_loc;
+      auto bound = [](SrlParser::ClassvContext* c, std::uint64_t& number, std::string& name) {
+        if (c->IDENT() != nullptr)
+          name = c->getText();
+        else
+          number = parse_uint(c->getText());
+      };
+      bound(r->lo, range.lo, range.lo_name);
+      if (r->hi != nullptr)
+        bound(r->hi, range.hi, range.hi_name);
+      else
+        range.hi = range.lo, range.hi_name = range.lo_name;
+      range.lo_loc = token_loc(r->lo->getStart());
+      range.hi_loc = r->hi != nullptr ? token_loc(r->hi->getStart()) : range.lo_loc;
       sel.ranges.push_back(range);
     }
     return sel;

@@ -78,6 +78,17 @@ constexpr NodeFamily kNodeFamilies[] = {
      &NodeSums::lost},
 };
 
+struct ClassFamily {
+  std::string_view name, help;
+  std::uint64_t ChannelSums::*value;
+};
+constexpr ClassFamily kClassFamilies[] = {
+    {"srl_node_class_blocks_total", "Blocks a count by class counted, per class of its input.",
+     &ChannelSums::blocks},
+    {"srl_node_class_bytes_total", "Bytes a count by class counted, per class of its input.",
+     &ChannelSums::bytes},
+};
+
 struct ChannelFamily {
   std::string_view name, help;
   std::uint64_t ChannelSums::*value;
@@ -320,6 +331,19 @@ std::string render_metrics(const std::vector<NodeCounters>& nodes,
     s.lost += c.drops;
   }
 
+  // A count by class: a series per class (its name where the input's
+  // filter has one, else its number; "other" for what its keys left out).
+  std::map<std::array<std::string, 5>, ChannelSums> by_class;
+  for (const auto& n : nodes)
+    for (const auto& c : n.classes) {
+      const std::string cls = c.cls == runtime::kOtherClass ? "other"
+                              : c.name.empty()              ? std::to_string(c.cls)
+                                                            : c.name;
+      auto& s = by_class[{n.request, n.name, n.filter, n.space, cls}];
+      s.blocks += c.blocks;
+      s.bytes += c.bytes;
+    }
+
   std::string out;
   std::vector<std::string> labels;
   labels.reserve(by_node.size());
@@ -330,6 +354,17 @@ std::string render_metrics(const std::vector<NodeCounters>& nodes,
     family(out, f.name, "counter", f.help);
     std::size_t i = 0;
     for (const auto& [k, sums] : by_node)
+      sample(out, f.name, labels[i++], std::to_string(sums.*f.value));
+  }
+
+  labels.clear();
+  for (const auto& [k, sums] : by_class)
+    labels.push_back(label_set(
+        {{"request", k[0]}, {"node", k[1]}, {"filter", k[2]}, {"space", k[3]}, {"class", k[4]}}));
+  for (const auto& f : kClassFamilies) {
+    family(out, f.name, "counter", f.help);
+    std::size_t i = 0;
+    for (const auto& [k, sums] : by_class)
       sample(out, f.name, labels[i++], std::to_string(sums.*f.value));
   }
 

@@ -143,6 +143,7 @@ void add(runtime::VertexCounters& to, const runtime::VertexCounters& c) {
   to.bytes += c.bytes;
   to.accepted += c.accepted;
   to.drops += c.drops;
+  runtime::add_classes(to.classes, c.classes);
 }
 
 // Journals every step of a transaction before it is taken, and holds the
@@ -529,11 +530,16 @@ void RequestManager::recover() {
     const auto it = saved_slots.find(hc.dev);
     if (it == saved_slots.end()) continue;
     for (std::size_t i = 0; i < hc.counters.size() && i < it->second.size(); ++i) {
+      runtime::VertexCounters slot{
+          "", "", hc.counters[i].packets, hc.counters[i].bytes, hc.counters[i].accepted, 0};
+      for (const auto& t : hc.classes)  // a count by class's tallies
+        if (t.node == i) slot.classes.push_back({t.cls, {}, t.blocks, t.bytes, {}, {}});
       std::istringstream members(it->second[i]);
       for (std::string m; members >> m;)
-        if (Unit* u = unit_of(split_member(m).first))
-          add(u->carried[m],
-              {m, "", hc.counters[i].packets, hc.counters[i].bytes, hc.counters[i].accepted, 0});
+        if (Unit* u = unit_of(split_member(m).first)) {
+          slot.id = m;
+          add(u->carried[m], slot);
+        }
     }
   }
   pending_carried_.clear();
@@ -1208,9 +1214,15 @@ std::vector<NodeCounters> RequestManager::stats(const std::string& name) const {
           const auto [req, id] = split_member(m);
           if (req != s.name) continue;
           runtime::VertexCounters c = counters[v];
-          if (const auto it = u->carried.find(m); it != u->carried.end()) add(c, it->second);
-          out.push_back(
-              runtime::node_report(req, id, u->merged.member_names[v][i], g[v].filter_name(), c));
+          if (const auto it = u->carried.find(m); it != u->carried.end()) {
+            add(c, it->second);
+            // What was carried without its classes (counters stored by an
+            // earlier daemon) goes to "other", so that the classes add up.
+            if (c.by_class)
+              runtime::fold_classes(
+                  c, static_cast<std::size_t>(std::get<std::int64_t>(g[v].options.at("keys"))));
+          }
+          out.push_back(runtime::node_report(req, id, u->merged.member_names[v][i], g, v, c));
         }
     }
   }

@@ -137,6 +137,17 @@ void fill_stats(const runtime::CounterReport& r, v1::StatsReply* out) {
     if (n.blocks_per_s) pn->set_blocks_per_s(*n.blocks_per_s);
     if (n.bytes_per_s) pn->set_bytes_per_s(*n.bytes_per_s);
     pn->set_failure(n.failure);
+    pn->set_by_class(n.by_class);
+    for (const auto& c : n.classes) {
+      auto* pc = pn->add_classes();
+      pc->set_other(c.cls == runtime::kOtherClass);
+      pc->set_class_value(c.cls == runtime::kOtherClass ? 0 : c.cls);
+      pc->set_name(c.name);
+      pc->set_blocks(c.blocks);
+      pc->set_bytes(c.bytes);
+      if (c.blocks_per_s) pc->set_blocks_per_s(*c.blocks_per_s);
+      if (c.bytes_per_s) pc->set_bytes_per_s(*c.bytes_per_s);
+    }
   }
   for (const auto& c : r.channels) {
     auto* pc = out->add_channels();
@@ -361,6 +372,11 @@ struct Server::Service final : v1::Control::Service {
         po->set_help(std::string(o.help));
       }
       pf->set_class_meaning(std::string(f.class_meaning));
+      for (const auto& c : f.class_names) {
+        auto* pc = pf->add_class_names();
+        pc->set_name(std::string(c.name));
+        pc->set_value(c.value);
+      }
       pf->set_state(std::string(filters::to_string(f.state)));
     }
     return grpc::Status::OK;

@@ -187,6 +187,13 @@ TEST_CASE("metrics: exact exposition, sorted and escaped") {
       "srl_node_lost_total{" +
       web +
       "} 0\n"
+      // No count by class among them: the families, without series.
+      "# HELP srl_node_class_blocks_total Blocks a count by class counted, per class of its "
+      "input.\n"
+      "# TYPE srl_node_class_blocks_total counter\n"
+      "# HELP srl_node_class_bytes_total Bytes a count by class counted, per class of its "
+      "input.\n"
+      "# TYPE srl_node_class_bytes_total counter\n"
       "# HELP srl_channel_blocks_total Blocks a datapath channel received.\n"
       "# TYPE srl_channel_blocks_total counter\n"
       "srl_channel_blocks_total{" +
@@ -236,6 +243,29 @@ TEST_CASE("metrics: label escaping, repeated series, empty families, special flo
         std::string::npos);
   CHECK(text.find("srl_channel_lost_total{channel=\"packet:eth0\",kind=\"packet\"} 3\n") !=
         std::string::npos);
+  // A count by class: a series per class, by its name, its number, or other.
+  const std::vector<NodeCounters> by_class = {
+      {.request = "dns",
+       .node = "n3",
+       .name = "udp>dns>count",
+       .filter = "count",
+       .space = "user",
+       .blocks = 6,
+       .bytes = 600,
+       .accepted = 6,
+       .by_class = true,
+       .classes = {{.cls = 28, .name = "AAAA", .blocks = 3, .bytes = 300},
+                   {.cls = 99, .blocks = 2, .bytes = 200},
+                   {.cls = srl::runtime::kOtherClass, .blocks = 1, .bytes = 100}}}};
+  const std::string classes = render_metrics(by_class, {}, DaemonGauges{});
+  const std::string labels = R"(request="dns",node="udp>dns>count",filter="count",space="user")";
+  CHECK(classes.find("srl_node_class_blocks_total{" + labels + R"(,class="AAAA"} 3)") !=
+        std::string::npos);
+  CHECK(classes.find("srl_node_class_blocks_total{" + labels + R"(,class="99"} 2)") !=
+        std::string::npos);
+  CHECK(classes.find("srl_node_class_bytes_total{" + labels + R"(,class="other"} 100)") !=
+        std::string::npos);
+
   // Families without series still say what they are.
   CHECK(text.find("# TYPE srl_node_blocks_total counter\n# HELP srl_node_bytes_total") !=
         std::string::npos);

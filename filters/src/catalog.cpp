@@ -1,6 +1,7 @@
 #include "srl/filters/catalog.h"
 
 #include <algorithm>
+#include <cctype>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
@@ -81,6 +82,19 @@ const OptionSpec* FilterSpec::option(std::string_view option_name) const {
   return nullptr;
 }
 
+std::optional<std::uint16_t> FilterSpec::class_named(std::string_view class_name) const {
+  auto lower = [](std::string_view x) {
+    std::string out(x);
+    for (auto& c : out)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  };
+  const std::string wanted = lower(class_name);
+  for (const auto& c : class_names)
+    if (lower(c.name) == wanted) return c.value;
+  return std::nullopt;
+}
+
 nlohmann::ordered_json to_json(const FilterSpec& f) {
   nlohmann::ordered_json options = nlohmann::ordered_json::array();
   for (const auto& o : f.options) {
@@ -97,12 +111,16 @@ nlohmann::ordered_json to_json(const FilterSpec& f) {
     spaces[std::string(to_string(static_cast<SpaceKind>(i)))] = {
         {"ns_per_block", f.cost[i]->ns_per_block}, {"ns_per_byte", f.cost[i]->ns_per_byte}};
   }
+  nlohmann::ordered_json class_names = nlohmann::ordered_json::object();
+  for (const auto& c : f.class_names)
+    class_names[std::string(c.name)] = c.value;
   return {{"name", f.name},
           {"summary", f.summary},
           {"role", to_string(f.role)},
           {"options", std::move(options)},
           {"class", f.class_meaning},
           {"max_class", f.max_class},
+          {"class_names", std::move(class_names)},
           {"spaces", std::move(spaces)},
           {"state", to_string(f.state)},
           {"reads", f.reads_payload ? "payload" : "headers"},

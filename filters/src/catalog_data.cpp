@@ -97,6 +97,9 @@ std::vector<FilterSpec> make_builtin() {
     FilterSpec proto = header_filter("proto", "classify IP packets by protocol number", 0.98, 14);
     proto.class_meaning = "IP protocol number (IPv6: upper-layer header)";
     proto.max_class = 255;
+    proto.class_names = {{"icmp", 1},  {"igmp", 2},   {"tcp", 6},      {"udp", 17},
+                         {"gre", 47},  {"esp", 50},   {"ah", 51},      {"icmpv6", 58},
+                         {"ospf", 89}, {"sctp", 132}, {"udplite", 136}};
     f.push_back(proto);
   }
   f.push_back({.name = "port",
@@ -123,8 +126,20 @@ std::vector<FilterSpec> make_builtin() {
   f.push_back({.name = "tcpflags",
                .summary = "classify TCP segments by their flag byte",
                .class_meaning = "TCP flag byte (FIN=1 SYN=2 RST=4 PSH=8 ACK=16 URG=32 ECE=64 "
-                                "CWR=128)",
+                                "CWR=128); a name is that flag alone (syn: SYN and no other)",
                .max_class = 255,
+               .class_names = {{"fin", 1},
+                               {"syn", 2},
+                               {"rst", 4},
+                               {"psh", 8},
+                               {"ack", 16},
+                               {"urg", 32},
+                               {"ece", 64},
+                               {"cwr", 128},
+                               {"syn-ack", 18},
+                               {"fin-ack", 17},
+                               {"rst-ack", 20},
+                               {"psh-ack", 24}},
                .cost = {k(4), k(10), std::nullopt},
                .selectivity = 0.85,
                .ebpf_insns = 20});
@@ -178,7 +193,21 @@ std::vector<FilterSpec> make_builtin() {
 
   // Counting, sampling, policing.
   f.push_back({.name = "count",
-               .summary = "count blocks and bytes; passes every block",
+               .summary = "count blocks and bytes (with by=class: per class of its input too); "
+                          "passes every block",
+               .options = {{.name = "by",
+                            .type = T::choice,
+                            .default_value = std::string("none"),
+                            .choices = {"none", "class"},
+                            .help = "class: also count per class of the input (the class the "
+                                    "filter before it gave the block)"},
+                           {.name = "keys",
+                            .type = T::integer,
+                            .default_value = std::int64_t{256},
+                            .min = 1,
+                            .max = 4096,
+                            .help = "with by=class: the most classes kept; blocks of further "
+                                    "classes are counted as \"other\""}},
                .class_meaning = "0 (passes all)",
                .cost = {k(3), k(5), k(1)},
                .state = State::global,
@@ -259,6 +288,16 @@ std::vector<FilterSpec> make_builtin() {
                .class_meaning = "method id (GET=1 HEAD=2 POST=3 PUT=4 DELETE=5 CONNECT=6 "
                                 "OPTIONS=7 TRACE=8 PATCH=9; 0 for responses)",
                .max_class = 9,
+               .class_names = {{"response", 0},
+                               {"GET", 1},
+                               {"HEAD", 2},
+                               {"POST", 3},
+                               {"PUT", 4},
+                               {"DELETE", 5},
+                               {"CONNECT", 6},
+                               {"OPTIONS", 7},
+                               {"TRACE", 8},
+                               {"PATCH", 9}},
                .cost = {std::nullopt, k(120, 0.5), std::nullopt},
                .state = State::per_flow,
                .reads_payload = true,
@@ -277,13 +316,18 @@ std::vector<FilterSpec> make_builtin() {
                .state = State::per_flow,
                .reads_payload = true,
                .selectivity = 0.01});
-  f.push_back({.name = "dns",
-               .summary = "parse DNS messages",
-               .class_meaning = "query type (A=1 NS=2 CNAME=5 MX=15 TXT=16 AAAA=28 ANY=255 ...)",
-               .max_class = kU16,
-               .cost = {std::nullopt, k(80, 0.2), std::nullopt},
-               .reads_payload = true,
-               .selectivity = 0.1});
+  f.push_back(
+      {.name = "dns",
+       .summary = "parse DNS messages",
+       .class_meaning = "query type (A=1 NS=2 CNAME=5 MX=15 TXT=16 AAAA=28 ANY=255 ...)",
+       .max_class = kU16,
+       .class_names = {{"A", 1},      {"NS", 2},     {"CNAME", 5},  {"SOA", 6},   {"PTR", 12},
+                       {"HINFO", 13}, {"MX", 15},    {"TXT", 16},   {"AAAA", 28}, {"SRV", 33},
+                       {"NAPTR", 35}, {"DS", 43},    {"RRSIG", 46}, {"NSEC", 47}, {"DNSKEY", 48},
+                       {"SVCB", 64},  {"HTTPS", 65}, {"AXFR", 252}, {"ANY", 255}, {"CAA", 257}},
+       .cost = {std::nullopt, k(80, 0.2), std::nullopt},
+       .reads_payload = true,
+       .selectivity = 0.1});
   f.push_back({.name = "tls",
                .summary = "parse the TLS ClientHello",
                .options = {{.name = "sni",

@@ -92,7 +92,7 @@ DagResult ReferenceDag::run(std::span<const std::uint8_t> frame, std::uint64_t n
     Node& node = nodes_[v];
     NodeResult& r = out.nodes[v];
     if (node.kind == Kind::source) {
-      r = {true, true, 0};
+      r = {true, true, 0, 0};
       continue;
     }
     bool any = false, all = !node.inputs.empty();
@@ -112,6 +112,7 @@ DagResult ReferenceDag::run(std::span<const std::uint8_t> frame, std::uint64_t n
     }
     r.reached = any;
     if (!any) continue;
+    r.in_cls = first_delivered_cls;
     switch (node.kind) {
       case Kind::union_node:
         r.accepted = true;

@@ -716,7 +716,7 @@ TEST_CASE("dag: (tcp) > (port) 22> (count)") {
   CHECK(ssh.node("n0") == filters::NodeResult{true, true, 0});
   CHECK(ssh.node("n1") == filters::NodeResult{true, true, 0});
   CHECK(ssh.node("n2") == filters::NodeResult{true, true, 22});
-  CHECK(ssh.node("n3") == filters::NodeResult{true, true, 0});
+  CHECK(ssh.node("n3") == filters::NodeResult{true, true, 0, 22});  // came with the port
   CHECK(ssh.result.verdict.action == filters::HookAction::none);
   Evaluated web{ref.run(frame("ipv4-tcp-psh-ack-http")), &ref};
   CHECK(web.node("n2") == filters::NodeResult{true, true, 80});
@@ -759,9 +759,9 @@ TEST_CASE("dag: union takes the class of the first input that delivered") {
   const auto dag = compile_dag("(port, which=src) or (vlan) > (count)");
   filters::ReferenceDag ref(dag);  // n1 port, n2 vlan, n3 union
   Evaluated both{ref.run(frame("vlan100-ipv4-tcp-options")), &ref};
-  CHECK(both.node("n3") == filters::NodeResult{true, true, 40000});
+  CHECK(both.node("n3") == filters::NodeResult{true, true, 40000, 40000});
   Evaluated vlan_only{ref.run(frame("arp-vlan10")), &ref};
-  CHECK(vlan_only.node("n3") == filters::NodeResult{true, true, 10});
+  CHECK(vlan_only.node("n3") == filters::NodeResult{true, true, 10, 10});
   // A block that came through `!>` has class 0.
   const auto dag2 = compile_dag("(tcp) or not (vlan) > (count)");
   filters::ReferenceDag ref2(dag2);  // n1 tcp, n2 vlan, n3 union
@@ -778,15 +778,16 @@ TEST_CASE("dag: (tcp) and (port) 22> (count)") {
   filters::ReferenceDag ref(dag);  // n1 tcp, n2 port, n3 intersect, n4 count
   Evaluated ssh{ref.run(frame("ipv4-tcp-syn")), &ref};
   CHECK(ssh.node("n3") == filters::NodeResult{true, true, 22});
-  CHECK(ssh.node("n4") == filters::NodeResult{true, true, 0});
+  CHECK(ssh.node("n4") == filters::NodeResult{true, true, 0, 22});
   const auto dag2 = compile_dag("(port) and (tcp) 22> (count)");
   filters::ReferenceDag ref2(dag2);  // n1 port, n2 tcp, n3 intersect, n4 count
   Evaluated ssh2{ref2.run(frame("ipv4-tcp-syn")), &ref2};
-  CHECK(ssh2.node("n3") == filters::NodeResult{true, true, 22});
-  CHECK(ssh2.node("n4") == filters::NodeResult{true, true, 0});
+  CHECK(ssh2.node("n3") == filters::NodeResult{true, true, 22, 22});
+  CHECK(ssh2.node("n4") == filters::NodeResult{true, true, 0, 22});
   Evaluated dns{ref2.run(frame("ipv4-udp-dns-query")), &ref2};
   CHECK(dns.node("n1") == filters::NodeResult{true, true, 53});
-  CHECK(dns.node("n3") == filters::NodeResult{true, false, 0});  // reached, not all inputs
+  // Reached (with the port's class, its first input), not by all inputs.
+  CHECK(dns.node("n3") == filters::NodeResult{true, false, 0, 53});
   CHECK(!dns.node("n4").reached);
   Evaluated arp{ref2.run(frame("arp-request")), &ref2};
   CHECK(!arp.node("n3").reached);

@@ -163,6 +163,11 @@ double Problem::total_capacity() const {
 std::uint32_t kernel_insns(const compiler::DagNode& n) {
   std::uint32_t insns = n.filter->ebpf_insns;
   if (n.translation) insns += static_cast<std::uint32_t>(2 * n.translation->insns.size());
+  // count, by=class: a lookup in its table, and an insert where the class
+  // is new (runtime/src/xdp_codegen.cpp, srl_class_count).
+  if (const auto by = n.options.find("by"); by != n.options.end())
+    if (const auto* s = std::get_if<std::string>(&by->second); s != nullptr && *s == "class")
+      insns += 30;
   return insns;
 }
 

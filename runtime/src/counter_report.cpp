@@ -63,6 +63,12 @@ void add_rates(CounterReport& now, const CounterReport& before) {
     if (it == nodes.end()) continue;
     n.blocks_per_s = rate(n.blocks, it->second->blocks, seconds);
     n.bytes_per_s = rate(n.bytes, it->second->bytes, seconds);
+    for (auto& c : n.classes)
+      for (const auto& b : it->second->classes)
+        if (b.cls == c.cls) {
+          c.blocks_per_s = rate(c.blocks, b.blocks, seconds);
+          c.bytes_per_s = rate(c.bytes, b.bytes, seconds);
+        }
   }
   std::map<std::string, const ChannelReport*> channels;
   for (const auto& c : before.channels)
@@ -92,6 +98,18 @@ nlohmann::ordered_json to_json(const CounterReport& r) {
                      {"blocks_per_s", optional_number(n.blocks_per_s)},
                      {"bytes_per_s", optional_number(n.bytes_per_s)},
                      {"failure", n.failure.empty() ? Json(nullptr) : Json(n.failure)}});
+    if (!n.by_class) continue;
+    Json classes = Json::array();
+    for (const auto& c : n.classes)
+      classes.push_back({{"class", c.cls == kOtherClass ? Json(nullptr) : Json(c.cls)},
+                         {"name", c.cls == kOtherClass ? Json("other")
+                                  : c.name.empty()     ? Json(nullptr)
+                                                       : Json(c.name)},
+                         {"blocks", c.blocks},
+                         {"bytes", c.bytes},
+                         {"blocks_per_s", optional_number(c.blocks_per_s)},
+                         {"bytes_per_s", optional_number(c.bytes_per_s)}});
+    nodes.back()["classes"] = std::move(classes);
   }
   Json channels = Json::array();
   for (const auto& c : r.channels)
@@ -112,6 +130,12 @@ nlohmann::ordered_json to_json(const CounterReport& r) {
 }
 
 namespace {
+
+// "28 AAAA", "28", "other".
+std::string class_label(const ClassCount& c) {
+  if (c.cls == kOtherClass) return "other";
+  return std::to_string(c.cls) + (c.name.empty() ? "" : " " + c.name);
+}
 
 std::string rate_text(const std::optional<double>& v) {
   if (!v) return "-";
@@ -140,6 +164,8 @@ std::string to_table(const CounterReport& r, const std::string& heading) {
     for (const auto* n : rows) {
       wn = std::max(wn, static_cast<int>(n->node.size()));
       wname = std::max(wname, static_cast<int>(n->name.size()));
+      for (const auto& c : n->classes)
+        wname = std::max(wname, static_cast<int>(class_label(c).size()) + 2);
       wf = std::max(wf, static_cast<int>(n->filter.size()));
       ws = std::max(ws, static_cast<int>(n->space.size()));
     }
@@ -156,6 +182,16 @@ std::string to_table(const CounterReport& r, const std::string& heading) {
           static_cast<unsigned long long>(n->accepted), static_cast<unsigned long long>(n->dropped),
           static_cast<unsigned long long>(n->lost), rate_text(n->blocks_per_s).c_str());
       out << line;
+      // A count by class: one line per class under it.
+      for (const auto& c : n->classes) {
+        const std::string label = "  " + class_label(c);
+        std::snprintf(line, sizeof line, "%-*s %-*s %-*s %-*s %12llu %14llu %12s %10s %8s %10s\n",
+                      wn, "", wname, label.c_str(), wf, "", ws, "",
+                      static_cast<unsigned long long>(c.blocks),
+                      static_cast<unsigned long long>(c.bytes), "", "", "",
+                      rate_text(c.blocks_per_s).c_str());
+        out << line;
+      }
     }
     // Why a node loses blocks, under the table that counts them.
     for (const auto* n : rows)

@@ -139,7 +139,8 @@ struct Datapath::Hook {
   std::vector<kernel::NodeSlot> nodes;
   std::string kind;                   // "xdp" | "tc"
   std::vector<kernel::Counter> last;  // read just before the hook was detached
-  kernel::CopyCounters last_copy;     // the copy channel's, likewise
+  std::vector<kernel::KernelProgram::ClassTally> last_classes;  // likewise
+  kernel::CopyCounters last_copy;                               // the copy channel's, likewise
 
   const kernel::KernelProgram* program() const {
     if (xdp) return &xdp->program();
@@ -534,6 +535,7 @@ void Datapath::remove(StepObserver* observer) {
     roll_forward(observer, {Phase::deactivate, "detach:" + h.dev, "detach the program of " + h.dev},
                  [&] {
                    h.last = h.program()->counters();
+                   h.last_classes = h.program()->class_tallies();
                    h.last_copy = h.program()->copy_counters();
                    h.xdp.reset();
                    h.tc.reset();
@@ -628,6 +630,22 @@ std::vector<VertexCounters> Datapath::counters() const {
       r.bytes += c[i].bytes;
       r.accepted += c[i].accepted;
     }
+    // Counts by class: node slots are the hook's vertex order, as above.
+    std::vector<ClassCount> classes;
+    std::uint32_t node = UINT32_MAX;
+    auto flush = [&] {
+      if (node == UINT32_MAX || node >= h.nodes.size()) return;
+      if (const auto v = dag_.find(h.nodes[node].id)) add_classes(out[*v].classes, classes);
+    };
+    for (const auto& t : program != nullptr ? program->class_tallies() : h.last_classes) {
+      if (t.node != node) {
+        flush();
+        classes.clear();
+        node = t.node;
+      }
+      classes.push_back({t.cls, {}, t.blocks, t.bytes, {}, {}});
+    }
+    flush();
   }
   std::optional<EngineStats> engine;
   if (impl_->engine)
@@ -643,11 +661,34 @@ std::vector<VertexCounters> Datapath::counters() const {
       r.bytes += n.bytes;
       r.accepted += n.accepted;
       if (r.failure.empty()) r.failure = n.failure;
+      if (n.by_class) {
+        r.by_class = true;
+        std::vector<ClassCount> classes;
+        for (const auto& t : n.classes)
+          classes.push_back({t.cls, {}, t.blocks, t.bytes, {}, {}});
+        add_classes(r.classes, classes);
+      }
       // Blocks a filter had to let go (a full buffer, no reader), by the
       // filters' own counters named dropped*.
       for (const auto& [name, value] : n.extra)
         if (name.starts_with("dropped") && !name.ends_with("_bytes")) r.drops += value;
     }
+  // Every count by class: "other" is what its tallies leave out of its
+  // blocks (classes that found the kernel's table full), and at most its
+  // keys classes stand alone (the largest), the rest in "other".
+  for (std::size_t v = 0; v < out.size(); ++v) {
+    const auto by = g[v].options.find("by");
+    if (g[v].filter_name() != "count" || by == g[v].options.end() ||
+        std::get<std::string>(by->second) != "class")
+      continue;
+    auto& r = out[v];
+    r.by_class = true;
+    const auto keys_it = g[v].options.find("keys");
+    const std::size_t keys = keys_it != g[v].options.end()
+                                 ? static_cast<std::size_t>(std::get<std::int64_t>(keys_it->second))
+                                 : 256;
+    fold_classes(r, keys);
+  }
   return out;
 }
 
@@ -660,6 +701,7 @@ std::vector<Datapath::HookCounters> Datapath::hook_counters() const {
       c.nodes.push_back(n.id);
     const auto* program = h.program();
     c.counters = program != nullptr ? program->counters() : h.last;
+    c.classes = program != nullptr ? program->class_tallies() : h.last_classes;
     out.push_back(std::move(c));
   }
   return out;
@@ -718,21 +760,74 @@ bool Datapath::has_engine() const {
   return impl_->engine != nullptr;
 }
 
+void fold_classes(VertexCounters& r, std::size_t keys) {
+  ClassCount other{kOtherClass, {}, 0, 0, {}, {}};
+  std::vector<ClassCount> kept;
+  for (const auto& c : r.classes)
+    if (c.cls == kOtherClass) {
+      other.blocks += c.blocks;
+      other.bytes += c.bytes;
+    } else {
+      kept.push_back(c);
+    }
+  if (kept.size() > keys) {
+    std::stable_sort(kept.begin(), kept.end(),
+                     [](const ClassCount& a, const ClassCount& b) { return a.blocks > b.blocks; });
+    for (std::size_t i = keys; i < kept.size(); ++i) {
+      other.blocks += kept[i].blocks;
+      other.bytes += kept[i].bytes;
+    }
+    kept.resize(keys);
+    std::sort(kept.begin(), kept.end(),
+              [](const ClassCount& a, const ClassCount& b) { return a.cls < b.cls; });
+  }
+  // What no tally holds: the node's blocks less its tallies (never below 0:
+  // the two tables are read one after the other).
+  std::uint64_t blocks = other.blocks, bytes = other.bytes;
+  for (const auto& c : kept) {
+    blocks += c.blocks;
+    bytes += c.bytes;
+  }
+  if (r.blocks > blocks) other.blocks += r.blocks - blocks;
+  if (r.bytes > bytes) other.bytes += r.bytes - bytes;
+  r.classes = std::move(kept);
+  if (other.blocks > 0) r.classes.push_back(other);
+}
+
+void add_classes(std::vector<ClassCount>& to, const std::vector<ClassCount>& from) {
+  for (const auto& c : from) {
+    auto it = std::lower_bound(to.begin(), to.end(), c.cls,
+                               [](const ClassCount& x, std::uint32_t cls) { return x.cls < cls; });
+    if (it == to.end() || it->cls != c.cls) it = to.insert(it, ClassCount{c.cls, {}, 0, 0, {}, {}});
+    it->blocks += c.blocks;
+    it->bytes += c.bytes;
+  }
+}
+
 NodeReport node_report(const std::string& request, const std::string& node, const std::string& name,
-                       std::string_view filter, const VertexCounters& c) {
+                       const compiler::DagGraph& g, compiler::Vertex v, const VertexCounters& c) {
   NodeReport r;
   r.request = request;
   r.node = node;
   r.name = name;
-  r.filter = std::string(filter);
+  r.filter = std::string(g[v].filter_name());
   r.space = c.space;
   r.blocks = c.blocks;
   r.bytes = c.bytes;
   r.accepted = c.accepted;
-  const auto* spec = filters::Catalog::builtin().find(filter);
-  r.dropped = spec != nullptr && filters::drops_accepted(*spec) ? c.accepted : 0;
+  r.dropped = filters::drops_accepted(*g[v].filter) ? c.accepted : 0;
   r.lost = c.drops;
   r.failure = c.failure;
+  r.by_class = c.by_class;
+  r.classes = c.classes;
+  // Classes by the names the filter before it gives them (`(dns) >
+  // (count, by=class)`: AAAA), where it has one input.
+  if (boost::in_degree(v, g) == 1) {
+    const auto& from = *g[boost::source(*boost::in_edges(v, g).first, g)].filter;
+    for (auto& k : r.classes)
+      for (const auto& name_of : from.class_names)
+        if (k.cls == name_of.value) k.name = std::string(name_of.name);
+  }
   return r;
 }
 

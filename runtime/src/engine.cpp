@@ -177,24 +177,27 @@ struct Engine::Impl {
     std::span<std::uint8_t> allocate(std::size_t bytes) override {
       return w_.arena.allocate(bytes);
     }
+    std::uint16_t input_class() const override { return in_cls_; }
 
     std::uint32_t node_ = 0;
     bool accepted_ = false, emitted_ = false;
     std::uint16_t cls_ = 0;
+    std::uint16_t in_cls_ = 0;  // the class of the block being processed
 
     // A fused child of a node that emits runs inside that node's process():
     // emit() keeps the node's state across.
     struct State {
       std::uint32_t node;
       bool accepted, emitted;
-      std::uint16_t cls;
+      std::uint16_t cls, in_cls;
     };
-    State save() const { return {node_, accepted_, emitted_, cls_}; }
+    State save() const { return {node_, accepted_, emitted_, cls_, in_cls_}; }
     void restore(const State& st) {
       node_ = st.node;
       accepted_ = st.accepted;
       emitted_ = st.emitted;
       cls_ = st.cls;
+      in_cls_ = st.in_cls;
     }
 
    private:
@@ -297,7 +300,8 @@ struct Engine::Impl {
                       std::uint16_t cls) {
     const NodeSpec& spec = nodes[node];
     if (spec.fused_child != kNoNode) {
-      if (spec.children[0].takes(accepted, cls)) run_block(w, spec.fused_child, block);
+      if (spec.children[0].takes(accepted, cls))
+        run_block(w, spec.fused_child, block, accepted ? cls : std::uint16_t{0});
       return;
     }
     if (spec.one_plain_child) {
@@ -314,7 +318,7 @@ struct Engine::Impl {
 
   // One block through filter node `n` (not synthetic), then on to its
   // children.
-  void run_block(Worker& w, std::uint32_t n, std::uint32_t b) {
+  void run_block(Worker& w, std::uint32_t n, std::uint32_t b, std::uint16_t in_cls) {
     const NodeSpec& spec = nodes[n];
     filters::UserFilter* f = shared[n] ? shared[n]->filter.get() : w.filters[n];
     Counter& ctr = w.counters[n];
@@ -323,6 +327,7 @@ struct Engine::Impl {
     // Bytes on the wire, as the kernel's counters and `count` have them.
     Counter::add(ctr.bytes, block.wire());
     w.emitter.begin(n);
+    w.emitter.in_cls_ = in_cls;
     f->process(block, w.emitter);
     const bool accepted = w.emitter.accepted_, emitted = w.emitter.emitted_;
     const std::uint16_t cls = w.emitter.cls_;
@@ -368,7 +373,7 @@ struct Engine::Impl {
               if (w.mark[b] == me) continue;  // reached through several edges: once
               w.mark[b] = me;
             }
-            run_block(w, n, b);
+            run_block(w, n, b, inbox[i].cls);
           }
           if (hooks) {
             w.emitter.begin(n);
@@ -1017,7 +1022,7 @@ EngineStats Engine::stats() const {
   const Impl& m = *impl_;
   EngineStats s;
   for (std::size_t i = 0; i < m.nodes.size(); ++i) {
-    EngineNodeStats ns{m.nodes[i].id, m.nodes[i].filter, 0, 0, 0, {}, {}};
+    EngineNodeStats ns{m.nodes[i].id, m.nodes[i].filter, 0, 0, 0, {}, {}, false, {}};
     for (const auto& w : m.workers) {
       ns.blocks += w->counters[i].blocks.load(std::memory_order_relaxed);
       ns.bytes += w->counters[i].bytes.load(std::memory_order_relaxed);
@@ -1040,6 +1045,8 @@ EngineStats Engine::stats() const {
       std::lock_guard guard(m.shared[i]->lock);
       add_extra(m.shared[i]->filter->stats());
       ns.failure = m.shared[i]->filter->failure();
+      ns.by_class = m.shared[i]->filter->counts_by_class();
+      ns.classes = m.shared[i]->filter->class_tallies();
     } else {
       for (const auto& w : m.workers)
         if (w->filters[i] != nullptr) {

@@ -50,11 +50,13 @@ constexpr std::uint32_t kLinkTcx = 11;  // enum bpf_link_type BPF_LINK_TYPE_TCX
 void pin_program(const KernelProgram& program, const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);
   for (const auto& [name, fd] :
-       {std::pair{"tc-program", program.fd()}, std::pair{"counters", program.counters_fd()}}) {
+       {std::pair{"tc-program", program.fd()}, std::pair{"counters", program.counters_fd()},
+        std::pair{"classes", program.classes_fd()}}) {
     const auto path = dir / name;
     std::error_code ec;
     std::filesystem::remove(path, ec);
-    if (bpf_obj_pin(fd, path.c_str()) != 0)
+    // No counts by class: no pin of them (an older one went above).
+    if (fd >= 0 && bpf_obj_pin(fd, path.c_str()) != 0)
       throw KernelError("cannot pin " + path.string() + ": " + errno_text(errno));
   }
 }
@@ -197,7 +199,8 @@ std::unique_ptr<TcHook> TcHook::adopt(const std::filesystem::path& pin_dir, int 
     throw KernelError("cannot open the program or the counters pinned at " + pin_dir.string());
   }
   std::unique_ptr<TcHook> hook(new TcHook());
-  hook->program_ = KernelProgram::adopt(prog_fd, counters_fd);
+  hook->program_ =
+      KernelProgram::adopt(prog_fd, counters_fd, bpf_obj_get((pin_dir / "classes").c_str()));
   hook->ifindex_ = ifindex;
   std::error_code ec;
   if (const auto link = pin_dir / "tc-link"; std::filesystem::exists(link, ec)) {
@@ -231,7 +234,7 @@ TcHook::~TcHook() {
   detach_tc_ingress({.link_fd = link_fd_, .created_qdisc = created_qdisc_}, ifindex_);
   if (!pin_dir_.empty()) {
     std::error_code ec;
-    for (const char* name : {"tc-link", "tc-program", "counters"})
+    for (const char* name : {"tc-link", "tc-program", "counters", "classes"})
       std::filesystem::remove(pin_dir_ / name, ec);
     std::filesystem::remove(pin_dir_, ec);
   }

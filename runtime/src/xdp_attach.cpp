@@ -581,7 +581,20 @@ Attachment attach_shared(int ifindex, const std::string& dev, int slot_fd,
                     ")" + log.said());
 }
 
-constexpr const char* kPins[] = {"prog-array", "counters", "stub", "link"};
+constexpr const char* kPins[] = {"prog-array", "counters", "classes", "stub", "link"};
+
+// The running program's tables: its counters, and its counts by class
+// when it has any (none: an older pin of them goes).
+void pin_tables(const KernelProgram& program, const fs::path& dir) {
+  std::error_code ec;
+  fs::remove(dir / "counters", ec);
+  if (bpf_obj_pin(program.counters_fd(), (dir / "counters").c_str()) != 0)
+    throw KernelError("cannot pin " + (dir / "counters").string() + ": " + errno_text(errno));
+  fs::remove(dir / "classes", ec);
+  if (program.classes_fd() >= 0 &&
+      bpf_obj_pin(program.classes_fd(), (dir / "classes").c_str()) != 0)
+    throw KernelError("cannot pin " + (dir / "classes").string() + ": " + errno_text(errno));
+}
 
 }  // namespace
 
@@ -671,7 +684,9 @@ std::unique_ptr<XdpHook> XdpHook::adopt(const std::filesystem::path& pin_dir) {
     if (counters_fd >= 0) close(counters_fd);
     throw KernelError("cannot open the program or the counters pinned at " + pin_dir.string());
   }
-  hook->program_ = KernelProgram::adopt(prog_fd, counters_fd);
+  // Counts by class where the program has them (an older pin has none).
+  const int classes_fd = bpf_obj_get((pin_dir / "classes").c_str());
+  hook->program_ = KernelProgram::adopt(prog_fd, counters_fd, classes_fd);
   if (!hook->shared_) hook->alone_why_ = cannot_share(*hook->program_).value_or("");
   return hook;
 }
@@ -710,7 +725,7 @@ void XdpHook::pin() {
       throw KernelError("cannot pin " + path.string() + ": " + errno_text(errno));
   };
   pin_one(slot_fd_, "prog-array");
-  pin_one(program_->counters_fd(), "counters");
+  pin_tables(*program_, pin_dir_);
   if (shared_)
     pin_one(stub_fd_, "stub");
   else
@@ -744,9 +759,10 @@ std::unique_ptr<KernelProgram> XdpHook::replace(std::unique_ptr<KernelProgram> p
   // The pinned counters follow the running program; the swap itself is done
   // and stays done even if re-pinning fails (the pin is informative).
   if (!pin_dir_.empty()) {
-    std::error_code ec;
-    fs::remove(pin_dir_ / "counters", ec);
-    bpf_obj_pin(program_->counters_fd(), (pin_dir_ / "counters").c_str());
+    try {
+      pin_tables(*program_, pin_dir_);
+    } catch (const KernelError&) {
+    }
   }
   return program;
 }

@@ -425,6 +425,8 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
   // anywhere), made readable before the first of them at TC.
   std::optional<std::uint32_t> expressions_reach = 0;
   std::uint32_t state = 0, buckets = 0;
+  // Keys of the count nodes by class: the size of their one shared table.
+  std::uint32_t class_keys = 0;
   std::vector<std::pair<Vertex, std::uint32_t>> passes;  // `pass` nodes and their slots
 
   auto kernel_node = [&](Vertex v) { return in_kernel == nullptr || (*in_kernel)[v]; };
@@ -705,6 +707,18 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
     const bool verdict_node = f == "pass" || (f == "tx" && str_option(node, "mode") == "forward");
     if (!verdict_node && f != "tx")
       body << "    if (" << a << ") cnt->c[" << v << "].accepted++;\n";
+    if (f == "count" && str_option(node, "by") == "class") {
+      // Per class of its input: what the node came by (a source: 0).
+      std::string in_cls = "0";
+      if (gathered != gather.end()) {
+        in_cls = w(gathered->second.cls);
+      } else if (boost::in_degree(v, g) == 1) {
+        const auto e = *boost::in_edges(v, g).first;
+        if (!g[e].select.rejected) in_cls = var(boost::source(e, g), "c");
+      }
+      class_keys += static_cast<std::uint32_t>(int_option(node, "keys"));
+      body << "    srl_class_count(" << v << ", " << in_cls << ", len);\n";
+    }
     if (f == "drop") body << "    " << w(verdict_slot) << " = 3;\n";
     if (f == "tx") {
       const auto& tx_dev = str_option(node, "dev");
@@ -869,7 +883,35 @@ static __always_inline u8 srl_sample(u32 slot, u64 n) {
   return k % n == 0;
 }
 )" << fns.str();
-  ;
+  if (class_keys > 0)
+    // count, by=class: one table for the hook's count nodes by class, as
+    // many keys as they have together. A class that finds it full is not
+    // tallied on its own: the reader counts it in "other" (the node's
+    // blocks less its tallies; docs/counters.md).
+    src << "\n#define SRL_CLASS_KEYS " << class_keys << R"(
+struct srl_class_key { u32 node; u32 cls; };
+struct srl_class_tally { u64 blocks; u64 bytes; };
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+  __uint(max_entries, SRL_CLASS_KEYS);
+  __type(key, struct srl_class_key);
+  __type(value, struct srl_class_tally);
+} srl_classes SEC(".maps");
+
+static __always_inline void srl_class_count(u32 node, u32 cls, u32 len) {
+  struct srl_class_key k = {node, cls};
+  struct srl_class_tally *t = bpf_map_lookup_elem(&srl_classes, &k);
+  if (!t) {
+    struct srl_class_tally first = {1, len};
+    /* Made here, or by another CPU meanwhile (then tallied below). */
+    if (bpf_map_update_elem(&srl_classes, &k, &first, BPF_NOEXIST) == 0) return;
+    t = bpf_map_lookup_elem(&srl_classes, &k);
+    if (!t) return; /* full */
+  }
+  t->blocks++;
+  t->bytes += len;
+}
+)";
   bool any_take = false, any_exit = !out.exits.empty();
   for (const auto& x : out.exits)
     any_take = any_take || x.delivery == filters::Delivery::take;

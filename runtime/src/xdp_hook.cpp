@@ -202,16 +202,19 @@ std::unique_ptr<KernelProgram> KernelProgram::load(const std::filesystem::path& 
     throw KernelError(object.string() + " is not a generated srl program");
   p->prog_fd_ = bpf_program__fd(prog);
   p->counters_fd_ = bpf_map__fd(counters);
+  if (bpf_map* classes = bpf_object__find_map_by_name(p->obj_, "srl_classes"))
+    p->classes_fd_ = bpf_map__fd(classes);
   // One slot per node, then the copy channel's.
   if (bpf_map__value_size(counters) != (node_count + 1) * sizeof(Counter))
     throw KernelError(object.string() + ": counter map does not match the node count");
   return p;
 }
 
-std::unique_ptr<KernelProgram> KernelProgram::adopt(int prog_fd, int counters_fd) {
+std::unique_ptr<KernelProgram> KernelProgram::adopt(int prog_fd, int counters_fd, int classes_fd) {
   std::unique_ptr<KernelProgram> p(new KernelProgram());
   p->prog_fd_ = prog_fd;
   p->counters_fd_ = counters_fd;
+  p->classes_fd_ = classes_fd;
   bpf_map_info info{};
   std::uint32_t len = sizeof info;
   if (bpf_obj_get_info_by_fd(counters_fd, &info, &len) == 0 && info.value_size >= sizeof(Counter))
@@ -227,6 +230,39 @@ KernelProgram::~KernelProgram() {
   // An adopted program owns its descriptors itself.
   if (prog_fd_ >= 0) close(prog_fd_);
   if (counters_fd_ >= 0) close(counters_fd_);
+  if (classes_fd_ >= 0) close(classes_fd_);
+}
+
+std::vector<KernelProgram::ClassTally> KernelProgram::class_tallies() const {
+  std::vector<ClassTally> out;
+  if (classes_fd_ < 0) return out;
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) throw KernelError("cannot count CPUs: " + errno_text(cpus));
+  struct Key {
+    std::uint32_t node, cls;
+  };
+  struct Tally {
+    std::uint64_t blocks, bytes;
+  };
+  std::vector<Tally> per_cpu(static_cast<std::size_t>(cpus));
+  Key key{}, next{};
+  const Key* at = nullptr;  // the first key first
+  while (bpf_map_get_next_key(classes_fd_, at, &next) == 0) {
+    key = next;
+    at = &key;
+    // A key removed meanwhile (none are: the program only adds) is skipped.
+    if (bpf_map_lookup_elem(classes_fd_, &key, per_cpu.data()) != 0) continue;
+    ClassTally t{key.node, key.cls, 0, 0};
+    for (const auto& c : per_cpu) {
+      t.blocks += c.blocks;
+      t.bytes += c.bytes;
+    }
+    out.push_back(t);
+  }
+  std::sort(out.begin(), out.end(), [](const ClassTally& a, const ClassTally& b) {
+    return a.node != b.node ? a.node < b.node : a.cls < b.cls;
+  });
+  return out;
 }
 
 int KernelProgram::xsks_fd() const {

@@ -65,6 +65,18 @@ runtime::CounterReport first() {
        .bytes = 40000,
        .accepted = 400,
        .dropped = 400},
+      {.request = "dns",
+       .node = "n3",
+       .name = "udp>dns>count",
+       .filter = "count",
+       .space = "user",
+       .blocks = 600,
+       .bytes = 60000,
+       .accepted = 600,
+       .by_class = true,
+       .classes = {{.cls = 1, .name = "A", .blocks = 400, .bytes = 40000},
+                   {.cls = 28, .name = "AAAA", .blocks = 150, .bytes = 15000},
+                   {.cls = runtime::kOtherClass, .blocks = 50, .bytes = 5000}}},
   };
   r.channels = {{.name = "ringbuf:eth0:0",
                  .kind = "ringbuf",
@@ -81,8 +93,12 @@ runtime::CounterReport second() {
   for (auto& n : r.nodes) {
     n.blocks += 250;
     n.bytes += 25000;
+    for (auto& c : n.classes) {
+      c.blocks += 10;
+      c.bytes += 1000;
+    }
   }
-  r.nodes.pop_back();  // removed in between: no rate for it, nothing else amiss
+  r.nodes.erase(r.nodes.begin() + 4);  // removed in between: no rate for it, nothing else amiss
   r.channels[0].blocks += 100;
   r.channels[0].bytes += 10000;
   r.final = true;
@@ -117,6 +133,7 @@ TEST_CASE("counter report: rates only where both reads have the node and it went
   CHECK(now.nodes[0].blocks_per_s == 250.0);
   CHECK(now.nodes[0].bytes_per_s == 25000.0);
   CHECK(now.channels[0].blocks_per_s == 100.0);
+  CHECK(now.nodes[4].classes[1].blocks_per_s == 10.0);  // AAAA, its own rate
   // A counter that went back (a restart that lost it) gives no rate.
   auto back = second();
   back.nodes[1].blocks = 5;

@@ -9,6 +9,7 @@
 #include <sched.h>
 
 #include <filesystem>
+#include <map>
 
 #include "packet_corpus.h"
 #include "srl/compiler/compiler.h"
@@ -53,6 +54,10 @@ const char* const kRequests[] = {
     "(len, min=1000) or (tcpflags) !2> (count)",
     "(eth) > (ipv4) > (udp) > (port, which=dst) 53> (len, min=64, max=1500) > (count)",
     "(tcp) !> (count); (tcp, name=t) > (t2); (udp, name=t2) > (pass)",
+    // Counts by class of their input: one input, a union's class, after
+    // `!>`, and several in one table.
+    "(proto) > (count, by=class) | (port, which=dst) > (count, by=class) | (vlan) or (tcpflags) "
+    "> (count, by=class) | (tcp) !> (count, by=class)",
     // tx forward runs at TC only (a redirect); drop wins over it.
     "(udp) > (tx, dev=lo, mode=forward) | (port, which=dst) 53> (drop) | (tcp) > (pass)",
 };
@@ -103,6 +108,7 @@ TEST_CASE("differential: generated XDP programs agree with the reference filters
           runtime::kernel::compile_bpf(gen.source, cache), gen.nodes.size());
       filters::ReferenceDag reference(dag);
       auto before = program->counters();
+      auto tallies_before = program->class_tallies();
       for (const auto& frame : corpus) {
         // The kernel hands XDP no frame shorter than an Ethernet header.
         if (frame.bytes.size() < 14) continue;
@@ -135,6 +141,29 @@ TEST_CASE("differential: generated XDP programs agree with the reference filters
           CHECK(after[i].accepted - before[i].accepted == (accepted ? 1u : 0u));
           if (r.reached) CHECK(after[i].bytes - before[i].bytes == frame.bytes.size());
         }
+        // Counts by class: the frame tallied under the class its count node
+        // came with, by the reference (the table is large enough here).
+        const auto tallies = program->class_tallies();
+        for (std::size_t i = 0; i < gen.nodes.size(); ++i) {
+          const auto& node = dag.graph[i];
+          const auto by = node.options.find("by");
+          if (by == node.options.end() || std::get<std::string>(by->second) != "class") continue;
+          CAPTURE(gen.nodes[i].id);
+          std::map<std::uint32_t, std::uint64_t> now, was;
+          for (const auto& t : tallies)
+            if (t.node == i) now[t.cls] = t.blocks;
+          for (const auto& t : tallies_before)
+            if (t.node == i) was[t.cls] = t.blocks;
+          std::map<std::uint32_t, std::uint64_t> delta;
+          for (const auto& [cls, blocks] : now)
+            if (blocks != was[cls]) delta[cls] = blocks - was[cls];
+          const auto& r = want.nodes[i];
+          const std::map<std::uint32_t, std::uint64_t> expect =
+              r.reached ? std::map<std::uint32_t, std::uint64_t>{{r.in_cls, 1}}
+                        : std::map<std::uint32_t, std::uint64_t>{};
+          CHECK(delta == expect);
+        }
+        tallies_before = tallies;
         before = after;
         ++compared;
       }

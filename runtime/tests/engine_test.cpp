@@ -347,3 +347,51 @@ TEST_CASE("engine: file_owner_of gives each node's filter its file owner") {
                                     "' for writing as uid 65534: Permission denied")
                                        .c_str());
 }
+
+TEST_CASE("engine: a count by class tallies its input's classes as the reference does") {
+  // Through one input, through a union (the class of the first input that
+  // delivered), after `!>` (0), and with fewer keys than classes.
+  const char* const requests[] = {
+      "(ip) > (proto) > (count, by=class)",
+      "(port, which=src) or (port, which=dst) 53> (count, by=class)",
+      "(tcp) !> (count, by=class)",
+      "(port, which=dst) > (count, by=class, keys=3)",
+  };
+  for (const char* text : requests) {
+    CAPTURE(text);
+    const Corpus corpus;
+    const auto dag = compile(text);
+    // The reference: per class the count node came with, and keys.
+    filters::ReferenceDag ref(dag);
+    std::size_t count_v = 0;
+    for (std::size_t v = 0; v < dag.node_count(); ++v)
+      if (dag.graph[v].filter_name() == "count") count_v = v;
+    const auto keys =
+        static_cast<std::size_t>(std::get<std::int64_t>(dag.graph[count_v].options.at("keys")));
+    std::map<std::uint32_t, std::uint64_t> want;  // first `keys` classes seen, then other
+    std::uint64_t reached = 0;
+    for (const auto& f : corpus.frames) {
+      const auto r = ref.run(f.bytes);
+      if (!r.nodes[count_v].reached) continue;
+      ++reached;
+      std::uint32_t cls = r.nodes[count_v].in_cls;
+      if (!want.contains(cls) && want.size() - want.count(filters::kOtherClasses) >= keys)
+        cls = filters::kOtherClasses;
+      ++want[cls];
+    }
+    REQUIRE(reached > 0);
+    runtime::Engine engine(dag, {}, {}, {});
+    const std::uint32_t bit = std::uint32_t{1} << engine.source_entry(engine.rx_nodes()[0]);
+    const std::vector<std::uint32_t> mask(corpus.blocks.size(), bit);
+    engine.push(corpus.blocks, mask, 0);
+    const auto stats = engine.stats();
+    const auto& n = stats.nodes[count_v];
+    CHECK(n.by_class);
+    std::map<std::uint32_t, std::uint64_t> got;
+    for (const auto& t : n.classes)
+      got[t.cls] = t.blocks;
+    CHECK(got == want);
+    if (std::string_view(text).find("keys=3") != std::string_view::npos)
+      CHECK(got.contains(filters::kOtherClasses));
+  }
+}

@@ -79,6 +79,33 @@ b=$(tcpdump -nr "$tmp/again.pcap" 'greater 1000' 2>/dev/null | wc -l)
 [[ $a == "$b" && $a -gt 0 ]] && ok "pcap sink keeps the original length ($b greater 1000)" \
   || fail "pcap sink: $b records greater 1000 after writing, $a before: $(tail -2 "$tmp/err")"
 
+# Counting by class: per destination port, as tcpdump counts each port,
+# with byte tallies on the wire; and with one key, the rest as "other".
+"$srl" run -j -e "(pcapin, file=\"$tmp/cut.pcap\") > (udp) > (port, which=dst) > (count, by=class, name=ports)" \
+  >"$tmp/out" 2>"$tmp/err"
+p53=$(tcpdump -nr "$tmp/cut.pcap" 'udp dst port 53' 2>/dev/null | wc -l)
+p9000=$(tcpdump -nr "$tmp/cut.pcap" 'udp dst port 9000' 2>/dev/null | wc -l)
+python3 -c '
+import json, sys
+last = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]
+n = next(n for n in last["nodes"] if n["name"] == "ports")
+got = {c["class"]: c["blocks"] for c in n["classes"]}
+assert got == {53: int(sys.argv[2]), 9000: int(sys.argv[3])}, got
+assert sum(c["bytes"] for c in n["classes"]) == n["bytes"], n
+' "$tmp/out" "$p53" "$p9000" && ok "count by class: port 53 $p53, port 9000 $p9000, as tcpdump" \
+  || fail "count by class: $(tail -c 600 "$tmp/out") $(tail -2 "$tmp/err")"
+"$srl" run -j -e "(pcapin, file=\"$tmp/cut.pcap\") > (udp) > (port, which=dst) > (count, by=class, keys=1, name=ports)" \
+  >"$tmp/out" 2>"$tmp/err"
+python3 -c '
+import json, sys
+last = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]
+n = next(n for n in last["nodes"] if n["name"] == "ports")
+names = [c["name"] for c in n["classes"]]
+assert len(names) == 2 and names[-1] == "other", n["classes"]
+assert sum(c["blocks"] for c in n["classes"]) == n["blocks"], n
+' "$tmp/out" && ok "count by class, keys=1: one class and other, adding up to the total" \
+  || fail "count by class, keys=1: $(tail -c 600 "$tmp/out")"
+
 # 2. A sink on a full device.
 "$srl" run -j -e "(pcapin, file=\"$tmp/cut.pcap\") > (pcap, file=\"/dev/full\", name=full)" \
   >"$tmp/out" 2>"$tmp/err"

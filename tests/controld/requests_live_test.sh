@@ -441,6 +441,33 @@ as_member "$srl" rm cap >/dev/null 2>&1
 n=$(tcpdump -nr "$tmp/users/dns.pcap" 2>/dev/null | wc -l)
 [[ $n -eq 20 ]] && ok "member: tcpdump reads 20 of 20 queries from it" || fail "member capture: $n packets"
 "$srl" rm roots >/dev/null 2>&1
+
+# A count by class in the kernel through the daemon: its classes in stats
+# and metrics, and still there, counting on, after a restart.
+classes_of() {  # REQUEST NAME: "CLASS:BLOCKS ..." of that node
+  "$srl" stats -j "$1" 2>/dev/null | python3 -c '
+import json, sys
+n = next(n for n in json.load(sys.stdin)["nodes"] if n["name"] == sys.argv[1])
+print(" ".join("%s:%d" % (c["name"] or c["class"], c["blocks"]) for c in n["classes"]))' "$2"
+}
+"$srl" apply -n ports --dev vb -e '(udp) > (port, which=dst) > (count, by=class, name=by_port)' \
+  >/dev/null 2>&1 || fail "apply ports"
+send 5
+out=$(classes_of ports by_port)
+[[ $out == "53:5" ]] && ok "count by class through controld: port 53 5" || fail "count by class: '$out'"
+metrics=$(ip netns exec "$b" python3 -c '
+import urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:9477/metrics", timeout=5).read().decode())')
+[[ $metrics == *'srl_node_class_blocks_total{request="ports",node="by_port",filter="count",space="xdp:vb",class="53"} 5'* ]] \
+  && ok "count by class: a metric series per class" \
+  || fail "count by class metrics: $(grep -m2 class_blocks <<<"$metrics")"
+stop_daemon
+send 3
+start_daemon
+out=$(classes_of ports by_port)
+[[ $out == "53:8" ]] && ok "count by class: after a restart, 8 (counted on while no daemon ran)" \
+  || fail "count by class after a restart: '$out'"
+"$srl" rm ports >/dev/null 2>&1
 stop_daemon
 
 summary

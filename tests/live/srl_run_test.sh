@@ -51,6 +51,32 @@ for mode in native generic tc tc-clsact; do
   nothing_left "$mode"
 done
 
+# Counting by class in the kernel (XDP and TC): per destination port,
+# exactly.
+for hook in xdp tc; do
+  snapshot
+  ip netns exec "$b" "$srl" run --dev vb --hook "$hook" --duration 4 --bpffs "$bpffs" -j \
+    -e '(udp) > (port, which=dst) > (count, by=class, name=ports)' >"$tmp/out" 2>"$tmp/err" &
+  pid=$!
+  if wait_attached; then
+    send_dns 30 10
+    wait "$pid"
+    python3 -c '
+import json, sys
+last = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]
+n = next(n for n in last["nodes"] if n["name"] == "ports")
+assert n["space"].startswith(sys.argv[2] + ":"), n
+got = {c["class"]: c["blocks"] for c in n["classes"]}
+assert got == {53: 30, 5353: 10}, got
+' "$tmp/out" "$hook" && ok "$hook: count by class: port 53 30, port 5353 10" \
+      || fail "$hook: count by class: $(tail -c 500 "$tmp/out") $(tail -2 "$tmp/err")"
+  else
+    kill "$pid" 2>/dev/null; wait "$pid"
+    fail "$hook: count by class: never attached: $(cat "$tmp/err")"
+  fi
+  nothing_left "$hook: count by class"
+done
+
 # `srl run` plans with the same cost profile as `srl plan`: where the
 # profile makes native XDP on a veth dear and TC cheap, both choose TC; with
 # --no-profile (hooks cost nothing) both choose XDP.

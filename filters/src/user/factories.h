@@ -11,6 +11,8 @@ namespace srl::filters::user {
 
 // L2-L4 header filters over the reference implementations (l2l4.cpp).
 std::unique_ptr<UserFilter> make_header_filter(const UserFilterConfig& config);
+// count: by=class keeps tallies per input class; otherwise a header filter.
+std::unique_ptr<UserFilter> make_count(const UserFilterConfig& config);
 
 // Reassembly (tcpstream.cpp).
 std::unique_ptr<UserFilter> make_tcpstream(const UserFilterConfig& config);

@@ -1,6 +1,7 @@
 // The L2-L4 filters in userspace: the reference implementations behind the
 // UserFilter interface, and the payload helpers protocol filters share.
 #include <algorithm>
+#include <map>
 
 #include "factories.h"
 
@@ -45,6 +46,41 @@ class HeaderFilter final : public UserFilter {
   bool streams_;
 };
 
+// count, by=class: blocks and bytes per class of its input, the first
+// `keys` classes it sees each a tally of its own, the rest one tally
+// ("other"), so that what it holds stays bounded whatever the traffic.
+// The engine counts the node's totals.
+class ClassCountFilter final : public UserFilter {
+ public:
+  explicit ClassCountFilter(std::size_t keys) : keys_(keys) {}
+
+  void process(const Block& block, Emitter& out) override {
+    std::uint32_t cls = out.input_class();
+    auto it = tallies_.find(cls);
+    if (it == tallies_.end()) {
+      if (tallies_.size() - (tallies_.contains(kOtherClasses) ? 1 : 0) >= keys_)
+        cls = kOtherClasses;
+      it = tallies_.try_emplace(cls, ClassTally{cls, 0, 0}).first;
+    }
+    ++it->second.blocks;
+    it->second.bytes += block.wire();
+    out.accept(0);
+  }
+  bool reads_headers() const override { return false; }
+  bool counts_by_class() const override { return true; }
+  std::vector<ClassTally> class_tallies() const override {
+    std::vector<ClassTally> out;
+    out.reserve(tallies_.size());
+    for (const auto& [cls, t] : tallies_)  // by class: kOtherClasses last
+      out.push_back(t);
+    return out;
+  }
+
+ private:
+  std::size_t keys_;
+  std::map<std::uint32_t, ClassTally> tallies_;
+};
+
 }  // namespace
 
 std::span<const std::uint8_t> l4_payload(const ParsedPacket& p,
@@ -80,6 +116,18 @@ const ParsedPacket& headers_of(const Block& block, ParsedPacket& scratch) {
 }
 
 namespace user {
+
+std::unique_ptr<UserFilter> make_count(const UserFilterConfig& config) {
+  const auto by = config.options.find("by");
+  if (by != config.options.end() && std::get<std::string>(by->second) == "class") {
+    const auto keys = config.options.find("keys");
+    return std::make_unique<ClassCountFilter>(
+        keys != config.options.end()
+            ? static_cast<std::size_t>(std::get<std::int64_t>(keys->second))
+            : 256);
+  }
+  return make_header_filter(config);
+}
 
 std::unique_ptr<UserFilter> make_header_filter(const UserFilterConfig& config) {
   try {

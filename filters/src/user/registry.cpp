@@ -36,7 +36,7 @@ constexpr std::array kFilters{
     Entry{"len", user::make_header_filter},
     Entry{"hash", user::make_header_filter},
     Entry{"bpf", user::make_header_filter},
-    Entry{"count", user::make_header_filter},
+    Entry{"count", user::make_count},
     Entry{"sample", user::make_header_filter},
     Entry{"rate", user::make_header_filter},
     Entry{"drop", user::make_header_filter},

@@ -30,7 +30,10 @@ struct Option {
 struct Range {
   std::uint64_t lo = 0;  // wide on purpose: range checks report values
   std::uint64_t hi = 0;  // the user wrote, however large
-  Loc loc;               // the whole range
+  // A bound written as a name (`AAAA`): resolved against the filter the
+  // edge leaves when the DAG is built; its number is then 0 here.
+  std::string lo_name, hi_name;
+  Loc loc;  // the whole range
   Loc lo_loc, hi_loc;
 };
 

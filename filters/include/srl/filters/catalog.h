@@ -67,6 +67,12 @@ struct Cost {
   double ns_per_byte = 0;
 };
 
+// A class a filter gives a well-known name (`(dns) AAAA>`).
+struct ClassName {
+  std::string_view name;
+  std::uint16_t value = 0;
+};
+
 struct FilterSpec {
   std::string_view name;
   std::string_view summary;
@@ -77,6 +83,8 @@ struct FilterSpec {
   // Largest class the filter can emit: 0 for filters that always accept with
   // class 0, so that a selector asking for any other class never matches.
   std::uint32_t max_class = 0;
+  // Names a selector may use for classes, as the protocol spells them.
+  std::vector<ClassName> class_names;
   // Implementation per space kind; absent where the kind has none.
   std::optional<Cost> cost[kSpaceKinds];
   State state = State::none;
@@ -91,6 +99,8 @@ struct FilterSpec {
 
   bool implemented_in(SpaceKind k) const { return cost[static_cast<std::size_t>(k)].has_value(); }
   const OptionSpec* option(std::string_view option_name) const;
+  // The class a name stands for (any letter case), if the filter has it.
+  std::optional<std::uint16_t> class_named(std::string_view class_name) const;
   bool is_terminal() const { return role == Role::sink; }
 };
 

@@ -32,7 +32,8 @@ struct HookVerdict {
 struct NodeResult {
   bool reached = false;
   bool accepted = false;
-  std::uint16_t cls = 0;  // meaningful when accepted
+  std::uint16_t cls = 0;     // meaningful when accepted
+  std::uint16_t in_cls = 0;  // the class it came with: by the first input that delivered
   friend bool operator==(const NodeResult&, const NodeResult&) = default;
 };
 

@@ -94,6 +94,17 @@ class Emitter {
   virtual void emit(const Block& block, std::uint16_t cls) = 0;
   // Scratch memory that lives until the current batch has left the engine.
   virtual std::span<std::uint8_t> allocate(std::size_t bytes) = 0;
+  // The class the block came with: the one the filter before this one gave
+  // it on the edge it came by (0 after `!>` and from a source).
+  virtual std::uint16_t input_class() const { return 0; }
+};
+
+// What a `count, by=class` counted of one class of its input; kOtherClasses
+// stands for the classes beyond its keys.
+inline constexpr std::uint32_t kOtherClasses = 65536;
+struct ClassTally {
+  std::uint32_t cls = 0;
+  std::uint64_t blocks = 0, bytes = 0;
 };
 
 // Named counters a filter reports besides blocks/bytes (which the engine
@@ -135,6 +146,10 @@ class UserFilter {
   // has lost nothing. The first such failure: `srl run` reports it and ends
   // non-zero, the daemon shows it with the node.
   virtual std::string failure() const { return {}; }
+  // A count by class: whether it is one, and its tallies by class
+  // (kOtherClasses last).
+  virtual bool counts_by_class() const { return false; }
+  virtual std::vector<ClassTally> class_tallies() const { return {}; }
 };
 
 // A source of blocks: pcapin here; rx and the AF_XDP channel in runtime/.

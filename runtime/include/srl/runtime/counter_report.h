@@ -15,6 +15,16 @@ namespace srl::runtime {
 
 inline constexpr int kCountersVersion = 1;
 
+// A `count, by=class` node's counters of one class of its input; the
+// classes beyond its `keys` are added up as one, "other".
+inline constexpr std::uint32_t kOtherClass = 65536;
+struct ClassCount {
+  std::uint32_t cls = 0;  // 0 to 65535, or kOtherClass
+  std::string name;       // the name the input's filter gives it ("AAAA"), if any
+  std::uint64_t blocks = 0, bytes = 0;
+  std::optional<double> blocks_per_s, bytes_per_s;
+};
+
 struct NodeReport {
   std::string request;  // the request's name
   std::string node;     // its id in the request ("n3"): a position, renumbered by edits
@@ -26,6 +36,8 @@ struct NodeReport {
   std::uint64_t lost = 0;     // blocks srl lost here (a full ring, a failed write)
   std::optional<double> blocks_per_s, bytes_per_s;  // since the report before
   std::string failure;                              // why it loses them, if it does
+  bool by_class = false;            // a `count, by=class`: `classes` holds its counts
+  std::vector<ClassCount> classes;  // by class, "other" last
 };
 
 struct ChannelReport {

@@ -139,12 +139,24 @@ struct VertexCounters {
   std::string space;  // "xdp:eth0", "tc:eth0" or "user"
   std::uint64_t blocks = 0, bytes = 0, accepted = 0, drops = 0;
   std::string failure;  // a userspace filter's (UserFilter::failure), if any
+  // A `count, by=class`: its counts per input class, by class, kOtherClass
+  // (what did not fit in its keys) last.
+  bool by_class = false;
+  std::vector<ClassCount> classes;
 };
+
+// Adds `from`'s class counts into `to` (both sorted by class).
+void add_classes(std::vector<ClassCount>& to, const std::vector<ClassCount>& from);
+// A count by class as reported: at most `keys` classes (the largest) on
+// their own, the rest and whatever the node counted without a tally in
+// one "other" (kOtherClass, last).
+void fold_classes(VertexCounters& counters, std::size_t keys);
 
 // The row of one request node (counter_report.h) from the counters of the
 // merged node that stands for it.
 NodeReport node_report(const std::string& request, const std::string& node, const std::string& name,
-                       std::string_view filter, const VertexCounters& counters);
+                       const compiler::DagGraph& g, compiler::Vertex v,
+                       const VertexCounters& counters);
 
 // Counters of one channel into the engine (an AF_XDP socket, an AF_PACKET
 // socket, a capture file).
@@ -210,6 +222,7 @@ class Datapath {
     std::string dev;
     std::vector<std::string> nodes;
     std::vector<kernel::Counter> counters;
+    std::vector<kernel::KernelProgram::ClassTally> classes;  // by slot, then class
   };
   std::vector<HookCounters> hook_counters() const;
 

@@ -95,6 +95,8 @@ struct EngineNodeStats {
   std::uint64_t accepted = 0;  // accepted (or, for transforms, emitted) blocks
   filters::FilterStats extra;  // the filter's own counters
   std::string failure;         // UserFilter::failure() of an instance, if any
+  bool by_class = false;       // a count by class (shared: one instance)
+  std::vector<filters::ClassTally> classes;
 };
 
 struct EngineStats {

@@ -212,9 +212,10 @@ class KernelProgram {
  public:
   static std::unique_ptr<KernelProgram> load(const std::filesystem::path& object,
                                              std::size_t node_count);
-  // A program found running (pinned by an earlier process): owns the two
-  // descriptors. It has no AF_XDP socket map to fill.
-  static std::unique_ptr<KernelProgram> adopt(int prog_fd, int counters_fd);
+  // A program found running (pinned by an earlier process): owns the
+  // descriptors (`classes_fd`: its table of counts by class, -1 if none).
+  // It has no AF_XDP socket map to fill.
+  static std::unique_ptr<KernelProgram> adopt(int prog_fd, int counters_fd, int classes_fd = -1);
   ~KernelProgram();
   KernelProgram(const KernelProgram&) = delete;
   KernelProgram& operator=(const KernelProgram&) = delete;
@@ -224,6 +225,15 @@ class KernelProgram {
   // how much of its budget the program took; 0 where the kernel does not say.
   std::uint32_t verified_insns() const;
   int counters_fd() const { return counters_fd_; }
+  // The table of the count nodes by class (srl_classes); -1 if it has none.
+  int classes_fd() const { return classes_fd_; }
+  // What it tallied per node slot and class, summed over CPUs, by node and
+  // class (count, by=class).
+  struct ClassTally {
+    std::uint32_t node = 0, cls = 0;
+    std::uint64_t blocks = 0, bytes = 0;
+  };
+  std::vector<ClassTally> class_tallies() const;
   // The AF_XDP socket map of the exits to userspace (srl_xsks).
   int xsks_fd() const;
   // A map of the loaded object by name ("srl_ring0", ...); -1 if it has none.
@@ -245,6 +255,7 @@ class KernelProgram {
   struct bpf_object* obj_ = nullptr;
   int prog_fd_ = -1;
   int counters_fd_ = -1;
+  int classes_fd_ = -1;
   std::size_t node_count_ = 0;
 };
 
