@@ -41,12 +41,43 @@ Json placement_json(const v1::NodePlacement& n) {
           {"why", n.why()}};
 }
 
+std::int64_t timestamp_ns(const google::protobuf::Timestamp& t);
+
+// The state as the daemon's messages and the tables say it.
+std::string state_text(v1::RequestState s) {
+  switch (s) {
+    case v1::REQUEST_STATE_ACTIVE:
+      return "active";
+    case v1::REQUEST_STATE_ENDED:
+      return "ended";
+    case v1::REQUEST_STATE_FAILED:
+      return "failed";
+    case v1::REQUEST_STATE_UNRECORDED:
+      return "unrecorded";
+    case v1::REQUEST_STATE_NOT_RUNNING:
+      return "not running";
+    default:
+      return "unknown";
+  }
+}
+
+// "2026-12-06T12:30:01Z": to the second, as it is stored.
+std::string applied_text(const v1::RequestInfo& r) {
+  if (!r.has_applied_at()) return "-";
+  const std::string ms = runtime::utc_time(timestamp_ns(r.applied_at()));
+  return ms.substr(0, ms.find('.')) + "Z";
+}
+
 Json request_json(const v1::RequestInfo& r) {
   Json nodes = Json::array();
   for (const auto& n : r.nodes())
     nodes.push_back(placement_json(n));
-  return {{"name", r.name()},         {"owner", r.owner()}, {"owner_uid", r.owner_uid()},
-          {"text", r.text()},         {"state", r.state()}, {"applied_at", r.applied_at()},
+  return {{"name", r.name()},
+          {"owner", r.owner()},
+          {"owner_uid", r.owner_uid()},
+          {"text", r.text()},
+          {"state", state_text(r.state())},
+          {"applied_at", applied_text(r)},
           {"nodes", std::move(nodes)}};
 }
 
@@ -465,7 +496,7 @@ void add_apply_command(CLI::App& app, int& result) {
       std::cout << request_json(r).dump(2) << "\n";
     } else {
       std::cout << "applied " << r.name() << " (" << node_summary(r) << ")\n"
-                << "state " << r.state() << ", owner " << r.owner() << "\n"
+                << "state " << state_text(r.state()) << ", owner " << r.owner() << "\n"
                 << placement_table(r, false);
     }
     result = kExitOk;
@@ -511,16 +542,17 @@ void add_ls_command(CLI::App& app, int& result) {
     } else {
       const int wn = width_of(requests, "NAME", [](const auto& r) { return r.name(); });
       const int wo = width_of(requests, "OWNER", [](const auto& r) { return r.owner(); });
-      const int ws = width_of(requests, "STATE", [](const auto& r) { return r.state(); });
-      const int wa = width_of(requests, "APPLIED", [](const auto& r) { return r.applied_at(); });
+      const int ws =
+          width_of(requests, "STATE", [](const auto& r) { return state_text(r.state()); });
+      const int wa = width_of(requests, "APPLIED", [](const auto& r) { return applied_text(r); });
       char line[512];
       std::snprintf(line, sizeof line, "%-*s %-*s %-*s %-*s %s\n", wn, "NAME", wo, "OWNER", ws,
                     "STATE", wa, "APPLIED", "NODES");
       std::cout << line;
       for (const auto& r : requests) {
         std::snprintf(line, sizeof line, "%-*s %-*s %-*s %-*s %d\n", wn, r.name().c_str(), wo,
-                      r.owner().c_str(), ws, r.state().c_str(), wa, r.applied_at().c_str(),
-                      r.nodes_size());
+                      r.owner().c_str(), ws, state_text(r.state()).c_str(), wa,
+                      applied_text(r).c_str(), r.nodes_size());
         std::cout << line;
       }
     }
@@ -559,8 +591,8 @@ void add_show_command(CLI::App& app, int& result) {
     } else {
       std::cout << "name:    " << r.name() << "\n"
                 << "owner:   " << r.owner() << " (uid " << r.owner_uid() << ")\n"
-                << "state:   " << r.state() << "\n"
-                << "applied: " << r.applied_at() << "\n"
+                << "state:   " << state_text(r.state()) << "\n"
+                << "applied: " << applied_text(r) << "\n"
                 << "placed:  " << node_summary(r) << "\n"
                 << "text:\n";
       // Indented, so that the request stands apart from the fields.

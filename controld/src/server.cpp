@@ -10,8 +10,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <google/protobuf/util/time_util.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 
 #include <algorithm>
 #include <fstream>
@@ -100,8 +102,16 @@ void fill_info(const RequestInfo& r, v1::RequestInfo* out) {
   out->set_owner(user_name(r.owner_uid));
   out->set_owner_uid(r.owner_uid);
   out->set_text(r.text);
-  out->set_state(r.state);
-  out->set_applied_at(r.applied_at);
+  out->set_state(r.state == "active"        ? v1::REQUEST_STATE_ACTIVE
+                 : r.state == "ended"       ? v1::REQUEST_STATE_ENDED
+                 : r.state == "failed"      ? v1::REQUEST_STATE_FAILED
+                 : r.state == "unrecorded"  ? v1::REQUEST_STATE_UNRECORDED
+                 : r.state == "not running" ? v1::REQUEST_STATE_NOT_RUNNING
+                                            : v1::REQUEST_STATE_UNSPECIFIED);
+  // Stored as "2026-12-06T12:30:01Z"; an unreadable one stays unset.
+  if (google::protobuf::Timestamp at;
+      google::protobuf::util::TimeUtil::FromString(r.applied_at, &at))
+    *out->mutable_applied_at() = at;
   for (const auto& n : r.nodes) {
     auto* pn = out->add_nodes();
     pn->set_id(n.id);
@@ -607,6 +617,9 @@ std::unique_ptr<Server> Server::start(const ServerOptions& options) {
   s->service_->listener = s->listener_.get();
   s->service_->requests = std::make_unique<RequestManager>(options.requests);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // The standard health service (grpc.health.v1.Health): SERVING while the
+  // daemon takes calls, for orchestration's probes.
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.RegisterService(s->service_.get());
   if (!options.tcp.empty()) {

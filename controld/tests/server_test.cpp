@@ -2,6 +2,7 @@
 // a real client channel: Compile, Plan, Spaces and Filters answer as the
 // command-line tools do; the socket is exclusive and a stale one replaced.
 #include <doctest/doctest.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -10,9 +11,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
+#include <condition_variable>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -93,6 +98,40 @@ TEST_CASE("Compile: the DAG of a good request, the diagnostics of a bad one") {
   CHECK(d.rendered().find("bad.srl:1:10") != std::string::npos);
   CHECK(d.rendered().find('^') != std::string::npos);
   CHECK(bad.dag_json().empty());
+}
+
+TEST_CASE("Health: the standard health service answers SERVING") {
+  Fixture f;
+  // grpc.health.v1.Health/Check with an empty request (the whole server):
+  // the reply's field 1, the status, is SERVING (1). Spelled as bytes, as a
+  // probe without the health proto would send it.
+  auto channel = grpc::CreateChannel("unix:" + (f.dir.path / "controld.sock").string(),
+                                     grpc::InsecureChannelCredentials());
+  grpc::GenericStub generic(channel);
+  grpc::ClientContext c;
+  grpc::ByteBuffer request, reply;
+  grpc::Slice empty("", 0);
+  request = grpc::ByteBuffer(&empty, 1);
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status status;
+  generic.UnaryCall(&c, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &reply,
+                    [&](grpc::Status s) {
+                      std::lock_guard lock(m);
+                      status = std::move(s);
+                      done = true;
+                      cv.notify_one();
+                    });
+  std::unique_lock lock(m);
+  REQUIRE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return done; }));
+  REQUIRE_MESSAGE(status.ok(), status.error_message());
+  std::vector<grpc::Slice> slices;
+  REQUIRE(reply.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  CHECK(bytes == std::string("\x08\x01", 2));
 }
 
 TEST_CASE("Filters: the catalog, with spaces and options") {
@@ -221,7 +260,7 @@ std::optional<v1::NodeCounters> final_counters(v1::Control::Stub& stub, const st
     v1::GetRequest g;
     g.set_name(name);
     v1::RequestInfo info;
-    if (stub.Get(&c, g, &info).ok() && info.state() == "ended") break;
+    if (stub.Get(&c, g, &info).ok() && info.state() == v1::REQUEST_STATE_ENDED) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   grpc::ClientContext c;
@@ -248,7 +287,9 @@ TEST_CASE("Apply, List, Get, Stats, Remove: a userspace request over a capture")
   REQUIRE_MESSAGE(st.ok(), st.error_message());
   CHECK(applied.request().name() == "replay");
   CHECK(applied.request().owner_uid() == ::getuid());
-  CHECK(applied.request().state() == "active");
+  CHECK(applied.request().state() == v1::REQUEST_STATE_ACTIVE);
+  // Applied now, to the second (a typed timestamp).
+  CHECK(std::abs(applied.request().applied_at().seconds() - std::time(nullptr)) < 60);
   REQUIRE(applied.request().nodes_size() == 3);
   for (const auto& n : applied.request().nodes())
     CHECK(n.space() == "user");
@@ -269,7 +310,7 @@ TEST_CASE("Apply, List, Get, Stats, Remove: a userspace request over a capture")
   REQUIRE(f.stub->List(&c3, v1::ListRequest(), &list).ok());
   REQUIRE(list.requests_size() == 1);
   CHECK(list.requests(0).name() == "replay");
-  CHECK(list.requests(0).state() == "ended");
+  CHECK(list.requests(0).state() == v1::REQUEST_STATE_ENDED);
   CHECK(list.requests(0).text() == text);
 
   grpc::ClientContext c4;
@@ -392,7 +433,7 @@ TEST_CASE("requests outlive the daemon: stored; a replay that ended is not repla
   get.set_name("udp-replay");
   v1::RequestInfo info;
   REQUIRE(stub->Get(&c, get, &info).ok());
-  CHECK(info.state() == "ended");
+  CHECK(info.state() == v1::REQUEST_STATE_ENDED);
   CHECK(info.text() == text);
 }
 

@@ -1635,3 +1635,29 @@ TEST_CASE("without directories to stay beneath, paths resolve as before; files g
   CHECK(pcap_sink_error(unconfined, c.root + "/../up.pcap") == "(no error)");
   CHECK(mode_of(c.dir / "up.pcap") == 0600);
 }
+
+TEST_CASE("file sink: a write that fails is said with the path and the reason, and counted") {
+  TempDir dir;
+  const std::string out_dir = dir / "out";
+  auto sink = filters::user::make_file_sink(filter_config("file", {{"dir", out_dir}}), 4);
+  NullEmitter em;
+  // The stream's file is /dev/full: every write fails with ENOSPC.
+  const std::string name = "flow-1-10.0.0.1.40000-192.0.2.80.80.c2s";
+  fs::create_symlink("/dev/full", out_dir + "/" + name);
+  const filters::FlowInfo flow = test_flow();
+  const Bytes data = srl::testing::text("hello");
+  Block b;
+  b.kind = BlockKind::stream;
+  b.data = data;
+  b.flow = &flow;
+  CHECK(sink->failure().empty());
+  sink->process(b, em);
+  sink->process(b, em);
+  sink->finish(em);
+  // Opened through the link (as the file sink follows links beneath its
+  // directory) and failing, or refused at the open: either way said.
+  const std::string failure = sink->failure();
+  CHECK(failure.find("'" + out_dir + "/" + name + "'") != std::string::npos);
+  CHECK((failure.starts_with("writing") || failure.starts_with("opening")));
+  CHECK(stat_of(sink->stats(), "dropped_unwritten") == 2);
+}

@@ -72,15 +72,27 @@ class FileSink final : public UserFilter {
   FilterStats stats() const override {
     FilterStats s{{"files", files_}, {"bytes", bytes_}};
     if (errors_ != 0) s.emplace_back("errors", errors_);
+    // Blocks a failed open or write lost: the node's `lost`.
+    if (dropped_ != 0) s.emplace_back("dropped_unwritten", dropped_);
     return s;
   }
+
+  std::string failure() const override { return failure_; }
 
  private:
   struct OpenFile {
     int fd = -1;
+    std::string path;
     std::vector<std::uint8_t> pending;  // pcap files: records not yet written
+    std::uint64_t records = 0;          // in pending
     std::list<std::string>::iterator lru;
   };
+
+  // The first failure, said with the path and the reason (failure()).
+  void failed(const char* doing, const std::string& path, const std::string& why) {
+    ++errors_;
+    if (failure_.empty()) failure_ = std::string(doing) + " '" + path + "': " + why;
+  }
 
   void write_stream(const Block& b) {
     if (b.flow == nullptr) {
@@ -93,6 +105,7 @@ class FileSink final : public UserFilter {
     if (!b.data.empty()) {
       OpenFile* f = file_for(
           key, [&] { return stream_name(b); }, false);
+      if (f == nullptr) ++dropped_;
       if (f != nullptr) {
         std::size_t done = 0;
         while (done < b.data.size()) {
@@ -100,7 +113,8 @@ class FileSink final : public UserFilter {
                                      static_cast<off_t>(b.stream_offset + done));
           if (n < 0 && errno == EINTR) continue;
           if (n <= 0) {
-            ++errors_;
+            failed("writing", f->path, n < 0 ? std::strerror(errno) : "nothing written");
+            ++dropped_;
             break;
           }
           done += static_cast<std::size_t>(n);
@@ -144,7 +158,10 @@ class FileSink final : public UserFilter {
             return name + ".pcap";
           },
           true);
-      if (f != nullptr) add_record(*f, b);
+      if (f != nullptr)
+        add_record(*f, b);
+      else
+        ++dropped_;
       return;
     }
     const std::uint16_t type = p.eth ? p.ethertype : 0;
@@ -160,11 +177,15 @@ class FileSink final : public UserFilter {
           return "packets-ethertype-" + std::string(hex) + ".pcap";
         },
         true);
-    if (f != nullptr) add_record(*f, b);
+    if (f != nullptr)
+      add_record(*f, b);
+    else
+      ++dropped_;
   }
 
   void add_record(OpenFile& f, const Block& b) {
     bytes_ += append_pcap_record(f.pending, b, kSnaplen);
+    ++f.records;
     if (f.pending.size() >= kPcapFlushAt) flush(f);
   }
 
@@ -197,10 +218,10 @@ class FileSink final : public UserFilter {
     // Files are created while running, from whichever thread runs the sink:
     // the switch of identity is per thread, so it is taken per open. The
     // path is resolved again each time, beneath the owner's directories.
-    std::string error;  // counted, not reported
+    std::string error;
     const int fd = open_as(owner_, path, flags, error);
     if (fd < 0) {
-      ++errors_;
+      failed("opening", path, error);
       if (reopen) evicted_.insert(key);
       return nullptr;
     }
@@ -208,6 +229,7 @@ class FileSink final : public UserFilter {
     lru_.push_front(key);
     OpenFile& f = open_[key];
     f.fd = fd;
+    f.path = path;
     f.lru = lru_.begin();
     if (pcap && !reopen) append_pcap_header(f.pending, kSnaplen);
     return &f;
@@ -219,12 +241,14 @@ class FileSink final : public UserFilter {
       const ssize_t n = ::write(f.fd, f.pending.data() + done, f.pending.size() - done);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        ++errors_;
+        failed("writing", f.path, n < 0 ? std::strerror(errno) : "nothing written");
+        dropped_ += f.records;  // what was buffered is lost
         break;
       }
       done += static_cast<std::size_t>(n);
     }
     f.pending.clear();
+    f.records = 0;
   }
 
   void close_file(std::unordered_map<std::string, OpenFile>::iterator it) {
@@ -250,6 +274,8 @@ class FileSink final : public UserFilter {
   std::uint64_t files_ = 0;
   std::uint64_t bytes_ = 0;
   std::uint64_t errors_ = 0;
+  std::uint64_t dropped_ = 0;
+  std::string failure_;
 };
 
 }  // namespace
