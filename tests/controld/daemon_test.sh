@@ -2,7 +2,8 @@
 # controld as a process: it listens on its socket, refuses to start while
 # another daemon answers there, serves `srl filters`, stops on SIGTERM with
 # exit 0 and removes its socket; `srl filters` without a daemon says so; the
-# CLI's daemon commands load from their module, and only they.
+# CLI's daemon commands load from their module, and only they; every daemon
+# command's -j output equals its golden file.
 # Usage: daemon_test.sh CONTROLD SRL
 set -uo pipefail
 controld=$(realpath "$1")
@@ -40,6 +41,57 @@ rc=$?
 SRL_SOCKET=$sock "$srl" filters -j >"$tmp/filters.json" 2>&1
 python3 -c 'import json,sys; f={x["name"]: x for x in json.load(open(sys.argv[1]))}; assert f["port"]["options"][0]["default"] == "any"' \
   "$tmp/filters.json" && ok "srl filters -j via SRL_SOCKET" || fail "srl filters -j: $(head -5 "$tmp/filters.json")"
+
+# Every daemon command's -j output against its golden file
+# (tests/controld/golden/*.json; SRL_UPDATE_GOLDEN=1 rewrites them), what
+# differs from run to run (times, the caller, this test's directory) put
+# in words first. A request over a capture, run to its end.
+golden=$(cd "$(dirname "$0")" && pwd)/golden
+python3 - "$tmp/in.pcap" <<'PY'
+import struct, sys
+out = open(sys.argv[1], "wb")
+out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+for i, (proto, dport) in enumerate([(17, 53), (17, 53), (17, 123), (6, 22), (17, 53)]):
+    l4 = (struct.pack("!HHHH", 40000, dport, 28, 0) + bytes(20) if proto == 17
+          else struct.pack("!HHIIBBHHH", 40000, dport, 0, 0, 0x50, 2, 0, 0, 0))
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0, 64, proto, 0,
+                     bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]))
+    frame = bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + l4
+    out.write(struct.pack("<IIII", i + 1, 0, len(frame), len(frame)) + frame)
+PY
+"$srl" apply --socket "$sock" -n replay \
+  -e "(pcapin, file=\"$tmp/in.pcap\") > (udp) > (port, which=dst) > (count, by=class, name=ports)" \
+  >/dev/null 2>"$tmp/apply.err" || fail "apply replay: $(cat "$tmp/apply.err")"
+for _ in $(seq 100); do
+  [[ $("$srl" show --socket "$sock" -j replay 2>/dev/null) == *'"state": "ended"'* ]] && break
+  sleep 0.1
+done
+normalized() {  # the JSON on stdin, run-to-run differences in words
+  python3 -c '
+import json, sys
+tmp = sys.argv[1]
+def walk(x, key=None):
+    if isinstance(x, dict): return {k: walk(v, k) for k, v in x.items()}
+    if isinstance(x, list): return [walk(v) for v in x]
+    if key in ("time", "applied_at") and isinstance(x, str): return "TIME"
+    if key == "owner": return "OWNER"
+    if key == "owner_uid": return "UID"
+    if isinstance(x, str): return x.replace(tmp, "TMP")
+    return x
+print(json.dumps(walk(json.load(sys.stdin)), indent=2))' "$tmp"
+}
+for cmd in "filters -j" "ls -j" "show -j replay" "stats -j replay"; do
+  name=${cmd// /_}; name=${name//-/}
+  # shellcheck disable=SC2086
+  "$srl" $cmd --socket "$sock" 2>"$tmp/$name.err" | normalized >"$tmp/$name.json"
+  if [[ -n ${SRL_UPDATE_GOLDEN:-} ]]; then
+    cp "$tmp/$name.json" "$golden/$name.json"
+  fi
+  diff -u "$golden/$name.json" "$tmp/$name.json" >"$tmp/$name.diff" \
+    && ok "srl $cmd: as its golden file" \
+    || fail "srl $cmd: differs from golden/$name.json: $(head -20 "$tmp/$name.diff") $(cat "$tmp/$name.err")"
+done
+"$srl" rm --socket "$sock" replay >/dev/null 2>&1 || fail "rm replay"
 
 kill -TERM "$pid"
 wait "$pid"
