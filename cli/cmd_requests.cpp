@@ -41,7 +41,9 @@ Json placement_json(const v1::NodePlacement& n) {
           {"why", n.why()}};
 }
 
-std::int64_t timestamp_ns(const google::protobuf::Timestamp& t);
+std::int64_t timestamp_ns(const google::protobuf::Timestamp& t) {
+  return t.seconds() * 1000000000 + t.nanos();
+}
 
 // The state as the daemon's messages and the tables say it.
 std::string state_text(v1::RequestState s) {
@@ -79,10 +81,6 @@ Json request_json(const v1::RequestInfo& r) {
           {"state", state_text(r.state())},
           {"applied_at", applied_text(r)},
           {"nodes", std::move(nodes)}};
-}
-
-std::int64_t timestamp_ns(const google::protobuf::Timestamp& t) {
-  return t.seconds() * 1000000000 + t.nanos();
 }
 
 // The proto's counters in their one shape (docs/counters.md).

@@ -78,10 +78,12 @@ constexpr NodeFamily kNodeFamilies[] = {
      &NodeSums::lost},
 };
 
-struct ClassFamily {
+struct ChannelFamily {
   std::string_view name, help;
   std::uint64_t ChannelSums::*value;
 };
+// Per class: blocks and bytes, as a channel's sums hold them.
+using ClassFamily = ChannelFamily;
 constexpr ClassFamily kClassFamilies[] = {
     {"srl_node_class_blocks_total", "Blocks a count by class counted, per class of its input.",
      &ChannelSums::blocks},
@@ -89,10 +91,6 @@ constexpr ClassFamily kClassFamilies[] = {
      &ChannelSums::bytes},
 };
 
-struct ChannelFamily {
-  std::string_view name, help;
-  std::uint64_t ChannelSums::*value;
-};
 constexpr ChannelFamily kChannelFamilies[] = {
     {"srl_channel_blocks_total", "Blocks a datapath channel received.", &ChannelSums::blocks},
     {"srl_channel_bytes_total", "Bytes of the blocks a datapath channel received.",
