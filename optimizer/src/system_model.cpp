@@ -387,56 +387,66 @@ std::string to_text(const SystemModel& m) {
     << " L3 " << fmt_bytes(m.host.caches.l3) << ", copy bandwidth "
     << fmt_num(m.host.memory_bandwidth_bytes_per_s / 1e9) << " GB/s\n";
   if (!m.origin.empty()) o << "model: " << m.origin << "\n";
-  o << "\nspaces:\n";
-  std::size_t w = 5;
-  for (const auto& s : m.spaces)
-    w = std::max(w, s.id.size());
-  o << "  " << std::string("id") + std::string(w - 2, ' ')
-    << "  kind     attachment        capacity  insn limit  expr/exits  capabilities\n";
+  // Both tables are sized to their contents, the way `ip` and bpftool print.
+  using Row = std::vector<std::string>;
+  auto print_table = [&o](const std::vector<Row>& rows) {
+    std::vector<std::size_t> w;
+    for (const auto& r : rows)
+      for (std::size_t i = 0; i < r.size(); ++i) {
+        if (w.size() <= i) w.push_back(0);
+        w[i] = std::max(w[i], r[i].size());
+      }
+    for (const auto& r : rows) {
+      std::string line = " ";
+      for (std::size_t i = 0; i < r.size(); ++i) {
+        line += " " + r[i];
+        if (i + 1 < r.size()) line += std::string(w[i] - r[i].size() + 1, ' ');
+      }
+      while (!line.empty() && line.back() == ' ')
+        line.pop_back();
+      o << line << "\n";
+    }
+  };
+  auto limit = [](std::uint32_t v) { return v == 0 ? std::string("-") : std::to_string(v); };
+  std::vector<Row> spaces{
+      {"id", "kind", "attachment", "capacity", "insn limit", "expr/exits", "capabilities"}};
   for (const auto& s : m.spaces) {
     std::string at;
     if (!s.device.empty()) at = "dev " + s.device;
     if (s.queue) at += " q" + std::to_string(*s.queue);
     if (s.cpu) at += (at.empty() ? "" : " ") + std::string("cpu ") + std::to_string(*s.cpu);
     if (!s.mode.empty()) at += " (" + s.mode + ")";
-    std::string kind(to_string(s.kind));
-    std::string hook;
-    if (s.hook_ns_per_block != 0 || s.hook_ns_per_byte != 0)
-      hook = "hook " + fmt_num(s.hook_ns_per_block) + " ns + " + fmt_num(s.hook_ns_per_byte) +
-             " ns/B ";
-    std::ostringstream cap;
-    cap << fmt_num(s.capacity_ns_per_s / 1e9) << " CPU";
     std::string caps;
+    if (s.hook_ns_per_block != 0 || s.hook_ns_per_byte != 0)
+      caps =
+          "hook " + fmt_num(s.hook_ns_per_block) + " ns + " + fmt_num(s.hook_ns_per_byte) + " ns/B";
+    if (s.emulated) caps += std::string(caps.empty() ? "" : " ") + "EMULATED";
     for (const auto& c : s.capabilities)
       caps += (caps.empty() ? "" : " ") + c;
-    if (s.emulated) caps = "EMULATED " + caps;
-    auto pad = [](std::string v, std::size_t n) {
-      v.resize(std::max(v.size(), n), ' ');
-      return v;
-    };
-    auto limit = [](std::uint32_t v) { return v == 0 ? std::string("-") : std::to_string(v); };
-    o << "  " << pad(s.id, w) << "  " << pad(kind, 7) << "  " << pad(at, 16) << "  "
-      << pad(cap.str(), 8) << "  "
-      << pad(s.kind == Kind::user ? "-" : std::to_string(s.ebpf_insn_limit), 10) << "  "
-      << pad(s.kind == Kind::user ? "-"
-                                  : limit(s.ebpf_function_limit) + "/" + limit(s.ebpf_exit_limit),
-             10)
-      << "  " << hook << caps << "\n";
+    bool user = s.kind == Kind::user;
+    spaces.push_back(
+        {s.id, std::string(to_string(s.kind)), at, fmt_num(s.capacity_ns_per_s / 1e9) + " CPU",
+         user ? "-" : std::to_string(s.ebpf_insn_limit),
+         user ? "-" : limit(s.ebpf_function_limit) + "/" + limit(s.ebpf_exit_limit), caps});
   }
-  o << "\nchannels (cost per block + per byte; mem = memory traffic per byte):\n";
+  o << "\nspaces:\n";
+  print_table(spaces);
+  std::vector<Row> channels{{"from", "to", "kind", "per block", "per byte", "memory", "notes"}};
   for (const auto& c : m.channels) {
-    o << "  " << c.from << " -> " << c.to << "  " << to_string(c.kind) << "  "
-      << fmt_num(c.ns_per_block) << " ns + " << fmt_num(c.ns_per_byte) << " ns/B, mem "
-      << fmt_num(c.mem_bytes_per_byte) << " B/B" << (c.zero_copy ? ", zero-copy" : ", copy");
+    std::string notes = c.zero_copy ? "zero-copy" : "copy";
     if (c.capacity_blocks_per_s > 0)
-      o << ", max " << fmt_num(c.capacity_blocks_per_s) << " blocks/s";
+      notes += ", max " + fmt_num(c.capacity_blocks_per_s) + " blocks/s";
     if (!c.via.empty()) {
-      o << ", via";
+      notes += ", via";
       for (const auto& v : c.via)
-        o << " " << v;
+        notes += " " + v;
     }
-    o << "\n";
+    channels.push_back({c.from, c.to, std::string(to_string(c.kind)),
+                        fmt_num(c.ns_per_block) + " ns", fmt_num(c.ns_per_byte) + " ns/B",
+                        fmt_num(c.mem_bytes_per_byte) + " B/B", notes});
   }
+  o << "\nchannels (memory: bytes moved through memory per byte carried):\n";
+  print_table(channels);
   if (!m.notes.empty()) {
     o << "\nnotes:\n";
     for (const auto& n : m.notes)

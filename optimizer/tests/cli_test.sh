@@ -59,6 +59,16 @@ grep -q "xdp:eth1" "$tmp/m.txt" || fail "spaces table"
 python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); assert a["spaces"]==b["spaces"] and a["channels"]==b["channels"]' \
   "$tmp/m.json" "$tmp/m2.json" || fail "spaces --save round trip"
 
+# spaces: the table and -j of a model file as their golden files
+# (tests/golden/spaces.{txt,json}; SRL_UPDATE_GOLDEN=1 rewrites them).
+golden=$(cd "$(dirname "$0")" && pwd)/golden
+"$srl" spaces --no-profile --model "$models/two-nics.json" | sed "s|$models/||" >"$tmp/spaces.txt"
+"$srl" spaces --no-profile --model "$models/two-nics.json" -j >"$tmp/spaces.json"
+for f in spaces.txt spaces.json; do
+  [[ -n ${SRL_UPDATE_GOLDEN:-} ]] && cp "$tmp/$f" "$golden/$f"
+  diff -u "$golden/$f" "$tmp/$f" >"$tmp/diff" || fail "srl spaces: differs from golden/$f: $(head -20 "$tmp/diff")"
+done
+
 # calibrate writes a profile that plan then uses.
 "$srl" calibrate --no-bpf --seconds 0.02 -o "$tmp/profile.json" >/dev/null
 out=$("$srl" plan --profile "$tmp/profile.json" --model "$models/two-cores.json" --dev eth0 -e '(tcp) > (count)')
