@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <algorithm>
 #include <atomic>
@@ -609,6 +610,36 @@ TEST_CASE("print writes one tcpdump-like line per block") {
   std::fclose(out);
   std::free(text);
   CHECK(filters::make_user_filter(filter_config("print")) != nullptr);
+}
+
+TEST_CASE("print: lines its output does not take are counted and the reason said") {
+  // A reader that went, where SIGPIPE is ignored (as a daemon does): EPIPE.
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  ::close(fds[0]);
+  std::FILE* out = ::fdopen(fds[1], "w");
+  REQUIRE(out != nullptr);
+  const auto old = std::signal(SIGPIPE, SIG_IGN);
+  {
+    auto sink = filters::user::make_print_sink(out);
+    NullEmitter em;
+    const Bytes frame =
+        ethernet(0x0800) + ipv4(17, ip4("10.0.0.1"), ip4("10.0.0.2"), udp(5353, 53, Bytes(12, 0)));
+    const auto parsed = filters::parse_packet(frame);
+    CHECK(sink->failure().empty());
+    for (int i = 0; i < 3; ++i)
+      sink->process(
+          packet_block({kSecond, static_cast<std::uint32_t>(frame.size()), frame}, parsed), em);
+    sink->tick(kSecond, em);
+    sink->process(packet_block({kSecond, static_cast<std::uint32_t>(frame.size()), frame}, parsed),
+                  em);
+    sink->finish(em);
+    CHECK(sink->failure() == "writing standard output: Broken pipe");
+    CHECK(stat_of(sink->stats(), "lines") == 4);
+    CHECK(stat_of(sink->stats(), "dropped_unwritten") == 4);
+  }
+  std::signal(SIGPIPE, old);
+  std::fclose(out);
 }
 
 TEST_CASE("file writes each stream direction at its offsets, and packets per conversation") {
@@ -1235,6 +1266,22 @@ TEST_CASE("fifo with a file owner: the FIFO belongs to that user") {
   }
   CHECK_FALSE(fs::exists(pipe));  // removed, as the user, at the end
   check_identity_back(groups);
+}
+
+TEST_CASE("fifo: a FIFO no reader can mend (not the user's to open) is said, blocks counted") {
+  if (!need_root()) return;
+  OwnerDirs d;
+  // root's FIFO, 0600, in nobody's directory: nobody sees it, cannot open it.
+  const std::string pipe = d.nobodys + "/roots-pipe";
+  REQUIRE(::mkfifo(pipe.c_str(), 0600) == 0);
+  auto sink = filters::make_user_filter(as_nobody(filter_config("fifo", {{"path", pipe}})));
+  NullEmitter em;
+  feed(*sink, numbered_records(5, kSecond));
+  sink->tick(0, em);
+  sink->finish(em);
+  CHECK(sink->failure() == "opening FIFO '" + pipe + "' as uid 65534: Permission denied");
+  CHECK(stat_of(sink->stats(), "dropped_no_reader") == 5);
+  CHECK(fs::is_fifo(pipe));  // not the sink's: left in place
 }
 
 namespace {

@@ -167,6 +167,8 @@ class FifoSink final : public UserFilter {
     close_pipe();
   }
 
+  std::string failure() const override { return failure_; }
+
   FilterStats stats() const override {
     FilterStats s{{"written", written_},
                   {"dropped_no_reader", dropped_no_reader_},
@@ -180,7 +182,13 @@ class FifoSink final : public UserFilter {
   void try_open() {
     std::string error;
     const int fd = open_as(owner_, path_, O_WRONLY | O_NONBLOCK, error);
-    if (fd < 0) return;  // ENXIO: no reader yet
+    if (fd < 0) {
+      // ENXIO: no reader yet. Anything else (the FIFO removed, its mode
+      // changed) no reader can mend: said once, blocks counted as before.
+      if (errno != ENXIO && failure_.empty())
+        failure_ = "opening FIFO '" + path_ + "'" + owner_text(owner_) + ": " + error;
+      return;
+    }
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
       // Replaced by something else since: never write into a regular file.
@@ -251,6 +259,7 @@ class FifoSink final : public UserFilter {
   bool created_ = false;
   bool finished_ = false;
   int fd_ = -1;
+  std::string failure_;
 
   // buffer_[head_, size) is not written yet. appended_ and written_bytes_
   // count bytes for the current reader; record_ends_ holds where each

@@ -2,9 +2,11 @@
 // with TCP flags), UTC time of day with nanoseconds. Lines are collected and
 // written when the buffer fills, at every tick and at the end.
 #include <algorithm>
+#include <cerrno>
 #include <cinttypes>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 
 #include "factories.h"
 #include "io.h"
@@ -223,22 +225,42 @@ class PrintSink final : public UserFilter {
     buffer_ += format_block(block);
     buffer_ += '\n';
     ++lines_;
+    ++buffered_;
     if (buffer_.size() >= kFlushAt) flush();
   }
   void tick(std::uint64_t, Emitter&) override { flush(); }
   void finish(Emitter&) override { flush(); }
-  FilterStats stats() const override { return {{"lines", lines_}}; }
+  FilterStats stats() const override {
+    return {{"lines", lines_}, {"dropped_unwritten", dropped_unwritten_}};
+  }
+  std::string failure() const override { return failure_; }
 
  private:
+  // Lines the output did not take (a reader that went: EPIPE where SIGPIPE
+  // is ignored; a full disk) are counted, and the first reason said.
   void flush() {
-    if (!buffer_.empty()) std::fwrite(buffer_.data(), 1, buffer_.size(), out_);
-    std::fflush(out_);
+    if (buffer_.empty()) return;
+    errno = 0;
+    const std::size_t put = std::fwrite(buffer_.data(), 1, buffer_.size(), out_);
+    const bool failed = put < buffer_.size() || std::fflush(out_) != 0;
+    if (failed) {
+      const int err = errno;
+      dropped_unwritten_ += buffered_;
+      if (failure_.empty())
+        failure_ = std::string("writing standard output: ") +
+                   (err != 0 ? std::strerror(err) : "the stream is in error");
+      std::clearerr(out_);
+    }
     buffer_.clear();
+    buffered_ = 0;
   }
 
   std::FILE* out_;
   std::string buffer_;
   std::uint64_t lines_ = 0;
+  std::uint64_t buffered_ = 0;  // lines in buffer_
+  std::uint64_t dropped_unwritten_ = 0;
+  std::string failure_;
 };
 
 }  // namespace
