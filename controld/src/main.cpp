@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
   app.add_option("--verifier-admission", o.requests.verifier_admission,
                  "applying or replacing a request is refused when a hook's program would take "
                  "more than this many of the verifier's 1,000,000 instructions (default "
-                 "500000; the rest is kept so that removing requests always fits)")
+                 "500000; the rest is kept so that removing requests always fits; below 200000 "
+                 "every hook's program is in the map form, docs/kernel.md)")
       ->check(CLI::Range(1u, 1'000'000u));
   app.add_option("--copy-rings", o.requests.copy_rings,
                  "copy rings per hook program, chosen by CPU (blocks copied up to userspace; "

@@ -798,6 +798,11 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
   // recovery of what was admitted before, is not.
   if (txn_kind == "apply" || txn_kind == "replace")
     dopts.verifier_admission = options_.verifier_admission;
+  // One form for every change under this configuration: the register form
+  // unless the admission limit could refuse one (a test's small limit).
+  if (options_.verifier_admission != 0 &&
+      options_.verifier_admission < runtime::kernel::kRegisterFormVerified)
+    dopts.program_form = runtime::kernel::ProgramForm::map;
   if (previous != nullptr && new_reads_afxdp && !previous->afxdp_devices().empty())
     // As late as possible: programs compiled and loaded, filters built.
     dopts.before_connect = [&] {

@@ -47,7 +47,9 @@ double median_ns(const std::string& request, const FilterCalibration& o,
                  const std::vector<std::uint8_t>& frame) {
   const auto compiled = compiler::compile(request);
   if (!compiled.ok()) throw KernelError("calibration request does not compile: " + request);
-  const auto gen = generate_xdp(*compiled.dag, 1);
+  // In the map form, which every hook past a few nodes runs: the costs the
+  // model takes are a hook's most, never the small register form's.
+  const auto gen = generate_xdp(*compiled.dag, 1, "", nullptr, {}, ProgramForm::map);
   auto program = KernelProgram::load(compile_bpf(gen.source, o.cache), gen.nodes.size());
   std::vector<double> runs;
   for (int i = 0; i < o.rounds; ++i) {

@@ -297,8 +297,10 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
     Part p;
     p.dev = dev;
     p.tc = hook_of[dev] == "tc";
-    p.gen = p.tc ? kernel::generate_tc(dp->dag_, ifindex, dev, &placement.in_kernel, options.copy)
-                 : kernel::generate_xdp(dp->dag_, ifindex, dev, &placement.in_kernel, options.copy);
+    p.gen = p.tc ? kernel::generate_tc(dp->dag_, ifindex, dev, &placement.in_kernel, options.copy,
+                                       options.program_form)
+                 : kernel::generate_xdp(dp->dag_, ifindex, dev, &placement.in_kernel, options.copy,
+                                        options.program_form);
     parts.push_back(std::move(p));
   }
   std::vector<kernel::KernelExit> exits;

@@ -411,7 +411,7 @@ enum class Hook { xdp, tc };
 
 GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifindex*/,
                           const std::string& dev, const std::vector<bool>* in_kernel,
-                          const CopyChannelOptions& copy) {
+                          const CopyChannelOptions& copy, ProgramForm form) {
   const DagGraph& g = dag.graph;
   const std::size_t n = boost::num_vertices(g);
   GeneratedProgram out;
@@ -421,6 +421,8 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
   std::ostringstream fns, body;
   std::size_t expressions = 0;
   bool reads_addresses = false;  // an `addr` or a `hash` in the kernel
+  bool hashes = false;           // a `hash` in the kernel (loops over addresses)
+  std::size_t kernel_nodes = 0;
   // How far the tcpdump expressions read into a frame (nullopt: maybe
   // anywhere), made readable before the first of them at TC.
   std::optional<std::uint32_t> expressions_reach = 0;
@@ -575,6 +577,7 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
       continue;
     }
     out.nodes.push_back({node.id, f, node.name});
+    ++kernel_nodes;
     if (!node.filter->implemented_in(filters::SpaceKind::kernel))
       throw KernelError("filter '" + f + "' (" + node.id +
                         ") has no kernel implementation; it "
@@ -644,6 +647,7 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
                " && p.len <= " + std::to_string(int_option(node, "max")) + ")";
     } else if (f == "hash") {
       reads_addresses = true;
+      hashes = true;
       const auto& fields = str_option(node, "fields");
       const int code = fields == "flow" ? 0 : fields == "addrs" ? 1 : fields == "src" ? 2 : 3;
       accept = "p.l3 != 0";
@@ -767,8 +771,13 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
   }
 
   const bool xdp = hook == Hook::xdp;
+  // The scratch (headers and slots) on the stack: at most 256 of its 512 bytes.
+  constexpr std::uint32_t kRegisterFormSlots = (256 - 80) / 4;
+  out.register_form = form == ProgramForm::automatic && kernel_nodes <= kRegisterFormNodes &&
+                      expressions == 0 && !hashes && slots <= kRegisterFormSlots;
   std::ostringstream src;
   if (!reads_addresses) src << "#define SRL_NO_ADDRS\n";
+  if (out.register_form) src << "#define SRL_REGISTER_FORM\n";
   src << kXdpPrelude
       << (xdp ? "\n#define SRL_CTX struct xdp_md"
                 "\n#define SRL_WIRE_LEN(ctx) ((u32)((long)(ctx)->data_end - (long)(ctx)->data))"
@@ -795,12 +804,14 @@ struct srl_counters { struct srl_counter c[SRL_NODES + 1]; }; /* + the copy chan
 
 /* What outlives the nodes that decide it, for one block (see generate()). */
 struct srl_scratch { struct srl_pkt pkt; u32 w[SRL_SLOTS]; };
+#ifndef SRL_REGISTER_FORM
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, 1);
   __type(key, u32);
   __type(value, struct srl_scratch);
 } srl_scratch SEC(".maps");
+#endif
 
 /* AF_XDP sockets by receive queue, for blocks that continue in userspace. */
 struct {
@@ -947,15 +958,22 @@ static __always_inline void srl_class_count(u32 node, u32 cls, u32 len) {
   const char* drop = xdp ? "XDP_DROP" : "TC_ACT_SHOT";
   src << "  u32 zero = 0;\n  struct srl_counters *cnt = bpf_map_lookup_elem(&srl_counters, "
          "&zero);\n"
-      << "  if (!cnt) return " << pass << ";\n"
-      << "  struct srl_scratch *scratch = bpf_map_lookup_elem(&srl_scratch, &zero);\n"
-      << "  if (!scratch) return " << pass << ";\n"
-      << "  volatile u32 *w = scratch->w;\n"
-      // The headers parsed into the scratch map and read from there at each
-      // use: what the parse found is a value the verifier does not track,
-      // so the parse's paths do not multiply the nodes' (and no node reuses
-      // another's refined copy of a field).
-      << "  struct srl_pkt *pk = &scratch->pkt;\n  u32 wire = SRL_WIRE_LEN(ctx);\n";
+      << "  if (!cnt) return " << pass << ";\n";
+  if (out.register_form)
+    // The scratch on the stack: the compiler keeps what it can in
+    // registers and drops the parse's stores that no node reads.
+    src << "  struct srl_scratch scratch = {};\n  u32 *w = scratch.w;\n"
+        << "  struct srl_pkt *pk = &scratch.pkt;\n";
+  else
+    // The headers parsed into the scratch map and read from there at each
+    // use: what the parse found is a value the verifier does not track,
+    // so the parse's paths do not multiply the nodes' (and no node reuses
+    // another's refined copy of a field).
+    src << "  struct srl_scratch *scratch = bpf_map_lookup_elem(&srl_scratch, &zero);\n"
+        << "  if (!scratch) return " << pass << ";\n"
+        << "  volatile u32 *w = scratch->w;\n"
+        << "  struct srl_pkt *pk = &scratch->pkt;\n";
+  src << "  u32 wire = SRL_WIRE_LEN(ctx);\n";
   src << "  srl_parse(data, end, wire, pk);\n";
   if (!xdp)
     // Headers beyond the linear part (a long IPv6 extension chain, an skb
@@ -974,7 +992,7 @@ static __always_inline void srl_class_count(u32 node, u32 cls, u32 len) {
            "bpf_skb_pull_data(ctx, need);\n  }\n";
   }
   src << "  u32 len = pk->len; /* counted, never tested: a variable */\n"
-      << "#define p (*(volatile struct srl_pkt *)pk)\n";
+      << (out.register_form ? "#define p (*pk)\n" : "#define p (*(volatile struct srl_pkt *)pk)\n");
   for (const auto& [v, i] : outcome_slots)
     src << "#define " << var(v, "r") << " " << w(i) << "\n#define " << var(v, "a") << " "
         << w(i + 1) << "\n#define " << var(v, "c") << " " << w(i + 2) << "\n";
@@ -1014,13 +1032,15 @@ static __always_inline void srl_class_count(u32 node, u32 cls, u32 len) {
 }  // namespace
 
 GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex, const std::string& dev,
-                              const std::vector<bool>* in_kernel, const CopyChannelOptions& copy) {
-  return generate(Hook::xdp, dag, ifindex, dev, in_kernel, copy);
+                              const std::vector<bool>* in_kernel, const CopyChannelOptions& copy,
+                              ProgramForm form) {
+  return generate(Hook::xdp, dag, ifindex, dev, in_kernel, copy, form);
 }
 
 GeneratedProgram generate_tc(const compiler::RequestDag& dag, int ifindex, const std::string& dev,
-                             const std::vector<bool>* in_kernel, const CopyChannelOptions& copy) {
-  return generate(Hook::tc, dag, ifindex, dev, in_kernel, copy);
+                             const std::vector<bool>* in_kernel, const CopyChannelOptions& copy,
+                             ProgramForm form) {
+  return generate(Hook::tc, dag, ifindex, dev, in_kernel, copy, form);
 }
 
 }  // namespace srl::runtime::kernel

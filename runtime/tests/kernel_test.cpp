@@ -584,7 +584,9 @@ TEST_CASE("kernel: many tcpdump expressions on one hook load, and each counts it
 namespace {
 
 // `requests` merged on one hook as an XDP program, loaded.
-std::unique_ptr<KernelProgram> load_merged(const std::vector<std::string>& requests) {
+std::unique_ptr<KernelProgram> load_merged(
+    const std::vector<std::string>& requests,
+    runtime::kernel::ProgramForm form = runtime::kernel::ProgramForm::automatic) {
   std::vector<compiler::CompileResult> compiled;
   std::vector<const compiler::RequestDag*> dags;
   std::vector<std::string> labels;
@@ -598,7 +600,7 @@ std::unique_ptr<KernelProgram> load_merged(const std::vector<std::string>& reque
     labels.push_back("r" + std::to_string(i));
   }
   const auto merged = compiler::merge_requests(dags, labels);
-  const auto gen = runtime::kernel::generate_xdp(merged.dag, 1);
+  const auto gen = runtime::kernel::generate_xdp(merged.dag, 1, "", nullptr, {}, form);
   const auto obj = runtime::kernel::compile_bpf(
       gen.source, std::filesystem::temp_directory_path() / "srl-kernel-test-cache");
   return KernelProgram::load(obj, gen.nodes.size());
@@ -619,13 +621,18 @@ TEST_CASE(
     "kernel: the verifier's work grows with a union's and an intersect's inputs, not with their "
     "product") {
   // Held in variables, an intersect of 10 prefixes took ~48,000 verifier
-  // instructions and one of 20 more than the whole budget (1,000,000).
-  const std::uint32_t one = load_merged({prefixes(1, "") + " > (count)"})->verified_insns();
+  // instructions and one of 20 more than the whole budget (1,000,000). The
+  // map form's growth, from the map form of one (which alone would be in
+  // the register form), for every size.
+  const std::uint32_t one =
+      load_merged({prefixes(1, "") + " > (count)"}, runtime::kernel::ProgramForm::map)
+          ->verified_insns();
   for (const std::string op : {" and ", " or "}) {
     CAPTURE(op);
     for (int k : {10, 40, 160}) {
       const std::uint32_t cost =
-          load_merged({prefixes(k, op.c_str()) + " > (count)"})->verified_insns();
+          load_merged({prefixes(k, op.c_str()) + " > (count)"}, runtime::kernel::ProgramForm::map)
+              ->verified_insns();
       MESSAGE(k << " prefixes joined by '" << op << "': " << cost
                 << " verifier instructions (one: " << one << ")");
       CHECK(cost > one);
@@ -667,4 +674,110 @@ TEST_CASE("kernel: a subset of a hook's requests never costs the verifier more t
     most = std::max(most, static_cast<double>(cost) / whole);
   }
   MESSAGE("the costliest subset took " << most << " of the whole's");
+}
+
+TEST_CASE("kernel: the register form stays far below the verifier's budget, whatever it holds") {
+  // A small program keeps its parse and outcomes on the stack, where the
+  // verifier's work multiplies the parse's paths by the nodes'. The
+  // costliest programs of kRegisterFormNodes nodes, of every filter it
+  // takes, and random ones from a fixed sequence: each in that form, each
+  // under kRegisterFormVerified, at XDP and TC.
+  using runtime::kernel::kRegisterFormNodes;
+  using runtime::kernel::kRegisterFormVerified;
+  std::vector<std::string> requests = {
+      // 15 filters after rx, one chain, each testing what the parse found.
+      "(eth) > (vlan) !> (ip) > (ipv4) > (proto) 17> (udp) > (port, which=dst) 1:1023> "
+      "(addr, net=10.0.0.0/8) > (len, min=60, max=1400) > (sample, n=3) > (rate, pps=1000) > "
+      "(port, which=src) 53> (addr, net=10.1.0.0/16, which=dst) > (len, min=64) > (count)",
+      // One classifier and fourteen branches.
+      "(port, which=dst, name=p) 1> (count) | (p) 2> (count) | (p) 3> (count) | (p) 4> (count) | "
+      "(p) 5> (count) | (p) 6> (count) | (p) 7> (count) | (p) 8:9> (count) | (p) 10> (drop) | "
+      "(p) 11> (pass) | (p) 12> (count) | (p) 13> (count) | (p) 14> (count) | (p) !> (count)",
+      // Unions and intersects of filters on every layer, counted by class.
+      "(tcp) or (udp) or (icmp) or (arp) or (vlan) 100> (count, by=class) | "
+      "(ipv6) and (addr, net=2001:db8::/32, which=src) and (tcpflags) 2> (count, by=class)",
+      // Outcomes read beyond the next node, samples and rates between them.
+      "(proto, name=pr) 6> (sample, n=2) > (count) | (pr) 17> (rate, pps=10) > (count) | "
+      "(pr) 1,58> (tcpflags) > (count, by=class) | (pr) !> (vlan) > (count, by=class) | "
+      "(pr) 6,17> (len, min=100) > (drop)",
+  };
+  const char* const filters[] = {"(eth)",
+                                 "(vlan) 100",
+                                 "(vlan) !",
+                                 "(arp)",
+                                 "(ip)",
+                                 "(ipv4)",
+                                 "(ipv6)",
+                                 "(proto) 6",
+                                 "(proto) 17,58",
+                                 "(proto) !",
+                                 "(tcp)",
+                                 "(udp)",
+                                 "(icmp)",
+                                 "(tcpflags) 2",
+                                 "(tcpflags) !2",
+                                 "(port) 53",
+                                 "(port, which=src) 1:1023",
+                                 "(port, which=dst) !22",
+                                 "(addr, net=10.0.0.0/8)",
+                                 "(addr, net=2001:db8::/32, which=dst)",
+                                 "(len, min=60, max=100)",
+                                 "(sample, n=4)",
+                                 "(rate, pps=100)"};
+  const char* const ends[] = {"(count)", "(drop)", "(pass)", "(count, by=class)"};
+  std::uint64_t seed = 7;  // a fixed sequence: the same requests every run
+  auto next = [&](std::size_t n) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<std::size_t>((seed >> 33) % n);
+  };
+  for (int t = 0; t < 12; ++t) {
+    // Chains from rx, up to the node limit (rx is one of them).
+    std::string text;
+    std::size_t nodes = 1;
+    while (nodes + 2 <= kRegisterFormNodes) {
+      const std::size_t k = 1 + next(std::min<std::size_t>(5, kRegisterFormNodes - nodes - 1));
+      std::string chain;
+      for (std::size_t j = 0; j < k; ++j) {
+        std::string f = filters[next(std::size(filters))];
+        // "(vlan) !" is "(vlan) !>": the selector stays, the '>' follows.
+        chain += f + "> ";
+      }
+      chain += ends[next(std::size(ends))];
+      text += (text.empty() ? "" : "; ") + chain;
+      nodes += k + 1;
+      if (next(3) == 0) break;
+    }
+    requests.push_back(text);
+  }
+  const auto cache = std::filesystem::temp_directory_path() / "srl-kernel-test-cache";
+  std::uint32_t most = 0;
+  for (const auto& request : requests) {
+    CAPTURE(request);
+    const auto r = compiler::compile(request);
+    REQUIRE_MESSAGE(r.ok(), r.diagnostics.render(*r.source));
+    REQUIRE(r.dag->node_count() <= kRegisterFormNodes);
+    for (const bool tc : {false, true}) {
+      CAPTURE(tc);
+      const auto gen =
+          tc ? runtime::kernel::generate_tc(*r.dag, 1) : runtime::kernel::generate_xdp(*r.dag, 1);
+      CHECK(gen.register_form);
+      const auto prog =
+          KernelProgram::load(runtime::kernel::compile_bpf(gen.source, cache), gen.nodes.size());
+      CHECK(prog->verified_insns() < kRegisterFormVerified);
+      most = std::max(most, prog->verified_insns());
+    }
+  }
+  MESSAGE("register form: at most " << most << " verifier instructions (bound "
+                                    << kRegisterFormVerified << ")");
+  // One node more, or a tcpdump expression, and the map form takes over.
+  std::string big = "(eth)";
+  for (std::size_t i = 1; i < kRegisterFormNodes; ++i)
+    big += " > (ip)";
+  const auto r = compiler::compile(big);
+  REQUIRE(r.ok());
+  REQUIRE(r.dag->node_count() == kRegisterFormNodes + 1);
+  CHECK_FALSE(runtime::kernel::generate_xdp(*r.dag, 1).register_form);
+  const auto e = compiler::compile("(bpf, expr=\"udp\") > (count)");
+  REQUIRE(e.ok());
+  CHECK_FALSE(runtime::kernel::generate_xdp(*e.dag, 1).register_form);
 }

@@ -87,8 +87,14 @@ struct DatapathOptions {
   // kernel accepts). The rest of the verifier's budget is what a change that
   // only removes may need: the generated programs cost the verifier the sum
   // of their nodes (docs/kernel.md), so one holding a subset of the
-  // requests costs no more than the whole, and a removal never lacks budget.
+  // requests costs no more than the whole, or is small enough for the
+  // register form, which stays under kernel::kRegisterFormVerified; either
+  // way a removal never lacks budget.
   std::uint32_t verifier_admission = 0;
+  // The register form where a hook's program is small (kernel.h); the map
+  // form always where an admission limit below kRegisterFormVerified could
+  // refuse a small program that the map form would have fitted.
+  kernel::ProgramForm program_form = kernel::ProgramForm::automatic;
 };
 
 enum class Phase { instantiate, connect, activate, deactivate };

@@ -48,6 +48,16 @@ inline constexpr std::size_t kMaxExits = 32;
 // - nodes (of the whole unit: each has counters and scratch slots), so that
 //   its per-CPU maps stay within the kernel's 32 KiB per value.
 inline constexpr std::size_t kMaxNodes = 1000;
+// A small program keeps what it parsed and decided on its stack, in
+// registers where the compiler can (the register form), instead of the
+// per-CPU scratch map (the map form, docs/kernel.md): one map lookup and a
+// load per use fewer on every block, and the fields no node reads are never
+// written. The verifier's work then multiplies the parse's paths by the
+// nodes', so it is only for programs of at most this many kernel nodes,
+// with no tcpdump expression and no `hash`; kernel_test holds the worst of
+// them under kRegisterFormVerified instructions, far below the budget.
+inline constexpr std::size_t kRegisterFormNodes = 16;
+inline constexpr std::uint32_t kRegisterFormVerified = 200'000;
 
 // One node of the program: where its counters are and what it is.
 struct NodeSlot {
@@ -148,7 +158,8 @@ struct GeneratedProgram {
   // Rings of the copy channel (areas "srl_ring0", ..., wake-ups
   // "srl_wake0", ...); 0 when no exit copies or takes through a ring.
   std::uint32_t copy_rings = 0;
-  bool afxdp = false;  // takes blocks into AF_XDP sockets (srl_xsks)
+  bool afxdp = false;          // takes blocks into AF_XDP sockets (srl_xsks)
+  bool register_form = false;  // see kRegisterFormNodes
   // Counter slot nodes.size() counts the copy channel: packets = records
   // written, bytes = bytes copied, accepted = blocks lost (ring full).
   std::size_t slots() const { return nodes.size() + 1; }
@@ -164,10 +175,16 @@ struct GeneratedProgram {
 // program runs. Edges from a kernel node to a userspace node become exits
 // (KernelExit). Nodes placed in userspace may not feed kernel nodes: data
 // only moves up.
+//
+// `form`: the register form where the program is small enough for it
+// (kRegisterFormNodes), else the map form; or the map form always (tests
+// hold both to the same reference).
+enum class ProgramForm { automatic, map };
 GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex,
                               const std::string& dev = {},
                               const std::vector<bool>* in_kernel = nullptr,
-                              const CopyChannelOptions& copy = {});
+                              const CopyChannelOptions& copy = {},
+                              ProgramForm form = ProgramForm::automatic);
 
 // The same for the TC ingress hook of a device: verdicts become TC actions,
 // `tx` a redirect (forward) or a clone (mirror); exits go up through the
@@ -175,7 +192,8 @@ GeneratedProgram generate_xdp(const compiler::RequestDag& dag, int ifindex,
 GeneratedProgram generate_tc(const compiler::RequestDag& dag, int ifindex,
                              const std::string& dev = {},
                              const std::vector<bool>* in_kernel = nullptr,
-                             const CopyChannelOptions& copy = {});
+                             const CopyChannelOptions& copy = {},
+                             ProgramForm form = ProgramForm::automatic);
 
 // Compiles eBPF C to an object file with clang, caching objects by a hash
 // of the source and the compiler, so unchanged requests load at once. The
