@@ -979,7 +979,14 @@ static __always_inline void srl_class_count(u32 node, u32 cls, u32 len) {
     // Headers beyond the linear part (a long IPv6 extension chain, an skb
     // built from pages): the whole block linear, then parsed again.
     src << "  if (pk->cut && (long)end - (long)data < (long)wire) {\n"
-        << "    bpf_skb_pull_data(ctx, wire);\n    srl_parse_again(ctx, pk);\n  }\n";
+        << "    bpf_skb_pull_data(ctx, wire);\n"
+        << (out.register_form
+                // Into a copy: the scratch's address never leaves the
+                // function, so its fields stay in registers and the stores
+                // that no node reads go.
+                ? "    struct srl_pkt again = {};\n    srl_parse_again(ctx, &again);\n"
+                  "    *pk = again;\n  }\n"
+                : "    srl_parse_again(ctx, pk);\n  }\n");
   if (!xdp && expressions > 0) {
     // The tcpdump expressions read the frame directly (a load beyond the
     // linear part through a helper made the verifier's work several times
