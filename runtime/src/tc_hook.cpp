@@ -30,15 +30,31 @@ bpf_tc_hook ingress(int ifindex) {
   return hook;
 }
 
-bpf_tc_opts srl_filter(int prog_fd = 0, std::uint32_t flags = 0) {
+bpf_tc_opts srl_filter(std::uint32_t priority, int prog_fd = 0, std::uint32_t flags = 0) {
   bpf_tc_opts opts;
   std::memset(&opts, 0, sizeof opts);
   opts.sz = sizeof opts;
   opts.handle = TcHook::kHandle;
-  opts.priority = TcHook::kPriority;
+  opts.priority = priority;
   opts.prog_fd = prog_fd;
   opts.flags = flags;
   return opts;
+}
+
+// The program id of srl's filter at `priority` on `ifindex`, 0 if none.
+std::uint32_t srl_filter_program(int ifindex, std::uint32_t priority) {
+  bpf_tc_hook h = ingress(ifindex);
+  bpf_tc_opts query = srl_filter(priority);
+  return bpf_tc_query(&h, &query) == 0 ? query.prog_id : 0;
+}
+
+// The priority of srl's filter on `ifindex` that runs program `prog_id`,
+// 0 if none does: a pinned program is found by what runs it, so nothing
+// but the program needs pinning (bpffs holds no plain files).
+std::uint32_t srl_filter_running(int ifindex, std::uint32_t prog_id) {
+  for (std::uint32_t i = 0; i < TcHook::kPriorities; ++i)
+    if (srl_filter_program(ifindex, TcHook::kPriority + i) == prog_id) return TcHook::kPriority + i;
+  return 0;
 }
 
 // The uapi values of Linux 6.6+, which the system's headers may predate.
@@ -118,14 +134,20 @@ TcIngress attach_tc_ingress(int prog_fd, int ifindex) {
   if (created != 0 && created != -EEXIST)
     throw KernelError("cannot add a clsact qdisc to " + device_name(ifindex) + ": " +
                       errno_text(created));
-  bpf_tc_opts opts = srl_filter(prog_fd);
-  if (const int err = bpf_tc_attach(&h, &opts); err != 0) {
-    if (created == 0) remove_qdisc(ifindex);
-    throw KernelError("cannot attach to TC ingress of " + device_name(ifindex) + ": " +
-                      errno_text(err) +
-                      (err == -EEXIST ? " (another srl program is attached there)" : ""));
+  // The first of srl's priorities that is free; taken by another srl
+  // program meanwhile (EEXIST), the next.
+  int err = -EEXIST;
+  for (std::uint32_t i = 0; i < TcHook::kPriorities && err == -EEXIST; ++i) {
+    bpf_tc_opts opts = srl_filter(TcHook::kPriority + i, prog_fd);
+    err = bpf_tc_attach(&h, &opts);
+    if (err == 0) return {.created_qdisc = created == 0, .priority = TcHook::kPriority + i};
   }
-  return {.created_qdisc = created == 0};
+  if (created == 0) remove_qdisc(ifindex);
+  throw KernelError("cannot attach to TC ingress of " + device_name(ifindex) + ": " +
+                    (err == -EEXIST ? "all " + std::to_string(TcHook::kPriorities) +
+                                          " of srl's filter priorities on its clsact qdisc are "
+                                          "taken by other srl programs"
+                                    : errno_text(err)));
 }
 
 void detach_tc_ingress(const TcIngress& attached, int ifindex) {
@@ -135,9 +157,13 @@ void detach_tc_ingress(const TcIngress& attached, int ifindex) {
     return;
   }
   bpf_tc_hook h = ingress(ifindex);
-  bpf_tc_opts opts = srl_filter();
+  bpf_tc_opts opts = srl_filter(attached.priority);
   bpf_tc_detach(&h, &opts);
-  if (attached.created_qdisc) remove_qdisc(ifindex);
+  if (!attached.created_qdisc) return;
+  // Another srl program's filter keeps the qdisc (and whatever else is on it).
+  for (std::uint32_t i = 0; i < TcHook::kPriorities; ++i)
+    if (srl_filter_program(ifindex, TcHook::kPriority + i) != 0) return;
+  remove_qdisc(ifindex);
 }
 
 std::unique_ptr<TcHook> TcHook::attach(std::unique_ptr<KernelProgram> program, int ifindex,
@@ -151,6 +177,7 @@ std::unique_ptr<TcHook> TcHook::attach(std::unique_ptr<KernelProgram> program, i
   // From here the destructor detaches (and, once pin_dir_ is set, unpins).
   hook->link_fd_ = attached.link_fd;
   hook->created_qdisc_ = attached.created_qdisc;
+  hook->priority_ = attached.priority;
   if (!pin_dir.empty()) {
     hook->pin_dir_ = pin_dir;
     pin_program(*hook->program_, pin_dir);
@@ -172,7 +199,7 @@ std::unique_ptr<KernelProgram> TcHook::replace(std::unique_ptr<KernelProgram> pr
                         ": " + errno_text(errno));
   } else {
     bpf_tc_hook h = ingress(ifindex_);
-    bpf_tc_opts opts = srl_filter(program->fd(), BPF_TC_F_REPLACE);
+    bpf_tc_opts opts = srl_filter(priority_, program->fd(), BPF_TC_F_REPLACE);
     if (const int err = bpf_tc_attach(&h, &opts); err != 0)
       throw KernelError("cannot replace the TC program on " + device_name(ifindex_) + ": " +
                         errno_text(err));
@@ -213,9 +240,8 @@ std::unique_ptr<TcHook> TcHook::adopt(const std::filesystem::path& pin_dir, int 
     hook->pin_dir_ = pin_dir;
     return hook;
   }
-  bpf_tc_hook h = ingress(ifindex);
-  bpf_tc_opts query = srl_filter();
-  if (bpf_tc_query(&h, &query) != 0 || query.prog_id != hook->program_->id()) {
+  hook->priority_ = srl_filter_running(ifindex, hook->program_->id());
+  if (hook->priority_ == 0) {
     hook->released_ = true;  // nothing of ours runs there: touch nothing
     throw KernelError("the TC ingress of " + device_name(ifindex) +
                       " does not run the program pinned at " + pinned.string());
@@ -231,7 +257,8 @@ TcHook::~TcHook() {
     if (link_fd_ >= 0) close(link_fd_);  // the pin holds the link
     return;
   }
-  detach_tc_ingress({.link_fd = link_fd_, .created_qdisc = created_qdisc_}, ifindex_);
+  detach_tc_ingress({.link_fd = link_fd_, .created_qdisc = created_qdisc_, .priority = priority_},
+                    ifindex_);
   if (!pin_dir_.empty()) {
     std::error_code ec;
     for (const char* name : {"tc-link", "tc-program", "counters", "classes"})
@@ -256,10 +283,10 @@ bool TcHook::remove_abandoned(int ifindex, const std::filesystem::path& pinned_p
     std::filesystem::remove(link_pin, ec);  // the last reference
     return detached;
   }
+  const std::uint32_t priority = srl_filter_running(ifindex, info.id);
+  if (priority == 0) return false;
   bpf_tc_hook h = ingress(ifindex);
-  bpf_tc_opts query = srl_filter();
-  if (bpf_tc_query(&h, &query) != 0 || query.prog_id != info.id) return false;
-  bpf_tc_opts opts = srl_filter();
+  bpf_tc_opts opts = srl_filter(priority);
   return bpf_tc_detach(&h, &opts) == 0;
 }
 

@@ -534,14 +534,29 @@ TEST_CASE("hook: TC ingress without tcx is a cls_bpf filter on clsact: the same 
     send_udp(ns.ifindex("ha"), 9, 3);
     CHECK(counted(hook->program(), 3) == 3);
     CHECK(counted(*old, 5) == 5);
-    // One srl filter per device: a second one is refused, saying why.
-    try {
-      kernel::TcHook::attach(tc_program("(udp) > (count)"), ifindex);
-      FAIL("a second srl filter was attached");
-    } catch (const kernel::KernelError& e) {
-      CHECK(std::string(e.what()).find("another srl program is attached there") !=
-            std::string::npos);
+    // A second srl program shares the hook at srl's next priority, as
+    // through tcx: both see every datagram; the second's going leaves the
+    // first running and the qdisc in place (it did not make it).
+    {
+      const auto second_dir = pins.dir / "hb-second";
+      auto second = kernel::TcHook::attach(tc_program("(udp) > (count)"), ifindex, second_dir);
+      CHECK_FALSE(second->tcx());
+      CHECK(std::system(("tc filter show dev hb ingress | grep -q 'pref " +
+                         std::to_string(kernel::TcHook::kPriority + 1) + " bpf'")
+                            .c_str()) == 0);
+      send_udp(ns.ifindex("ha"), 9, 4);
+      CHECK(counted(hook->program(), 7) == 7);
+      CHECK(counted(second->program(), 4) == 4);
+      // Adopted by its pins, it is the second's filter that is found.
+      const auto id = second->program().id();
+      second->release();
+      second.reset();
+      second = kernel::TcHook::adopt(second_dir, ifindex);
+      CHECK(second->program().id() == id);
     }
+    CHECK(clsact());
+    send_udp(ns.ifindex("ha"), 9, 2);
+    CHECK(counted(hook->program(), 9) == 9);
     // Released, the filter keeps running from its pin; adopted, it is ours.
     const auto id = hook->program().id();
     hook->release();
@@ -563,6 +578,19 @@ TEST_CASE("hook: TC ingress without tcx is a cls_bpf filter on clsact: the same 
   }
   CHECK_FALSE(clsact());  // made for the hook, gone with it
   CHECK_FALSE(std::filesystem::exists(dir));
+  // The one that made the qdisc goes first: the other keeps it and runs on.
+  {
+    auto first = kernel::TcHook::attach(tc_program("(udp) > (count)"), ifindex);
+    auto second = kernel::TcHook::attach(tc_program("(udp) > (count)"), ifindex);
+    first.reset();
+    CHECK(clsact());
+    send_udp(ns.ifindex("ha"), 9, 3);
+    CHECK(counted(second->program(), 3) == 3);
+  }
+  // It does not know who made the qdisc: it stays, empty.
+  CHECK(clsact());
+  CHECK(std::system("tc filter show dev hb ingress | grep -q bpf") != 0);
+  CHECK(std::system("tc qdisc del dev hb clsact") == 0);
 }
 
 namespace {

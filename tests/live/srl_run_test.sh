@@ -51,6 +51,36 @@ for mode in native generic tc tc-clsact; do
   nothing_left "$mode"
 done
 
+# Two srl runs on one device's TC hook where the kernel has no tcx: each
+# takes a priority of srl's on the clsact qdisc, both count every datagram
+# (what the plan offers deploys), and the one that made the qdisc, ending
+# last, removes it.
+snapshot
+SRL_TC_ATTACH=clsact ip netns exec "$b" "$srl" run --dev vb --hook tc --duration 7 --bpffs "$bpffs" -j \
+  -e "$request" >"$tmp/out1" 2>"$tmp/err1" &
+pid1=$!
+wait_attached || fail "clsact, first run: never attached: $(cat "$tmp/err1")"
+SRL_TC_ATTACH=clsact ip netns exec "$b" "$srl" run --dev vb --hook tc --duration 3 --bpffs "$bpffs" -j \
+  -e "$request" >"$tmp/out2" 2>"$tmp/err2" &
+pid2=$!
+for _ in $(seq 100); do
+  [[ $(tc -n "$b" filter show dev vb ingress 2>/dev/null | grep -c 'bpf.*direct-action') -ge 2 ]] && break
+  sleep 0.1
+done
+[[ $(tc -n "$b" filter show dev vb ingress | grep -c 'bpf.*direct-action') -eq 2 ]] \
+  && ok "clsact: a second srl run shares the TC hook" \
+  || fail "clsact: second run not attached: $(cat "$tmp/err2")"
+send_dns 41 7
+wait "$pid2"; rc2=$?
+wait "$pid1"; rc1=$?
+n1=$(final_count "$tmp/out1") n2=$(final_count "$tmp/out2")
+[[ $rc1 -eq 0 && $rc2 -eq 0 && $n1 == 41 && $n2 == 41 ]] \
+  && ok "clsact: both runs counted 41 of 41" \
+  || fail "clsact: exits $rc1/$rc2, counted $n1 and $n2 of 41: $(cat "$tmp/err1" "$tmp/err2")"
+[[ -z $(tc -n "$b" qdisc show dev vb | grep clsact) ]] && ok "clsact: its maker removed the qdisc last" \
+  || fail "clsact: qdisc left: $(tc -n "$b" qdisc show dev vb)"
+nothing_left "clsact, two runs"
+
 # Counting by class in the kernel (XDP and TC): per destination port,
 # exactly.
 for hook in xdp tc; do

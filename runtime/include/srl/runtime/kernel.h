@@ -382,16 +382,21 @@ int tcx_ingress_link(int prog_fd, int ifindex);
 struct TcIngress {
   int link_fd = -1;            // a tcx link, or else
   bool created_qdisc = false;  // a cls_bpf filter; whether clsact was made for it
+  std::uint32_t priority = 0;  // and the filter's priority
 };
 // Attaches `prog_fd` at the TC ingress of `ifindex`: a tcx link after what
 // runs there where the kernel has tcx, else a direct-action cls_bpf filter
-// at TcHook's handle and priority on the clsact qdisc (added if absent).
+// at TcHook's handle and the first free priority of srl's
+// (TcHook::kPriority to kPriority + kPriorities - 1) on the clsact qdisc
+// (added if absent), so that srl programs share the hook there as they do
+// through tcx (each hands on what it does not drop or take).
 // SRL_TC_ATTACH=clsact in the environment takes the second way on any
 // kernel: how kernels before 6.6 (Debian 12's own) attach, testable on
 // newer ones. Throws KernelError; on a throw nothing is left attached.
 TcIngress attach_tc_ingress(int prog_fd, int ifindex);
 // Undoes attach_tc_ingress: detaches the link, or removes the filter and a
-// clsact qdisc made for it.
+// clsact qdisc made for it unless another srl filter is still on it (that
+// qdisc then stays when the last of them goes: it does not know who made it).
 void detach_tc_ingress(const TcIngress& attached, int ifindex);
 
 // A program attached to a device's TC ingress hook. Where the kernel has
@@ -399,7 +404,8 @@ void detach_tc_ingress(const TcIngress& attached, int ifindex);
 // front of the program, and other tcx programs and tc filters run beside
 // it (an observing verdict hands the packet on to them). Elsewhere a
 // cls_bpf filter in direct-action mode on the clsact qdisc, at srl's own
-// handle and priority. The program is pinned, and the link with it, so
+// handle and a priority of srl's. The program is pinned, and the link with
+// it, so
 // that a later run can tell an abandoned srl hook (same program id) from
 // anything else. Destroying it detaches the link or the filter, removes a
 // clsact qdisc it created, and unpins.
@@ -407,6 +413,7 @@ class TcHook {
  public:
   static constexpr std::uint32_t kHandle = 0x5352;  // "SR"
   static constexpr std::uint32_t kPriority = 0x5352;
+  static constexpr std::uint32_t kPriorities = 64;  // srl programs on one clsact hook
 
   static std::unique_ptr<TcHook> attach(std::unique_ptr<KernelProgram> program, int ifindex,
                                         const std::filesystem::path& pin_dir = {});
@@ -437,6 +444,7 @@ class TcHook {
   int ifindex_ = 0;
   int link_fd_ = -1;
   bool created_qdisc_ = false;
+  std::uint32_t priority_ = 0;  // the cls_bpf filter's
   bool released_ = false;
   std::filesystem::path pin_dir_;
 };
