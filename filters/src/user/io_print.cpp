@@ -225,7 +225,6 @@ class PrintSink final : public UserFilter {
     buffer_ += format_block(block);
     buffer_ += '\n';
     ++lines_;
-    ++buffered_;
     if (buffer_.size() >= kFlushAt) flush();
   }
   void tick(std::uint64_t, Emitter&) override { flush(); }
@@ -245,20 +244,19 @@ class PrintSink final : public UserFilter {
     const bool failed = put < buffer_.size() || std::fflush(out_) != 0;
     if (failed) {
       const int err = errno;
-      dropped_unwritten_ += buffered_;
+      dropped_unwritten_ +=
+          static_cast<std::uint64_t>(std::count(buffer_.begin(), buffer_.end(), '\n'));
       if (failure_.empty())
         failure_ = std::string("writing standard output: ") +
                    (err != 0 ? std::strerror(err) : "the stream is in error");
       std::clearerr(out_);
     }
     buffer_.clear();
-    buffered_ = 0;
   }
 
   std::FILE* out_;
   std::string buffer_;
   std::uint64_t lines_ = 0;
-  std::uint64_t buffered_ = 0;  // lines in buffer_
   std::uint64_t dropped_unwritten_ = 0;
   std::string failure_;
 };
