@@ -4,7 +4,7 @@
 // gets three locals: r (the block reached it), a (it accepted), c (its
 // class). An edge is an expression over its source's locals; a node is
 // reached when one of its input edges delivers. Filters are inlined as
-// expressions over the header fields parsed once by srl_parse(), so the
+// expressions over the header fields parsed once per block (srl_parse), so the
 // whole request costs one pass over the headers and one map lookup for the
 // counters of all nodes.
 #include <arpa/inet.h>
@@ -787,18 +787,20 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
       << "\n#define SRL_NODES " << n << "\n#define SRL_STATE " << std::max<std::uint32_t>(state, 1)
       << "\n#define SRL_BUCKETS " << std::max<std::uint32_t>(buckets, 1) << "\n#define SRL_SLOTS "
       << slots << "\n"
-      << (xdp ? "" : R"(
-/* The parse again, after the block was made linear: a function of its own,
-   which the verifier checks once, apart, rather than along every path of
-   the first parse (that doubled its work on a TC program). */
-__attribute__((noinline)) int srl_parse_again(SRL_CTX *ctx, struct srl_pkt *p) {
+      << R"(
+/* The general parse, out of line: for the frames that are not untagged
+   IPv4, and at TC again after the block was made linear. A function of its
+   own, which the verifier checks once, apart, rather than along every path
+   of the program (inlined, the parse of every layer doubled its work at TC;
+   out of line, the program is a hundred instructions shorter). */
+__attribute__((noinline)) int srl_parse_general(SRL_CTX *ctx, struct srl_pkt *p) {
   if (!p) return 0;
   u8 *data = (u8 *)(long)ctx->data, *end = (u8 *)(long)ctx->data_end;
   __asm__ __volatile__("" : "+r"(data), "+r"(end));
   srl_parse(data, end, SRL_WIRE_LEN(ctx), p);
   return 0;
 }
-)") << R"(
+
 
 struct srl_counters { struct srl_counter c[SRL_NODES + 1]; }; /* + the copy channel */
 
@@ -974,19 +976,23 @@ static __always_inline void srl_class_count(u32 node, u32 cls, u32 len) {
         << "  volatile u32 *w = scratch->w;\n"
         << "  struct srl_pkt *pk = &scratch->pkt;\n";
   src << "  u32 wire = SRL_WIRE_LEN(ctx);\n";
-  src << "  srl_parse(data, end, wire, pk);\n";
+  // The general parse writes the register form's headers into a copy: the
+  // scratch's address never leaves the function, so its fields stay in
+  // registers and the stores that no node reads go.
+  const std::string parse_general =
+      out.register_form
+          ? "    struct srl_pkt general = {};\n    srl_parse_general(ctx, &general);\n"
+            "    *pk = general;\n"
+          : "    srl_parse_general(ctx, pk);\n";
+  src << "  if (__builtin_expect(SRL_UNTAGGED_IPV4(data, end), 1)) {\n"
+      << "    srl_parse_untagged_ipv4(data, end, wire, pk);\n  } else {\n"
+      << parse_general << "  }\n";
   if (!xdp)
     // Headers beyond the linear part (a long IPv6 extension chain, an skb
     // built from pages): the whole block linear, then parsed again.
     src << "  if (pk->cut && (long)end - (long)data < (long)wire) {\n"
         << "    bpf_skb_pull_data(ctx, wire);\n"
-        << (out.register_form
-                // Into a copy: the scratch's address never leaves the
-                // function, so its fields stay in registers and the stores
-                // that no node reads go.
-                ? "    struct srl_pkt again = {};\n    srl_parse_again(ctx, &again);\n"
-                  "    *pk = again;\n  }\n"
-                : "    srl_parse_again(ctx, pk);\n  }\n");
+        << parse_general << "  }\n";
   if (!xdp && expressions > 0) {
     // The tcpdump expressions read the frame directly (a load beyond the
     // linear part through a helper made the verifier's work several times

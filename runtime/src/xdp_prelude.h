@@ -54,18 +54,112 @@ struct srl_pkt {
 /* wire: the block's length on the wire; data..end: the bytes the program
    reads directly, at TC maybe only the skb's linear part. A header that
    goes on past end stops the parse with `cut` set, so that the caller can
-   make more of the block readable and parse again. */
+   make more of the block readable and parse again. The parse is made of
+   one piece per layer, so that the untagged IPv4 frame's parse (inlined
+   where the program starts) and the general one share them. */
 #define SRL_NEED(ptr)  \
   if ((ptr) > end) {   \
     p->cut = 1;        \
-    return;            \
+    return 0;          \
   }
-static __always_inline void srl_parse(u8 *data, u8 *end, u32 wire, struct srl_pkt *p) {
+
+/* The Ethernet header: 0 where the block is shorter than one. */
+static __always_inline int srl_parse_eth(u8 *data, u8 *end, u32 wire, struct srl_pkt *p) {
   __builtin_memset(p, 0, SRL_PKT_CLEARED);
   p->len = wire;
   p->l4_proto = 255;
   SRL_NEED(data + 14);
   p->eth_ok = 1;
+  return 1;
+}
+
+/* IPv4 at l3: where its payload starts, 0 where no L4 header follows. */
+static __always_inline u8 *srl_parse_ipv4(u8 *l3, u8 *end, struct srl_pkt *p) {
+  SRL_NEED(l3 + 20);
+  if ((l3[0] >> 4) != 4) return 0;
+  u32 ihl = (u32)(l3[0] & 0x0F) * 4;
+  if (ihl < 20) return 0;
+  SRL_NEED(l3 + ihl);
+  p->l3 = 4;
+  SRL_ADDRS(__builtin_memcpy(p->saddr, l3 + 12, 4));
+  SRL_ADDRS(__builtin_memcpy(p->daddr, l3 + 16, 4));
+  p->l4_proto = l3[9];
+  if (SRL_BE16(l3 + 6) & 0x1FFF) {
+    p->nonfirst_frag = 1;
+    return 0;
+  }
+  return l3 + ihl;
+}
+
+/* IPv6 at l3 and up to four extension headers: where the L4 header
+   starts, 0 where none follows. */
+static __always_inline u8 *srl_parse_ipv6(u8 *l3, u8 *end, struct srl_pkt *p) {
+  SRL_NEED(l3 + 40);
+  if ((l3[0] >> 4) != 6) return 0;
+  p->l3 = 6;
+  SRL_ADDRS(__builtin_memcpy(p->saddr, l3 + 8, 16));
+  SRL_ADDRS(__builtin_memcpy(p->daddr, l3 + 24, 16));
+  u8 next = l3[6];
+  u8 *h = l3 + 40;
+#pragma unroll
+  for (int i = 0; i < 5; i++) {
+    if (next == 0 || next == 43 || next == 60 || next == 51) {
+      if (i == 4 || h + 8 > end) {
+        p->cut = i < 4;
+        next = 255;
+        break;
+      }
+      u32 hl = next == 51 ? ((u32)h[1] + 2) * 4 : ((u32)h[1] + 1) * 8;
+      next = h[0];
+      h += hl;
+      continue;
+    }
+    if (next == 44) {
+      if (h + 8 > end) {
+        p->cut = 1;
+        next = 255;
+        break;
+      }
+      next = h[0];
+      if (SRL_BE16(h + 2) >> 3) {
+        p->l4_proto = next;
+        p->nonfirst_frag = 1;
+        return 0;
+      }
+      h += 8;
+    }
+    break;
+  }
+  p->l4_proto = next;
+  if (next == 255) return 0;
+  return h;
+}
+
+static __always_inline int srl_parse_l4(u8 *l4, u8 *end, struct srl_pkt *p) {
+  if (p->l4_proto == 6) {
+    SRL_NEED(l4 + 20);
+    u32 doff = (u32)(l4[12] >> 4) * 4;
+    if (doff < 20) return 0;
+    SRL_NEED(l4 + doff);
+    p->l4 = 6;
+    p->sport = SRL_BE16(l4);
+    p->dport = SRL_BE16(l4 + 2);
+    p->tcp_flags = l4[13];
+  } else if (p->l4_proto == 17) {
+    SRL_NEED(l4 + 8);
+    p->l4 = 17;
+    p->sport = SRL_BE16(l4);
+    p->dport = SRL_BE16(l4 + 2);
+  } else if ((p->l4_proto == 1 && p->l3 == 4) || (p->l4_proto == 58 && p->l3 == 6)) {
+    SRL_NEED(l4 + 4);
+    p->l4 = 1;
+  }
+  return 1;
+}
+
+/* Any frame: up to two VLAN tags (802.1Q, 802.1ad), IPv4 or IPv6. */
+static __always_inline void srl_parse(u8 *data, u8 *end, u32 wire, struct srl_pkt *p) {
+  if (!srl_parse_eth(data, end, wire, p)) return;
   u16 et = SRL_BE16(data + 12);
   u8 *l3 = data + 14;
 #pragma unroll
@@ -81,83 +175,23 @@ static __always_inline void srl_parse(u8 *data, u8 *end, u32 wire, struct srl_pk
     l3 += 4;
   }
   p->ethertype = et;
-  u8 *l4;
-  if (et == 0x0800) {
-    SRL_NEED(l3 + 20);
-    if ((l3[0] >> 4) != 4) return;
-    u32 ihl = (u32)(l3[0] & 0x0F) * 4;
-    if (ihl < 20) return;
-    SRL_NEED(l3 + ihl);
-    p->l3 = 4;
-    SRL_ADDRS(__builtin_memcpy(p->saddr, l3 + 12, 4));
-    SRL_ADDRS(__builtin_memcpy(p->daddr, l3 + 16, 4));
-    p->l4_proto = l3[9];
-    if (SRL_BE16(l3 + 6) & 0x1FFF) {
-      p->nonfirst_frag = 1;
-      return;
-    }
-    l4 = l3 + ihl;
-  } else if (et == 0x86DD) {
-    SRL_NEED(l3 + 40);
-    if ((l3[0] >> 4) != 6) return;
-    p->l3 = 6;
-    SRL_ADDRS(__builtin_memcpy(p->saddr, l3 + 8, 16));
-    SRL_ADDRS(__builtin_memcpy(p->daddr, l3 + 24, 16));
-    u8 next = l3[6];
-    u8 *h = l3 + 40;
-#pragma unroll
-    for (int i = 0; i < 5; i++) {
-      if (next == 0 || next == 43 || next == 60 || next == 51) {
-        if (i == 4 || h + 8 > end) {
-          p->cut = i < 4;
-          next = 255;
-          break;
-        }
-        u32 hl = next == 51 ? ((u32)h[1] + 2) * 4 : ((u32)h[1] + 1) * 8;
-        next = h[0];
-        h += hl;
-        continue;
-      }
-      if (next == 44) {
-        if (h + 8 > end) {
-          p->cut = 1;
-          next = 255;
-          break;
-        }
-        next = h[0];
-        if (SRL_BE16(h + 2) >> 3) {
-          p->l4_proto = next;
-          p->nonfirst_frag = 1;
-          return;
-        }
-        h += 8;
-      }
-      break;
-    }
-    p->l4_proto = next;
-    if (next == 255) return;
-    l4 = h;
-  } else {
-    return;
-  }
-  if (p->l4_proto == 6) {
-    SRL_NEED(l4 + 20);
-    u32 doff = (u32)(l4[12] >> 4) * 4;
-    if (doff < 20) return;
-    SRL_NEED(l4 + doff);
-    p->l4 = 6;
-    p->sport = SRL_BE16(l4);
-    p->dport = SRL_BE16(l4 + 2);
-    p->tcp_flags = l4[13];
-  } else if (p->l4_proto == 17) {
-    SRL_NEED(l4 + 8);
-    p->l4 = 17;
-    p->sport = SRL_BE16(l4);
-    p->dport = SRL_BE16(l4 + 2);
-  } else if ((p->l4_proto == 1 && p->l3 == 4) || (p->l4_proto == 58 && p->l3 == 6)) {
-    SRL_NEED(l4 + 4);
-    p->l4 = 1;
-  }
+  u8 *l4 = et == 0x0800 ? srl_parse_ipv4(l3, end, p)
+           : et == 0x86DD ? srl_parse_ipv6(l3, end, p)
+                          : 0;
+  if (l4) srl_parse_l4(l4, end, p);
+}
+
+/* SRL_UNTAGGED_IPV4: the frame is long enough for its Ethernet header and
+   its EtherType is IPv4. Most frames on most links are; the program parses
+   them inline and calls the general parse, out of line, for the others. */
+#define SRL_UNTAGGED_IPV4(data, end) \
+  ((data) + 14 <= (end) && (data)[12] == 0x08 && (data)[13] == 0x00)
+static __always_inline void srl_parse_untagged_ipv4(u8 *data, u8 *end, u32 wire,
+                                                    struct srl_pkt *p) {
+  if (!srl_parse_eth(data, end, wire, p)) return;
+  p->ethertype = 0x0800;
+  u8 *l4 = srl_parse_ipv4(data + 14, end, p);
+  if (l4) srl_parse_l4(l4, end, p);
 }
 
 /* 32-bit FNV-1a, as the reference filters compute it. */

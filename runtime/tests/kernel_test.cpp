@@ -701,6 +701,24 @@ TEST_CASE("kernel: the register form stays far below the verifier's budget, what
       "(pr) 1,58> (tcpflags) > (count, by=class) | (pr) !> (vlan) > (count, by=class) | "
       "(pr) 6,17> (len, min=100) > (drop)",
   };
+  // The costliest shapes two at a time on one program (each of at most
+  // 16 nodes, rx shared), and one chain of as many filters as the form takes.
+  const std::size_t shapes = requests.size();
+  for (std::size_t i = 0; i < shapes; ++i)
+    for (std::size_t j = i + 1; j < shapes; ++j)
+      requests.push_back(requests[i] + "; " + requests[j]);
+  std::string longest;
+  const char* const layers[] = {"(eth)",
+                                "(vlan) !",
+                                "(ip)",
+                                "(proto) 17",
+                                "(udp)",
+                                "(port, which=dst) 1:1023",
+                                "(addr, net=10.0.0.0/8)",
+                                "(len, min=60, max=1400)"};
+  for (std::size_t i = 0; i + 2 < kRegisterFormNodes; ++i)
+    longest += std::string(layers[i % std::size(layers)]) + "> ";
+  requests.push_back(longest + "(count)");
   const char* const filters[] = {"(eth)",
                                  "(vlan) 100",
                                  "(vlan) !",

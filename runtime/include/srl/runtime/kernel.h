@@ -56,7 +56,7 @@ inline constexpr std::size_t kMaxNodes = 1000;
 // nodes', so it is only for programs of at most this many kernel nodes,
 // with no tcpdump expression and no `hash`; kernel_test holds the worst of
 // them under kRegisterFormVerified instructions, far below the budget.
-inline constexpr std::size_t kRegisterFormNodes = 16;
+inline constexpr std::size_t kRegisterFormNodes = 32;
 inline constexpr std::uint32_t kRegisterFormVerified = 200'000;
 
 // One node of the program: where its counters are and what it is.
