@@ -214,7 +214,10 @@ struct PlacedUnit {
   std::map<std::string, std::string> why;  // request node -> the plan's reason
 };
 
-PlacedUnit place_unit(const std::vector<ApplySpec>& specs, RequestManager::CompileCache& cache) {
+// verifier_limit: the verifier's instructions a hook's program may take,
+// which the plan keeps within (optimizer::kernel_verified bounds it).
+PlacedUnit place_unit(const std::vector<ApplySpec>& specs, RequestManager::CompileCache& cache,
+                      std::uint32_t verifier_limit) {
   PlacedUnit placed;
   placed.unit = std::make_unique<RequestManager::Unit>();
   auto& fresh = placed.unit;
@@ -241,6 +244,7 @@ PlacedUnit place_unit(const std::vector<ApplySpec>& specs, RequestManager::Compi
   try {
     optimizer::DiscoveryOptions discovery;
     discovery.devices = devices;
+    discovery.verifier_limit = verifier_limit;
     const auto model = optimizer::discover(discovery);
     const auto profile = default_profile();  // plan() applies it
     optimizer::PlanOptions po;
@@ -651,7 +655,11 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
 
   PlacedUnit placed;
   try {
-    placed = place_unit(specs, *compiled_);
+    // What adds to a hook is planned within the admission limit; a
+    // removal, or recovery of what was admitted, within the kernel's budget.
+    const bool adds = txn_kind == "apply" || txn_kind == "replace";
+    placed =
+        place_unit(specs, *compiled_, adds ? admission_limit() : runtime::kernel::kVerifierBudget);
   } catch (const std::exception& e) {
     fail(e.what());
   }
@@ -1012,6 +1020,11 @@ std::vector<ChannelInfo> RequestManager::channels() const {
   return out;
 }
 
+std::uint32_t RequestManager::admission_limit() const {
+  return options_.verifier_admission != 0 ? options_.verifier_admission
+                                          : runtime::kernel::kVerifierBudget;
+}
+
 RequestManager::Totals RequestManager::totals() const {
   std::lock_guard lock(mutex_);
   return {journal_->requests().size(), committed_, rolled_back_};
@@ -1041,7 +1054,7 @@ std::vector<std::string> RequestManager::diff(const ApplySpec& spec,
   specs.push_back(spec);
   PlacedUnit placed;
   try {
-    placed = place_unit(specs, *compiled_);
+    placed = place_unit(specs, *compiled_, admission_limit());
   } catch (const std::exception& e) {
     throw RequestError(Kind::failed, e.what());
   }

@@ -283,6 +283,9 @@ struct Server::Service final : v1::Control::Service {
       } else {
         optimizer::DiscoveryOptions d;
         d.devices = options.devices;
+        // What Apply would plan the request within (its hooks' admission).
+        if (options.requests.verifier_admission != 0)
+          d.verifier_limit = options.requests.verifier_admission;
         for (const auto& s : req->sources())
           for (const auto& dev : s.devices())
             if (std::find(d.devices.begin(), d.devices.end(), dev) == d.devices.end())

@@ -126,7 +126,8 @@ nlohmann::ordered_json to_json(const FilterSpec& f) {
           {"reads", f.reads_payload ? "payload" : "headers"},
           {"emits_new_blocks", f.emits_new_blocks},
           {"selectivity", f.selectivity},
-          {"ebpf_insns", f.ebpf_insns}};
+          {"ebpf_insns", f.ebpf_insns},
+          {"verifier", {{"first", f.verifier.first}, {"each", f.verifier.each}}}};
 }
 
 Catalog::Catalog(std::vector<FilterSpec> filters) : filters_(std::move(filters)) {

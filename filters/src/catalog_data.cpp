@@ -28,14 +28,15 @@ OptionSpec which_option(std::string_view dflt, std::string_view help) {
 
 // A plain header filter: K U O, no options, stateless, constant class 0.
 FilterSpec header_filter(std::string_view name, std::string_view summary, double selectivity,
-                         std::uint32_t insns) {
+                         std::uint32_t insns, FilterSpec::VerifierWork verifier) {
   return {.name = name,
           .summary = summary,
           .class_meaning = "0",
           .max_class = 0,
           .cost = {k(3), k(8), k(1)},
           .selectivity = selectivity,
-          .ebpf_insns = insns};
+          .ebpf_insns = insns,
+          .verifier = verifier};
 }
 
 std::vector<FilterSpec> make_builtin() {
@@ -55,7 +56,8 @@ std::vector<FilterSpec> make_builtin() {
                             .help = "receive queue; default: all queues"}},
                .class_meaning = "0",
                .cost = {k(0), k(40, 0.05), std::nullopt},
-               .ebpf_insns = 0});
+               .ebpf_insns = 0,
+               .verifier = {0, 0}});
   f.push_back(
       {.name = "pcapin",
        .summary = "replay packets from a pcap or pcapng file",
@@ -79,22 +81,23 @@ std::vector<FilterSpec> make_builtin() {
        .cost = {std::nullopt, k(60, 0.2), std::nullopt}});
 
   // Layer 2 to 4 header filters.
-  f.push_back(header_filter("eth", "accept Ethernet frames", 1.0, 6));
-  f.push_back(header_filter("arp", "accept ARP packets", 0.01, 8));
+  f.push_back(header_filter("eth", "accept Ethernet frames", 1.0, 6, {60, 60}));
+  f.push_back(header_filter("arp", "accept ARP packets", 0.01, 8, {100, 150}));
   {
-    FilterSpec vlan = header_filter("vlan", "accept 802.1Q-tagged frames", 0.05, 10);
+    FilterSpec vlan = header_filter("vlan", "accept 802.1Q-tagged frames", 0.05, 10, {100, 150});
     vlan.class_meaning = "VLAN id (0-4095)";
     vlan.max_class = 4095;
     f.push_back(vlan);
   }
-  f.push_back(header_filter("ip", "accept IPv4 and IPv6 packets", 0.98, 10));
-  f.push_back(header_filter("ipv4", "accept IPv4 packets", 0.9, 8));
-  f.push_back(header_filter("ipv6", "accept IPv6 packets", 0.08, 8));
-  f.push_back(header_filter("icmp", "accept ICMP and ICMPv6 packets", 0.01, 14));
-  f.push_back(header_filter("tcp", "accept TCP segments", 0.85, 14));
-  f.push_back(header_filter("udp", "accept UDP datagrams", 0.12, 14));
+  f.push_back(header_filter("ip", "accept IPv4 and IPv6 packets", 0.98, 10, {60, 60}));
+  f.push_back(header_filter("ipv4", "accept IPv4 packets", 0.9, 8, {60, 60}));
+  f.push_back(header_filter("ipv6", "accept IPv6 packets", 0.08, 8, {60, 60}));
+  f.push_back(header_filter("icmp", "accept ICMP and ICMPv6 packets", 0.01, 14, {60, 60}));
+  f.push_back(header_filter("tcp", "accept TCP segments", 0.85, 14, {60, 60}));
+  f.push_back(header_filter("udp", "accept UDP datagrams", 0.12, 14, {60, 60}));
   {
-    FilterSpec proto = header_filter("proto", "classify IP packets by protocol number", 0.98, 14);
+    FilterSpec proto =
+        header_filter("proto", "classify IP packets by protocol number", 0.98, 14, {120, 120});
     proto.class_meaning = "IP protocol number (IPv6: upper-layer header)";
     proto.max_class = 255;
     proto.class_names = {{"icmp", 1},  {"igmp", 2},   {"tcp", 6},      {"udp", 17},
@@ -111,7 +114,8 @@ std::vector<FilterSpec> make_builtin() {
                .max_class = kU16,
                .cost = {k(4), k(10), k(1)},
                .selectivity = 0.97,
-               .ebpf_insns = 24});
+               .ebpf_insns = 24,
+               .verifier = {300, 150}});
   f.push_back({.name = "addr",
                .summary = "accept IP packets whose address lies in a prefix",
                .options = {{.name = "net",
@@ -122,7 +126,8 @@ std::vector<FilterSpec> make_builtin() {
                .class_meaning = "0",
                .cost = {k(5), k(12), k(1)},
                .selectivity = 0.5,
-               .ebpf_insns = 30});
+               .ebpf_insns = 30,
+               .verifier = {700, 150}});
   f.push_back({.name = "tcpflags",
                .summary = "classify TCP segments by their flag byte",
                .class_meaning = "TCP flag byte (FIN=1 SYN=2 RST=4 PSH=8 ACK=16 URG=32 ECE=64 "
@@ -142,7 +147,8 @@ std::vector<FilterSpec> make_builtin() {
                                {"psh-ack", 24}},
                .cost = {k(4), k(10), std::nullopt},
                .selectivity = 0.85,
-               .ebpf_insns = 20});
+               .ebpf_insns = 20,
+               .verifier = {60, 60}});
   f.push_back({.name = "len",
                .summary = "accept blocks whose length lies in [min, max] bytes",
                .options = {{.name = "min",
@@ -160,7 +166,8 @@ std::vector<FilterSpec> make_builtin() {
                .class_meaning = "0",
                .cost = {k(2), k(5), k(1)},
                .selectivity = 0.5,
-               .ebpf_insns = 6});
+               .ebpf_insns = 6,
+               .verifier = {120, 120}});
   f.push_back({.name = "hash",
                .summary = "classify packets into buckets by a hash of their flow",
                .options = {{.name = "buckets",
@@ -179,7 +186,8 @@ std::vector<FilterSpec> make_builtin() {
                .max_class = kU16,
                .cost = {k(8), k(20), k(2)},
                .selectivity = 1.0,
-               .ebpf_insns = 60});
+               .ebpf_insns = 60,
+               .verifier = {1800, 700}});
   f.push_back({.name = "bpf",
                .summary = "accept packets matching a tcpdump filter expression",
                .options = {{.name = "expr",
@@ -189,7 +197,8 @@ std::vector<FilterSpec> make_builtin() {
                .class_meaning = "0",
                .cost = {k(10), k(25), std::nullopt},
                .selectivity = 0.3,
-               .ebpf_insns = 200});
+               .ebpf_insns = 200,
+               .verifier = {600, 250}});
 
   // Counting, sampling, policing.
   f.push_back({.name = "count",
@@ -211,7 +220,8 @@ std::vector<FilterSpec> make_builtin() {
                .class_meaning = "0 (passes all)",
                .cost = {k(3), k(5), k(1)},
                .state = State::global,
-               .ebpf_insns = 12});
+               .ebpf_insns = 12,
+               .verifier = {100, 160}});
   f.push_back({.name = "sample",
                .summary = "accept one block in n",
                .options = {{.name = "n",
@@ -224,7 +234,8 @@ std::vector<FilterSpec> make_builtin() {
                .cost = {k(4), k(6), std::nullopt},
                .state = State::global,
                .selectivity = 0.01,
-               .ebpf_insns = 16});
+               .ebpf_insns = 16,
+               .verifier = {150, 120}});
   f.push_back({.name = "rate",
                .summary = "accept blocks up to a rate (token bucket), reject the excess",
                .options = {{.name = "pps",
@@ -241,7 +252,8 @@ std::vector<FilterSpec> make_builtin() {
                .cost = {k(8), k(12), std::nullopt},
                .state = State::global,
                .selectivity = 0.9,
-               .ebpf_insns = 40});
+               .ebpf_insns = 40,
+               .verifier = {200, 400}});
 
   // Verdicts.
   f.push_back({.name = "drop",
@@ -249,13 +261,15 @@ std::vector<FilterSpec> make_builtin() {
                .role = Role::sink,
                .class_meaning = "terminal",
                .cost = {k(1), k(2), k(1)},
-               .ebpf_insns = 2});
+               .ebpf_insns = 2,
+               .verifier = {150, 100}});
   f.push_back({.name = "pass",
                .summary = "hand the block to the host's network stack",
                .role = Role::sink,
                .class_meaning = "terminal",
                .cost = {k(1), k(200, 0.1), k(1)},
-               .ebpf_insns = 2});
+               .ebpf_insns = 2,
+               .verifier = {150, 100}});
   f.push_back({.name = "tx",
                .summary = "transmit the block on a network device",
                .role = Role::sink,
@@ -272,6 +286,7 @@ std::vector<FilterSpec> make_builtin() {
                .class_meaning = "terminal",
                .cost = {k(20), k(300, 0.1), std::nullopt},
                .ebpf_insns = 8,
+               .verifier = {300, 200},
                .kernel_tc_only = true});
 
   // Userspace: reassembly and application protocols.
@@ -408,7 +423,8 @@ std::vector<FilterSpec> make_builtin() {
                .max_class = kU16,
                .cost = {k(4), k(10), std::nullopt},
                .state = State::window,
-               .ebpf_insns = 10});
+               .ebpf_insns = 10,
+               .verifier = {200, 150}});
   f.push_back({.name = "intersect",
                .summary = "pass a block once every input accepted it (from `and`)",
                .role = Role::synthetic,
@@ -417,7 +433,8 @@ std::vector<FilterSpec> make_builtin() {
                .cost = {k(4), k(10), std::nullopt},
                .state = State::window,
                .selectivity = 0.5,
-               .ebpf_insns = 10});
+               .ebpf_insns = 10,
+               .verifier = {200, 150}});
   return f;
 }
 

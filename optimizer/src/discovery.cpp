@@ -478,6 +478,7 @@ SystemModel discover(const DiscoveryOptions& opt) {
     // kMaxExits) when it generates the program.
     x.ebpf_function_limit = kKernelFunctionLimit;
     x.ebpf_exit_limit = kKernelExitLimit;
+    x.verifier_limit = opt.verifier_limit;
     x.caches = m.host.caches;
     // A hook another program holds outright is no space of srl's: the
     // device's requests run from its TC hook.
@@ -495,6 +496,7 @@ SystemModel discover(const DiscoveryOptions& opt) {
     t.ebpf_insn_limit = 1'000'000;
     t.ebpf_function_limit = kKernelFunctionLimit;  // as for xdp above
     t.ebpf_exit_limit = kKernelExitLimit;
+    t.verifier_limit = opt.verifier_limit;
     t.caches = m.host.caches;
     m.spaces.push_back(t);
     m.notes.push_back(dev + ": XDP " + x.mode + (zc ? ", AF_XDP zero-copy" : ", AF_XDP copy mode") +

@@ -297,25 +297,35 @@ Solved solve_glpk(const Problem& p, bool share_crossings,
     std::vector<bool> here(S, false);
     for (std::size_t s : p.programs[k])
       here[s] = true;
-    if (const auto lim = p.program_limit(k, &Space::ebpf_function_limit)) {
+    // A row of Σ weight(v) x[v][s] over the program's spaces, added where
+    // `fixed` and every node that could be in the program pass `lim`.
+    auto program_row = [&](std::uint32_t lim, std::uint64_t fixed, auto weight) {
       std::vector<std::pair<int, double>> terms;
-      std::uint64_t most = 0;
+      std::uint64_t most = fixed;
       for (std::size_t v = 0; v < N; ++v) {
-        if (p.nodes[v].functions == 0) continue;
+        const std::uint32_t w = weight(p.nodes[v]);
+        if (w == 0) continue;
         bool any = false;
         for (std::size_t s : p.programs[k])
           if (x[v][s]) {
-            terms.emplace_back(x[v][s], p.nodes[v].functions);
+            terms.emplace_back(x[v][s], w);
             any = true;
           }
-        if (any) most += p.nodes[v].functions;
+        if (any) most += w;
       }
-      if (most > lim) {
-        const int r = new_row(GLP_UP, 0, lim);
-        for (const auto& [col, coef] : terms)
-          m.add(r, col, coef);
-      }
-    }
+      if (most <= lim) return;
+      // Below what the program takes whatever it holds, nothing fits.
+      const int r = new_row(GLP_UP, 0, static_cast<double>(lim) - static_cast<double>(fixed));
+      for (const auto& [col, coef] : terms)
+        m.add(r, col, coef);
+    };
+    if (const auto lim = p.program_limit(k, &Space::ebpf_function_limit))
+      program_row(lim, 0, [](const ProblemNode& n) { return n.functions; });
+    // The verifier's work, bounded from above (kernel_verified): what the
+    // program takes whatever it holds, and its kernel nodes'.
+    if (const auto lim = p.program_limit(k, &Space::verifier_limit))
+      program_row(lim, k < p.program_verified.size() ? p.program_verified[k] : 0,
+                  [](const ProblemNode& n) { return n.verified; });
     if (const auto lim = p.program_limit(k, &Space::ebpf_exit_limit)) {
       std::vector<int> cols;
       std::vector<bool> edge_up(p.edges.size(), false);

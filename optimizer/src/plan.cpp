@@ -136,7 +136,7 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
     relaxed.memory_bandwidth = 0;
     for (auto& s : relaxed.spaces) {
       s.capacity_ns_per_s = 1e30, s.ebpf_insn_limit = 0;
-      s.ebpf_function_limit = s.ebpf_exit_limit = 0;
+      s.ebpf_function_limit = s.ebpf_exit_limit = s.verifier_limit = 0;
     }
     for (auto& c : relaxed.pairs)
       c.capacity = 0;
@@ -382,6 +382,8 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
       if (std::find(p.programs[k].begin(), p.programs[k].end(), s) != p.programs[k].end()) {
         sp.ebpf_function_limit = p.program_limit(k, &Space::ebpf_function_limit);
         sp.ebpf_exit_limit = p.program_limit(k, &Space::ebpf_exit_limit);
+        sp.verifier_insns = ev.verified[k];
+        sp.verifier_limit = p.program_limit(k, &Space::verifier_limit);
       }
     sp.nodes = static_cast<std::size_t>(std::count(a.begin(), a.end(), s));
     for (std::size_t c : p.members[s])
@@ -421,6 +423,15 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
     if (xl > 0 && exits >= 0.99 * xl)
       out.binding.push_back("exit limit of " + where + ": " + std::to_string(exits) + " of " +
                             std::to_string(xl) + " edges up to userspace");
+    const auto vl = p.program_limit(k, &Space::verifier_limit);
+    if (vl > 0 && ev.verified[k] >= 0.9 * vl) {
+      std::string hooks;
+      for (std::size_t s : p.programs[k])
+        hooks += (hooks.empty() ? "" : ", ") + p.spaces[s].id;
+      out.binding.push_back("verifier budget of the kernel program on " + hooks + ": up to " +
+                            std::to_string(ev.verified[k]) + " of " + std::to_string(vl) +
+                            " instructions");
+    }
   }
   if (opt.objective != Objective::cost && S > 0 && out.spaces[bottleneck].load_ns_per_s > 0)
     out.binding.push_back("bottleneck " + out.spaces[bottleneck].id + " at " +
@@ -546,6 +557,8 @@ nlohmann::ordered_json to_json(const Plan& p, bool with_timing) {
       o["ebpf_functions"] = s.ebpf_functions, o["ebpf_function_limit"] = s.ebpf_function_limit;
     if (s.ebpf_exit_limit > 0)
       o["ebpf_exits"] = s.ebpf_exits, o["ebpf_exit_limit"] = s.ebpf_exit_limit;
+    if (s.verifier_limit > 0)
+      o["verifier_insns"] = s.verifier_insns, o["verifier_limit"] = s.verifier_limit;
     if (!s.replicas.empty()) o["replicas"] = s.replicas;
     spaces.push_back(o);
   }
@@ -638,6 +651,8 @@ std::string to_text(const Plan& p) {
       o << ", " << s.ebpf_exits << " exit(s) to userspace"
         << (s.ebpf_exit_limit > 0 ? " (program limit " + std::to_string(s.ebpf_exit_limit) + ")"
                                   : "");
+    if (s.verifier_limit > 0 && s.nodes > 0)
+      o << ", verifier at most " << s.verifier_insns << " of " << s.verifier_limit;
     o << "\n";
   }
   o << "\nbinding constraints:" << (p.binding.empty() ? " none\n" : "\n");

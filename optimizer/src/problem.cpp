@@ -171,6 +171,76 @@ std::uint32_t kernel_insns(const compiler::DagNode& n) {
   return insns;
 }
 
+namespace {
+
+// The verifier's work that is not any filter's, measured on the map form
+// (docs/kernel.md) and rounded up: the parse and the counters' lookup
+// (6,778 at TC, 6,723 at XDP); the copy channel's function and 32 exits
+// (the first ~360, each more ~35); per input edge (its selector's test and
+// the outcome slot it may read: ~15 per branch of a fan-out, ~50 per input
+// of a union) and per class range of its selector (~5).
+constexpr std::uint32_t kVerifiedBase = 7'500;
+constexpr std::uint32_t kVerifiedExits = 2'000;
+constexpr std::uint32_t kVerifiedPerEdge = 60;
+constexpr std::uint32_t kVerifiedPerRange = 20;
+// A translated tcpdump expression is a BPF function the verifier walks
+// alone: at most every path of its classic BPF, without pruning, each
+// classic instruction at most this many eBPF ones.
+constexpr std::uint64_t kVerifiedPerClassicInsn = 8;
+
+// Instructions visited over every path from the entry of a classic BPF
+// program (forward jumps only: paths[j] is the number of paths reaching j).
+std::uint64_t classic_path_insns(const std::vector<std::array<std::uint32_t, 4>>& insns) {
+  constexpr std::uint64_t kMost = std::uint64_t{1} << 40;
+  std::vector<std::uint64_t> paths(insns.size() + 1, 0);
+  if (!insns.empty()) paths[0] = 1;
+  std::uint64_t total = 0;
+  auto reach = [&](std::size_t j, std::uint64_t n) {
+    if (j < paths.size()) paths[j] = std::min(kMost, paths[j] + n);
+  };
+  for (std::size_t i = 0; i < insns.size(); ++i) {
+    const std::uint64_t n = paths[i];
+    if (n == 0) continue;
+    total = std::min(kMost, total + n);
+    const auto [code, jt, jf, k] = insns[i];
+    if ((code & 0x07) == 0x06) continue;  // ret
+    if ((code & 0x07) == 0x05) {          // jmp
+      if ((code & 0xF0) == 0x00) {        // ja
+        reach(i + 1 + k, n);
+      } else {
+        reach(i + 1 + jt, n);
+        if (jf != jt) reach(i + 1 + jf, n);
+      }
+      continue;
+    }
+    reach(i + 1, n);
+  }
+  return total;
+}
+
+}  // namespace
+
+std::uint32_t kernel_verified(const compiler::RequestDag& dag, std::size_t node) {
+  const auto& g = dag.graph;
+  const auto& n = g[node];
+  std::uint64_t work = n.filter->verifier.each;
+  for (auto [e, end] = boost::in_edges(node, g); e != end; ++e)
+    work += kVerifiedPerEdge + kVerifiedPerRange * g[*e].select.ranges.size();
+  if (n.translation) work += kVerifiedPerClassicInsn * classic_path_insns(n.translation->insns);
+  // count, by=class: its table's lookup and insert (srl_class_count).
+  if (const auto by = n.options.find("by"); by != n.options.end())
+    if (const auto* s = std::get_if<std::string>(&by->second); s != nullptr && *s == "class")
+      work += 300;
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(work, UINT32_MAX));
+}
+
+std::uint32_t program_verified_fixed(const std::set<const filters::FilterSpec*>& filters) {
+  std::uint64_t work = kVerifiedBase + kVerifiedExits;
+  for (const auto* f : filters)
+    work += f->verifier.first;
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(work, UINT32_MAX));
+}
+
 Evaluation evaluate(const Problem& p, const Assignment& a) {
   Evaluation ev;
   const std::size_t S = p.S();
@@ -178,6 +248,8 @@ Evaluation evaluate(const Problem& p, const Assignment& a) {
   ev.insns.assign(S, 0);
   ev.functions.assign(S, 0);
   ev.exits.assign(S, 0);
+  ev.verified = p.program_verified;
+  ev.verified.resize(p.programs.size(), 0);
   auto fail = [&](std::size_t node, std::string why) {
     if (ev.feasible) {
       ev.feasible = false;
@@ -200,6 +272,9 @@ Evaluation evaluate(const Problem& p, const Assignment& a) {
     if (p.spaces[s].kind != Kind::user) {
       ev.insns[s] += n.insns;
       ev.functions[s] += n.functions;
+      for (std::size_t k = 0; k < p.programs.size(); ++k)
+        if (std::find(p.programs[k].begin(), p.programs[k].end(), s) != p.programs[k].end())
+          ev.verified[k] += n.verified;
     }
   }
   std::map<std::pair<std::size_t, std::size_t>, double> chan_rate;
@@ -254,6 +329,17 @@ Evaluation evaluate(const Problem& p, const Assignment& a) {
                          std::to_string(exits) +
                          " edges up to userspace; a kernel program has at most " +
                          std::to_string(xl) + " exits");
+    const auto vl = p.program_limit(k, &Space::verifier_limit);
+    if (vl > 0 && ev.verified[k] > vl) {
+      std::string hooks;
+      for (std::size_t s : spaces)
+        hooks += (hooks.empty() ? "" : ", ") + p.spaces[s].id;
+      fail(SIZE_MAX, "limit: the kernel program on " + hooks + " could take up to " +
+                         std::to_string(ev.verified[k]) +
+                         " of the verifier's instructions (a bound: the parse and exits " +
+                         std::to_string(k < p.program_verified.size() ? p.program_verified[k] : 0) +
+                         ", the rest its filters'); it may take " + std::to_string(vl));
+    }
   }
   if (p.memory_bandwidth > 0 && ev.memory_traffic > p.memory_bandwidth * (1 + 1e-9))
     fail(SIZE_MAX, "memory: copies would move " + fmt(ev.memory_traffic / 1e9) +
@@ -485,6 +571,7 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
         pn.where = where;
         pn.pin = dn.space;
         pn.insns = kernel_insns(dn);
+        pn.verified = kernel_verified(*req.dag, v);
         // A translated tcpdump expression is a BPF function of its own.
         pn.functions = f.name == "bpf" && dn.translation ? 1 : 0;
         pn.bytes = opt.block_bytes;
@@ -548,6 +635,15 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
                         std::to_string(kKernelNodeLimit) +
                         ", kernel and userspace filters alike (each has its counters there); "
                         "plan fewer requests together");
+
+  // The verifier's work each program takes whatever it holds: the
+  // `first` of every filter that may run in it.
+  {
+    std::set<const filters::FilterSpec*> kernel_filters;
+    for (const auto& pn : p.nodes)
+      if (implemented(*pn.spec, Kind::xdp)) kernel_filters.insert(pn.spec);
+    p.program_verified.assign(p.programs.size(), program_verified_fixed(kernel_filters));
+  }
 
   // Copy or take (filters/delivery.h), by the nodes below each edge.
   {

@@ -195,6 +195,7 @@ nlohmann::ordered_json to_json(const SystemModel& m) {
       o["ebpf_insn_limit"] = s.ebpf_insn_limit;
       o["ebpf_function_limit"] = s.ebpf_function_limit;
       o["ebpf_exit_limit"] = s.ebpf_exit_limit;
+      if (s.kind == Kind::xdp || s.kind == Kind::tc) o["verifier_limit"] = s.verifier_limit;
     }
     if (s.hook_ns_per_block != 0 || s.hook_ns_per_byte != 0)
       o["hook"] = {{"ns_per_block", s.hook_ns_per_block}, {"ns_per_byte", s.hook_ns_per_byte}};
@@ -268,6 +269,9 @@ SystemModel model_from_json(const nlohmann::json& root) {
         sr.uint_or("ebpf_function_limit", hook ? kKernelFunctionLimit : 0));
     s.ebpf_exit_limit =
         static_cast<std::uint32_t>(sr.uint_or("ebpf_exit_limit", hook ? kKernelExitLimit : 0));
+    // Absent: the kernel's budget (what `srl run` may load).
+    s.verifier_limit =
+        static_cast<std::uint32_t>(sr.uint_or("verifier_limit", hook ? kVerifierBudget : 0));
     if (sr.has("hook")) {
       Reader hk = sr.at("hook");
       s.hook_ns_per_block = hk.num_or("ns_per_block", 0);

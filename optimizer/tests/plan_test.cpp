@@ -221,6 +221,37 @@ TEST_CASE("the eBPF instruction limit of a kernel space is respected") {
   CHECK(q.plan.objective_value < p.plan.objective_value);
 }
 
+TEST_CASE("the verifier's budget of a hook's program is a capacity: what does not fit moves up") {
+  // The hash alone takes the verifier ~900 instructions (its bound 1,800
+  // once and 780 for the node): under a limit just above what the program
+  // takes whatever it holds, it runs in userspace, and the plan says why.
+  auto on = [](std::uint32_t limit) {
+    auto m = host();
+    for (auto& s : m.spaces)
+      if (s.kind == Kind::xdp || s.kind == Kind::tc) s.verifier_limit = limit;
+    return m;
+  };
+  const std::string request = "(udp) > (hash, buckets=8) 3> (count)";
+  const auto roomy = run(request, on(1'000'000));
+  CHECK(roomy.node("hash").space.rfind("user", 0) != 0);
+  const auto tight = run(request, on(12'000));
+  CHECK(tight.node("udp").space.rfind("user", 0) != 0);
+  CHECK(tight.node("hash").space.rfind("user", 0) == 0);
+  bool said = false;
+  for (const auto& s : tight.plan.spaces)
+    if (s.verifier_limit > 0) {
+      CHECK(s.verifier_limit == 12'000);
+      CHECK(s.verifier_insns <= 12'000);
+      CHECK(s.verifier_insns > 9'000);  // the parse and the exits at least
+    }
+  for (const auto& b : tight.plan.binding)
+    said = said || b.find("verifier budget") != std::string::npos;
+  CHECK(said);
+  // Below what the program takes whatever it holds, nothing fits.
+  CHECK_THROWS_WITH_AS(run(request, on(5'000)), doctest::Contains("of the verifier's instructions"),
+                       PlanError);
+}
+
 TEST_CASE("the offload emulator takes header filters first") {
   const auto p = run("(ipv4) > (udp) > (len, min=100) > (count)", host(true));
   CHECK(p.node("ipv4").space == "offload:eth0");

@@ -15,6 +15,7 @@
 
 #include "srl/compiler/compiler.h"
 #include "srl/compiler/merge.h"
+#include "srl/optimizer/optimizer.h"
 #include "srl/runtime/calibrate.h"
 #include "srl/runtime/copy_ring.h"
 #include "srl/runtime/kernel.h"
@@ -586,7 +587,8 @@ namespace {
 // `requests` merged on one hook as an XDP program, loaded.
 std::unique_ptr<KernelProgram> load_merged(
     const std::vector<std::string>& requests,
-    runtime::kernel::ProgramForm form = runtime::kernel::ProgramForm::automatic) {
+    runtime::kernel::ProgramForm form = runtime::kernel::ProgramForm::automatic, bool tc = false,
+    std::uint64_t* bound = nullptr) {
   std::vector<compiler::CompileResult> compiled;
   std::vector<const compiler::RequestDag*> dags;
   std::vector<std::string> labels;
@@ -600,7 +602,28 @@ std::unique_ptr<KernelProgram> load_merged(
     labels.push_back("r" + std::to_string(i));
   }
   const auto merged = compiler::merge_requests(dags, labels);
-  const auto gen = runtime::kernel::generate_xdp(merged.dag, 1, "", nullptr, {}, form);
+  // Every node that has a kernel implementation, and whose inputs are
+  // all in the kernel, in the kernel.
+  const auto& g = merged.dag.graph;
+  std::vector<bool> in_kernel(boost::num_vertices(g), false);
+  for (auto [v, end] = boost::vertices(g); v != end; ++v) {
+    bool k = g[*v].filter->implemented_in(filters::SpaceKind::kernel);
+    for (auto [e, eend] = boost::in_edges(*v, g); e != eend; ++e)
+      k = k && in_kernel[boost::source(*e, g)];
+    in_kernel[*v] = k;
+  }
+  if (bound) {  // the optimizer's bound of the program's verifier work
+    std::set<const filters::FilterSpec*> kinds;
+    *bound = 0;
+    for (auto [v, end] = boost::vertices(g); v != end; ++v)
+      if (in_kernel[*v]) {
+        kinds.insert(g[*v].filter);
+        *bound += optimizer::kernel_verified(merged.dag, *v);
+      }
+    *bound += optimizer::program_verified_fixed(kinds);
+  }
+  const auto gen = tc ? runtime::kernel::generate_tc(merged.dag, 1, "", &in_kernel, {}, form)
+                      : runtime::kernel::generate_xdp(merged.dag, 1, "", &in_kernel, {}, form);
   const auto obj = runtime::kernel::compile_bpf(
       gen.source, std::filesystem::temp_directory_path() / "srl-kernel-test-cache");
   return KernelProgram::load(obj, gen.nodes.size());
@@ -798,4 +821,97 @@ TEST_CASE("kernel: the register form stays far below the verifier's budget, what
   const auto e = compiler::compile("(bpf, expr=\"udp\") > (count)");
   REQUIRE(e.ok());
   CHECK_FALSE(runtime::kernel::generate_xdp(*e.dag, 1).register_form);
+}
+
+TEST_CASE("kernel: the verifier's work stays under the optimizer's bound") {
+  // The optimizer plans a hook's verifier budget with an upper bound of
+  // each program's work (optimizer::kernel_verified): a plan within the
+  // budget must load, and a subset of it too. Requests of every filter the
+  // kernel runs, in chains, fan-outs, unions, intersects, with tcpdump
+  // expressions and exits to userspace, one at a time and many on a hook,
+  // in the map form (a register-form program is bounded apart) at XDP and
+  // TC: each program's work under the bound.
+  std::vector<std::vector<std::string>> sets = {
+      {"(count)"},
+      {"(udp) > (port, which=dst) 9000> (pcap, file=\"/tmp/srl-bound.pcap\")"},
+      {"(udp) > (dns) > (count)"},
+      {prefixes(20, " or ") + " > (count)"},
+      {prefixes(20, " and ") + " > (drop)"},
+      {"(hash, buckets=8) 3> (count, by=class)", "(vlan) 100> (ipv6) > (count)"},
+      {"(bpf, expr=\"tcp port 80 or udp port 53 or icmp\") > (count)",
+       "(bpf, expr=\"net 10.0.0.0/8 and (tcp[tcpflags] & tcp-syn != 0)\") > (drop)"},
+      {"(port, which=dst, name=p) 1> (count) | (p) 2> (count) | (p) 3,5,7:9> (count) | "
+       "(p) 10> (drop) | (p) 11> (pass) | (p) !> (count)"},
+      {"(tcp) or (udp) or (icmp) or (arp) or (vlan) 100> (count, by=class)",
+       "(ipv6) and (addr, net=2001:db8::/32, which=src) and (tcpflags) 2> (count, by=class)",
+       "(proto, name=pr) 6> (sample, n=2) > (count) | (pr) 17> (rate, pps=10) > (count) | "
+       "(pr) 1,58> (tcpflags) > (count, by=class) | (pr) 6,17> (len, min=100) > (drop)"},
+  };
+  {  // Many requests on one hook, as controld merges them.
+    std::vector<std::string> many;
+    for (int i = 0; i < 6; ++i) {
+      many.push_back(prefixes(8 + i, " and ") + " > (count)");
+      many.push_back("(bpf, expr=\"(tcp or udp) and dst port " + std::to_string(2000 + i) +
+                     "\") > (count)");
+      many.push_back("(tcp) > (port, name=svc) 1:" + std::to_string(1000 + i) +
+                     "> (count, name=a) | (svc) 1024:49151> (sample, n=10) > (count, name=b)");
+      many.push_back("(udp) > (port, which=dst) " + std::to_string(5000 + i) +
+                     "> (pcap, file=\"/tmp/srl-bound" + std::to_string(i) + ".pcap\")");
+    }
+    sets.push_back(many);
+  }
+  {  // Random requests from a fixed sequence, chains of every filter.
+    const char* const filters[] = {"(eth)",
+                                   "(vlan) 100",
+                                   "(vlan) !",
+                                   "(arp)",
+                                   "(ip)",
+                                   "(ipv6)",
+                                   "(proto) 6",
+                                   "(proto) 17,58",
+                                   "(tcp)",
+                                   "(udp)",
+                                   "(icmp)",
+                                   "(tcpflags) 2",
+                                   "(port) 53",
+                                   "(port, which=src) 1:1023",
+                                   "(port, which=dst) !22",
+                                   "(addr, net=10.0.0.0/8)",
+                                   "(addr, net=2001:db8::/32, which=dst)",
+                                   "(len, min=60)",
+                                   "(sample, n=4)",
+                                   "(rate, pps=100)",
+                                   "(hash, buckets=4) 1",
+                                   "(bpf, expr=\"tcp[13] & 2 != 0\")"};
+    const char* const ends[] = {"(count)", "(drop)", "(pass)", "(count, by=class)",
+                                "(pcap, file=\"/tmp/srl-bound.pcap\")"};
+    std::uint64_t seed = 99;
+    auto next = [&](std::size_t n) {
+      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+      return static_cast<std::size_t>((seed >> 33) % n);
+    };
+    for (int t = 0; t < 6; ++t) {
+      std::vector<std::string> requests;
+      for (std::size_t r = 0, count = 2 + next(12); r < count; ++r) {
+        std::string text;
+        for (std::size_t j = 0, k = 1 + next(6); j < k; ++j)
+          text += std::string(filters[next(std::size(filters))]) + "> ";
+        requests.push_back(text + ends[next(std::size(ends))]);
+      }
+      sets.push_back(requests);
+    }
+  }
+  double most = 0;
+  for (const auto& requests : sets) {
+    CAPTURE(requests.front());
+    for (const bool tc : {false, true}) {
+      CAPTURE(tc);
+      std::uint64_t bound = 0;
+      const auto prog = load_merged(requests, runtime::kernel::ProgramForm::map, tc, &bound);
+      CHECK(prog->verified_insns() <= bound);
+      most =
+          std::max(most, static_cast<double>(prog->verified_insns()) / static_cast<double>(bound));
+    }
+  }
+  MESSAGE("the costliest program took " << most << " of its bound");
 }

@@ -176,6 +176,9 @@ class RequestManager {
                const RequestChange& on_commit = {});
   Unit* unit_of(const std::string& name) const;
   void recover();
+  // The verifier's instructions a change that adds to a hook may take: the
+  // admission limit, or the kernel's budget when there is none.
+  std::uint32_t admission_limit() const;
 
   ManagerOptions options_;
   std::filesystem::path pin_root_;

@@ -92,6 +92,16 @@ struct FilterSpec {
   bool emits_new_blocks = false;  // transforms: reassembly emits streams
   double selectivity = 1.0;       // expected share of input accepted
   std::uint32_t ebpf_insns = 0;   // estimated instructions when inlined in eBPF
+  // What the kernel implementation adds to the verifier's work on a hook's
+  // program (instructions processed, in the map form; docs/kernel.md), an
+  // upper bound that the optimizer plans the verifier's budget with:
+  // `first` once for a program that holds the filter at all, `each` for
+  // every node of it. runtime's kernel_test holds generated programs under
+  // the bound.
+  struct VerifierWork {
+    std::uint32_t first = 0;
+    std::uint32_t each = 0;
+  } verifier;
   // The kernel implementation runs at the TC hook only (tx: an XDP program
   // cannot clone a frame for a mirror, and a native XDP redirect reaches
   // only devices that take XDP frames).

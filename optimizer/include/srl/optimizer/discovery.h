@@ -35,6 +35,8 @@ struct DiscoveryOptions {
   std::string sysfs = "/sys";
   std::string procfs = "/proc";
   bool probe_bpf = true;  // libbpf probes and netlink (need privileges)
+  // The verifier's instructions a hook's program may take (Space::verifier_limit).
+  std::uint32_t verifier_limit = kVerifierBudget;
 };
 
 // Throws std::runtime_error when a requested device does not exist.

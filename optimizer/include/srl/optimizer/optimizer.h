@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -72,9 +73,10 @@ struct ProblemNode {
   double rate = 0;   // blocks per second in
   double bytes = 0;  // mean bytes per block
   std::uint32_t insns = 0;
-  std::uint32_t functions = 0;    // BPF functions in a kernel program: 1 for a translated `bpf`
-  bool consumes = false;          // ends a block's life in userspace (filters/delivery.h)
-  std::vector<double> cost;       // per space: ns per second, kNotAllowed where it cannot run
+  std::uint32_t functions = 0;  // BPF functions in a kernel program: 1 for a translated `bpf`
+  std::uint32_t verified = 0;  // the verifier's work in a kernel program, bounded (kernel_verified)
+  bool consumes = false;       // ends a block's life in userspace (filters/delivery.h)
+  std::vector<double> cost;    // per space: ns per second, kNotAllowed where it cannot run
   std::vector<double> per_block;  // per space: ns per block (for the explanation)
   // Per space: empty if allowed, else why not ("no-implementation: ...").
   std::vector<std::string> excluded;
@@ -125,6 +127,9 @@ struct Problem {
   // there, unreached), so its limits bind the sum over the xdp and tc
   // spaces. Offload spaces are not in it.
   std::vector<std::vector<std::size_t>> programs;
+  // Per program: the verifier's work it takes whatever it holds, bounded
+  // (program_verified_fixed), to which its kernel nodes' `verified` add.
+  std::vector<std::uint32_t> program_verified;
 
   std::size_t S() const { return spaces.size(); }
   // The least limit (0: none) of a program's spaces, e.g. program_limit(k,
@@ -163,6 +168,7 @@ struct Evaluation {
   std::vector<std::uint32_t> insns;
   std::vector<std::uint32_t> functions;  // per space: BPF functions (tcpdump expressions)
   std::vector<std::uint32_t> exits;      // per space: edges from it to a userspace node
+  std::vector<std::uint32_t> verified;   // per program: the verifier's work, bounded
 };
 
 // Everything the program would say about this assignment (the objective is
@@ -173,6 +179,17 @@ Evaluation evaluate(const Problem& p, const Assignment& a);
 // counts them: the filter's own estimate, and two per classic BPF
 // instruction of a translated tcpdump expression.
 std::uint32_t kernel_insns(const compiler::DagNode& n);
+
+// The verifier's work (instructions processed) node `n` adds to a kernel
+// program, from above: its filter's `verifier.each` (filters/catalog.h),
+// its input edges' selectors, a translated tcpdump expression's paths. A
+// program takes at most program_verified_fixed() plus its kernel nodes'
+// sum; runtime's kernel_test holds generated programs, at XDP and TC, under
+// that bound.
+std::uint32_t kernel_verified(const compiler::RequestDag& dag, std::size_t node);
+// What a program takes before any node: the parse, the exits, and the
+// `verifier.first` of every filter in `filters` (those that may run in it).
+std::uint32_t program_verified_fixed(const std::set<const filters::FilterSpec*>& filters);
 
 // The error for a request that cannot be placed: names the node and why.
 class PlanError : public std::runtime_error {
@@ -268,6 +285,11 @@ struct SpacePlan {
   std::uint32_t ebpf_function_limit = 0;
   std::uint32_t ebpf_exits = 0;
   std::uint32_t ebpf_exit_limit = 0;
+  // Kernel hooks: the verifier's work the program holding this space's
+  // nodes takes at most (Problem::program_verified and its kernel nodes'),
+  // and what it may take (0: no limit).
+  std::uint32_t verifier_insns = 0;
+  std::uint32_t verifier_limit = 0;
   std::size_t nodes = 0;
   // A replica set: its cores (its load is counted on them).
   std::vector<std::string> replicas;

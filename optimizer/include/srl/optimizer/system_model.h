@@ -58,6 +58,11 @@ struct Space {
   // numbers (kKernelFunctionLimit, kKernelExitLimit).
   std::uint32_t ebpf_function_limit = 0;
   std::uint32_t ebpf_exit_limit = 0;
+  // Kernel hooks (0: none): the verifier's instructions (processed) the
+  // hook's program may take: the kernel's budget for `srl run`, what
+  // controld admits (--verifier-admission). The optimizer bounds a
+  // program's work from above (kernel_verified) and plans within it.
+  std::uint32_t verifier_limit = 0;
   Caches caches;
   // Kernel spaces: what the hook itself costs each block the device
   // receives, against no hook, paid by the request's `rx` placed here (once
@@ -76,6 +81,8 @@ struct Space {
 // the program. The optimizer plans within them so that a plan deploys.
 inline constexpr std::uint32_t kKernelFunctionLimit = 255;  // BPF_MAX_SUBPROGS 256, less main
 inline constexpr std::uint32_t kKernelExitLimit = 32;       // bits of the exit mask
+// The verifier's instructions a program may take (BPF_COMPLEXITY_LIMIT_INSNS).
+inline constexpr std::uint32_t kVerifierBudget = 1'000'000;
 
 enum class Carries : std::uint8_t { any, copy, take };
 std::string_view to_string(Carries c);

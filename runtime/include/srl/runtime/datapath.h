@@ -84,12 +84,11 @@ struct DatapathOptions {
   std::function<std::optional<filters::FileOwner>(std::string_view node_id)> file_owner_of;
   // A change that adds to a hook is admitted only while its program takes
   // at most this many of the verifier's instructions (0: whatever the
-  // kernel accepts). The rest of the verifier's budget is what a change that
-  // only removes may need: the generated programs cost the verifier the sum
-  // of their nodes (docs/kernel.md), so one holding a subset of the
-  // requests costs no more than the whole, or is small enough for the
-  // register form, which stays under kernel::kRegisterFormVerified; either
-  // way a removal never lacks budget.
+  // kernel accepts). The plan keeps within it by an upper bound of the
+  // program's work (docs/optimizer.md, "The verifier's budget"); this is
+  // the check of what the kernel reports. A change that only removes is
+  // planned within the kernel's budget: a subset's bound is smaller, and a
+  // register-form program stays under kernel::kRegisterFormVerified.
   std::uint32_t verifier_admission = 0;
   // The register form where a hook's program is small (kernel.h); the map
   // form always where an admission limit below kRegisterFormVerified could
