@@ -336,9 +336,10 @@ Evaluation evaluate(const Problem& p, const Assignment& a) {
         hooks += (hooks.empty() ? "" : ", ") + p.spaces[s].id;
       fail(SIZE_MAX, "limit: the kernel program on " + hooks + " could take up to " +
                          std::to_string(ev.verified[k]) +
-                         " of the verifier's instructions (a bound: the parse and exits " +
+                         " of the verifier's instructions (a bound: " +
                          std::to_string(k < p.program_verified.size() ? p.program_verified[k] : 0) +
-                         ", the rest its filters'); it may take " + std::to_string(vl));
+                         " whatever it holds, the rest its kernel filters'); it may take " +
+                         std::to_string(vl));
     }
   }
   if (p.memory_bandwidth > 0 && ev.memory_traffic > p.memory_bandwidth * (1 + 1e-9))
