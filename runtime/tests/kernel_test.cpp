@@ -18,6 +18,7 @@
 #include "srl/optimizer/optimizer.h"
 #include "srl/runtime/calibrate.h"
 #include "srl/runtime/copy_ring.h"
+#include "srl/runtime/datapath.h"
 #include "srl/runtime/kernel.h"
 
 using namespace srl;
@@ -603,15 +604,9 @@ std::unique_ptr<KernelProgram> load_merged(
   }
   const auto merged = compiler::merge_requests(dags, labels);
   // Every node that has a kernel implementation, and whose inputs are
-  // all in the kernel, in the kernel.
+  // all in the kernel, in the kernel (srl run's placement without a plan).
   const auto& g = merged.dag.graph;
-  std::vector<bool> in_kernel(boost::num_vertices(g), false);
-  for (auto [v, end] = boost::vertices(g); v != end; ++v) {
-    bool k = g[*v].filter->implemented_in(filters::SpaceKind::kernel);
-    for (auto [e, eend] = boost::in_edges(*v, g); e != eend; ++e)
-      k = k && in_kernel[boost::source(*e, g)];
-    in_kernel[*v] = k;
-  }
+  const auto in_kernel = runtime::fixed_placement(merged.dag, {}, tc ? "tc" : "xdp").in_kernel;
   if (bound) {  // the optimizer's bound of the program's verifier work
     std::set<const filters::FilterSpec*> kinds;
     *bound = 0;
