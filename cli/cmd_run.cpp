@@ -60,7 +60,7 @@ struct RunOptions {
   double duration = 0, interval = 1;
   bool json = false;
   std::size_t workers = 1, batch = 32;
-  std::uint32_t copy_rings = 1, copy_ring_kib = 0;
+  std::uint32_t copy_rings = 1, copy_ring_kib = 0, copy_window_kib = 0;
   ProfileOptions profile;
 };
 
@@ -246,6 +246,7 @@ int run(const RunOptions& o) {
   dopts.batch = o.batch;
   dopts.copy.rings = o.copy_rings;
   if (o.copy_ring_kib != 0) dopts.copy.ring_bytes = o.copy_ring_kib << 10;
+  if (o.copy_window_kib != 0) dopts.copy.window_bytes = o.copy_window_kib << 10;
   const fs::path runs = fs::path(o.bpffs) / "srl" / "run";
   dopts.pin_root = runs / std::to_string(getpid());
   std::unique_ptr<runtime::Datapath> datapath;
@@ -398,6 +399,10 @@ void add_run_command(CLI::App& app, int& result) {
                              std::to_string(runtime::kernel::kCopyAreaMax >> 10);
           },
           "KIB"));
+  cmd->add_option("--copy-window-kib", o->copy_window_kib,
+                  "the part of its area a CPU writes while the reader keeps up, in KiB (default "
+                  "512; the whole area when larger): the copies' working set in cache")
+      ->check(CLI::Range(4, 65536));
   cmd->footer(
       "Nodes run where the optimizer places them (srl plan shows where and why): the kernel\n"
       "part as one program per device hook, the userspace part in this process. Blocks the\n"

@@ -181,6 +181,17 @@ std::size_t CopyRing::take(std::span<filters::Block> out, std::span<std::uint32_
       const std::uint8_t* rec = next->data + (next->read & (size_ - 1));  // A2
       kernel::CopyRecord h;
       std::memcpy(&h, rec, sizeof h);
+      if ((h.flags & kernel::kCopySkip) != 0) {
+        // A restart (A5): the CPU went on at the start of its area.
+        const std::uint64_t to = (next->read | (size_ - 1)) + 1;
+        if (to >= next->head) {
+          ++stats_.bad_records;
+          next->read = next->head;
+          break;
+        }
+        next->read = to;
+        continue;
+      }
       const std::uint64_t len = (sizeof h + std::uint64_t{h.cap_len} + 7) & ~std::uint64_t{7};
       if (h.cap_len == 0 || h.cap_len > 65535 || len > next->head - next->read) {
         // Not a record the program writes: skip what this area holds.

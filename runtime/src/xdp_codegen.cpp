@@ -106,10 +106,12 @@ constexpr const char* kToAfxdp = R"(  if (to_take && verdict != 2) {
 // when they next look. The layout is kernel.h's CopyArea and CopyRecord.
 std::string copy_channel_source(const CopyChannelOptions& o, std::uint32_t cpus) {
   const std::uint32_t per_ring = (cpus + o.rings - 1) / o.rings;
+  const std::uint32_t window = std::min(std::max(o.window_bytes, 4096u), o.ring_bytes);
   const std::uint32_t wake = std::min(o.wake_bytes, o.ring_bytes / 4);
   std::ostringstream c;
   c << "\n#define SRL_RINGS " << o.rings << "\n#define SRL_AREA " << o.ring_bytes
-    << "\n#define SRL_WAKE_BYTES " << wake << "\n";
+    << "\n#define SRL_WINDOW " << window << "\n#define SRL_LAP_NS " << o.window_lap_ns
+    << "ull\n#define SRL_WAKE_BYTES " << wake << "\n";
   // Publishing the head must order the record's bytes before it. x86 keeps
   // stores in program order (TSO; the perf ring buffer relies on the same),
   // so a compiler barrier and a plain store do; elsewhere an exchange, a
@@ -140,7 +142,12 @@ struct srl_rec {
    last read it, read again only when the area looks fuller than the
    wake-up mark, so that a copy does not load the reader's line. A record
    that starts before SRL_AREA ends in the slack behind it, so it is
-   contiguous; the next starts at its end modulo SRL_AREA. */
+   contiguous; the next starts at its end modulo SRL_AREA, or at the start
+   of the area after a restart: past SRL_WINDOW, on a lap slower than
+   SRL_LAP_NS (lap_head, lap_ts: where and when it began), where the reader has left at most
+   half of what lies before the head, a skip record and the head moved to
+   the next multiple of SRL_AREA (gap_end; gap, the bytes skipped, which
+   the reader has yet to pass while its tail is below gap_end). */
 struct srl_area {
   u64 head;
   u64 pad0[7];
@@ -149,7 +156,11 @@ struct srl_area {
   u64 busy;
   u64 next;
   u64 tail_seen;
-  u64 pad2[5];
+  u64 gap_end;
+  u64 gap;
+  u64 retry;
+  u64 lap_ts;
+  u64 lap_head;
   u8 data[SRL_AREA + )"
     << kCopyAreaSlack << R"(];
 };
@@ -197,19 +208,72 @@ __attribute__((noinline)) int srl_copy(SRL_CTX *ctx, struct srl_counters *cnt, u
   if (*(volatile u64 *)&a->busy) goto lost;
   *(volatile u64 *)&a->busy = 1;
   u64 head = *(volatile u64 *)&a->next, tail = *(volatile u64 *)&a->tail_seen;
+  u64 gap_end = *(volatile u64 *)&a->gap_end, gap = *(volatile u64 *)&a->gap;
   u32 cap = wire < snap ? wire : snap;
   if (cap == 0) cap = 1;
   if (cap > 65535) cap = 65535;
   u64 need = (sizeof(struct srl_rec) + cap + 7) & ~7ull;
-  /* The tail seen only lags the reader's: the area is at most this full. */
-  if (head - tail + need > SRL_WAKE_BYTES) {
+  /* Bytes the reader has yet to read (a gap it has not passed is no
+     record). The tail seen only lags the reader's: at most this many. */
+  u64 waiting = head - tail - (tail < gap_end ? gap : 0);
+  if (waiting + need > SRL_WAKE_BYTES) {
     tail = *(volatile u64 *)&a->tail;
     *(volatile u64 *)&a->tail_seen = tail;
+    waiting = head - tail - (tail < gap_end ? gap : 0);
   }
-  if (head - tail + need > SRL_AREA) goto busy_lost;
   u32 at = head & (SRL_AREA - 1);
+  u64 ts = bpf_ktime_get_ns();
+  int wake = 0;
+#if SRL_WINDOW < SRL_AREA
+  /* The lap: since lap_head (at lap_ts), restarted at most every window
+     bytes while it is fast. Past the window on a slow lap (fast traffic
+     streams through the whole area at no such cost): back to the start
+     where the reader has left at most half of what lies before the head,
+     so that half of it stays free behind. The reader is woken either way,
+     to pass the skip record or to catch up, and its tail read again at
+     most every eighth of a window. */
+  if (head == 0) *(volatile u64 *)&a->lap_ts = ts;
+  if (at >= SRL_WINDOW) {
+    if (ts - *(volatile u64 *)&a->lap_ts >= SRL_LAP_NS) {
+      if (head - tail + need > at / 2 && head >= *(volatile u64 *)&a->retry) {
+        tail = *(volatile u64 *)&a->tail;
+        *(volatile u64 *)&a->tail_seen = tail;
+        *(volatile u64 *)&a->retry = head + SRL_WINDOW / 8;
+        wake = 1;
+      }
+      if (head - tail + need <= at / 2) {
+        struct srl_rec *skip = (void *)&a->data[at];
+        skip->ts_ns = ts;
+        skip->exits = 0;
+        skip->wire_len = 0;
+        skip->cap_len = 0;
+        skip->flags = )"
+    << kCopySkip << R"(;
+        head += SRL_AREA - at;
+        *(volatile u64 *)&a->gap = SRL_AREA - at;
+        *(volatile u64 *)&a->gap_end = head;
+        *(volatile u64 *)&a->lap_head = head;
+        *(volatile u64 *)&a->lap_ts = ts;
+        at = 0;
+        wake = 1;
+      }
+      waiting = head - tail - (tail < *(volatile u64 *)&a->gap_end ? *(volatile u64 *)&a->gap : 0);
+    } else if (head - *(volatile u64 *)&a->lap_head >= SRL_WINDOW) {
+      *(volatile u64 *)&a->lap_head = head;
+      *(volatile u64 *)&a->lap_ts = ts;
+    }
+  }
+#endif
+  /* The bytes from tail to head, a gap among them, are the reader's; the
+     tail seen may be from before the reader passed a gap. */
+  if (head - tail + need > SRL_AREA) {
+    tail = *(volatile u64 *)&a->tail;
+    *(volatile u64 *)&a->tail_seen = tail;
+    if (head - tail + need > SRL_AREA) goto busy_lost;
+    waiting = head - tail - (tail < *(volatile u64 *)&a->gap_end ? *(volatile u64 *)&a->gap : 0);
+  }
   struct srl_rec *r = (void *)&a->data[at];
-  r->ts_ns = bpf_ktime_get_ns();
+  r->ts_ns = ts;
   r->exits = exits;
   r->wire_len = wire;
   r->cap_len = cap;
@@ -225,7 +289,7 @@ __attribute__((noinline)) int srl_copy(SRL_CTX *ctx, struct srl_counters *cnt, u
   *(volatile u64 *)&a->next = head + need;
   SRL_PUBLISH(&a->head, head + need);
   *(volatile u64 *)&a->busy = 0;
-  if (head - tail < SRL_WAKE_BYTES && head - tail + need >= SRL_WAKE_BYTES) srl_wake(cpu);
+  if (wake || (waiting < SRL_WAKE_BYTES && waiting + need >= SRL_WAKE_BYTES)) srl_wake(cpu);
   cnt->c[SRL_NODES].packets++;
   cnt->c[SRL_NODES].bytes += cap;
   return 1;

@@ -15,7 +15,11 @@
 //  A3 the CPU writes only where head - tail + record <= size, so no byte
 //     of a handed-out batch changes until we publish a tail past it;
 //  A4 an area's records are in time order; a batch takes the oldest first
-//     record of all areas each time, so that blocks leave in time order.
+//     record of all areas each time, so that blocks leave in time order;
+//  A5 a record flagged kCopySkip carries no block: the next record starts
+//     at the next multiple of the area's size, and a record follows it in
+//     the same publication (the CPU went back to the start of its area
+//     past its window, kernel.h).
 #pragma once
 
 #include <cstddef>
