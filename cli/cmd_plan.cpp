@@ -11,6 +11,7 @@
 #include "daemon_module.h"
 #include "model_options.h"
 #include "srl/compiler/compiler.h"
+#include "srl/control/pipeline.h"
 #include "srl/optimizer/optimizer.h"
 
 namespace srl::cli {
@@ -69,7 +70,8 @@ void add_plan_command(CLI::App& app, int& result) {
       app.add_subcommand("plan", "place requests on this machine's spaces and explain (dry run)");
   cmd->footer(
       "Several requests are planned together: identical stateless prefixes fed from the same\n"
-      "source are shared. Exit status: 0 planned, 1 compile error or no placement, 2 usage.\n"
+      "source are shared. Exit status: 0 planned, 1 compile error, discovery failure or no\n"
+      "placement, 2 usage (or a file, model or profile that cannot be read).\n"
       "Examples:\n"
       "  srl plan --dev eth0 -e '(tcp) > (http) > (print)'\n"
       "  srl plan --model other-host.json -j req.srl\n"
@@ -112,45 +114,47 @@ void add_plan_command(CLI::App& app, int& result) {
       result = plan_with_daemon(*o);
       return;
     }
-    struct Compiled {
-      compiler::CompileResult r;
-      std::string label;
-    };
-    std::vector<Compiled> compiled;
-    const std::size_t total = o->files.size() + o->exprs.size();
-    auto compile_one = [&](const std::string& text, const std::string& name,
-                           const std::string& label) {
+    std::vector<std::shared_ptr<const compiler::CompileResult>> compiled;
+    auto compile_one = [&](const std::string& text, const std::string& name) {
       compiler::CompileOptions co;
       co.file_name = name;
       co.default_devices = o->model.devices;
-      auto r = compiler::compile(text, co);
-      std::cerr << r.diagnostics.render(*r.source);
-      if (!r.ok()) return false;
-      compiled.push_back({std::move(r), total > 1 ? label : ""});
+      auto r = std::make_shared<compiler::CompileResult>(compiler::compile(text, co));
+      std::cerr << r->diagnostics.render(*r->source);
+      if (!r->ok()) return false;
+      compiled.push_back(std::move(r));
       return true;
     };
-    for (std::size_t i = 0; i < o->files.size(); ++i) {
-      std::ifstream in(o->files[i], std::ios::binary);
+    for (const auto& file : o->files) {
+      std::ifstream in(file, std::ios::binary);
       if (!in) {
-        std::cerr << "srl plan: cannot read " << o->files[i] << "\n";
+        std::cerr << "srl plan: cannot read " << file << "\n";
         result = kExitUsage;
         return;
       }
       std::stringstream ss;
       ss << in.rdbuf();
-      if (!compile_one(ss.str(), o->files[i], "r" + std::to_string(i))) {
+      if (!compile_one(ss.str(), file)) {
         result = kExitFailure;
         return;
       }
     }
-    for (std::size_t i = 0; i < o->exprs.size(); ++i)
-      if (!compile_one(o->exprs[i], "<expr>", "r" + std::to_string(o->files.size() + i))) {
+    for (const auto& e : o->exprs)
+      if (!compile_one(e, "<expr>")) {
         result = kExitFailure;
         return;
       }
     try {
-      const optimizer::SystemModel model = o->model.model();
-      const auto profile = o->model.profile();
+      const auto requests = control::merge(compiled, control::numbered_labels(compiled.size()));
+      optimizer::SystemModel model;
+      try {
+        model = o->model.model();
+      } catch (const std::exception& e) {
+        // A model file the caller named, or this machine's discovery.
+        throw control::PipelineError(
+            o->model.model_file.empty() ? control::Stage::discovery : control::Stage::input,
+            e.what());
+      }
       optimizer::PlanOptions po;
       po.objective = *optimizer::objective_from_string(o->objective);
       po.mix_weight = o->mix_weight;
@@ -159,11 +163,7 @@ void add_plan_command(CLI::App& app, int& result) {
       po.time_limit_s = o->time_limit;
       po.parallel = !o->no_parallel;
       po.max_replicas = o->max_replicas;
-      po.profile = profile ? &*profile : nullptr;
-      std::vector<optimizer::RequestInput> inputs;
-      for (const auto& c : compiled)
-        inputs.push_back({&*c.r.dag, c.label, c.r.source.get()});
-      const optimizer::Plan plan = optimizer::plan(inputs, model, po);
+      const optimizer::Plan plan = control::plan(requests, model, o->model.cost(), po);
       if (o->json)
         std::cout << optimizer::to_json(plan).dump(2) << "\n";
       else if (o->dot)
@@ -171,12 +171,12 @@ void add_plan_command(CLI::App& app, int& result) {
       else
         std::cout << optimizer::to_text(plan);
       result = kExitOk;
-    } catch (const optimizer::PlanError& e) {
+    } catch (const control::PipelineError& e) {
       std::cerr << "srl plan: " << e.what() << "\n";
-      result = kExitFailure;
+      result = control::exit_code(e.stage());
     } catch (const std::exception& e) {
       std::cerr << "srl plan: " << e.what() << "\n";
-      result = kExitUsage;
+      result = kExitFailure;
     }
   });
 }

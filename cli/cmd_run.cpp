@@ -30,6 +30,7 @@
 #include "model_options.h"
 #include "srl/compiler/compiler.h"
 #include "srl/compiler/merge.h"
+#include "srl/control/pipeline.h"
 #include "srl/optimizer/discovery.h"
 #include "srl/optimizer/optimizer.h"
 #include "srl/runtime/counter_report.h"
@@ -163,31 +164,26 @@ int run(const RunOptions& o) {
   // (optimizer::up_ethernet_devices); with several, the request must say.
   const auto up = o.devices.empty() ? optimizer::up_ethernet_devices() : std::vector<std::string>{};
   const std::vector<std::string> default_devices = up.size() == 1 ? up : o.devices;
-  std::vector<compiler::CompileResult> compiled;
+  std::vector<std::shared_ptr<const compiler::CompileResult>> compiled;
   bool ok = true;
   for (const auto& [name, text] : sources) {
     compiler::CompileOptions copts;
     copts.default_devices = default_devices;
     copts.file_name = name;
-    compiled.push_back(compiler::compile(text, copts));
-    std::cerr << compiled.back().diagnostics.render(*compiled.back().source);
-    ok = ok && compiled.back().ok();
+    auto r = std::make_shared<compiler::CompileResult>(compiler::compile(text, copts));
+    std::cerr << r->diagnostics.render(*r->source);
+    ok = ok && r->ok();
+    compiled.push_back(std::move(r));
   }
   if (!ok) return kExitFailure;
-  std::vector<const compiler::RequestDag*> dags;
-  std::vector<std::string> labels;
-  for (std::size_t i = 0; i < compiled.size(); ++i) {
-    dags.push_back(&*compiled[i].dag);
-    labels.push_back(compiled.size() == 1 ? std::string() : "r" + std::to_string(i + 1));
-  }
-  const auto merged = compiler::merge_requests(dags, labels);
-  const auto& dag = merged.dag;
+  const auto requests = control::merge(compiled, control::numbered_labels(compiled.size()));
+  const auto& dag = requests.merged.dag;
 
   // The devices blocks enter at: the rx nodes'.
   std::vector<std::string> devices;
   try {
-    devices = runtime::rx_devices(dag);
-  } catch (const std::invalid_argument&) {
+    devices = control::rx_devices(requests);
+  } catch (const control::PipelineError&) {
     std::string list;
     for (const auto& d : up)
       list += (list.empty() ? "" : ", ") + d;
@@ -212,28 +208,20 @@ int run(const RunOptions& o) {
     place = runtime::fixed_placement(dag, devices, o.hook);
   } else {
     try {
-      optimizer::DiscoveryOptions discovery;
-      discovery.devices = devices;
-      const auto model = optimizer::discover(discovery);
-      const auto profile = o.profile.profile();
-      optimizer::PlanOptions po;
-      po.profile = profile ? &*profile : nullptr;
-      std::vector<optimizer::RequestInput> inputs;
-      for (std::size_t i = 0; i < compiled.size(); ++i)
-        inputs.push_back({&*compiled[i].dag, labels[i], compiled[i].source.get()});
-      const auto plan = optimizer::plan(inputs, model, po);
-      place = runtime::plan_placement(merged, plan);
+      const auto model = control::discover(requests, {});
+      const auto plan = control::plan(requests, model, o.profile.cost());
+      place = control::placement(requests, plan);
       std::cerr << "srl: plan: " << plan.nodes.size() << " nodes, cost "
                 << plan.total_cost_ns_per_s / 1e6 << " ms of CPU per second at "
                 << plan.input_rate_pps / 1e6 << " Mpps (costs: " << plan.profile
                 << "; 'srl plan' explains it)\n";
       // What discovery found on the way (a hook another program holds, and
       // so the plan runs at TC) is said before anything deploys.
-      for (const auto& note : model.notes)
+      for (const auto& note : plan.notes)
         std::cerr << "srl: note: " << note << "\n";
-    } catch (const std::exception& e) {
+    } catch (const control::PipelineError& e) {
       std::cerr << "srl run: " << e.what() << "\n";
-      return kExitFailure;
+      return control::exit_code(e.stage());
     }
   }
 
@@ -328,7 +316,7 @@ int run(const RunOptions& o) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       if (elapsed() < next_report || (o.duration > 0 && elapsed() >= o.duration)) continue;
       next_report += o.interval;
-      auto report = collect_report(merged, *datapath);
+      auto report = collect_report(requests.merged, *datapath);
       check_failures(report);
       print(std::move(report), false);
     }
@@ -336,7 +324,7 @@ int run(const RunOptions& o) {
     // then the engine finishes what it holds (open streams end, files are
     // flushed) before the final report.
     datapath->remove();
-    auto report = collect_report(merged, *datapath);
+    auto report = collect_report(requests.merged, *datapath);
     check_failures(report);
     print(std::move(report), true);
   } catch (const std::exception& e) {

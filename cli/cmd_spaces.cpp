@@ -58,11 +58,13 @@ void add_spaces_command(CLI::App& app, int& result) {
     }
     try {
       optimizer::SystemModel m = o->model.model();
-      if (auto p = o->model.profile()) {
+      const auto cost = o->model.cost();
+      if (const auto& p = cost.profile) {
         optimizer::apply(*p, m);
         m.notes.push_back("channel costs from the profile measured on " + p->host + " at " +
                           p->created);
       }
+      if (!cost.note.empty()) m.notes.push_back(cost.note);
       if (!o->save.empty()) optimizer::save_model(m, o->save);
       std::cout << (o->json ? optimizer::to_json(m).dump(2) + "\n" : optimizer::to_text(m));
       result = kExitOk;

@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "srl/control/pipeline.h"
 #include "srl/optimizer/discovery.h"
 #include "srl/optimizer/profile.h"
 
@@ -29,11 +30,8 @@ struct ProfileOptions {
     cmd.add_flag("--no-profile", no_profile, "use the catalog's default costs");
   }
 
-  std::optional<optimizer::Profile> profile() const {
-    if (no_profile) return std::nullopt;
-    if (!profile_file.empty()) return optimizer::load_profile(profile_file);
-    return optimizer::load_default_profile();
-  }
+  // Throws control::PipelineError (input) when the named profile cannot be read.
+  control::CostProfile cost() const { return control::cost_profile(!no_profile, profile_file); }
 };
 
 struct ModelOptions : ProfileOptions {

@@ -7,6 +7,16 @@
 
 namespace srl::compiler {
 
+std::optional<std::size_t> Translation::backward_jump() const {
+  for (std::size_t i = 0; i < insns.size(); ++i) {
+    const auto& [code, jt, jf, k] = insns[i];
+    // BPF_JMP | BPF_JA: the target is i + 1 + k modulo 2^32; jt and jf are
+    // 8-bit and only go forward.
+    if (code == 0x05 && ((i + 1 + k) & 0xFFFFFFFFu) <= i) return i;
+  }
+  return std::nullopt;
+}
+
 bool EdgeSelector::selects(std::uint32_t cls) const {
   if (rejected) return false;
   if (ranges.empty()) return true;

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "srl/compiler/compiler.h"
 #include "srl/compiler/merge.h"
+#include "srl/control/pipeline.h"
 #include "srl/optimizer/discovery.h"
 #include "srl/optimizer/optimizer.h"
 #include "srl/optimizer/profile.h"
@@ -128,14 +129,6 @@ class RequestManager::CompileCache {
 
 namespace {
 
-std::optional<optimizer::Profile> default_profile() {
-  try {
-    return optimizer::load_default_profile();
-  } catch (const std::exception&) {
-    return std::nullopt;  // a bad profile: the catalog's costs
-  }
-}
-
 using runtime::split_member;  // "web/n3" -> {"web", "n3"}
 
 void add(runtime::VertexCounters& to, const runtime::VertexCounters& c) {
@@ -212,6 +205,7 @@ struct PlacedUnit {
   std::unique_ptr<RequestManager::Unit> unit;
   runtime::Placement place;
   std::map<std::string, std::string> why;  // request node -> the plan's reason
+  std::vector<std::string> notes;          // the plan's (a hook held, a profile not used)
 };
 
 // verifier_limit: the verifier's instructions a hook's program may take,
@@ -221,42 +215,32 @@ PlacedUnit place_unit(const std::vector<ApplySpec>& specs, RequestManager::Compi
   PlacedUnit placed;
   placed.unit = std::make_unique<RequestManager::Unit>();
   auto& fresh = placed.unit;
-  for (const auto& s : specs)
+  std::vector<std::string> names;
+  for (const auto& s : specs) {
     fresh->compiled.push_back(cache.get(s));
-  std::vector<const compiler::RequestDag*> dags;
-  std::vector<std::string> labels;
-  std::vector<optimizer::RequestInput> inputs;
-  for (std::size_t i = 0; i < specs.size(); ++i) {
-    dags.push_back(&*fresh->compiled[i]->dag);
-    labels.push_back(specs[i].name);
-    inputs.push_back({&*fresh->compiled[i]->dag, specs[i].name, fresh->compiled[i]->source.get()});
+    names.push_back(s.name);
   }
-  fresh->merged = compiler::merge_requests(dags, labels);
-  const auto& dag = fresh->merged.dag;
-  const auto devices = runtime::rx_devices(dag);
+  auto requests = control::merge(fresh->compiled, names);
+  const auto devices = control::rx_devices(requests);
   fresh->devices.insert(devices.begin(), devices.end());
   for (const auto& d : devices)
     if (if_nametoindex(d.c_str()) == 0) throw std::runtime_error("no network device '" + d + "'");
   if (devices.empty()) {
-    placed.place.in_kernel.assign(dag.node_count(), false);
-    return placed;
+    placed.place.in_kernel.assign(requests.merged.dag.node_count(), false);
+  } else {
+    try {
+      optimizer::DiscoveryOptions discovery;
+      discovery.verifier_limit = verifier_limit;
+      const auto model = control::discover(requests, discovery);
+      const auto plan = control::plan(requests, model, control::cost_profile(true));
+      placed.place = control::placement(requests, plan);
+      placed.why = control::reasons(plan);
+      placed.notes = plan.notes;
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string("plan: ") + e.what());
+    }
   }
-  try {
-    optimizer::DiscoveryOptions discovery;
-    discovery.devices = devices;
-    discovery.verifier_limit = verifier_limit;
-    const auto model = optimizer::discover(discovery);
-    const auto profile = default_profile();  // plan() applies it
-    optimizer::PlanOptions po;
-    po.profile = profile ? &*profile : nullptr;
-    const auto plan = optimizer::plan(inputs, model, po);
-    placed.place = runtime::plan_placement(fresh->merged, plan);
-    for (const auto& n : plan.nodes)
-      for (const auto& m : n.members.empty() ? std::vector{n.id} : n.members)
-        placed.why[m] = n.why;
-  } catch (const std::exception& e) {
-    throw std::runtime_error(std::string("plan: ") + e.what());
-  }
+  fresh->merged = std::move(requests.merged);
   return placed;
 }
 
@@ -663,6 +647,8 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
   } catch (const std::exception& e) {
     fail(e.what());
   }
+  for (const auto& note : placed.notes)
+    log::event("info", "plan", {{"request", txn_request}, {"note", note}});
   auto fresh = std::move(placed.unit);
   const auto& place = placed.place;
   const auto& why = placed.why;

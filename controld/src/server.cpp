@@ -28,6 +28,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "srl/compiler/compiler.h"
+#include "srl/control/pipeline.h"
 #include "srl/optimizer/discovery.h"
 #include "srl/optimizer/optimizer.h"
 #include "srl/optimizer/profile.h"
@@ -267,19 +268,29 @@ struct Server::Service final : v1::Control::Service {
     const auto& c = std::get<Caller>(who);
     if (req->sources().empty())
       return {grpc::StatusCode::INVALID_ARGUMENT, "Plan: no source given; expected at least one"};
-    std::vector<compiler::CompileResult> compiled;
+    std::vector<std::shared_ptr<const compiler::CompileResult>> compiled;
     bool ok = true;
     for (const auto& s : req->sources()) {
-      compiled.push_back(compile(s));
-      fill_diagnostics(compiled.back(), reply->mutable_diagnostics());
-      ok = ok && compiled.back().ok();
+      auto r = std::make_shared<compiler::CompileResult>(compile(s));
+      fill_diagnostics(*r, reply->mutable_diagnostics());
+      ok = ok && r->ok();
+      compiled.push_back(std::move(r));
     }
     reply->set_ok(ok);
     if (!ok) return grpc::Status::OK;
     try {
+      const auto planned = control::merge(compiled, control::numbered_labels(compiled.size()));
       optimizer::SystemModel model;
       if (!req->model_json().empty()) {
-        model = optimizer::model_from_json(nlohmann::json::parse(req->model_json()));
+        try {
+          model = optimizer::model_from_json(nlohmann::json::parse(req->model_json()));
+        } catch (const nlohmann::json::exception& e) {
+          throw control::PipelineError(control::Stage::input,
+                                       std::string("model_json is not valid JSON: ") + e.what());
+        } catch (const std::exception& e) {
+          throw control::PipelineError(control::Stage::input,
+                                       std::string("model_json: ") + e.what());
+        }
       } else {
         optimizer::DiscoveryOptions d;
         d.devices = options.devices;
@@ -290,18 +301,9 @@ struct Server::Service final : v1::Control::Service {
           for (const auto& dev : s.devices())
             if (std::find(d.devices.begin(), d.devices.end(), dev) == d.devices.end())
               d.devices.push_back(dev);
-        model = optimizer::discover(d);
+        model = control::discover(planned, d);
       }
-      std::optional<optimizer::Profile> profile;
-      if (!req->no_profile()) profile = optimizer::load_default_profile();
-      optimizer::PlanOptions po;
-      po.profile = profile ? &*profile : nullptr;
-      std::vector<optimizer::RequestInput> inputs;
-      for (std::size_t i = 0; i < compiled.size(); ++i)
-        inputs.push_back({&*compiled[i].dag,
-                          compiled.size() > 1 ? "r" + std::to_string(i + 1) : std::string(),
-                          compiled[i].source.get()});
-      const auto plan = optimizer::plan(inputs, model, po);
+      const auto plan = control::plan(planned, model, control::cost_profile(!req->no_profile()));
       for (const auto& n : plan.nodes) {
         auto* pn = reply->add_nodes();
         pn->set_id(n.id);
@@ -330,9 +332,10 @@ struct Server::Service final : v1::Control::Service {
       }
     } catch (const RequestError& e) {
       return status_of(e);
-    } catch (const nlohmann::json::exception& e) {
-      return {grpc::StatusCode::INVALID_ARGUMENT,
-              std::string("Plan: model_json is not valid JSON: ") + e.what()};
+    } catch (const control::PipelineError& e) {
+      return {e.stage() == control::Stage::input ? grpc::StatusCode::INVALID_ARGUMENT
+                                                 : grpc::StatusCode::FAILED_PRECONDITION,
+              std::string("Plan: ") + e.what()};
     } catch (const std::exception& e) {
       return {grpc::StatusCode::FAILED_PRECONDITION, std::string("Plan: ") + e.what()};
     }

@@ -580,9 +580,15 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
         for (std::size_t s = 0; s < S; ++s) {
           const Space& sp = p.spaces[s];
           const auto ik = impl_kind(sp.kind);
+          const auto back = dn.translation ? dn.translation->backward_jump() : std::nullopt;
           if (!implemented(f, sp.kind)) {
             pn.excluded[s] = "no-implementation: " + std::string(f.name) + " has no " +
                              std::string(filters::to_string(ik)) + " implementation";
+          } else if (back && sp.kind != Kind::user) {
+            pn.excluded[s] = "capability: the classic BPF of \"" + dn.translation->source +
+                             "\" jumps back (instruction " + std::to_string(*back) +
+                             ": a loop, as libpcap emits for protochain), which only "
+                             "userspace runs";
           } else if (dn.space && *dn.space != to_string(sp.kind)) {
             pn.excluded[s] = "pinned: space=" + *dn.space;
           } else if (f.kernel_tc_only && sp.kind == Kind::xdp) {

@@ -478,3 +478,19 @@ TEST_CASE("a hook's own cost moves the device's rx, and what follows it, to the 
     if (s.kind == Kind::xdp) s.hook_ns_per_block = 250;
   CHECK(run("(udp, space=xdp) > (count)", m).node("udp").space == "xdp:eth0");
 }
+
+TEST_CASE("classic BPF that jumps back (protochain's loop) is placed in userspace, and says why") {
+  const auto p = run("(bpf, expr=\"ip6 protochain 6\") > (count)");
+  const auto& bpf = p.node("bpf");
+  CHECK(bpf.space.starts_with("user"));
+  bool refused = false;
+  for (const auto& a : bpf.alternatives)
+    if (a.space == "xdp:eth0" || a.space == "tc:eth0") {
+      CHECK(a.verdict == "capability");
+      CHECK(a.detail.find("jumps back (instruction 18") != std::string::npos);
+      refused = true;
+    }
+  CHECK(refused);
+  // Without the loop, the same filter is the kernel's.
+  CHECK_FALSE(run("(bpf, expr=\"ip6 and tcp\") > (count)").node("bpf").space.starts_with("user"));
+}

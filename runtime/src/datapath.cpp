@@ -8,7 +8,6 @@
 #include <functional>
 
 #include "srl/filters/delivery.h"
-#include "srl/optimizer/optimizer.h"
 #include "srl/runtime/engine.h"
 #include "srl/runtime/inputs.h"
 
@@ -88,7 +87,8 @@ Placement fixed_placement(const compiler::RequestDag& dag, const std::vector<std
   for (std::size_t v : order) {
     if (user[v]) continue;
     bool k = g[v].filter != nullptr && g[v].filter->implemented_in(filters::SpaceKind::kernel) &&
-             !(hook == "xdp" && g[v].filter->kernel_tc_only);
+             !(hook == "xdp" && g[v].filter->kernel_tc_only) &&
+             !(g[v].translation && g[v].translation->backward_jump());
     for (auto [it, end] = boost::in_edges(v, g); it != end; ++it)
       k = k && p.in_kernel[boost::source(*it, g)];
     p.in_kernel[v] = k;
@@ -96,37 +96,6 @@ Placement fixed_placement(const compiler::RequestDag& dag, const std::vector<std
   for (const auto& dev : devices)
     p.hook_of_device[dev] = hook;
   return p;
-}
-
-Placement plan_placement(const compiler::MergedRequests& merged, const optimizer::Plan& plan) {
-  const auto& dag = merged.dag;
-  std::map<std::string, const optimizer::NodePlan*> plan_of;  // request node -> its plan
-  for (const auto& node : plan.nodes)
-    for (const auto& m : node.members.empty() ? std::vector{node.id} : node.members)
-      plan_of[m] = &node;
-  Placement place;
-  place.in_kernel.assign(dag.node_count(), false);
-  const auto user = below_user_sources(dag);
-  for (std::size_t v = 0; v < dag.node_count(); ++v) {
-    const auto it = plan_of.find(merged.members[v].front());
-    if (it == plan_of.end() || user[v]) continue;
-    const auto& node = *it->second;
-    const auto colon = node.space.find(':');
-    const std::string kind = node.space.substr(0, colon);
-    const std::string dev = colon == std::string::npos ? "" : node.space.substr(colon + 1);
-    if (kind == "user") continue;
-    if (kind != "xdp" && kind != "tc")
-      throw std::runtime_error("the plan places " + node.id + " (" + node.filter + ") in " +
-                               node.space +
-                               ", which is not deployed here; pin it with space=xdp or "
-                               "space=user");
-    place.in_kernel[v] = true;
-    auto [h, fresh] = place.hook_of_device.emplace(dev, kind);
-    if (!fresh && h->second != kind)
-      throw std::runtime_error("the plan uses both the XDP and the TC hook of " + dev +
-                               ", and one hook per device is deployed so far; force one hook");
-  }
-  return place;
 }
 
 // The hook of one device: attached by this datapath, or taken over from the

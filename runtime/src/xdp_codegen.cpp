@@ -446,6 +446,9 @@ std::string cbpf_function(const std::string& name, const compiler::Translation& 
       case 0x05: {  // JMP
         const std::size_t t_target = i + 1 + jt, f_target = i + 1 + jf;
         if (op == 0x00) {
+          if (((i + 1 + k) & 0xFFFFFFFFu) <= i)
+            throw KernelError("bpf: the classic BPF jumps back at instruction " +
+                              std::to_string(i) + " (a loop): it runs in userspace only");
           o << "  goto L" << (i + 1 + k) << ";\n";
           break;
         }

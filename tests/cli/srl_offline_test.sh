@@ -57,6 +57,7 @@ for expr in "greater 1000" "less 500" "len >= 700 and len <= 1200" "udp dst port
 done
 against_tcpdump "len filter" "(len, min=1000, max=1514)" "len >= 1000 and len <= 1514"
 
+
 # Byte counters count the wire: the sum of the records' original lengths.
 wire=$(python3 -c '
 import struct, sys
@@ -70,6 +71,51 @@ last = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]
 print(next(n["bytes"] for n in last["nodes"] if n["filter"] == "pcapin"))' "$tmp/out" 2>/dev/null)
 [[ $bytes == "$wire" ]] && ok "byte counters: $bytes bytes on the wire" \
   || fail "byte counters: $bytes, the wire held $wire"
+
+# IPv6 with extension headers (hop-by-hop, routing, fragment, destination
+# options, chained): libpcap's protochain loops over them, a classic BPF
+# program that jumps back, which only userspace runs; srl selects what
+# tcpdump selects, and its plan says why the filter is not in the kernel.
+python3 - "$tmp/ip6.pcap" <<'PY'
+import struct, sys
+out = open(sys.argv[1], "wb")
+out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+tcp = struct.pack("!HHIIBBHHH", 4000, 80, 0, 0, 0x50, 2, 100, 0, 0)
+udp = struct.pack("!HHHH", 4000, 53, 8, 0)
+def ext(nh, length=8):  # a generic extension header of `length` bytes
+    return bytes([nh, length // 8 - 1]) + bytes(length - 2)
+def frag(nh):
+    return bytes([nh, 0]) + bytes(6)
+def frame(nh, payload):
+    ip = struct.pack("!IHBB", 0x60000000, len(payload), nh, 64) + bytes(15) + b"\x01" + bytes(15) + b"\x02"
+    return bytes.fromhex("020000000002020000000001") + b"\x86\xdd" + ip + payload
+frames = [frame(6, tcp), frame(17, udp), frame(0, ext(6) + tcp), frame(0, ext(17) + udp),
+          frame(0, ext(43, 16) + ext(6) + tcp), frame(60, ext(44) + frag(6) + tcp),
+          frame(0, ext(60) + ext(43) + ext(17, 24) + udp), frame(59, b""), frame(58, bytes(8))]
+for t, f in enumerate(frames * 3, 1):
+    out.write(struct.pack("<IIII", t, 0, len(f), len(f)) + f)
+PY
+for expr in "ip6 protochain 6" "ip6 protochain 17" "ip6 protochain 58"; do
+  # One line per packet starts with its time (hex dumps of unknown ICMPv6 follow).
+  want=$(tcpdump -nr "$tmp/ip6.pcap" "$expr" 2>/dev/null | grep -c '^[0-9]')
+  "$srl" run -j -e "(pcapin, file=\"$tmp/ip6.pcap\") > (bpf, expr=\"$expr\") > (count, name=c)" \
+    >"$tmp/out" 2>"$tmp/err"
+  got=$(counted "$tmp/out" c 2>/dev/null)
+  [[ $got == "$want" && $want -gt 0 ]] && ok "bpf '$expr': $got, as tcpdump" \
+    || fail "bpf '$expr': srl $got, tcpdump $want: $(tail -2 "$tmp/err")"
+done
+if "$srl" plan --dev lo --no-profile -j -e '(rx, dev=lo) > (bpf, expr="ip6 protochain 6") > (count)' \
+  >"$tmp/plan.json" 2>"$tmp/err"; then
+  python3 -c '
+import json, sys
+n = next(n for n in json.load(open(sys.argv[1]))["nodes"] if n["filter"] == "bpf")
+assert n["space"].startswith("user"), n["space"]
+assert "jumps back" in json.dumps(n), n
+' "$tmp/plan.json" && ok "plan: protochain in userspace, its kernel alternatives refused (a loop)" \
+    || fail "plan: protochain: $(head -c 600 "$tmp/plan.json")"
+else
+  fail "plan: protochain: $(tail -3 "$tmp/err")"
+fi
 
 # Written again, the original lengths stay.
 "$srl" run -e "(pcapin, file=\"$tmp/cut.pcap\") > (pcap, file=\"$tmp/again.pcap\", snaplen=64)" \

@@ -29,6 +29,12 @@ struct Translation {
   std::string linktype;                             // "EN10MB"
   std::string source;                               // the expression as written
   std::vector<std::array<std::uint32_t, 4>> insns;  // code, jt, jf, k
+
+  // The first instruction that jumps back (a `ja` whose offset wraps, as
+  // libpcap emits for `protochain`'s loop over extension headers), if any:
+  // such a program runs in userspace only (libpcap's interpreter takes it;
+  // a kernel program here does not).
+  std::optional<std::size_t> backward_jump() const;
 };
 
 struct DagNode {

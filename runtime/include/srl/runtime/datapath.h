@@ -35,13 +35,10 @@
 #include "srl/runtime/counter_report.h"
 #include "srl/runtime/kernel.h"
 
-namespace srl::optimizer {
-struct Plan;
-}
-
 namespace srl::runtime {
 
-// Where each node of a DAG runs.
+// Where each node of a DAG runs (the control plane makes it from a plan:
+// control/pipeline.h).
 struct Placement {
   std::vector<bool> in_kernel;                        // per vertex
   std::map<std::string, std::string> hook_of_device;  // dev -> "xdp" | "tc"
@@ -59,11 +56,6 @@ std::vector<bool> below_user_sources(const compiler::RequestDag& dag);
 // kernel implementation and all its inputs run there.
 Placement fixed_placement(const compiler::RequestDag& dag, const std::vector<std::string>& devices,
                           const std::string& hook);
-
-// The optimizer's plan for the requests merged into `merged`, as a
-// placement. Throws std::runtime_error when the plan uses a space this
-// datapath does not deploy (offload) or both hooks of one device.
-Placement plan_placement(const compiler::MergedRequests& merged, const optimizer::Plan& plan);
 
 struct DatapathOptions {
   std::optional<kernel::XdpMode> xdp_mode;  // none: native where the driver has it

@@ -1,0 +1,152 @@
+// The control plane's one pipeline (pipeline.h).
+#include "srl/control/pipeline.h"
+
+#include <algorithm>
+
+namespace srl::control {
+
+std::string_view to_string(Stage s) {
+  switch (s) {
+    case Stage::input:
+      return "input";
+    case Stage::compile:
+      return "compile";
+    case Stage::discovery:
+      return "discovery";
+    case Stage::plan:
+      return "plan";
+  }
+  return "?";
+}
+
+int exit_code(Stage stage) {
+  return stage == Stage::input ? 2 : 1;
+}
+
+std::vector<std::string> numbered_labels(std::size_t n) {
+  std::vector<std::string> labels(n);
+  if (n > 1)
+    for (std::size_t i = 0; i < n; ++i)
+      labels[i] = "r" + std::to_string(i + 1);
+  return labels;
+}
+
+CostProfile cost_profile(bool use, const std::filesystem::path& file) {
+  CostProfile c;
+  if (!use) return c;
+  if (!file.empty()) {
+    try {
+      c.profile = optimizer::load_profile(file);
+    } catch (const std::exception& e) {
+      throw PipelineError(Stage::input, std::string("profile: ") + e.what());
+    }
+    return c;
+  }
+  try {
+    c.profile = optimizer::load_default_profile();
+  } catch (const std::exception& e) {
+    // Not named by the caller: planning goes on with the catalog's costs,
+    // and says so (a daemon restoring its requests must not stop here).
+    c.note = "the cost profile " + optimizer::default_profile_path().string() +
+             " is not used: " + e.what() +
+             " (the catalog's costs instead; `srl calibrate` "
+             "writes a new one)";
+  }
+  return c;
+}
+
+Requests merge(std::vector<std::shared_ptr<const compiler::CompileResult>> compiled,
+               std::vector<std::string> labels) {
+  if (labels.size() != compiled.size())
+    throw std::invalid_argument("control::merge: one label per request");
+  Requests r;
+  std::vector<const compiler::RequestDag*> dags;
+  for (const auto& c : compiled) {
+    if (c == nullptr || !c->ok() || !c->dag)
+      throw PipelineError(Stage::compile, "a request that does not compile cannot be planned");
+    dags.push_back(&*c->dag);
+  }
+  r.merged = compiler::merge_requests(dags, labels);
+  r.compiled = std::move(compiled);
+  r.labels = std::move(labels);
+  return r;
+}
+
+std::vector<std::string> rx_devices(const Requests& requests) {
+  try {
+    return runtime::rx_devices(requests.merged.dag);
+  } catch (const std::invalid_argument& e) {
+    throw PipelineError(Stage::input, e.what());
+  }
+}
+
+optimizer::SystemModel discover(const Requests& requests, optimizer::DiscoveryOptions options) {
+  for (const auto& d : rx_devices(requests))
+    if (std::find(options.devices.begin(), options.devices.end(), d) == options.devices.end())
+      options.devices.push_back(d);
+  try {
+    return optimizer::discover(options);
+  } catch (const std::exception& e) {
+    throw PipelineError(Stage::discovery, e.what());
+  }
+}
+
+optimizer::Plan plan(const Requests& requests, const optimizer::SystemModel& model,
+                     const CostProfile& profile, optimizer::PlanOptions options) {
+  std::vector<optimizer::RequestInput> inputs;
+  for (std::size_t i = 0; i < requests.compiled.size(); ++i)
+    inputs.push_back(
+        {&*requests.compiled[i]->dag, requests.labels[i], requests.compiled[i]->source.get()});
+  options.profile = profile.profile ? &*profile.profile : nullptr;
+  optimizer::Plan p;
+  try {
+    p = optimizer::plan(inputs, model, options);
+  } catch (const std::exception& e) {
+    throw PipelineError(Stage::plan, e.what());
+  }
+  if (!profile.note.empty()) p.notes.push_back(profile.note);
+  return p;
+}
+
+std::map<std::string, std::string> reasons(const optimizer::Plan& plan) {
+  std::map<std::string, std::string> why;
+  for (const auto& n : plan.nodes)
+    for (const auto& m : n.members.empty() ? std::vector{n.id} : n.members)
+      why[m] = n.why;
+  return why;
+}
+
+runtime::Placement placement(const Requests& requests, const optimizer::Plan& plan) {
+  const auto& merged = requests.merged;
+  const auto& dag = merged.dag;
+  std::map<std::string, const optimizer::NodePlan*> plan_of;  // request node -> its plan
+  for (const auto& node : plan.nodes)
+    for (const auto& m : node.members.empty() ? std::vector{node.id} : node.members)
+      plan_of[m] = &node;
+  runtime::Placement place;
+  place.in_kernel.assign(dag.node_count(), false);
+  const auto user = runtime::below_user_sources(dag);
+  for (std::size_t v = 0; v < dag.node_count(); ++v) {
+    const auto it = plan_of.find(merged.members[v].front());
+    if (it == plan_of.end() || user[v]) continue;
+    const auto& node = *it->second;
+    const auto colon = node.space.find(':');
+    const std::string kind = node.space.substr(0, colon);
+    const std::string dev = colon == std::string::npos ? "" : node.space.substr(colon + 1);
+    if (kind == "user") continue;
+    if (kind != "xdp" && kind != "tc")
+      throw PipelineError(Stage::plan, "the plan places " + node.id + " (" + node.filter + ") in " +
+                                           node.space +
+                                           ", which is not deployed here; pin it with "
+                                           "space=xdp or space=user");
+    place.in_kernel[v] = true;
+    auto [h, fresh] = place.hook_of_device.emplace(dev, kind);
+    if (!fresh && h->second != kind)
+      throw PipelineError(Stage::plan,
+                          "the plan uses both the XDP and the TC hook of " + dev +
+                              ", and one hook per device is deployed so far; force one hook");
+  }
+  return place;
+}
+
+}  // namespace srl::control

@@ -1,0 +1,172 @@
+#include "srl/control/pipeline.h"
+
+#include <doctest/doctest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+using namespace srl;
+
+namespace {
+
+std::shared_ptr<const compiler::CompileResult> compile(const std::string& text) {
+  compiler::CompileOptions co;
+  co.default_devices = {"eth0"};
+  auto r = std::make_shared<compiler::CompileResult>(compiler::compile(text, co));
+  REQUIRE_MESSAGE(r->ok(), r->diagnostics.render(*r->source));
+  return r;
+}
+
+// eth0's hooks, an emulated offload space in front of them, two cores.
+optimizer::SystemModel host(bool offload = false) {
+  optimizer::SystemModel m;
+  m.origin = "test";
+  if (offload)
+    m.spaces.push_back({.id = "offload:eth0",
+                        .kind = optimizer::Kind::offload,
+                        .device = "eth0",
+                        .emulated = true,
+                        .capacity_ns_per_s = 4e9,
+                        .ebpf_insn_limit = 2048});
+  m.spaces.push_back(
+      {.id = "xdp:eth0", .kind = optimizer::Kind::xdp, .device = "eth0", .mode = "native"});
+  m.spaces.push_back({.id = "tc:eth0", .kind = optimizer::Kind::tc, .device = "eth0"});
+  m.spaces.push_back({.id = "user:0", .kind = optimizer::Kind::user, .cpu = 0u});
+  m.spaces.push_back({.id = "user:1", .kind = optimizer::Kind::user, .cpu = 1u});
+  optimizer::add_default_channels(m);
+  return m;
+}
+
+// A default profile for the test's duration (SRL_PROFILE), restored after.
+struct DefaultProfile {
+  std::filesystem::path file =
+      std::filesystem::temp_directory_path() / ("srl-pipeline-test-" + std::to_string(getpid()));
+  std::string before;
+  bool had = false;
+  explicit DefaultProfile(const std::string& content) {
+    if (const char* p = std::getenv("SRL_PROFILE")) had = true, before = p;
+    std::ofstream(file) << content;
+    setenv("SRL_PROFILE", file.c_str(), 1);
+  }
+  ~DefaultProfile() {
+    std::filesystem::remove(file);
+    if (had)
+      setenv("SRL_PROFILE", before.c_str(), 1);
+    else
+      unsetenv("SRL_PROFILE");
+  }
+};
+
+}  // namespace
+
+TEST_CASE("requests given together are r1..rN; one alone has no label") {
+  CHECK(control::numbered_labels(1) == std::vector<std::string>{""});
+  CHECK(control::numbered_labels(3) == std::vector<std::string>{"r1", "r2", "r3"});
+}
+
+TEST_CASE("a failure's stage decides the exit status: what the caller gave 2, the rest 1") {
+  CHECK(control::exit_code(control::Stage::input) == 2);
+  CHECK(control::exit_code(control::Stage::compile) == 1);
+  CHECK(control::exit_code(control::Stage::discovery) == 1);
+  CHECK(control::exit_code(control::Stage::plan) == 1);
+}
+
+TEST_CASE("merged once, planned, placed: kernel nodes on the hook the plan chose") {
+  const auto requests = control::merge({compile("(udp) > (port, which=dst) 53> (count)"),
+                                        compile("(udp) > (port, which=dst) 53> (dns) > (print)")},
+                                       control::numbered_labels(2));
+  // The shared prefix is one vertex with both requests' nodes as members.
+  const auto& merged = requests.merged;
+  REQUIRE(merged.dag.node_count() == 6);  // rx, udp, port, count, dns, print
+  CHECK(merged.members[1] == std::vector<std::string>{"r1/n1", "r2/n1"});
+  CHECK(control::rx_devices(requests) == std::vector<std::string>{"eth0"});
+
+  const auto plan = control::plan(requests, host(), {});
+  const auto place = control::placement(requests, plan);
+  const auto why = control::reasons(plan);
+  REQUIRE(place.in_kernel.size() == merged.dag.node_count());
+  for (std::size_t v = 0; v < merged.dag.node_count(); ++v) {
+    const std::string filter(merged.dag.graph[v].filter_name());
+    CAPTURE(filter);
+    // dns and print have no kernel implementation; the rest is cheapest there.
+    CHECK(place.in_kernel[v] == (filter != "dns" && filter != "print"));
+    for (const auto& m : merged.members[v])
+      CHECK(why.contains(m));
+  }
+  REQUIRE(place.hook_of_device.size() == 1);
+  const auto& hook = place.hook_of_device.at("eth0");
+  CHECK((hook == "xdp" || hook == "tc"));
+}
+
+TEST_CASE("a plan that uses what no driver deploys is refused before anything deploys") {
+  const auto requests =
+      control::merge({compile("(udp, space=offload) > (count)")}, control::numbered_labels(1));
+  const auto plan = control::plan(requests, host(true), {});
+  try {
+    control::placement(requests, plan);
+    FAIL("an offload placement was accepted");
+  } catch (const control::PipelineError& e) {
+    CHECK(e.stage() == control::Stage::plan);
+    CHECK(std::string(e.what()).find("offload:eth0, which is not deployed here") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("no placement is a plan failure, naming the request node") {
+  // A model with no userspace: print has nowhere to run.
+  auto m = host();
+  std::erase_if(m.spaces, [](const auto& s) { return s.kind == optimizer::Kind::user; });
+  m.channels.clear();
+  optimizer::add_default_channels(m);
+  const auto requests = control::merge({compile("(udp) > (print)")}, control::numbered_labels(1));
+  try {
+    control::plan(requests, m, {});
+    FAIL("planned without a space for print");
+  } catch (const control::PipelineError& e) {
+    CHECK(e.stage() == control::Stage::plan);
+    CHECK(std::string(e.what()).find("print") != std::string::npos);
+  }
+}
+
+TEST_CASE("the cost profile: a named one must be read, a default one that cannot is noted") {
+  SUBCASE("none asked for") {
+    const auto c = control::cost_profile(false, "/nonexistent/profile.json");
+    CHECK_FALSE(c.profile);
+    CHECK(c.note.empty());
+  }
+  SUBCASE("named and missing: the caller's input") {
+    try {
+      control::cost_profile(true, "/nonexistent/profile.json");
+      FAIL("a missing profile was taken");
+    } catch (const control::PipelineError& e) {
+      CHECK(e.stage() == control::Stage::input);
+      CHECK(std::string(e.what()).find("/nonexistent/profile.json") != std::string::npos);
+    }
+  }
+  SUBCASE("the default, broken: planned with the catalog's costs, and the plan says so") {
+    const DefaultProfile broken("{ not json");
+    const auto c = control::cost_profile(true);
+    CHECK_FALSE(c.profile);
+    CHECK(c.note.find(broken.file.string()) != std::string::npos);
+    const auto requests = control::merge({compile("(udp) > (count)")}, {""});
+    const auto plan = control::plan(requests, host(), c);
+    CHECK(plan.profile == "catalog defaults");
+    REQUIRE_FALSE(plan.notes.empty());
+    CHECK(plan.notes.back() == c.note);
+  }
+}
+
+TEST_CASE("a request that did not compile is not planned") {
+  compiler::CompileOptions co;
+  co.default_devices = {"eth0"};
+  auto bad = std::make_shared<compiler::CompileResult>(compiler::compile("(udp) > (", co));
+  REQUIRE_FALSE(bad->ok());
+  try {
+    control::merge({bad}, {""});
+    FAIL("merged a request that does not compile");
+  } catch (const control::PipelineError& e) {
+    CHECK(e.stage() == control::Stage::compile);
+  }
+}
