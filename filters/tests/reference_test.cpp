@@ -11,10 +11,10 @@
 #include <string>
 
 #include "packet_corpus.h"
+#include "reference_dag.h"
 #include "srl/compiler/compiler.h"
 #include "srl/filters/packet.h"
 #include "srl/filters/reference.h"
-#include "srl/filters/reference_dag.h"
 
 using namespace srl;
 using namespace srl::testing;
@@ -699,9 +699,9 @@ compiler::RequestDag compile_dag(std::string_view text) {
 }
 
 struct Evaluated {
-  filters::DagResult result;
-  const filters::ReferenceDag* ref;
-  const filters::NodeResult& node(std::string_view id) const {
+  reference::DagResult result;
+  const reference::ReferenceDag* ref;
+  const reference::NodeResult& node(std::string_view id) const {
     return result.nodes.at(ref->index_of(id).value());
   }
 };
@@ -710,19 +710,19 @@ struct Evaluated {
 
 TEST_CASE("dag: (tcp) > (port) 22> (count)") {
   const auto dag = compile_dag("(tcp) > (port) 22> (count)");
-  filters::ReferenceDag ref(dag);  // n0 rx, n1 tcp, n2 port, n3 count
+  reference::ReferenceDag ref(dag);  // n0 rx, n1 tcp, n2 port, n3 count
   REQUIRE(ref.node_count() == 4);
   Evaluated ssh{ref.run(frame("ipv4-tcp-syn")), &ref};
-  CHECK(ssh.node("n0") == filters::NodeResult{true, true, 0});
-  CHECK(ssh.node("n1") == filters::NodeResult{true, true, 0});
-  CHECK(ssh.node("n2") == filters::NodeResult{true, true, 22});
-  CHECK(ssh.node("n3") == filters::NodeResult{true, true, 0, 22});  // came with the port
-  CHECK(ssh.result.verdict.action == filters::HookAction::none);
+  CHECK(ssh.node("n0") == reference::NodeResult{true, true, 0});
+  CHECK(ssh.node("n1") == reference::NodeResult{true, true, 0});
+  CHECK(ssh.node("n2") == reference::NodeResult{true, true, 22});
+  CHECK(ssh.node("n3") == reference::NodeResult{true, true, 0, 22});  // came with the port
+  CHECK(ssh.result.verdict.action == reference::HookAction::none);
   Evaluated web{ref.run(frame("ipv4-tcp-psh-ack-http")), &ref};
-  CHECK(web.node("n2") == filters::NodeResult{true, true, 80});
+  CHECK(web.node("n2") == reference::NodeResult{true, true, 80});
   CHECK(!web.node("n3").reached);
   Evaluated dns{ref.run(frame("ipv4-udp-dns-query")), &ref};
-  CHECK(dns.node("n1") == filters::NodeResult{true, false, 0});
+  CHECK(dns.node("n1") == reference::NodeResult{true, false, 0});
   CHECK(!dns.node("n2").reached);
   CHECK(!dns.node("n3").reached);
   Evaluated empty{ref.run({}), &ref};
@@ -732,22 +732,22 @@ TEST_CASE("dag: (tcp) > (port) 22> (count)") {
 
 TEST_CASE("dag: not (tcp) > (drop) drops everything but TCP") {
   const auto dag = compile_dag("not (tcp) > (drop)");
-  filters::ReferenceDag ref(dag);
-  CHECK(ref.run(frame("ipv4-udp-dns-query")).verdict.action == filters::HookAction::drop);
-  CHECK(ref.run(frame("arp-request")).verdict.action == filters::HookAction::drop);
-  CHECK(ref.run({}).verdict.action == filters::HookAction::drop);
-  CHECK(ref.run(frame("ipv4-tcp-syn")).verdict.action == filters::HookAction::none);
-  CHECK(ref.run(frame("ipv6-chain4-tcp")).verdict.action == filters::HookAction::none);
-  CHECK(ref.run(frame("ipv6-chain5-tcp")).verdict.action == filters::HookAction::drop);
+  reference::ReferenceDag ref(dag);
+  CHECK(ref.run(frame("ipv4-udp-dns-query")).verdict.action == reference::HookAction::drop);
+  CHECK(ref.run(frame("arp-request")).verdict.action == reference::HookAction::drop);
+  CHECK(ref.run({}).verdict.action == reference::HookAction::drop);
+  CHECK(ref.run(frame("ipv4-tcp-syn")).verdict.action == reference::HookAction::none);
+  CHECK(ref.run(frame("ipv6-chain4-tcp")).verdict.action == reference::HookAction::none);
+  CHECK(ref.run(frame("ipv6-chain5-tcp")).verdict.action == reference::HookAction::drop);
 }
 
 TEST_CASE("dag: (tcp) or (udp) > (count)") {
   const auto dag = compile_dag("(tcp) or (udp) > (count)");
-  filters::ReferenceDag ref(dag);  // n1 tcp, n2 udp, n3 union, n4 count
+  reference::ReferenceDag ref(dag);  // n1 tcp, n2 udp, n3 union, n4 count
   for (const char* name : {"ipv4-tcp-syn", "ipv4-udp-dns-query", "ipv6-frag-first-udp"}) {
     CAPTURE(name);
     Evaluated e{ref.run(frame(name)), &ref};
-    CHECK(e.node("n3") == filters::NodeResult{true, true, 0});
+    CHECK(e.node("n3") == reference::NodeResult{true, true, 0});
     CHECK(e.node("n4").accepted);
   }
   Evaluated icmp{ref.run(frame("ipv4-icmp-echo")), &ref};
@@ -757,16 +757,16 @@ TEST_CASE("dag: (tcp) or (udp) > (count)") {
 
 TEST_CASE("dag: union takes the class of the first input that delivered") {
   const auto dag = compile_dag("(port, which=src) or (vlan) > (count)");
-  filters::ReferenceDag ref(dag);  // n1 port, n2 vlan, n3 union
+  reference::ReferenceDag ref(dag);  // n1 port, n2 vlan, n3 union
   Evaluated both{ref.run(frame("vlan100-ipv4-tcp-options")), &ref};
-  CHECK(both.node("n3") == filters::NodeResult{true, true, 40000, 40000});
+  CHECK(both.node("n3") == reference::NodeResult{true, true, 40000, 40000});
   Evaluated vlan_only{ref.run(frame("arp-vlan10")), &ref};
-  CHECK(vlan_only.node("n3") == filters::NodeResult{true, true, 10, 10});
+  CHECK(vlan_only.node("n3") == reference::NodeResult{true, true, 10, 10});
   // A block that came through `!>` has class 0.
   const auto dag2 = compile_dag("(tcp) or not (vlan) > (count)");
-  filters::ReferenceDag ref2(dag2);  // n1 tcp, n2 vlan, n3 union
+  reference::ReferenceDag ref2(dag2);  // n1 tcp, n2 vlan, n3 union
   Evaluated untagged{ref2.run(frame("ipv4-udp-dns-query")), &ref2};
-  CHECK(untagged.node("n3") == filters::NodeResult{true, true, 0});
+  CHECK(untagged.node("n3") == reference::NodeResult{true, true, 0});
   Evaluated tagged_udp{ref2.run(frame("qinq-88a8-200-8100-300-ipv4-udp")), &ref2};
   CHECK(!tagged_udp.node("n3").reached);
 }
@@ -775,19 +775,19 @@ TEST_CASE("dag: (tcp) and (port) 22> (count)") {
   // The intersection's class is that of its first input that classifies:
   // port's, whichever side of `and` it stands on.
   const auto dag = compile_dag("(tcp) and (port) 22> (count)");
-  filters::ReferenceDag ref(dag);  // n1 tcp, n2 port, n3 intersect, n4 count
+  reference::ReferenceDag ref(dag);  // n1 tcp, n2 port, n3 intersect, n4 count
   Evaluated ssh{ref.run(frame("ipv4-tcp-syn")), &ref};
-  CHECK(ssh.node("n3") == filters::NodeResult{true, true, 22});
-  CHECK(ssh.node("n4") == filters::NodeResult{true, true, 0, 22});
+  CHECK(ssh.node("n3") == reference::NodeResult{true, true, 22});
+  CHECK(ssh.node("n4") == reference::NodeResult{true, true, 0, 22});
   const auto dag2 = compile_dag("(port) and (tcp) 22> (count)");
-  filters::ReferenceDag ref2(dag2);  // n1 port, n2 tcp, n3 intersect, n4 count
+  reference::ReferenceDag ref2(dag2);  // n1 port, n2 tcp, n3 intersect, n4 count
   Evaluated ssh2{ref2.run(frame("ipv4-tcp-syn")), &ref2};
-  CHECK(ssh2.node("n3") == filters::NodeResult{true, true, 22, 22});
-  CHECK(ssh2.node("n4") == filters::NodeResult{true, true, 0, 22});
+  CHECK(ssh2.node("n3") == reference::NodeResult{true, true, 22, 22});
+  CHECK(ssh2.node("n4") == reference::NodeResult{true, true, 0, 22});
   Evaluated dns{ref2.run(frame("ipv4-udp-dns-query")), &ref2};
-  CHECK(dns.node("n1") == filters::NodeResult{true, true, 53});
+  CHECK(dns.node("n1") == reference::NodeResult{true, true, 53});
   // Reached (with the port's class, its first input), not by all inputs.
-  CHECK(dns.node("n3") == filters::NodeResult{true, false, 0, 53});
+  CHECK(dns.node("n3") == reference::NodeResult{true, false, 0, 53});
   CHECK(!dns.node("n4").reached);
   Evaluated arp{ref2.run(frame("arp-request")), &ref2};
   CHECK(!arp.node("n3").reached);
@@ -795,53 +795,53 @@ TEST_CASE("dag: (tcp) and (port) 22> (count)") {
 
 TEST_CASE("dag: selectors, inverted and rejected") {
   const auto dag = compile_dag("(port) !22> (count); (tcpflags) 2,18> (drop)");
-  filters::ReferenceDag ref(dag);
+  reference::ReferenceDag ref(dag);
   const auto count = ref.index_of("n2").value(), drop = ref.index_of("n4").value();
   auto r = ref.run(frame("ipv4-tcp-syn"));  // port 22, flags 2
   CHECK(!r.nodes[count].reached);
   CHECK(r.nodes[drop].reached);
-  CHECK(r.verdict.action == filters::HookAction::drop);
+  CHECK(r.verdict.action == reference::HookAction::drop);
   r = ref.run(frame("ipv4-tcp-psh-ack-http"));  // port 80, flags 24
   CHECK(r.nodes[count].reached);
   CHECK(!r.nodes[drop].reached);
-  CHECK(r.verdict.action == filters::HookAction::none);
+  CHECK(r.verdict.action == reference::HookAction::none);
   r = ref.run(frame("ipv4-tcp-synack"));  // port 22, flags 18
-  CHECK(r.verdict.action == filters::HookAction::drop);
+  CHECK(r.verdict.action == reference::HookAction::drop);
 }
 
 TEST_CASE("dag: the strongest verdict wins: drop > tx > pass > none") {
   const auto dag = compile_dag("(tcp) > (drop); (udp) > (tx, dev=eth1); (ip) > (pass); (count)");
-  filters::ReferenceDag ref(dag);
+  reference::ReferenceDag ref(dag);
   CHECK(ref.run(frame("ipv4-tcp-syn")).verdict ==
-        filters::HookVerdict{filters::HookAction::drop, ""});
+        reference::HookVerdict{reference::HookAction::drop, ""});
   CHECK(ref.run(frame("ipv6-udp-dns")).verdict ==
-        filters::HookVerdict{filters::HookAction::tx, "eth1"});
+        reference::HookVerdict{reference::HookAction::tx, "eth1"});
   CHECK(ref.run(frame("ipv4-icmp-echo")).verdict ==
-        filters::HookVerdict{filters::HookAction::pass, ""});
+        reference::HookVerdict{reference::HookAction::pass, ""});
   CHECK(ref.run(frame("arp-request")).verdict ==
-        filters::HookVerdict{filters::HookAction::none, ""});
+        reference::HookVerdict{reference::HookAction::none, ""});
   // Two tx reached: the first in node order.
   const auto two = compile_dag("(tx, dev=a); (udp) > (tx, dev=b); (pass)");
-  CHECK(filters::evaluate_dag(two, frame("ipv4-udp-dns-query")).verdict ==
-        filters::HookVerdict{filters::HookAction::tx, "a"});
-  CHECK(to_string(filters::HookAction::drop) == "drop");
+  CHECK(reference::evaluate_dag(two, frame("ipv4-udp-dns-query")).verdict ==
+        reference::HookVerdict{reference::HookAction::tx, "a"});
+  CHECK(to_string(reference::HookAction::drop) == "drop");
 }
 
 TEST_CASE("dag: bpf translation, stateful filters keep state across blocks") {
   const auto dag = compile_dag("(bpf, expr=\"udp port 53\") > (sample, n=2) > (drop)");
-  filters::ReferenceDag ref(dag);
+  reference::ReferenceDag ref(dag);
   std::vector<bool> dropped;
   for (const char* name : {"ipv4-udp-dns-query", "ipv4-tcp-syn", "ipv4-udp-dns-reply",
                            "ipv6-udp-dns", "ipv4-udp-dns-query"})
-    dropped.push_back(ref.run(frame(name)).verdict.action == filters::HookAction::drop);
+    dropped.push_back(ref.run(frame(name)).verdict.action == reference::HookAction::drop);
   // Only DNS reaches the sampler; it takes the 1st and 3rd of those.
   CHECK(dropped == std::vector<bool>{true, false, false, true, false});
 
   const auto limited = compile_dag("(rate, pps=1) !> (drop)");
-  filters::ReferenceDag rl(limited);
-  CHECK(rl.run(frame("ipv4-tcp-syn"), 0).verdict.action == filters::HookAction::none);
-  CHECK(rl.run(frame("ipv4-tcp-syn"), 1).verdict.action == filters::HookAction::drop);
-  CHECK(rl.run(frame("ipv4-tcp-syn"), 1'000'000'001).verdict.action == filters::HookAction::none);
+  reference::ReferenceDag rl(limited);
+  CHECK(rl.run(frame("ipv4-tcp-syn"), 0).verdict.action == reference::HookAction::none);
+  CHECK(rl.run(frame("ipv4-tcp-syn"), 1).verdict.action == reference::HookAction::drop);
+  CHECK(rl.run(frame("ipv4-tcp-syn"), 1'000'000'001).verdict.action == reference::HookAction::none);
 }
 
 TEST_CASE("dag: every node of a larger request on the whole corpus") {
@@ -849,7 +849,7 @@ TEST_CASE("dag: every node of a larger request on the whole corpus") {
       "(rx, dev=eth0) > (vlan) 100:200> (ipv4) > ((tcp) > (port, which=dst) 22,80> (count) | "
       "(udp) > (hash, buckets=4) 0,1> (drop)); "
       "(ipv6) > (addr, net=2001:db8::/32, which=src) > (tcpflags) !2> (tx, dev=eth2)");
-  filters::ReferenceDag ref(dag);
+  reference::ReferenceDag ref(dag);
   std::size_t verdicts[4] = {};
   for (const auto& tf : standard_corpus()) {
     const auto r = ref.run(tf.bytes);
@@ -857,12 +857,12 @@ TEST_CASE("dag: every node of a larger request on the whole corpus") {
     for (std::size_t v = 0; v < r.nodes.size(); ++v)
       if (!r.nodes[v].reached) CHECK(!r.nodes[v].accepted);
   }
-  CHECK(verdicts[static_cast<std::size_t>(filters::HookAction::none)] > 0);
-  CHECK(verdicts[static_cast<std::size_t>(filters::HookAction::tx)] > 0);
-  CHECK(verdicts[static_cast<std::size_t>(filters::HookAction::pass)] == 0);
+  CHECK(verdicts[static_cast<std::size_t>(reference::HookAction::none)] > 0);
+  CHECK(verdicts[static_cast<std::size_t>(reference::HookAction::tx)] > 0);
+  CHECK(verdicts[static_cast<std::size_t>(reference::HookAction::pass)] == 0);
 }
 
 TEST_CASE("dag: requests with filters that have no reference implementation") {
   const auto dag = compile_dag("(tcp) > (http) > (print)");
-  CHECK_THROWS_AS(filters::ReferenceDag{dag}, std::invalid_argument);
+  CHECK_THROWS_AS(reference::ReferenceDag{dag}, std::invalid_argument);
 }

@@ -12,9 +12,9 @@
 #include <map>
 
 #include "packet_corpus.h"
+#include "reference_dag.h"
 #include "srl/compiler/compiler.h"
 #include "srl/compiler/merge.h"
-#include "srl/filters/reference_dag.h"
 #include "srl/runtime/kernel.h"
 
 using namespace srl;
@@ -65,11 +65,11 @@ const char* const kRequests[] = {
     "(udp) > (tx, dev=lo, mode=forward) | (port, which=dst) 53> (drop) | (tcp) > (pass)",
 };
 
-std::uint32_t expected_action(const filters::HookVerdict& v, bool tc) {
+std::uint32_t expected_action(const reference::HookVerdict& v, bool tc) {
   switch (v.action) {
-    case filters::HookAction::drop:
+    case reference::HookAction::drop:
       return tc ? TC_ACT_SHOT : XDP_DROP;
-    case filters::HookAction::tx:
+    case reference::HookAction::tx:
       return tc ? TC_ACT_REDIRECT : XDP_TX;
     default:
       return tc ? static_cast<std::uint32_t>(TC_ACT_UNSPEC) : static_cast<std::uint32_t>(XDP_PASS);
@@ -117,7 +117,7 @@ TEST_CASE("differential: generated XDP programs agree with the reference filters
         register_form += gen.register_form ? 1 : 0;
         auto program = runtime::kernel::KernelProgram::load(
             runtime::kernel::compile_bpf(gen.source, cache), gen.nodes.size());
-        filters::ReferenceDag reference(dag);
+        reference::ReferenceDag reference(dag);
         auto before = program->counters();
         auto tallies_before = program->class_tallies();
         for (const auto& frame : corpus) {
@@ -146,9 +146,9 @@ TEST_CASE("differential: generated XDP programs agree with the reference filters
             // pass whose block a drop ended did not pass.
             bool accepted = r.reached && r.accepted;
             if (gen.nodes[i].filter == "pass")
-              accepted = accepted && want.verdict.action == filters::HookAction::pass;
+              accepted = accepted && want.verdict.action == reference::HookAction::pass;
             if (gen.nodes[i].filter == "tx")
-              accepted = accepted && want.verdict.action == filters::HookAction::tx;
+              accepted = accepted && want.verdict.action == reference::HookAction::tx;
             CHECK(after[i].accepted - before[i].accepted == (accepted ? 1u : 0u));
             if (r.reached) CHECK(after[i].bytes - before[i].bytes == frame.bytes.size());
           }

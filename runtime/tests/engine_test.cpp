@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "packet_corpus.h"
+#include "reference_dag.h"
 #include "srl/compiler/compiler.h"
-#include "srl/filters/reference_dag.h"
 #include "srl/runtime/engine.h"
 #include "temp_dir.h"
 
@@ -55,7 +55,7 @@ struct Expected {
 // What the reference evaluator says each node sees over the corpus.
 std::map<std::string, Expected> reference_counts(const compiler::RequestDag& dag,
                                                  const Corpus& corpus, std::size_t passes = 1) {
-  filters::ReferenceDag ref(dag);
+  reference::ReferenceDag ref(dag);
   std::map<std::string, Expected> out;
   for (std::size_t i = 0; i < passes * corpus.frames.size(); ++i) {
     const auto& f = corpus.frames[i % corpus.frames.size()];
@@ -184,7 +184,7 @@ TEST_CASE("engine: blocks from a kernel part enter at the exits' edges") {
   CHECK(engine.entry("n1", "n2") == 0);
   CHECK_THROWS_WITH(engine.entry("n0", "n2"), "no entry n0 -> n2");
   // The kernel sends up what tcp accepted: the reference says which.
-  filters::ReferenceDag ref(dag);
+  reference::ReferenceDag ref(dag);
   std::vector<Block> up;
   for (std::size_t i = 0; i < corpus.frames.size(); ++i)
     if (ref.run(corpus.frames[i].bytes).nodes[*dag.find("n1")].accepted)
@@ -362,7 +362,7 @@ TEST_CASE("engine: a count by class tallies its input's classes as the reference
     const Corpus corpus;
     const auto dag = compile(text);
     // The reference: per class the count node came with, and keys.
-    filters::ReferenceDag ref(dag);
+    reference::ReferenceDag ref(dag);
     std::size_t count_v = 0;
     for (std::size_t v = 0; v < dag.node_count(); ++v)
       if (dag.graph[v].filter_name() == "count") count_v = v;

@@ -1,9 +1,9 @@
 // A whole compiled Request DAG run on one frame at a time with the reference
 // filters, following docs/filter-semantics.md ("Edges", "Synthetic nodes",
 // "Terminal filters"): the oracle for what a kernel hook running the same
-// request must do with the same bytes. Lives in its own library
-// (srl_reference_dag) because it needs the compiler's DAG types and the
-// compiler itself depends on srl_filters.
+// request must do with the same bytes. Test support (srl_reference_dag),
+// above the compiler: the filters' library, the ground floor, includes no
+// compiler header.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +17,9 @@
 #include "srl/compiler/dag.h"
 #include "srl/filters/reference.h"
 
-namespace srl::filters {
+namespace srl::reference {
+
+using filters::ReferenceFilter;
 
 // Ordered by strength: the hook's verdict is the strongest terminal reached.
 enum class HookAction : std::uint8_t { none = 0, pass = 1, tx = 2, drop = 3 };
@@ -82,4 +84,4 @@ class ReferenceDag {
 DagResult evaluate_dag(const compiler::RequestDag& dag, std::span<const std::uint8_t> frame,
                        std::uint64_t now_ns = 0);
 
-}  // namespace srl::filters
+}  // namespace srl::reference
