@@ -7,12 +7,6 @@
 
 namespace srl::compiler {
 
-bool RequestDag::topologically_numbered() const {
-  for (auto [it, end] = boost::edges(graph); it != end; ++it)
-    if (boost::source(*it, graph) >= boost::target(*it, graph)) return false;
-  return true;
-}
-
 std::optional<std::size_t> Translation::backward_jump() const {
   for (std::size_t i = 0; i < insns.size(); ++i) {
     const auto& [code, jt, jf, k] = insns[i];

@@ -121,20 +121,3 @@ TEST_CASE("merge: each member keeps its own request's name") {
   CHECK(all_names.contains("u"));
   CHECK(all_names.contains("udp>port[53]>count"));
 }
-
-TEST_CASE("compiled and merged DAGs number their vertices in topological order (dag.h)") {
-  const auto a = compile("(udp) > (pass) | (tcp) > (port) 22> (count) | (udp) > (port) 53> (drop)");
-  const auto b = compile("(ipv4) > (udp) > (port, which=dst) 53> (count)");
-  CHECK(a.topologically_numbered());
-  CHECK(b.topologically_numbered());
-  const compiler::RequestDag* all[] = {&a, &b};
-  const std::string labels[] = {"r1", "r2"};
-  CHECK(compiler::merge_requests(all, labels).dag.topologically_numbered());
-  // A graph numbered otherwise is told apart.
-  compiler::RequestDag reversed = b;
-  reversed.graph.clear();
-  boost::add_vertex(reversed.graph);
-  boost::add_vertex(reversed.graph);
-  boost::add_edge(1, 0, reversed.graph);
-  CHECK_FALSE(reversed.topologically_numbered());
-}

@@ -54,15 +54,26 @@ ReferenceDag::ReferenceDag(const compiler::RequestDag& dag) {
   }
   // Inputs in the order of the DAG's JSON edge list: by source vertex, then
   // that vertex's out-edge order.
+  std::vector<std::size_t> indegree(n, 0);
+  for (std::size_t v = 0; v < n; ++v) {
+    for (auto [it, end] = boost::out_edges(v, g); it != end; ++it) {
+      const std::size_t to = boost::target(*it, g);
+      nodes_[to].inputs.push_back({v, g[*it].select, g[v].filter->max_class > 0});
+      ++indegree[to];
+    }
+  }
+  // Kahn's algorithm, lowest index first, so evaluation order is stable.
+  std::priority_queue<std::size_t, std::vector<std::size_t>, std::greater<>> ready;
   for (std::size_t v = 0; v < n; ++v)
-    for (auto [it, end] = boost::out_edges(v, g); it != end; ++it)
-      nodes_[boost::target(*it, g)].inputs.push_back(
-          {v, g[*it].select, g[v].filter->max_class > 0});
-  // Evaluated in vertex order, which is topological (dag.h).
-  if (!dag.topologically_numbered())
-    throw std::invalid_argument("the request graph is not numbered in topological order");
-  for (std::size_t v = 0; v < n; ++v)
+    if (indegree[v] == 0) ready.push(v);
+  while (!ready.empty()) {
+    const std::size_t v = ready.top();
+    ready.pop();
     order_.push_back(v);
+    for (auto [it, end] = boost::out_edges(v, g); it != end; ++it)
+      if (--indegree[boost::target(*it, g)] == 0) ready.push(boost::target(*it, g));
+  }
+  if (order_.size() != n) throw std::invalid_argument("the request graph has a cycle");
 }
 
 ReferenceDag::~ReferenceDag() = default;

@@ -80,11 +80,6 @@ using DagGraph =
 using Vertex = DagGraph::vertex_descriptor;
 using Edge = DagGraph::edge_descriptor;
 
-// Vertices are numbered in topological order: every edge goes from a lower
-// vertex to a higher one (the canonicalize pass numbers them so and gives
-// ids n0, n1, ... in that order; merge_requests keeps it). Walking vertices
-// 0..node_count()-1 meets a node's inputs before the node: code that needs
-// the order walks them so and does not derive it again.
 struct RequestDag {
   DagGraph graph;
   std::string file;  // display name of the request's source
@@ -95,8 +90,6 @@ struct RequestDag {
   std::size_t edge_count() const { return boost::num_edges(graph); }
   // The vertex with this id, if any.
   std::optional<Vertex> find(std::string_view id) const;
-  // Whether the numbering above holds (a DAG built by hand may break it).
-  bool topologically_numbered() const;
 };
 
 // Every node's name, by vertex: the one given with name=, else one derived
