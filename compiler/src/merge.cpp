@@ -49,7 +49,9 @@ MergedRequests merge_requests(std::span<const RequestDag* const> requests,
       const DagNode& node = in[v];
       std::vector<std::string> inputs;
       for (auto [it, end] = boost::in_edges(v, in); it != end; ++it)
-        inputs.push_back(std::to_string(index[boost::source(*it, in)]) + in[*it].select.to_srl());
+        // "11>" would be vertex 1's class 1 and vertex 11's every block.
+        inputs.push_back(std::to_string(index[boost::source(*it, in)]) + " " +
+                         in[*it].select.to_srl());
       const std::string sig = shareable(node) ? signature(node, inputs) : std::string();
       const std::string member = labels[r].empty() ? node.id : labels[r] + "/" + node.id;
       if (!sig.empty()) {

@@ -121,3 +121,23 @@ TEST_CASE("merge: each member keeps its own request's name") {
   CHECK(all_names.contains("u"));
   CHECK(all_names.contains("udp>port[53]>count"));
 }
+
+TEST_CASE("merge: an input's node and its selector do not run together in the identity") {
+  // a's eth takes class 1 of vertex 1 ("1" "1>"); b's eth every block of
+  // vertex 11 ("11" ">"): written side by side, both read "11>".
+  const auto a = compile("(hash, buckets=4) 1> (eth) > (count)");
+  const auto b = compile(
+      "(udp) > (tcp) > (icmp) > (arp) > (ip) > (ipv6) > (proto) > (len, min=60) > (eth) > (count)");
+  const compiler::RequestDag* all[] = {&a, &b};
+  const std::string labels[] = {"r1", "r2"};
+  const auto m = compiler::merge_requests(all, labels);
+  std::size_t eths = 0;
+  for (std::size_t v = 0; v < m.dag.node_count(); ++v)
+    if (m.dag.graph[v].filter_name() == "eth") {
+      ++eths;
+      CHECK(m.members[v].size() == 1);
+    }
+  CHECK(eths == 2);
+  for (auto [it, end] = boost::edges(m.dag.graph); it != end; ++it)
+    CHECK(boost::source(*it, m.dag.graph) < boost::target(*it, m.dag.graph));
+}

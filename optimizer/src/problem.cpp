@@ -544,7 +544,8 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
       }
       std::vector<std::string> inputs;
       for (auto [ei, ee] = boost::in_edges(v, g); ei != ee; ++ei)
-        inputs.push_back(std::to_string(index[boost::source(*ei, g)]) + g[*ei].select.to_srl());
+        inputs.push_back(std::to_string(index[boost::source(*ei, g)]) + " " +
+                         g[*ei].select.to_srl());  // apart: "11>" is vertex 1's class 1 too
       std::sort(inputs.begin(), inputs.end());
       const bool shareable = (f.role == Role::source || f.role == Role::filter) &&
                              f.state == State::none && !f.emits_new_blocks;

@@ -494,3 +494,18 @@ TEST_CASE("classic BPF that jumps back (protochain's loop) is placed in userspac
   // Without the loop, the same filter is the kernel's.
   CHECK_FALSE(run("(bpf, expr=\"ip6 and tcp\") > (count)").node("bpf").space.starts_with("user"));
 }
+
+TEST_CASE("requests planned together share a node only where its input and selector are the same") {
+  // "11>": vertex 1's class 1, or vertex 11's every block.
+  const auto a = compile("(hash, buckets=4) 1> (eth) > (count)");
+  const auto b = compile(
+      "(udp) > (tcp) > (icmp) > (arp) > (ip) > (ipv6) > (proto) > (len, min=60) > (eth) > (count)");
+  const auto p = plan({{&*a.dag, "r1", a.source.get()}, {&*b.dag, "r2", b.source.get()}}, host());
+  std::size_t eths = 0;
+  for (const auto& n : p.nodes)
+    if (n.filter == "eth") {
+      ++eths;
+      CHECK(n.members.size() == 1);
+    }
+  CHECK(eths == 2);
+}
