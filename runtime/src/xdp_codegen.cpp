@@ -341,6 +341,9 @@ std::optional<std::uint32_t> cbpf_reach(const compiler::Translation& t) {
 // once per path that reaches it, so many expressions on one hook add up
 // rather than multiply.
 std::string cbpf_function(const std::string& name, const compiler::Translation& t) {
+  if (const auto back = t.backward_jump())
+    throw KernelError("bpf: the classic BPF jumps back at instruction " + std::to_string(*back) +
+                      " (a loop): it runs in userspace only");
   std::ostringstream o;
   o << "__attribute__((noinline)) u32 " << name << "(SRL_CTX *ctx) {\n"
     << "  u8 *data = (u8 *)(long)ctx->data, *end = (u8 *)(long)ctx->data_end;\n"
@@ -446,9 +449,6 @@ std::string cbpf_function(const std::string& name, const compiler::Translation& 
       case 0x05: {  // JMP
         const std::size_t t_target = i + 1 + jt, f_target = i + 1 + jf;
         if (op == 0x00) {
-          if (((i + 1 + k) & 0xFFFFFFFFu) <= i)
-            throw KernelError("bpf: the classic BPF jumps back at instruction " +
-                              std::to_string(i) + " (a loop): it runs in userspace only");
           o << "  goto L" << (i + 1 + k) << ";\n";
           break;
         }
