@@ -2,12 +2,18 @@
 //
 //   controld_load plan   --socket S [--calls 500] [--concurrency 500] --dev IF [--json]
 //   controld_load cycles --socket S [--cycles 100] --dev IF [--replace] [--name N] [--json]
+//   controld_load fill   --socket S [--requests 100] --dev IF [--json]
 //
 // `plan` keeps up to --concurrency Plan calls in flight (async, one channel)
 // until --calls have completed. `cycles` applies and removes a request
 // --cycles times (names load-1, load-2, ... unless --name), timing each call;
 // with --replace it applies once, then replaces the request --cycles times
-// alternating two texts, then removes it. Exit status: 0 when every call
+// alternating two texts, then removes it. `fill` applies --requests
+// requests with a tcpdump expression each (fill-1, fill-2, ...), one after
+// the other, so that the k-th apply deploys a program of k requests never
+// compiled before (new); removes them newest first (each program left was
+// deployed on the way up: cached); applies them again (cached) and removes
+// them again; it reports each call's time at k = 1, 10, 50, 100. Exit status: 0 when every call
 // succeeded, 1 when any failed, 2 on bad arguments.
 #include <grpcpp/grpcpp.h>
 
@@ -21,6 +27,7 @@
 #include <vector>
 
 #include "srl/v1/srl.grpc.pb.h"
+#include "tcpdump_expressions.h"
 
 namespace {
 
@@ -28,7 +35,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   std::string mode, socket, dev, name;
-  int calls = 500, concurrency = 500, cycles = 100;
+  int calls = 500, concurrency = 500, cycles = 100, requests = 100;
   bool replace = false, json = false;
 };
 
@@ -220,11 +227,87 @@ int run_cycles(const Options& o) {
   return first.failed + applies.failed + removes.failed ? 1 : 0;
 }
 
+int run_fill(const Options& o) {
+  auto stub = srl::v1::Control::NewStub(connect(o.socket));
+  const auto n = static_cast<std::size_t>(o.requests);
+  const auto expressions = srl::testing::tcpdump_expressions(n);
+  int failed = 0;
+  std::string first_error;
+  auto note = [&](const grpc::Status& st) {
+    if (!st.ok() && failed++ == 0) first_error = st.error_message();
+    return st.ok();
+  };
+  auto apply = [&](std::size_t k) {  // request k (1-based); its time in ms, < 0 on failure
+    srl::v1::ApplyRequest req;
+    req.set_name("fill-" + std::to_string(k));
+    req.mutable_source()->set_text("(bpf, expr=\"" + expressions[k - 1] + "\") > (count)");
+    req.mutable_source()->add_devices(o.dev);
+    srl::v1::ApplyReply reply;
+    grpc::ClientContext ctx;
+    set_deadline(ctx);
+    const auto t0 = Clock::now();
+    return note(stub->Apply(&ctx, req, &reply)) ? ms_since(t0) : -1.0;
+  };
+  auto remove = [&](std::size_t k) {
+    srl::v1::RemoveRequest req;
+    req.set_name("fill-" + std::to_string(k));
+    srl::v1::RemoveReply reply;
+    grpc::ClientContext ctx;
+    set_deadline(ctx);
+    const auto t0 = Clock::now();
+    return note(stub->Remove(&ctx, req, &reply)) ? ms_since(t0) : -1.0;
+  };
+  // Per k: apply new, remove (to k - 1 requests), apply cached, remove again.
+  std::vector<double> fresh(n + 1), gone(n + 1), cached(n + 1), gone_again(n + 1);
+  for (std::size_t k = 1; k <= n && !failed; ++k)
+    fresh[k] = apply(k);
+  for (std::size_t k = n; k >= 1 && !failed; --k)
+    gone[k] = remove(k);
+  for (std::size_t k = 1; k <= n && !failed; ++k)
+    cached[k] = apply(k);
+  for (std::size_t k = n; k >= 1 && !failed; --k)
+    gone_again[k] = remove(k);
+  if (failed) {
+    std::fprintf(stderr, "controld_load fill: %d call(s) failed, first: %s\n", failed,
+                 first_error.c_str());
+    return 1;
+  }
+  std::vector<std::size_t> ks;
+  for (std::size_t k : {std::size_t{1}, std::size_t{10}, std::size_t{50}, std::size_t{100}})
+    if (k <= n) ks.push_back(k);
+  if (ks.empty() || ks.back() != n) ks.push_back(n);
+  if (o.json) {
+    std::printf("{\"mode\":\"fill\",\"requests\":%zu,\"rows\":[", n);
+    for (std::size_t i = 0; i < ks.size(); ++i) {
+      const auto k = ks[i];
+      std::printf(
+          "%s{\"k\":%zu,\"apply_new_ms\":%.2f,\"apply_cached_ms\":%.2f,"
+          "\"remove_ms\":%.2f,\"remove_again_ms\":%.2f}",
+          i ? "," : "", k, fresh[k], cached[k], gone[k], gone_again[k]);
+    }
+    std::printf("],\"apply_new_ms_by_k\":[");
+    for (std::size_t k = 1; k <= n; ++k)
+      std::printf("%s%.1f", k > 1 ? "," : "", fresh[k]);
+    std::printf("],\"apply_cached_ms_by_k\":[");
+    for (std::size_t k = 1; k <= n; ++k)
+      std::printf("%s%.1f", k > 1 ? "," : "", cached[k]);
+    std::printf("]}\n");
+  } else {
+    std::printf("%6s %14s %17s %11s %17s\n", "k", "apply new ms", "apply cached ms", "remove ms",
+                "remove again ms");
+    for (const auto k : ks)
+      std::printf("%6zu %14.1f %17.1f %11.1f %17.1f\n", k, fresh[k], cached[k], gone[k],
+                  gone_again[k]);
+  }
+  return 0;
+}
+
 int usage() {
   std::cerr << "usage: controld_load plan --socket S [--calls N] [--concurrency N] --dev IF "
                "[--json]\n"
                "       controld_load cycles --socket S [--cycles N] --dev IF [--replace] "
-               "[--name N] [--json]\n";
+               "[--name N] [--json]\n"
+               "       controld_load fill --socket S [--requests N] --dev IF [--json]\n";
   return 2;
 }
 
@@ -265,6 +348,8 @@ int main(int argc, char** argv) {
       o.concurrency = number();
     else if (a == "--cycles")
       o.cycles = number();
+    else if (a == "--requests")
+      o.requests = number();
     else if (a == "--replace")
       o.replace = true;
     else if (a == "--json")
@@ -275,5 +360,6 @@ int main(int argc, char** argv) {
   if (o.socket.empty() || o.dev.empty()) return usage();
   if (o.mode == "plan") return run_plan(o);
   if (o.mode == "cycles") return run_cycles(o);
+  if (o.mode == "fill") return run_fill(o);
   return usage();
 }
