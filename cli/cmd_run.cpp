@@ -201,16 +201,27 @@ int run(const RunOptions& o) {
 
   // Where each node runs: the optimizer's plan for this machine, unless a
   // hook is forced (then the fixed rule: the kernel as far as it can go).
+  // --xdp-mode fixes the mode (the plan's model has it, a profile does
+  // not change it); auto: native where the driver has it, unless the
+  // profile measured generic cheaper.
+  std::optional<kernel::XdpMode> xdp_mode;
+  if (o.mode == "native") xdp_mode = kernel::XdpMode::native;
+  if (o.mode == "generic") xdp_mode = kernel::XdpMode::generic;
   runtime::Placement place;
   if (devices.empty()) {
     place.in_kernel.assign(dag.node_count(), false);
   } else if (o.hook != "auto") {
-    place = runtime::fixed_placement(dag, devices, o.hook);
+    place = runtime::fixed_placement(
+        dag, devices, {o.hook == "tc" ? runtime::HookKind::tc : runtime::HookKind::xdp, xdp_mode});
   } else {
     try {
-      const auto model = control::discover(requests, {});
+      optimizer::DiscoveryOptions discovery;
+      if (xdp_mode) discovery.xdp_mode = std::string(kernel::to_string(*xdp_mode));
+      const auto model = control::discover(requests, discovery);
       const auto plan = control::plan(requests, model, o.profile.cost());
       place = control::placement(requests, plan);
+      for (auto& [dev, hook] : place.hooks)
+        if (hook.kind == runtime::HookKind::xdp && xdp_mode) hook.xdp_mode = xdp_mode;
       std::cerr << "srl: plan: " << plan.nodes.size() << " nodes, cost "
                 << plan.total_cost_ns_per_s / 1e6 << " ms of CPU per second at "
                 << plan.input_rate_pps / 1e6 << " Mpps (costs: " << plan.profile
@@ -226,8 +237,6 @@ int run(const RunOptions& o) {
   }
 
   runtime::DatapathOptions dopts;
-  if (o.mode == "native") dopts.xdp_mode = kernel::XdpMode::native;
-  if (o.mode == "generic") dopts.xdp_mode = kernel::XdpMode::generic;
   dopts.bpffs = o.bpffs;
   dopts.cache = o.cache;
   dopts.workers = o.workers;

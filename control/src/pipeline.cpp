@@ -140,8 +140,16 @@ runtime::Placement placement(const Requests& requests, const optimizer::Plan& pl
                                            ", which is not deployed here; pin it with "
                                            "space=xdp or space=user");
     place.in_kernel[v] = true;
-    auto [h, fresh] = place.hook_of_device.emplace(dev, kind);
-    if (!fresh && h->second != kind)
+    runtime::DeviceHook hook{kind == "tc" ? runtime::HookKind::tc : runtime::HookKind::xdp, {}};
+    // Native is the runtime's own rule (native where the driver has it),
+    // which discovery followed; generic is the plan's choice (a profile
+    // measured it cheaper, or the caller fixed it).
+    if (hook.kind == runtime::HookKind::xdp)
+      for (const auto& s : plan.spaces)
+        if (s.id == node.space && s.mode == "generic")
+          hook.xdp_mode = runtime::kernel::XdpMode::generic;
+    auto [h, fresh] = place.hooks.emplace(dev, hook);
+    if (!fresh && h->second.kind != hook.kind)
       throw PipelineError(Stage::plan,
                           "the plan uses both the XDP and the TC hook of " + dev +
                               ", and one hook per device is deployed so far; force one hook");

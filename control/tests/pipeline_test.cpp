@@ -95,9 +95,9 @@ TEST_CASE("merged once, planned, placed: kernel nodes on the hook the plan chose
     for (const auto& m : merged.members[v])
       CHECK(why.contains(m));
   }
-  REQUIRE(place.hook_of_device.size() == 1);
-  const auto& hook = place.hook_of_device.at("eth0");
-  CHECK((hook == "xdp" || hook == "tc"));
+  REQUIRE(place.hooks.size() == 1);
+  const auto& hook = place.hooks.at("eth0");
+  CHECK((hook.kind == runtime::HookKind::xdp || hook.kind == runtime::HookKind::tc));
 }
 
 TEST_CASE("a plan that uses what no driver deploys is refused before anything deploys") {
@@ -169,4 +169,33 @@ TEST_CASE("a request that did not compile is not planned") {
   } catch (const control::PipelineError& e) {
     CHECK(e.stage() == control::Stage::compile);
   }
+}
+
+TEST_CASE("the placement attaches XDP in the mode the plan chose") {
+  const auto requests = control::merge({compile("(udp) > (port, which=dst) 53> (count)")},
+                                       control::numbered_labels(1));
+  auto model = host();
+  for (auto& s : model.spaces)
+    s.driver = "veth";
+  control::CostProfile costs;
+  costs.profile.emplace();
+  costs.profile->hooks["veth"] = {
+      {"tc", {400, 0}}, {"xdp-native", {220, 0.04}}, {"xdp-generic", {130, 0}}};
+  costs.profile->filters["rx"][filters::SpaceKind::user] = {2000, 0};
+  auto hook_of = [&](const optimizer::SystemModel& m) {
+    const auto pl = control::plan(requests, m, costs);
+    const auto place = control::placement(requests, pl);
+    REQUIRE(place.hooks.contains("eth0"));
+    return place.hooks.at("eth0");
+  };
+  // The profile measured generic XDP cheaper on a veth: the plan says
+  // generic, the datapath is told so.
+  const auto generic = hook_of(model);
+  CHECK(generic.kind == runtime::HookKind::xdp);
+  CHECK(generic.xdp_mode == runtime::kernel::XdpMode::generic);
+  // Native: the runtime's own rule (native where the driver has it).
+  costs.profile->hooks["veth"]["xdp-native"] = {20, 0};
+  const auto native = hook_of(model);
+  CHECK(native.kind == runtime::HookKind::xdp);
+  CHECK_FALSE(native.xdp_mode.has_value());
 }

@@ -300,8 +300,10 @@ std::string space_of(const compiler::RequestDag& dag, const runtime::Placement& 
     if (!seen.insert(u).second) continue;
     if (g[u].filter_name() == "rx") {
       const auto& dev = std::get<std::string>(g[u].options.at("dev"));
-      const auto hook = place.hook_of_device.find(dev);
-      spaces.insert((hook != place.hook_of_device.end() ? hook->second : "xdp") + ":" + dev);
+      const auto hook = place.hooks.find(dev);
+      spaces.insert(std::string(runtime::to_string(
+                        hook != place.hooks.end() ? hook->second.kind : runtime::HookKind::xdp)) +
+                    ":" + dev);
     }
     for (auto [it, end] = boost::in_edges(u, g); it != end; ++it)
       stack.push_back(boost::source(*it, g));
@@ -1089,9 +1091,9 @@ std::vector<std::string> RequestManager::diff(const ApplySpec& spec,
   for (const auto* u : affected)
     old_devices.insert(u->devices.begin(), u->devices.end());
   for (const auto& dev : placed.unit->devices) {
-    const auto hook = placed.place.hook_of_device.contains(dev)
-                          ? placed.place.hook_of_device.at(dev)
-                          : std::string("xdp");
+    const std::string hook(runtime::to_string(placed.place.hooks.contains(dev)
+                                                  ? placed.place.hooks.at(dev).kind
+                                                  : runtime::HookKind::xdp));
     std::string others;
     std::size_t hidden = 0;
     for (const auto& s : specs) {

@@ -288,30 +288,42 @@ BpfFeatures probe_bpf() {
   return f;
 }
 
-// Who holds the XDP hook of `dev` outright, so that srl cannot run there:
-// nullopt when the hook is empty, holds libxdp's multi-program dispatcher
-// (srl joins it) or an srl program, or when the holder cannot be inspected
-// (the runtime says so at attach). Only the program's name is needed here;
-// runtime/src/xdp_attach.cpp (kernel::xdp_hook_holder) also checks with
-// libxdp that the dispatcher can be joined.
-std::optional<std::string> xdp_hook_held(const std::string& dev) {
+// What runs on the XDP hook of `dev`. `held`: who holds it outright, so
+// that srl cannot run there (not libxdp's multi-program dispatcher, which
+// srl joins, nor an srl program). `shared`: the mode of the dispatcher or
+// srl program that runs there, which srl's program has to take (it joins
+// the dispatcher, or swaps in the running hook). Neither when the hook is
+// empty or its holder cannot be inspected (the runtime says so at attach).
+// Only the program's name is needed here; runtime/src/xdp_attach.cpp
+// (kernel::xdp_hook_holder) also checks with libxdp that the dispatcher
+// can be joined.
+struct XdpHookState {
+  std::optional<std::string> held;
+  std::optional<std::string> shared;  // "native" | "generic"
+  std::string who;                    // of `shared`: "libxdp's dispatcher" or "srl's program"
+};
+XdpHookState xdp_hook_state(const std::string& dev) {
   const int ifindex = static_cast<int>(if_nametoindex(dev.c_str()));
   bpf_xdp_query_opts q{};
   q.sz = sizeof q;
-  if (ifindex == 0 || bpf_xdp_query(ifindex, 0, &q) != 0) return std::nullopt;
+  if (ifindex == 0 || bpf_xdp_query(ifindex, 0, &q) != 0) return {};
   const std::uint32_t id = q.drv_prog_id != 0 ? q.drv_prog_id : q.skb_prog_id;
-  if (id == 0) return std::nullopt;
+  if (id == 0) return {};
   const int fd = bpf_prog_get_fd_by_id(id);
-  if (fd < 0) return std::nullopt;
+  if (fd < 0) return {};
   bpf_prog_info info{};
   std::uint32_t len = sizeof info;
   const bool ok = bpf_obj_get_info_by_fd(fd, &info, &len) == 0;
   close(fd);
-  if (!ok) return std::nullopt;
+  if (!ok) return {};
   const std::string name(info.name, strnlen(info.name, sizeof info.name));
-  if (name == "xdp_dispatcher" || name.starts_with("srl_")) return std::nullopt;
-  return dev + "'s XDP hook is held by program " + std::to_string(id) + " '" + name + "' (" +
-         (q.drv_prog_id != 0 ? "native" : "generic") + " mode, not a libxdp dispatcher)";
+  const std::string mode = q.drv_prog_id != 0 ? "native" : "generic";
+  if (name == "xdp_dispatcher") return {{}, mode, "libxdp's dispatcher"};
+  if (name.starts_with("srl_")) return {{}, mode, "srl's program"};
+  return {dev + "'s XDP hook is held by program " + std::to_string(id) + " '" + name + "' (" +
+              mode + " mode, not a libxdp dispatcher)",
+          {},
+          {}};
 }
 
 class OffloadEmulator final : public SpaceDriver {
@@ -464,9 +476,29 @@ SystemModel discover(const DiscoveryOptions& opt) {
     x.kind = Kind::xdp;
     x.device = dev;
     x.mode = native ? "native" : "generic";
+    if (opt.xdp_mode == "native" && !native)
+      throw std::runtime_error("XDP native mode: " + dev + " (driver " +
+                               (driver.empty() ? std::string("?") : driver) +
+                               ") has no native XDP (" + how + "); generic mode runs anywhere");
+    if (!opt.xdp_mode.empty()) x.mode = opt.xdp_mode, x.mode_fixed = true;
+    const XdpHookState hook = opt.probe_bpf ? xdp_hook_state(dev) : XdpHookState{};
+    if (hook.shared) {
+      // srl's program joins the running dispatcher, or swaps in the running
+      // hook, in the mode it runs in: the mode changes only when the hook
+      // is attached anew.
+      if (!opt.xdp_mode.empty() && opt.xdp_mode != *hook.shared)
+        throw std::runtime_error("XDP " + opt.xdp_mode + " mode: " + dev + "'s XDP hook runs " +
+                                 hook.who + " in " + *hook.shared +
+                                 " mode, which srl's program joins in that mode");
+      if (x.mode != *hook.shared)
+        m.notes.push_back(dev + ": XDP in " + *hook.shared + " mode: its hook runs " + hook.who +
+                          " in that mode");
+      x.mode = *hook.shared, x.mode_fixed = true;
+    }
+    if (x.mode == "generic") zc = false;  // AF_XDP zero-copy needs the driver's XDP
     x.driver = driver;
     x.capabilities = bpf.xdp;
-    x.capabilities.insert(native ? "xdp:native" : "xdp:generic");
+    x.capabilities.insert(x.mode == "native" ? "xdp:native" : "xdp:generic");
     if (redirect) x.capabilities.insert("xdp:redirect");
     if (zc) x.capabilities.insert("xdp:xsk_zerocopy");
     x.capacity_ns_per_s = capacity;
@@ -482,8 +514,8 @@ SystemModel discover(const DiscoveryOptions& opt) {
     x.caches = m.host.caches;
     // A hook another program holds outright is no space of srl's: the
     // device's requests run from its TC hook.
-    if (auto held = opt.probe_bpf ? xdp_hook_held(dev) : std::nullopt)
-      m.notes.push_back(*held + ": no xdp space on " + dev + "; its kernel part runs at TC");
+    if (hook.held)
+      m.notes.push_back(*hook.held + ": no xdp space on " + dev + "; its kernel part runs at TC");
     else
       m.spaces.push_back(x);
     Space t;

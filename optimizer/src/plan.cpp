@@ -371,6 +371,9 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
     SpacePlan sp;
     sp.id = p.spaces[s].id;
     sp.kind = std::string(to_string(p.spaces[s].kind));
+    sp.device = p.spaces[s].device;
+    if (p.spaces[s].kind == Kind::xdp)
+      sp.mode = p.spaces[s].mode.empty() ? "native" : p.spaces[s].mode;
     sp.load_ns_per_s = ev.load[s];
     sp.capacity_ns_per_s = p.spaces[s].capacity_ns_per_s;
     sp.utilisation = ev.load[s] / sp.capacity_ns_per_s;
@@ -545,12 +548,12 @@ nlohmann::ordered_json to_json(const Plan& p, bool with_timing) {
   J spaces = J::array();
   for (const auto& s : p.spaces) {
     if (!s.replicas.empty() && s.nodes == 0) continue;  // an unused replica set
-    J o = {{"id", s.id},
-           {"kind", s.kind},
-           {"nodes", s.nodes},
-           {"load_ns_per_s", s.load_ns_per_s},
-           {"capacity_ns_per_s", s.capacity_ns_per_s},
-           {"utilisation", s.utilisation}};
+    J o = {{"id", s.id}, {"kind", s.kind}};
+    if (!s.mode.empty()) o["mode"] = s.mode;
+    o["nodes"] = s.nodes;
+    o["load_ns_per_s"] = s.load_ns_per_s;
+    o["capacity_ns_per_s"] = s.capacity_ns_per_s;
+    o["utilisation"] = s.utilisation;
     if (s.ebpf_insn_limit > 0)
       o["ebpf_insns"] = s.ebpf_insns, o["ebpf_insn_limit"] = s.ebpf_insn_limit;
     if (s.ebpf_function_limit > 0)
@@ -638,8 +641,9 @@ std::string to_text(const Plan& p) {
       o << "\n";
       continue;
     }
-    o << "  " << pad(s.id, ws) << "  " << s.nodes << " node(s), " << cpu(s.load_ns_per_s) << " of "
-      << cpu(s.capacity_ns_per_s) << " (" << fmt(s.utilisation * 100) << "%)";
+    o << "  " << pad(s.id, ws) << "  " << (s.mode.empty() ? "" : s.mode + " mode, ") << s.nodes
+      << " node(s), " << cpu(s.load_ns_per_s) << " of " << cpu(s.capacity_ns_per_s) << " ("
+      << fmt(s.utilisation * 100) << "%)";
     if (s.ebpf_insn_limit > 0)
       o << ", " << s.ebpf_insns << " of " << s.ebpf_insn_limit << " eBPF insns";
     if (s.ebpf_functions > 0)

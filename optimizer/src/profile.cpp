@@ -322,6 +322,34 @@ std::filesystem::path default_profile_path() {
   return std::filesystem::path(home && *home ? home : ".") / ".config" / "srl" / "profile.json";
 }
 
+namespace {
+
+// An xdp space in native mode goes generic where the profile measured
+// generic cheaper for its driver, at the planner's mean block (512 B).
+void choose_xdp_mode(const std::map<std::string, filters::Cost>& hooks, Space& s, SystemModel& m) {
+  const auto native = hooks.find("xdp-native"), generic = hooks.find("xdp-generic");
+  if (native == hooks.end() || generic == hooks.end()) return;
+  const auto at = [](const filters::Cost& c) { return c.ns_per_block + 512 * c.ns_per_byte; };
+  if (at(generic->second) >= at(native->second)) return;
+  s.mode = "generic";
+  if (!s.capabilities.empty()) {  // empty: not probed, everything assumed
+    s.capabilities.erase("xdp:native");
+    s.capabilities.erase("xdp:xsk_zerocopy");
+    s.capabilities.insert("xdp:generic");
+  }
+  for (auto& c : m.channels)
+    if (c.from == s.id && c.kind == ChannelKind::afxdp && c.zero_copy)
+      c.zero_copy = false, c.ns_per_block = 40, c.ns_per_byte = 0.05, c.mem_bytes_per_byte = 2;
+  std::ostringstream o;
+  o.precision(3);
+  o << s.device << ": XDP in generic mode: the profile measured " << at(generic->second)
+    << " ns per 512-byte frame for a " << s.driver << "'s generic XDP hook, " << at(native->second)
+    << " for its native one";
+  m.notes.push_back(o.str());
+}
+
+}  // namespace
+
 void apply(const Profile& p, SystemModel& m) {
   for (auto& c : m.channels) {
     auto it = p.channels.find(c.kind);
@@ -335,6 +363,8 @@ void apply(const Profile& p, SystemModel& m) {
     if (s.kind != Kind::xdp && s.kind != Kind::tc) continue;
     auto d = p.hooks.find(s.driver);
     if (d == p.hooks.end()) continue;
+    if (s.kind == Kind::xdp && s.mode == "native" && !s.mode_fixed)
+      choose_xdp_mode(d->second, s, m);
     const std::string hook = s.kind == Kind::tc ? "tc" : "xdp-" + s.mode;
     auto c = d->second.find(hook);
     if (c == d->second.end()) continue;

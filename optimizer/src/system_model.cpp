@@ -187,6 +187,7 @@ nlohmann::ordered_json to_json(const SystemModel& m) {
     if (s.cpu) at["cpu"] = *s.cpu;
     o["attachment"] = at;
     if (!s.mode.empty()) o["mode"] = s.mode;
+    if (s.mode_fixed) o["mode_fixed"] = true;
     if (!s.driver.empty()) o["driver"] = s.driver;
     o["emulated"] = s.emulated;
     o["capabilities"] = s.capabilities;
@@ -253,6 +254,7 @@ SystemModel model_from_json(const nlohmann::json& root) {
       if (a.has("cpu")) s.cpu = u32(a.at("cpu"));
     }
     s.mode = sr.str_or("mode", "");
+    s.mode_fixed = sr.bool_or("mode_fixed", false);
     s.driver = sr.str_or("driver", "");
     s.emulated = sr.bool_or("emulated", false);
     if (sr.has("capabilities"))

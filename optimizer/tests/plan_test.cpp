@@ -536,3 +536,62 @@ TEST_CASE("a search that finds nothing better stops, and the plan says it is not
   CHECK(in_kernel > 80);
   CHECK(in_kernel < 100);
 }
+
+TEST_CASE("the XDP mode is the cheaper one the profile measured, unless the caller fixed it") {
+  // A veth as `srl calibrate` measures it: generic XDP ~130 ns per frame,
+  // native ~220 (its own page per frame), TC dearer still here so that the
+  // device's requests run at XDP.
+  SystemModel m = host();
+  for (auto& s : m.spaces)
+    if (s.kind == Kind::xdp || s.kind == Kind::tc) {
+      s.driver = "veth";
+      if (s.kind == Kind::xdp) s.capabilities = {"prog:xdp", "xdp:native", "xdp:xsk_zerocopy"};
+    }
+  m.channels.clear();
+  add_default_channels(m);  // AF_XDP zero-copy from xdp:eth0, as its driver has it
+  Profile profile;
+  profile.hooks["veth"] = {
+      {"tc", {400, 0}}, {"xdp-native", {220, 0.04}}, {"xdp-generic", {130, 0}}};
+  profile.filters["rx"][filters::SpaceKind::user] = {2000, 0};  // a packet socket, dearer still
+  const char* watch = "(udp) > (port, which=dst) 53> (count)";
+  auto mode_of = [](const Plan& p) {
+    for (const auto& s : p.spaces)
+      if (s.kind == "xdp") return s.mode;
+    return std::string("none");
+  };
+  auto noted = [](const Plan& p) {
+    for (const auto& n : p.notes)
+      if (n.find("eth0: XDP in generic mode: the profile measured 130 ns") != std::string::npos)
+        return true;
+    return false;
+  };
+  const Planned generic = run(watch, m, {.profile = &profile});
+  CHECK(generic.node("rx").space == "xdp:eth0");
+  CHECK(mode_of(generic.plan) == "generic");
+  CHECK(noted(generic.plan));
+  CHECK(to_json(generic.plan)["spaces"][0]["mode"] == "generic");
+  // Generic XDP has no AF_XDP zero-copy: the model no longer offers it to
+  // a userspace drop (which takes its blocks).
+  const char* take = "(udp) > (dns) > (drop)";
+  auto taken_zero_copy = [](const Plan& p) {
+    for (const auto& e : p.edges)
+      if (e.from_space == "xdp:eth0" && e.to_space.rfind("user", 0) == 0)
+        return std::optional<bool>(e.zero_copy);
+    return std::optional<bool>();
+  };
+  CHECK(taken_zero_copy(run(take, m, {.profile = &profile}).plan) == false);
+  // Fixed by the caller (srl run --xdp-mode native): native stays.
+  for (auto& s : m.spaces)
+    if (s.kind == Kind::xdp) s.mode_fixed = true;
+  const Planned fixed = run(watch, m, {.profile = &profile});
+  CHECK(mode_of(fixed.plan) == "native");
+  CHECK_FALSE(noted(fixed.plan));
+  CHECK(taken_zero_copy(run(take, m, {.profile = &profile}).plan) == true);
+  // Where native is the cheaper one (a NIC's driver), native stays.
+  for (auto& s : m.spaces)
+    if (s.kind == Kind::xdp) s.mode_fixed = false;
+  profile.hooks["veth"]["xdp-native"] = {20, 0};
+  CHECK(mode_of(run(watch, m, {.profile = &profile}).plan) == "native");
+  // Without a profile, discovery's mode.
+  CHECK(mode_of(run(watch, m).plan) == "native");
+}

@@ -68,8 +68,12 @@ std::vector<bool> below_user_sources(const compiler::RequestDag& dag) {
   return user;
 }
 
+std::string_view to_string(HookKind k) {
+  return k == HookKind::tc ? "tc" : "xdp";
+}
+
 Placement fixed_placement(const compiler::RequestDag& dag, const std::vector<std::string>& devices,
-                          const std::string& hook) {
+                          DeviceHook hook) {
   const auto& g = dag.graph;
   const auto user = below_user_sources(dag);
   Placement p;
@@ -87,14 +91,14 @@ Placement fixed_placement(const compiler::RequestDag& dag, const std::vector<std
   for (std::size_t v : order) {
     if (user[v]) continue;
     bool k = g[v].filter != nullptr && g[v].filter->implemented_in(filters::SpaceKind::kernel) &&
-             !(hook == "xdp" && g[v].filter->kernel_tc_only) &&
+             !(hook.kind == HookKind::xdp && g[v].filter->kernel_tc_only) &&
              !(g[v].translation && g[v].translation->backward_jump());
     for (auto [it, end] = boost::in_edges(v, g); it != end; ++it)
       k = k && p.in_kernel[boost::source(*it, g)];
     p.in_kernel[v] = k;
   }
   for (const auto& dev : devices)
-    p.hook_of_device[dev] = hook;
+    p.hooks[dev] = hook;
   return p;
 }
 
@@ -241,12 +245,12 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
   // Devices whose rx runs in the kernel get a hook; the others an AF_PACKET
   // socket in the engine.
   std::vector<std::string> hooked;
-  std::map<std::string, std::string> hook_of = placement.hook_of_device;
+  std::map<std::string, DeviceHook> hook_of = placement.hooks;
   for (auto v : dp->dag_.sources())
     if (g[v].filter_name() == "rx" && placement.in_kernel[v]) {
       const auto& dev = std::get<std::string>(g[v].options.at("dev"));
       if (std::find(hooked.begin(), hooked.end(), dev) == hooked.end()) hooked.push_back(dev);
-      hook_of.emplace(dev, "xdp");
+      hook_of.emplace(dev, DeviceHook{});
     }
 
   // Generating is pure (nothing to undo): done before the transaction, so
@@ -254,6 +258,7 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
   struct Part {
     std::string dev;
     bool tc = false;
+    std::optional<kernel::XdpMode> mode;  // xdp: the plan's
     kernel::GeneratedProgram gen;
     fs::path object;
     std::unique_ptr<kernel::KernelProgram> program;
@@ -265,7 +270,18 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
     const int ifindex = static_cast<int>(ifindex_of(dev));
     Part p;
     p.dev = dev;
-    p.tc = hook_of[dev] == "tc";
+    p.tc = hook_of[dev].kind == HookKind::tc;
+    p.mode = hook_of[dev].xdp_mode;
+    // A swap keeps the running hook's mode: a plan that changes it cannot
+    // run as planned on that hook.
+    if (previous != nullptr && !p.tc && p.mode)
+      for (const auto& h : previous->impl_->hooks)
+        if (h.dev == dev && h.attached() && h.xdp && h.xdp->mode() != *p.mode)
+          throw std::invalid_argument(
+              dev + "'s XDP hook runs in " + std::string(kernel::to_string(h.xdp->mode())) +
+              " mode and the plan has it in " + std::string(kernel::to_string(*p.mode)) +
+              " mode: a hook's mode changes only when it is attached anew (remove the device's "
+              "requests first, or fix the mode)");
     p.gen = p.tc ? kernel::generate_tc(dp->dag_, ifindex, dev, &placement.in_kernel, options.copy,
                                        options.program_form)
                  : kernel::generate_xdp(dp->dag_, ifindex, dev, &placement.in_kernel, options.copy,
@@ -475,7 +491,7 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
             if (p.tc)
               h.tc = kernel::TcHook::attach(std::move(p.program), ifindex, pin);
             else
-              h.xdp = kernel::XdpHook::attach(std::move(p.program), ifindex, options.xdp_mode, pin);
+              h.xdp = kernel::XdpHook::attach(std::move(p.program), ifindex, p.mode, pin);
             m.hooks.push_back(std::move(h));
           },
           [&m] { m.hooks.pop_back(); });

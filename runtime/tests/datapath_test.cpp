@@ -46,7 +46,7 @@ Compiled compile_on_hb(const std::string& text) {
   o.default_devices = {"hb"};
   Compiled c{compiler::compile(text, o), {}};
   REQUIRE(c.result.ok());
-  c.placement = runtime::fixed_placement(*c.result.dag, {"hb"}, "xdp");
+  c.placement = runtime::fixed_placement(*c.result.dag, {"hb"}, {});
   return c;
 }
 

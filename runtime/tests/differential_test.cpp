@@ -198,17 +198,17 @@ TEST_CASE(
   // extension headers, fragments, truncated headers, ARP) through it. Each
   // expression is a BPF function the verifier checks once, apart, so its
   // work grows by a bounded amount per request.
-  constexpr std::size_t kRequests = 100;
-  const auto expressions = srl::testing::tcpdump_expressions(kRequests);
+  constexpr std::size_t kExpressions = 100;
+  const auto expressions = srl::testing::tcpdump_expressions(kExpressions);
   std::vector<compiler::CompileResult> compiled;
   std::vector<const compiler::RequestDag*> dags;
   std::vector<std::string> labels;
-  for (std::size_t i = 0; i < kRequests; ++i) {
+  for (std::size_t i = 0; i < kExpressions; ++i) {
     compiled.push_back(compiler::compile("(bpf, expr=\"" + expressions[i] + "\") > (count)"));
     REQUIRE_MESSAGE(compiled.back().ok(),
                     compiled.back().diagnostics.render(*compiled.back().source));
   }
-  for (std::size_t i = 0; i < kRequests; ++i) {
+  for (std::size_t i = 0; i < kExpressions; ++i) {
     dags.push_back(&*compiled[i].dag);
     labels.push_back("r" + std::to_string(i + 1));
   }
@@ -275,12 +275,12 @@ TEST_CASE(
                         : runtime::kernel::generate_xdp(merged.dag, 1);
     auto program = runtime::kernel::KernelProgram::load(
         runtime::kernel::compile_bpf(gen.source, cache), gen.nodes.size());
-    MESSAGE(std::string(tc ? "TC" : "XDP") << ": " << kRequests << " expressions verified in "
+    MESSAGE(std::string(tc ? "TC" : "XDP") << ": " << kExpressions << " expressions verified in "
                                            << program->verified_insns() << " instructions");
     // Measured ~15,000 at XDP and TC (kernel 6.18): linear in the
     // expressions, far from the kernel's 1,000,000.
     CHECK(program->verified_insns() < 100'000);
-    std::vector<std::uint64_t> want(kRequests, 0);
+    std::vector<std::uint64_t> want(kExpressions, 0);
     std::size_t ran = 0, whole = 0;
     for (std::size_t f = 0; f < corpus.size(); ++f) {
       if (corpus[f].bytes.size() < 14) continue;  // the kernel hands XDP no shorter frame
@@ -292,7 +292,7 @@ TEST_CASE(
         continue;
       }
       ++ran;
-      for (std::size_t i = 0; i < kRequests; ++i)
+      for (std::size_t i = 0; i < kExpressions; ++i)
         if (selects[i][f]) ++want[i];
     }
     CHECK(ran > whole * 3 / 4);
@@ -308,8 +308,8 @@ TEST_CASE(
       ++counts;
       if (want[i] > 0) ++selected;
     }
-    CHECK(counts == kRequests);
+    CHECK(counts == kExpressions);
     // The corpus has frames that most of the expressions select.
-    CHECK(selected > kRequests * 3 / 4);
+    CHECK(selected > kExpressions * 3 / 4);
   }
 }

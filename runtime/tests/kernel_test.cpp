@@ -678,7 +678,10 @@ std::unique_ptr<KernelProgram> load_merged(
   // Every node that has a kernel implementation, and whose inputs are
   // all in the kernel, in the kernel (srl run's placement without a plan).
   const auto& g = merged.dag.graph;
-  const auto in_kernel = runtime::fixed_placement(merged.dag, {}, tc ? "tc" : "xdp").in_kernel;
+  const auto in_kernel =
+      runtime::fixed_placement(merged.dag, {},
+                               {tc ? runtime::HookKind::tc : runtime::HookKind::xdp, {}})
+          .in_kernel;
   if (bound) {  // the optimizer's bound of the program's verifier work
     std::set<const filters::FilterSpec*> kinds;
     *bound = 0;

@@ -110,13 +110,19 @@ done
 # `srl run` plans with the same cost profile as `srl plan`: where the
 # profile makes native XDP on a veth dear and TC cheap, both choose TC; with
 # --no-profile (hooks cost nothing) both choose XDP.
-cat >"$tmp/profile.json" <<'JSON'
-{"srl_profile_version": 1, "host": "live-test",
- "hooks": {"veth": {"tc": {"ns_per_block": 20, "ns_per_byte": 0},
-                    "xdp-native": {"ns_per_block": 330, "ns_per_byte": 0.03},
-                    "xdp-generic": {"ns_per_block": 130, "ns_per_byte": 0.01}}}}
-JSON
-for costs in "--profile $tmp/profile.json:TC ingress:tc:vb" "--no-profile:XDP native:xdp:vb"; do
+hook_profile() {  # FILE TC-NS XDP-NATIVE-NS XDP-GENERIC-NS: a profile of a veth's hooks
+  printf '{"srl_profile_version": 1, "host": "live-test", "hooks": {"veth": {%s, %s, %s}}}\n' \
+    "\"tc\": {\"ns_per_block\": $2, \"ns_per_byte\": 0}" \
+    "\"xdp-native\": {\"ns_per_block\": $3, \"ns_per_byte\": 0.03}" \
+    "\"xdp-generic\": {\"ns_per_block\": $4, \"ns_per_byte\": 0}" >"$1"
+}
+hook_profile "$tmp/profile.json" 20 330 130
+# Where TC is the dearest and generic XDP cheaper than native (and than a
+# packet socket), both choose XDP in generic mode, and the run attaches in
+# that mode.
+hook_profile "$tmp/profile-generic.json" 200 150 30
+for costs in "--profile $tmp/profile.json:TC ingress:tc:vb" \
+  "--profile $tmp/profile-generic.json:XDP generic:xdp:vb" "--no-profile:XDP native:xdp:vb"; do
   IFS=: read -r flag want planned space <<<"$costs"
   snapshot
   ip netns exec "$b" "$srl" plan --dev vb $flag -e "$request" >"$tmp/plan" 2>&1
@@ -128,6 +134,41 @@ for costs in "--profile $tmp/profile.json:TC ingress:tc:vb" "--no-profile:XDP na
     || fail "run $flag: expected $want (exit $rc): $(cat "$tmp/out")"
   nothing_left "run $flag"
 done
+# --xdp-mode fixes the mode whatever the profile measured.
+snapshot
+ip netns exec "$b" "$srl" run --dev vb --profile "$tmp/profile-generic.json" --xdp-mode native \
+  --duration 1 --bpffs "$bpffs" -e "$request" >"$tmp/out" 2>&1
+rc=$?
+[[ $rc -eq 0 ]] && grep -q "vb: XDP native" "$tmp/out" && ok "run --xdp-mode native: native, as fixed" \
+  || fail "run --xdp-mode native: expected XDP native (exit $rc): $(cat "$tmp/out")"
+nothing_left "run --xdp-mode native"
+# A hook that runs is a fact for the next plan: its mode stays (srl's
+# program swaps in, or joins libxdp's dispatcher, in that mode).
+snapshot
+ip netns exec "$b" "$srl" run --hook xdp --xdp-mode generic --dev vb --duration 20 \
+  --bpffs "$bpffs" -e "$request" >/dev/null 2>"$tmp/err1" &
+pid=$!
+if wait_attached; then
+  ip netns exec "$b" "$srl" spaces --dev vb -j --no-profile >"$tmp/spaces" 2>&1
+  python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+x = [s for s in j["spaces"] if s["id"] == "xdp:vb"][0]
+assert x["mode"] == "generic" and x.get("mode_fixed"), x
+assert any("vb: XDP in generic mode: its hook runs srl" in n for n in j["notes"]), j["notes"]
+' "$tmp/spaces" && ok "spaces: xdp:vb in the running hook's generic mode, said in a note" \
+    || fail "spaces: expected xdp:vb generic and fixed: $(head -c 600 "$tmp/spaces")"
+  ip netns exec "$b" "$srl" run --dev vb --xdp-mode native --duration 1 --bpffs "$bpffs" \
+    -e "$request" >/dev/null 2>"$tmp/err"
+  rc=$?
+  [[ $rc -ne 0 ]] && grep -q "runs srl's program in generic mode" "$tmp/err" \
+    && ok "run --xdp-mode native beside a generic hook: refused before deploying (exit $rc)" \
+    || fail "run --xdp-mode native beside a generic hook: exit $rc: $(cat "$tmp/err")"
+else
+  fail "generic run: never attached: $(cat "$tmp/err1")"
+fi
+kill -INT "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+nothing_left "runs beside a generic hook"
 
 # A failure at each deploy step leaves nothing behind.
 for step in compile load attach; do

@@ -86,7 +86,7 @@ optimizer::Plan plan(const Requests& requests, const optimizer::SystemModel& mod
                      const CostProfile& profile, optimizer::PlanOptions options = {});
 
 // The plan as the datapath's placement: which merged vertices run in the
-// kernel and on which hook of each device. Throws PipelineError(plan) where
+// kernel and on which hook of each device, in which XDP mode. Throws PipelineError(plan) where
 // the plan uses what no driver deploys (an offload space, both hooks of a
 // device).
 runtime::Placement placement(const Requests& requests, const optimizer::Plan& plan);

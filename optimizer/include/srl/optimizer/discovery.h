@@ -37,6 +37,10 @@ struct DiscoveryOptions {
   bool probe_bpf = true;  // libbpf probes and netlink (need privileges)
   // The verifier's instructions a hook's program may take (Space::verifier_limit).
   std::uint32_t verifier_limit = kVerifierBudget;
+  // The XDP mode of every xdp space, chosen by the caller ("native" or
+  // "generic", Space::mode_fixed); empty: native where the driver has it,
+  // and a cost profile may choose generic.
+  std::string xdp_mode;
 };
 
 // Throws std::runtime_error when a requested device does not exist.

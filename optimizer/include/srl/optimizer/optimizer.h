@@ -274,6 +274,8 @@ struct EdgePlan {
 struct SpacePlan {
   std::string id;
   std::string kind;
+  std::string device;  // xdp, tc, offload
+  std::string mode;    // xdp: "native" or "generic", as the datapath attaches it
   double load_ns_per_s = 0;
   double capacity_ns_per_s = 0;
   double utilisation = 0;

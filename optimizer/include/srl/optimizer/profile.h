@@ -56,7 +56,11 @@ std::filesystem::path default_profile_path();
 std::optional<Profile> load_default_profile();
 
 // Replaces the model's channel costs by the profile's measured ones (by
-// channel kind) and its copy bandwidth.
+// channel kind) and its copy bandwidth, and gives every kernel space its
+// hook's measured cost (by driver). An xdp space whose mode the caller did
+// not fix takes the cheaper of the modes the profile measured for its
+// driver (generic XDP on a veth: ~130 ns per frame against ~220 native),
+// with a note; its AF_XDP channels then copy.
 void apply(const Profile& p, SystemModel& m);
 
 struct CalibrateOptions {

@@ -45,7 +45,10 @@ struct Space {
   std::string device;
   std::optional<std::uint32_t> queue;
   std::optional<std::uint32_t> cpu;
-  std::string mode;       // xdp: "native" or "generic"; offload: the driver name
+  std::string mode;  // xdp: "native" or "generic"; offload: the driver name
+  // xdp: the caller chose the mode (srl run --xdp-mode); a cost profile
+  // does not change it (apply(), profile.h).
+  bool mode_fixed = false;
   std::string driver;     // kernel spaces: the device's driver ("veth", "mlx5_core"), if known
   bool emulated = false;  // the space is simulated (the offload emulator)
   // Probed features, e.g. "prog:xdp", "map:lru_hash", "helper:redirect_map".

@@ -37,11 +37,23 @@
 
 namespace srl::runtime {
 
+// A device's kernel hook.
+enum class HookKind : std::uint8_t { xdp, tc };
+std::string_view to_string(HookKind k);  // "xdp", "tc"
+
+// The hook a device's kernel part runs on, as planned.
+struct DeviceHook {
+  HookKind kind = HookKind::xdp;
+  // xdp: the mode the plan chose; none: native where the driver has it.
+  std::optional<kernel::XdpMode> xdp_mode;
+  bool operator==(const DeviceHook&) const = default;
+};
+
 // Where each node of a DAG runs (the control plane makes it from a plan:
 // control/pipeline.h).
 struct Placement {
-  std::vector<bool> in_kernel;                        // per vertex
-  std::map<std::string, std::string> hook_of_device;  // dev -> "xdp" | "tc"
+  std::vector<bool> in_kernel;              // per vertex
+  std::map<std::string, DeviceHook> hooks;  // per device; absent: XDP, native where it can
 };
 
 // The devices the DAG's rx sources read, in order of first use. Throws
@@ -55,10 +67,9 @@ std::vector<bool> below_user_sources(const compiler::RequestDag& dag);
 // The fixed rule (a hook forced): a node runs in the kernel when it has a
 // kernel implementation and all its inputs run there.
 Placement fixed_placement(const compiler::RequestDag& dag, const std::vector<std::string>& devices,
-                          const std::string& hook);
+                          DeviceHook hook);
 
 struct DatapathOptions {
-  std::optional<kernel::XdpMode> xdp_mode;  // none: native where the driver has it
   std::filesystem::path bpffs = "/sys/fs/bpf";
   // Hooks are pinned at pin_root/DEV (XDP: link and counters; TC: program
   // and counters), so that a crash leaves them findable. Empty: no pins.
