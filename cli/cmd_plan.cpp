@@ -60,7 +60,7 @@ void add_plan_command(CLI::App& app, int& result) {
     std::vector<std::string> files, exprs;
     std::string objective = "cost";
     double mix_weight = 0.5, rate = 1e6, bytes = 512, time_limit = 10;
-    bool json = false, dot = false, no_parallel = false;
+    bool json = false, dot = false, no_parallel = false, placement = false;
     std::uint32_t max_replicas = 8;
     std::string name;
     DaemonOptions daemon;
@@ -100,6 +100,9 @@ void add_plan_command(CLI::App& app, int& result) {
       ->check(CLI::Range(2, 64));
   cmd->add_flag("-j,--json", o->json, "print the plan as JSON");
   cmd->add_flag("--dot", o->dot, "print the plan as Graphviz, spaces as clusters");
+  cmd->add_flag("--placement", o->placement,
+                "print what deploys (JSON): each merged node's space, each device's hook and "
+                "XDP mode, the engine's workers");
   cmd->add_option("-n,--name", o->name,
                   "plan through controld as applying the request NAME, and show what would "
                   "change against what runs now (one FILE or -e EXPR)");
@@ -164,7 +167,9 @@ void add_plan_command(CLI::App& app, int& result) {
       po.parallel = !o->no_parallel;
       po.max_replicas = o->max_replicas;
       const optimizer::Plan plan = control::plan(requests, model, o->model.cost(), po);
-      if (o->json)
+      if (o->placement)
+        std::cout << control::to_json(requests, control::placement(requests, plan)).dump(2) << "\n";
+      else if (o->json)
         std::cout << optimizer::to_json(plan).dump(2) << "\n";
       else if (o->dot)
         std::cout << optimizer::to_dot(plan);

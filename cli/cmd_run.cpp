@@ -207,18 +207,25 @@ int run(const RunOptions& o) {
   std::optional<kernel::XdpMode> xdp_mode;
   if (o.mode == "native") xdp_mode = kernel::XdpMode::native;
   if (o.mode == "generic") xdp_mode = kernel::XdpMode::generic;
+  // --workers bounds the plan's replica sets; without a plan (no device,
+  // a hook forced) the engine runs that many.
   runtime::Placement place;
   if (devices.empty()) {
     place.in_kernel.assign(dag.node_count(), false);
+    place.workers = o.workers;
   } else if (o.hook != "auto") {
     place = runtime::fixed_placement(
         dag, devices, {o.hook == "tc" ? runtime::HookKind::tc : runtime::HookKind::xdp, xdp_mode});
+    place.workers = o.workers;
   } else {
     try {
       optimizer::DiscoveryOptions discovery;
       if (xdp_mode) discovery.xdp_mode = std::string(kernel::to_string(*xdp_mode));
       const auto model = control::discover(requests, discovery);
-      const auto plan = control::plan(requests, model, o.profile.cost());
+      optimizer::PlanOptions options;
+      options.max_replicas = static_cast<std::uint32_t>(o.workers);
+      options.parallel = o.workers > 1;
+      const auto plan = control::plan(requests, model, o.profile.cost(), options);
       place = control::placement(requests, plan);
       for (auto& [dev, hook] : place.hooks)
         if (hook.kind == runtime::HookKind::xdp && xdp_mode) hook.xdp_mode = xdp_mode;
@@ -230,6 +237,9 @@ int run(const RunOptions& o) {
       // so the plan runs at TC) is said before anything deploys.
       for (const auto& note : plan.notes)
         std::cerr << "srl: note: " << note << "\n";
+      if (o.workers > 1)
+        std::cerr << "srl: the plan runs the userspace part on " << place.workers << " of at most "
+                  << o.workers << " workers (--workers)\n";
     } catch (const control::PipelineError& e) {
       std::cerr << "srl run: " << e.what() << "\n";
       return control::exit_code(e.stage());
@@ -239,7 +249,6 @@ int run(const RunOptions& o) {
   runtime::DatapathOptions dopts;
   dopts.bpffs = o.bpffs;
   dopts.cache = o.cache;
-  dopts.workers = o.workers;
   dopts.batch = o.batch;
   dopts.copy.rings = o.copy_rings;
   if (o.copy_ring_kib != 0) dopts.copy.ring_bytes = o.copy_ring_kib << 10;
@@ -375,7 +384,9 @@ void add_run_command(CLI::App& app, int& result) {
   cmd->add_option("--bpffs", o->bpffs, "bpffs mount for pins (mounted if missing)");
   cmd->add_option("--cache", o->cache, "directory for compiled programs");
   cmd->add_option("--workers", o->workers,
-                  "userspace worker threads; blocks are split between them by flow")
+                  "at most this many userspace worker threads (the plan's replica sets; with a "
+                  "hook forced or no device, exactly this many); blocks are split between "
+                  "them by flow")
       ->check(CLI::Range(1, 64));
   cmd->add_option("--batch", o->batch, "largest batch of blocks the userspace engine takes")
       ->check(CLI::Range(1, 4096));

@@ -108,6 +108,33 @@ optimizer::Plan plan(const Requests& requests, const optimizer::SystemModel& mod
   return p;
 }
 
+nlohmann::ordered_json to_json(const Requests& requests, const runtime::Placement& place) {
+  using J = nlohmann::ordered_json;
+  const auto& dag = requests.merged.dag;
+  // Devices with a kernel part: the placement's (an rx may name none when
+  // a request is planned on a model's devices).
+  J hooks = J::object();
+  for (const auto& [dev, h] : place.hooks) {
+    J o = {{"hook", std::string(runtime::to_string(h.kind))}};
+    if (h.kind == runtime::HookKind::xdp)
+      o["mode"] = h.xdp_mode ? std::string(runtime::kernel::to_string(*h.xdp_mode)) : "auto";
+    hooks[dev] = o;
+  }
+  // A kernel vertex is shown on the hooks of the devices whose rx it is
+  // below (runtime::space_of).
+  J nodes = J::array();
+  for (std::size_t v = 0; v < dag.node_count(); ++v) {
+    nodes.push_back({{"vertex", v},
+                     {"members", requests.merged.members[v]},
+                     {"filter", std::string(dag.graph[v].filter_name())},
+                     {"space", runtime::space_of(dag, place, v)}});
+  }
+  return {{"srl_placement_version", kPlacementJsonVersion},
+          {"hooks", hooks},
+          {"workers", place.workers},
+          {"nodes", nodes}};
+}
+
 std::map<std::string, std::string> reasons(const optimizer::Plan& plan) {
   std::map<std::string, std::string> why;
   for (const auto& n : plan.nodes)
@@ -125,6 +152,9 @@ runtime::Placement placement(const Requests& requests, const optimizer::Plan& pl
       plan_of[m] = &node;
   runtime::Placement place;
   place.in_kernel.assign(dag.node_count(), false);
+  for (const auto& sp : plan.spaces)  // a replica set in use: as many workers
+    if (sp.nodes > 0 && !sp.replicas.empty())
+      place.workers = std::max(place.workers, sp.replicas.size());
   const auto user = runtime::below_user_sources(dag);
   for (std::size_t v = 0; v < dag.node_count(); ++v) {
     const auto it = plan_of.find(merged.members[v].front());

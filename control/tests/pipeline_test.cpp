@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "golden.h"
+
 using namespace srl;
 
 namespace {
@@ -198,4 +200,64 @@ TEST_CASE("the placement attaches XDP in the mode the plan chose") {
   const auto native = hook_of(model);
   CHECK(native.kind == runtime::HookKind::xdp);
   CHECK_FALSE(native.xdp_mode.has_value());
+}
+
+TEST_CASE("the engine runs as many workers as the plan's largest replica set") {
+  // http at 3 Mpps needs more than one core (docs/optimizer.md, "Data
+  // parallelism"): the plan runs it as user:0-1, and the engine with two
+  // workers.
+  const auto requests =
+      control::merge({compile("(tcp) > (http) > (count)")}, control::numbered_labels(1));
+  optimizer::PlanOptions options;
+  options.input_rate_pps = 3e6;
+  const auto parallel = control::plan(requests, host(), {}, options);
+  bool replicated = false;
+  for (const auto& n : parallel.nodes)
+    replicated = replicated || n.space == "user:0-1";
+  REQUIRE(replicated);
+  CHECK(control::placement(requests, parallel).workers == 2);
+  options.input_rate_pps = 1e5;  // one core is enough: no replica set
+  CHECK(control::placement(requests, control::plan(requests, host(), {}, options)).workers == 1);
+}
+
+TEST_CASE("the placement's JSON form, versioned (golden files)") {
+  // SRL_UPDATE_GOLDEN=1 rewrites them; review the diff.
+  struct Case {
+    std::string name;
+    std::vector<std::string> requests;
+    double rate = 1e6;
+    bool generic = false;
+  };
+  const std::vector<Case> cases = {
+      {"shared-prefix",
+       {"(udp) > (port, which=dst) 53> (count)", "(udp) > (port, which=dst) 53> (dns) > (print)"}},
+      {"xdp-generic", {"(udp) > (port, which=dst) 53> (count)"}, 1e6, true},
+      {"replicas", {"(tcp) > (http) > (count)"}, 3e6},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.name);
+    std::vector<std::shared_ptr<const compiler::CompileResult>> compiled;
+    for (const auto& r : c.requests)
+      compiled.push_back(compile(r));
+    const auto requests = control::merge(compiled, control::numbered_labels(compiled.size()));
+    auto model = host();
+    control::CostProfile costs;
+    if (c.generic) {
+      for (auto& s : model.spaces)
+        s.driver = "veth";
+      costs.profile.emplace();
+      costs.profile->hooks["veth"] = {
+          {"tc", {400, 0}}, {"xdp-native", {220, 0.04}}, {"xdp-generic", {130, 0}}};
+      costs.profile->filters["rx"][filters::SpaceKind::user] = {2000, 0};
+    }
+    optimizer::PlanOptions options;
+    options.input_rate_pps = c.rate;
+    const auto place = control::placement(requests, control::plan(requests, model, costs, options));
+    const auto j = control::to_json(requests, place);
+    CHECK(j["srl_placement_version"] == control::kPlacementJsonVersion);
+    const std::string diff = srl::testing::check_golden(
+        std::filesystem::path(SRL_CONTROL_GOLDEN_DIR) / ("placement-" + c.name + ".json"),
+        j.dump(2) + "\n");
+    CHECK_MESSAGE(diff.empty(), diff);
+  }
 }

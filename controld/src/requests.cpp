@@ -285,35 +285,6 @@ filters::FileOwner file_owner(std::uint32_t uid, const std::vector<fs::path>& us
   return owner;
 }
 
-// Where vertex `v` runs: "user", or the hooks of the devices whose blocks
-// reach it ("xdp:eth0", "xdp:eth0,tc:eth1").
-std::string space_of(const compiler::RequestDag& dag, const runtime::Placement& place,
-                     std::size_t v) {
-  if (!place.in_kernel[v]) return "user";
-  const auto& g = dag.graph;
-  std::set<std::string> spaces;
-  std::vector<std::size_t> stack{v};
-  std::set<std::size_t> seen;
-  while (!stack.empty()) {
-    const auto u = stack.back();
-    stack.pop_back();
-    if (!seen.insert(u).second) continue;
-    if (g[u].filter_name() == "rx") {
-      const auto& dev = std::get<std::string>(g[u].options.at("dev"));
-      const auto hook = place.hooks.find(dev);
-      spaces.insert(std::string(runtime::to_string(
-                        hook != place.hooks.end() ? hook->second.kind : runtime::HookKind::xdp)) +
-                    ":" + dev);
-    }
-    for (auto [it, end] = boost::in_edges(u, g); it != end; ++it)
-      stack.push_back(boost::source(*it, g));
-  }
-  std::string out;
-  for (const auto& sp : spaces)
-    out += (out.empty() ? "" : ",") + sp;
-  return out;
-}
-
 }  // namespace
 
 namespace {
@@ -878,7 +849,7 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
         const auto& m = fresh->merged.members[v][i];
         const auto [req, id] = split_member(m);
         if (req != s.name) continue;
-        info.nodes.push_back({id, std::string(g[v].filter_name()), space_of(dag, place, v),
+        info.nodes.push_back({id, std::string(g[v].filter_name()), runtime::space_of(dag, place, v),
                               why.contains(m) ? why.at(m) : std::string(),
                               fresh->merged.member_names[v][i]});
       }
@@ -1069,7 +1040,8 @@ std::vector<std::string> RequestManager::diff(const ApplySpec& spec,
       for (const auto& m : placed.unit->merged.members[v]) {
         const auto [req, id] = split_member(m);
         if (req == s.name)
-          after[id] = {id, std::string(g[v].filter_name()), space_of(dag, placed.place, v), ""};
+          after[id] = {id, std::string(g[v].filter_name()), runtime::space_of(dag, placed.place, v),
+                       ""};
       }
     const bool replaced = s.name == spec.name && running;
     for (const auto& [id, n] : before) {

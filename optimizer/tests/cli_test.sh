@@ -23,6 +23,9 @@ out=$("$srl" plan --no-profile --model "$models/two-cores.json" --dev eth0 -e '(
 "$srl" plan --no-profile --model "$models/two-cores.json" --dev eth0 -j -e '(udp) > (dns) > (count)' >"$tmp/p.json"
 python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["srl_plan_version"]==1 and j["nodes"][2]["filter"]=="dns" and j["nodes"][3]["name"]=="udp>dns>count"' "$tmp/p.json" ||
   fail "plan JSON"
+"$srl" plan --no-profile --model "$models/two-cores.json" --dev eth0 --placement -e '(udp) > (dns) > (count)' >"$tmp/pl.json"
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["srl_placement_version"]==1 and j["hooks"]["eth0"]["hook"] in ("xdp","tc") and [n["space"] for n in j["nodes"]][2:]==["user","user"] and j["workers"]==1' "$tmp/pl.json" ||
+  fail "srl plan --placement: $(cat "$tmp/pl.json")"
 dot=$("$srl" plan --no-profile --model "$models/smartnic.json" --dev eth0 --dot -e '(ipv4) > (udp) > (port) 53> (dns)')
 [[ $dot == "digraph plan {"* && $dot == *"subgraph cluster_"* && $dot == *'label="offload:eth0'* ]] || fail "plan DOT: $dot"
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <set>
 
 #include "srl/filters/delivery.h"
 #include "srl/runtime/engine.h"
@@ -70,6 +71,35 @@ std::vector<bool> below_user_sources(const compiler::RequestDag& dag) {
 
 std::string_view to_string(HookKind k) {
   return k == HookKind::tc ? "tc" : "xdp";
+}
+
+std::string space_of(const compiler::RequestDag& dag, const Placement& place, std::size_t v) {
+  if (v >= place.in_kernel.size() || !place.in_kernel[v]) return "user";
+  const auto& g = dag.graph;
+  std::set<std::string> devices;
+  std::vector<std::size_t> stack{v};
+  std::set<std::size_t> seen;
+  while (!stack.empty()) {
+    const auto u = stack.back();
+    stack.pop_back();
+    if (!seen.insert(u).second) continue;
+    const auto dev = g[u].options.find("dev");
+    if (g[u].filter_name() == "rx" && dev != g[u].options.end())
+      devices.insert(std::get<std::string>(dev->second));
+    for (auto [it, end] = boost::in_edges(u, g); it != end; ++it)
+      stack.push_back(boost::source(*it, g));
+  }
+  if (devices.empty())
+    for (const auto& [dev, hook] : place.hooks)
+      devices.insert(dev);
+  std::string out;
+  for (const auto& dev : devices) {
+    const auto hook = place.hooks.find(dev);
+    out += (out.empty() ? "" : ",") +
+           std::string(to_string(hook != place.hooks.end() ? hook->second.kind : HookKind::xdp)) +
+           ":" + dev;
+  }
+  return out;
 }
 
 Placement fixed_placement(const compiler::RequestDag& dag, const std::vector<std::string>& devices,
@@ -333,7 +363,7 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
           for (const auto& e : exits)
             entries.at(e.bit) = {e.from, e.to};
           EngineOptions eo;
-          eo.workers = options.workers;
+          eo.workers = std::max<std::size_t>(placement.workers, 1);
           eo.max_batch = options.batch;
           eo.file_owner_of = options.file_owner_of;
           m.engine = std::make_unique<Engine>(dp->dag_, in_user, std::move(entries), eo);

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "srl/compiler/compiler.h"
 #include "srl/compiler/merge.h"
 #include "srl/optimizer/discovery.h"
@@ -86,10 +88,19 @@ optimizer::Plan plan(const Requests& requests, const optimizer::SystemModel& mod
                      const CostProfile& profile, optimizer::PlanOptions options = {});
 
 // The plan as the datapath's placement: which merged vertices run in the
-// kernel and on which hook of each device, in which XDP mode. Throws PipelineError(plan) where
+// kernel and on which hook of each device, in which XDP mode, and how many
+// workers the engine runs (the largest replica set the plan uses). Throws PipelineError(plan) where
 // the plan uses what no driver deploys (an offload space, both hooks of a
 // device).
 runtime::Placement placement(const Requests& requests, const optimizer::Plan& plan);
+
+// The placement as JSON, what deploys (srl plan --placement): per merged
+// vertex the request nodes it stands for, its filter and where it runs
+// ("xdp:eth0", "tc:eth0", "user"); per device its hook and XDP mode; the
+// engine's workers. Strings only here; "srl_placement_version" says the
+// form (kPlacementJsonVersion).
+inline constexpr int kPlacementJsonVersion = 1;
+nlohmann::ordered_json to_json(const Requests& requests, const runtime::Placement& place);
 
 // The plan's reason for each request node ("web/n3" -> why).
 std::map<std::string, std::string> reasons(const optimizer::Plan& plan);

@@ -54,7 +54,15 @@ struct DeviceHook {
 struct Placement {
   std::vector<bool> in_kernel;              // per vertex
   std::map<std::string, DeviceHook> hooks;  // per device; absent: XDP, native where it can
+  // The engine's workers (threads, blocks split between them by flow): the
+  // largest replica set the plan runs userspace nodes on, 1 for none.
+  std::size_t workers = 1;
 };
+
+// Where vertex `v` runs: "user", or the hooks of the devices whose blocks
+// reach it ("xdp:eth0", "xdp:eth0,tc:eth1"). An rx that names no device (a
+// request planned on a model's devices) stands for every device hooked.
+std::string space_of(const compiler::RequestDag& dag, const Placement& place, std::size_t v);
 
 // The devices the DAG's rx sources read, in order of first use. Throws
 // std::invalid_argument when an rx has no device.
@@ -75,7 +83,6 @@ struct DatapathOptions {
   // and counters), so that a crash leaves them findable. Empty: no pins.
   std::filesystem::path pin_root;
   std::filesystem::path cache = "/var/cache/srl/bpf";
-  std::size_t workers = 1;
   std::size_t batch = 32;
   // The rings that carry copies (and takes from TC) up to the engine.
   kernel::CopyChannelOptions copy;
