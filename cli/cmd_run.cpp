@@ -58,7 +58,7 @@ struct RunOptions {
   std::vector<std::string> files, exprs;
   std::string mode = "auto", hook = "auto", bpffs = "/sys/fs/bpf", cache = "/var/cache/srl/bpf";
   std::vector<std::string> devices;
-  double duration = 0, interval = 1;
+  double duration = 0, interval = 1, rate = 1e6;
   bool json = false;
   std::size_t workers = 1, batch = 32;
   std::uint32_t copy_rings = 1, copy_ring_kib = 0, copy_window_kib = 0;
@@ -223,6 +223,7 @@ int run(const RunOptions& o) {
       if (xdp_mode) discovery.xdp_mode = std::string(kernel::to_string(*xdp_mode));
       const auto model = control::discover(requests, discovery);
       optimizer::PlanOptions options;
+      options.input_rate_pps = o.rate;
       options.max_replicas = static_cast<std::uint32_t>(o.workers);
       options.parallel = o.workers > 1;
       const auto plan = control::plan(requests, model, o.profile.cost(), options);
@@ -372,6 +373,10 @@ void add_run_command(CLI::App& app, int& result) {
   cmd->add_option("--duration", o->duration,
                   "stop after this many seconds (default: until Ctrl-C or SIGTERM)");
   cmd->add_option("--interval", o->interval, "seconds between counter reports")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--rate", o->rate,
+                  "blocks per second the plan assumes entering each device (default 1e6; as "
+                  "srl plan --rate)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("-j,--json", o->json, "one JSON object per report; the last has \"final\": true");
   cmd->add_option("--xdp-mode", o->mode,

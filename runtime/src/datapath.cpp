@@ -367,6 +367,8 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
           eo.max_batch = options.batch;
           eo.file_owner_of = options.file_owner_of;
           m.engine = std::make_unique<Engine>(dp->dag_, in_user, std::move(entries), eo);
+          dp->report_.push_back("userspace engine: " + std::to_string(eo.workers) + " worker" +
+                                (eo.workers == 1 ? "" : "s"));
         },
         [&] { m.engine.reset(); });
   }

@@ -2,6 +2,7 @@
 // worker loops and the flow-hash split between cores.
 #include "srl/runtime/engine.h"
 
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -722,6 +723,9 @@ struct Engine::Impl {
     }
     for (std::size_t i = 0; i < workers.size(); ++i)
       pool.emplace_back([this, i, reader = rings[i]->open_reader()]() mutable {
+        // Named, so that top -H and the tests tell the workers apart.
+        pthread_setname_np(pthread_self(),
+                           ("srl-worker-" + std::to_string(i)).substr(0, 15).c_str());
         loop_worker(i, std::move(reader));
       });
     loop_dispatch();

@@ -170,6 +170,34 @@ fi
 kill -INT "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 nothing_left "runs beside a generic hook"
 
+# The engine runs the workers the plan chose: http at 3 Mpps needs more
+# than a core, so with --workers 2 the plan replicates it over both cores
+# and the engine runs two named worker threads; at the default rate one.
+for case in "3e6:2" "1e6:1"; do
+  IFS=: read -r rate want <<<"$case"
+  snapshot
+  ip netns exec "$b" "$srl" run --dev vb --no-profile --workers 2 --rate "$rate" --duration 3 \
+    --bpffs "$bpffs" -e '(tcp) > (http) > (count)' >"$tmp/out" 2>&1 &
+  pid=$!
+  threads=0
+  for _ in $(seq 50); do
+    sleep 0.1
+    grep -q "userspace engine" "$tmp/out" || continue
+    sleep 0.3
+    threads=$(cat /proc/"$pid"/task/*/comm 2>/dev/null | grep -c '^srl-worker-')
+    break
+  done
+  wait "$pid"
+  rc=$?
+  workers=$([[ $want -gt 1 ]] && echo "$want workers" || echo "1 worker")
+  [[ $rc -eq 0 ]] && grep -q "the plan runs the userspace part on $want of at most 2 workers" "$tmp/out" \
+    && grep -q "userspace engine: $workers" "$tmp/out" \
+    && [[ $threads -eq $([[ $want -gt 1 ]] && echo "$want" || echo 0) ]] \
+    && ok "--rate $rate --workers 2: the plan chose $want, the engine runs $want ($threads worker threads)" \
+    || fail "--rate $rate --workers 2: expected $want workers (exit $rc, $threads threads): $(cat "$tmp/out")"
+  nothing_left "--rate $rate --workers 2"
+done
+
 # A failure at each deploy step leaves nothing behind.
 for step in compile load attach; do
   snapshot
