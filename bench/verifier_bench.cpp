@@ -14,7 +14,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
-#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -87,13 +86,7 @@ int main(int argc, char** argv) {
     }
     const auto merged = compiler::merge_requests(dags, labels);
     // The optimizer's bound of the program's work, every node in the kernel.
-    std::set<const filters::FilterSpec*> kinds;
-    std::uint32_t bound = 0;
-    for (std::size_t v = 0; v < merged.dag.node_count(); ++v) {
-      kinds.insert(merged.dag.graph[v].filter);
-      bound += optimizer::kernel_verified(merged.dag, v);
-    }
-    bound += optimizer::program_verified_fixed(kinds);
+    const std::uint32_t bound = optimizer::program_verified(merged.dag);
     for (const bool tc : {false, true}) {
       std::vector<double> gen_ms, cc_ms, load_ms;
       Row row{n, tc};

@@ -111,8 +111,6 @@ optimizer::Plan plan(const Requests& requests, const optimizer::SystemModel& mod
 nlohmann::ordered_json to_json(const Requests& requests, const runtime::Placement& place) {
   using J = nlohmann::ordered_json;
   const auto& dag = requests.merged.dag;
-  // Devices with a kernel part: the placement's (an rx may name none when
-  // a request is planned on a model's devices).
   J hooks = J::object();
   for (const auto& [dev, h] : place.hooks) {
     J o = {{"hook", std::string(runtime::to_string(h.kind))}};

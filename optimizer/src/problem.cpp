@@ -234,6 +234,18 @@ std::uint32_t kernel_verified(const compiler::RequestDag& dag, std::size_t node)
   return static_cast<std::uint32_t>(std::min<std::uint64_t>(work, UINT32_MAX));
 }
 
+std::uint32_t program_verified(const compiler::RequestDag& dag,
+                               const std::vector<bool>& in_kernel) {
+  std::set<const filters::FilterSpec*> filters;
+  std::uint32_t nodes = 0;
+  for (std::size_t v = 0; v < dag.node_count(); ++v)
+    if (in_kernel.empty() || in_kernel[v]) {
+      filters.insert(dag.graph[v].filter);
+      nodes += kernel_verified(dag, v);
+    }
+  return program_verified_fixed(filters) + nodes;
+}
+
 std::uint32_t program_verified_fixed(const std::set<const filters::FilterSpec*>& filters) {
   std::uint64_t work = kVerifiedBase + kVerifiedExits;
   for (const auto* f : filters)

@@ -677,20 +677,12 @@ std::unique_ptr<KernelProgram> load_merged(
   const auto merged = compiler::merge_requests(dags, labels);
   // Every node that has a kernel implementation, and whose inputs are
   // all in the kernel, in the kernel (srl run's placement without a plan).
-  const auto& g = merged.dag.graph;
   const auto in_kernel =
       runtime::fixed_placement(merged.dag, {},
                                {tc ? runtime::HookKind::tc : runtime::HookKind::xdp, {}})
           .in_kernel;
   if (bound) {  // the optimizer's bound of the program's verifier work
-    std::set<const filters::FilterSpec*> kinds;
-    *bound = 0;
-    for (auto [v, end] = boost::vertices(g); v != end; ++v)
-      if (in_kernel[*v]) {
-        kinds.insert(g[*v].filter);
-        *bound += optimizer::kernel_verified(merged.dag, *v);
-      }
-    *bound += optimizer::program_verified_fixed(kinds);
+    *bound = optimizer::program_verified(merged.dag, in_kernel);
   }
   const auto gen = tc ? runtime::kernel::generate_tc(merged.dag, 1, "", &in_kernel, {}, form)
                       : runtime::kernel::generate_xdp(merged.dag, 1, "", &in_kernel, {}, form);

@@ -190,6 +190,11 @@ std::uint32_t kernel_verified(const compiler::RequestDag& dag, std::size_t node)
 // What a program takes before any node: the parse, the exits, and the
 // `verifier.first` of every filter in `filters` (those that may run in it).
 std::uint32_t program_verified_fixed(const std::set<const filters::FilterSpec*>& filters);
+// The bound of one program holding the vertices of `dag` that `in_kernel`
+// marks (every vertex when it is empty): program_verified_fixed() of their
+// filters plus each one's kernel_verified().
+std::uint32_t program_verified(const compiler::RequestDag& dag,
+                               const std::vector<bool>& in_kernel = {});
 
 // The error for a request that cannot be placed: names the node and why.
 class PlanError : public std::runtime_error {
