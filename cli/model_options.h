@@ -37,7 +37,6 @@ struct ProfileOptions {
 struct ModelOptions : ProfileOptions {
   std::vector<std::string> devices;
   std::string model_file;
-  bool offload_emulator = false;
   std::uint32_t max_cpus = 0;
 
   void add(CLI::App& cmd, bool with_dev = true) {
@@ -49,8 +48,6 @@ struct ModelOptions : ProfileOptions {
                    "plan for the machine described in this system model JSON (see `srl spaces "
                    "--save`) instead of discovering this one");
     ProfileOptions::add(cmd);
-    cmd.add_flag("--offload-emulator", offload_emulator,
-                 "add an emulated offload space on each device (discovery only)");
     cmd.add_option("--cpus", max_cpus, "model at most this many CPUs as user spaces (0: all)");
   }
 
@@ -58,7 +55,6 @@ struct ModelOptions : ProfileOptions {
     if (!model_file.empty()) return optimizer::load_model(model_file);
     optimizer::DiscoveryOptions d;
     d.devices = devices;
-    d.offload_emulator = offload_emulator;
     d.max_user_cpus = max_cpus;
     return optimizer::discover(d);
   }

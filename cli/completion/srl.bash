@@ -92,12 +92,12 @@ _srl() {
     positional="file"
     ;;
   plan)
-    flags="--no-profile --offload-emulator --no-parallel -j --json --dot -h --help"
+    flags="--no-profile --no-parallel -j --json --dot -h --help"
     valued="-e --expr $model --objective --mix-weight --rate --bytes --time-limit --max-replicas -n --name $daemon"
     positional="file"
     ;;
   spaces)
-    flags="--no-profile --offload-emulator -j --json -h --help"
+    flags="--no-profile -j --json -h --help"
     valued="$model --save $daemon"
     ;;
   calibrate)

@@ -326,40 +326,7 @@ XdpHookState xdp_hook_state(const std::string& dev) {
           {}};
 }
 
-class OffloadEmulator final : public SpaceDriver {
- public:
-  std::string name() const override { return "offload-emulator"; }
-  std::vector<Space> discover(const std::vector<std::string>& devices,
-                              std::vector<std::string>& notes) const override {
-    std::vector<Space> out;
-    for (const auto& d : devices) {
-      Space s;
-      s.id = "offload:" + d;
-      s.kind = Kind::offload;
-      s.device = d;
-      s.mode = "emulator";
-      s.emulated = true;
-      s.capabilities = {"prog:offload", "map:percpu_array"};
-      // A small NIC: a few packet engines, a short program store.
-      s.capacity_ns_per_s = 4e9;
-      s.ebpf_insn_limit = 2048;
-      // No function or exit limit: `bpf` has no offload implementation,
-      // and the device's program is not the one srl generates for a hook.
-      out.push_back(std::move(s));
-    }
-    if (!out.empty())
-      notes.push_back(
-          "offload spaces are EMULATED in software (offload-emulator): plans that use "
-          "them show what a smart NIC would take, not what this machine has");
-    return out;
-  }
-};
-
 }  // namespace
-
-std::unique_ptr<SpaceDriver> make_offload_emulator() {
-  return std::make_unique<OffloadEmulator>();
-}
 
 std::vector<std::string> up_ethernet_devices(const std::string& sysfs) {
   std::vector<std::string> out;
@@ -546,11 +513,6 @@ SystemModel discover(const DiscoveryOptions& opt) {
     s.capacity_ns_per_s = 1e9;
     s.caches = read_caches(sys / "devices/system/cpu" / ("cpu" + std::to_string(cpus[i])));
     m.spaces.push_back(std::move(s));
-  }
-  if (opt.offload_emulator) {
-    auto drv = make_offload_emulator();
-    for (auto& s : drv->discover(devices, m.notes))
-      m.spaces.push_back(std::move(s));
   }
   // Offload spaces first, then per device xdp, tc, then user: the order data flows.
   std::stable_sort(m.spaces.begin(), m.spaces.end(), [](const Space& a, const Space& b) {

@@ -1,5 +1,5 @@
 // System model: JSON round trip and validation, discovery over a fabricated
-// sysfs tree, the offload emulator, profiles.
+// sysfs tree, profiles.
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -102,29 +102,6 @@ TEST_CASE("discovery reads devices, CPUs, caches and memory from sysfs") {
   o.devices = {"nosuch0"};
   CHECK_THROWS_WITH_AS(discover(o), doctest::Contains("device 'nosuch0' does not exist here"),
                        std::runtime_error);
-  fs::remove_all(root);
-}
-
-TEST_CASE("the offload emulator says it is emulated and sits below xdp") {
-  const fs::path root = fake_root();
-  DiscoveryOptions o;
-  o.sysfs = (root / "sys").string();
-  o.procfs = (root / "proc").string();
-  o.probe_bpf = false;
-  o.offload_emulator = true;
-  o.max_user_cpus = 1;
-  const SystemModel m = discover(o);
-  const Space* off = m.find_space("offload:eth7");
-  REQUIRE(off != nullptr);
-  CHECK(off->emulated);
-  CHECK(off->ebpf_function_limit == 0);  // no tcpdump expression runs there
-  CHECK(off->ebpf_exit_limit == 0);
-  CHECK(m.spaces.front().id == "offload:eth7");
-  CHECK(m.best_channel("offload:eth7", "xdp:eth7", 512)->kind == ChannelKind::pcie);
-  const Channel* up = m.best_channel("offload:eth7", "user:0", 512);
-  REQUIRE(up != nullptr);
-  CHECK(up->via == std::vector<std::string>{"xdp:eth7"});
-  CHECK(to_text(m).find("EMULATED") != std::string::npos);
   fs::remove_all(root);
 }
 

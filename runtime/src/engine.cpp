@@ -995,6 +995,10 @@ void Engine::start() {
   impl_->clear_stop_event();
   impl_->is_running = true;
   impl_->threads.emplace_back([this] {
+    // Named as the threads it starts are: one worker runs here; with
+    // several, this thread dispatches blocks to them.
+    pthread_setname_np(pthread_self(),
+                       impl_->workers.size() == 1 ? "srl-worker-0" : "srl-dispatch");
     impl_->run_blocking();
     impl_->is_running = false;
   });

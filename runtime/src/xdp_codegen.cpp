@@ -95,6 +95,25 @@ constexpr const char* kToAfxdp = R"(  if (to_take && verdict != 2) {
   }
 )";
 
+// At TC, Linux has already taken a frame's outer VLAN tag (802.1Q or
+// 802.1ad) off its bytes and into the skb's metadata; XDP, the reference
+// and the capture file see it where it came. The hook puts the tag back
+// for the program (every filter, expression, length and copy then sees the
+// frame as it came on the wire) and takes it off again before the block
+// goes on, so the stack gets the skb as it was. A push while a tag is in
+// the metadata moves that tag into the bytes and leaves its copy in the
+// metadata; the pop drops the copy and moves the tag back.
+constexpr const char* kTcRetag = R"(
+SEC("tc")
+int srl_tc(struct __sk_buff *ctx) {
+  int retag = ctx->vlan_present &&
+              bpf_skb_vlan_push(ctx, ctx->vlan_proto, ctx->vlan_tci) == 0;
+  int verdict = srl_tc_run(ctx, retag);
+  if (retag && verdict != TC_ACT_SHOT) bpf_skb_vlan_pop(ctx);
+  return verdict;
+}
+)";
+
 // The copy channel: every CPU writes its copies into an area of its own, a
 // single-producer ring in an mmap-able array map ("srl_ring<i>", one entry
 // per CPU of ring i), and publishes them by moving the area's head; the
@@ -807,9 +826,12 @@ GeneratedProgram generate(Hook hook, const compiler::RequestDag& dag, int /*ifin
         body << "    if (" << w(verdict_slot) << " < 2) { " << w(verdict_slot) << " = 2; "
              << w(tx_if_slot) << " = " << idx << "; " << w(tx_node_slot) << " = " << v << "; }\n";
       } else {
-        // A mirror: a clone goes out now, the original goes on.
-        body << "    if (bpf_clone_redirect(ctx, " << idx << ", 0) == 0) cnt->c[" << v
-             << "].accepted++;\n";
+        // A mirror: a clone goes out now, the original goes on. The clone
+        // leaves as the frame came: the outer tag back in the metadata.
+        body << "    if (retag) bpf_skb_vlan_pop(ctx);\n"
+             << "    if (bpf_clone_redirect(ctx, " << idx << ", 0) == 0) cnt->c[" << v
+             << "].accepted++;\n"
+             << "    if (retag) bpf_skb_vlan_push(ctx, ctx->vlan_proto, ctx->vlan_tci);\n";
       }
     }
     if (f == "pass") {
@@ -1024,7 +1046,10 @@ static __always_inline void srl_class_count(u32 node, u32 cls, u32 len) {
     // headers of nearly every block; the parse reads there and says when a
     // header went on past it (below). Nothing is pulled up front: making a
     // 1500-byte skb linear copies its payload, for every block.
-    src << "\nSEC(\"tc\")\nint srl_tc(struct __sk_buff *ctx) {\n"
+    // The program proper; srl_tc below runs it on the frame as it came on
+    // the wire (`retag`: see there).
+    src << "\nstatic __always_inline int srl_tc_run(struct __sk_buff *ctx, int retag) {\n"
+        << "  (void)retag;\n"
         << "  u8 *data = (u8 *)(long)ctx->data;\n  u8 *end = (u8 *)(long)ctx->data_end;\n";
   }
   // Whole pointers from here on: across the calls to the expressions'
@@ -1114,7 +1139,9 @@ static __always_inline void srl_class_count(u32 node, u32 cls, u32 len) {
   src << "  if (taken) return " << drop << ";\n";
   for (const auto& [v, i] : passes)
     src << "  if (" << w(i) << ") cnt->c[" << v << "].accepted++;\n";
-  src << "  return " << pass << ";\n}\n\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n";
+  src << "  return " << pass << ";\n}\n";
+  if (!xdp) src << kTcRetag;
+  src << "\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n";
   out.source = src.str();
   return out;
 }

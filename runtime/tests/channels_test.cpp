@@ -28,6 +28,7 @@
 #include <system_error>
 #include <vector>
 
+#include "frame_sender.h"
 #include "srl/compiler/compiler.h"
 #include "srl/runtime/afxdp.h"
 #include "srl/runtime/kernel.h"
@@ -37,6 +38,7 @@ using namespace srl;
 namespace kernel = srl::runtime::kernel;
 using Clock = std::chrono::steady_clock;
 using Bytes = std::vector<std::uint8_t>;
+using srl::testing::FrameSender;
 
 #define SKIP_UNLESS_ROOT()                                            \
   do {                                                                \
@@ -126,31 +128,6 @@ class TestNamespace {
  private:
   NamespaceName ns_;
   int home_ = -1;
-};
-
-// Sends frames out of a device through a packet socket.
-class Sender {
- public:
-  explicit Sender(const char* dev) : fd_(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0)) {
-    REQUIRE(fd_ >= 0);
-    to_.sll_family = AF_PACKET;
-    to_.sll_ifindex = TestNamespace::ifindex(dev);
-    to_.sll_halen = ETH_ALEN;
-    REQUIRE(to_.sll_ifindex > 0);
-  }
-  ~Sender() { close(fd_); }
-  Sender(const Sender&) = delete;
-  Sender& operator=(const Sender&) = delete;
-
-  void send(const Bytes& f) {
-    const auto n =
-        sendto(fd_, f.data(), f.size(), 0, reinterpret_cast<const sockaddr*>(&to_), sizeof to_);
-    REQUIRE(n == static_cast<ssize_t>(f.size()));
-  }
-
- private:
-  int fd_;
-  sockaddr_ll to_{};
 };
 
 void put16(Bytes& f, std::size_t at, std::uint16_t v) {
@@ -324,7 +301,7 @@ TEST_CASE("afxdp: blocks leave the kernel program with their exits, byte for byt
         std::vector<Bytes> want;
         std::vector<std::uint32_t> want_exits;
         {
-          Sender tx("cb");
+          FrameSender tx("cb");
           for (std::uint32_t i = 0; i < 90; ++i) {
             const auto port = static_cast<std::uint16_t>(53 + i % 3);
             const Bytes f = udp_frame(port, i);
@@ -378,7 +355,7 @@ TEST_CASE("afxdp: blocks leave the kernel program with their exits, byte for byt
           hook.reset();
           UntaggedRedirect raw(ifindex, xsks);
           {
-            Sender tx("cb");
+            FrameSender tx("cb");
             for (std::uint32_t i = 0; i < 5; ++i)
               tx.send(udp_frame(53, i));
           }
@@ -417,7 +394,7 @@ TEST_CASE("afxdp: frames are recycled: more traffic than the UMEM holds") {
   o.dev = "ca";
   o.frames = 32;  // the traffic below needs each frame about 6 times
   auto ch = runtime::AfxdpChannel::open(o, xsks);
-  Sender tx("cb");
+  FrameSender tx("cb");
   std::array<filters::Block, 8> blocks{};
   std::array<std::uint32_t, 8> exits{};
   std::uint32_t received = 0;
@@ -521,8 +498,8 @@ TEST_CASE("rx in userspace: AF_PACKET ring on a veth") {
     std::vector<Bytes> sent;
     std::uint64_t sent_bytes = 0;
     {
-      Sender peer("cb");
-      Sender self("ca");
+      FrameSender peer("cb");
+      FrameSender self("ca");
       for (std::uint32_t i = 0; i < 400; ++i) {
         // Sizes from 60 to 1500 bytes, so frames straddle blocks.
         sent.push_back(marked_frame(kIn, i, 60 + (i * 97) % 1441));
@@ -550,7 +527,7 @@ TEST_CASE("rx in userspace: AF_PACKET ring on a veth") {
       put16(tagged, 14, 0x2064);  // priority 1, VID 100
       put16(tagged, 16, kIn);
       tagged[18] = 0xAB;
-      Sender peer("cb");
+      FrameSender peer("cb");
       peer.send(tagged);
       const Taken v = take(src, kIn, 1, std::chrono::seconds(3));
       REQUIRE(v.frames.size() == 1);
@@ -570,7 +547,7 @@ TEST_CASE("rx in userspace: outgoing frames are seen only when asked for") {
   o.ignore_outgoing = false;
   runtime::PacketSocketSource src(o);
   {
-    Sender self("ca");
+    FrameSender self("ca");
     for (std::uint32_t i = 0; i < 10; ++i)
       self.send(marked_frame(0x88B6, i));
   }

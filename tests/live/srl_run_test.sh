@@ -192,7 +192,7 @@ for case in "3e6:2" "1e6:1"; do
   workers=$([[ $want -gt 1 ]] && echo "$want workers" || echo "1 worker")
   [[ $rc -eq 0 ]] && grep -q "the plan runs the userspace part on $want of at most 2 workers" "$tmp/out" \
     && grep -q "userspace engine: $workers" "$tmp/out" \
-    && [[ $threads -eq $([[ $want -gt 1 ]] && echo "$want" || echo 0) ]] \
+    && [[ $threads -eq $want ]] \
     && ok "--rate $rate --workers 2: the plan chose $want, the engine runs $want ($threads worker threads)" \
     || fail "--rate $rate --workers 2: expected $want workers (exit $rc, $threads threads): $(cat "$tmp/out")"
   nothing_left "--rate $rate --workers 2"

@@ -1,6 +1,7 @@
 // Discovery: builds the system model of this machine from sysfs, the kernel's
-// netdev netlink family (XDP features per device), libbpf feature probes and
-// the space drivers (offload devices).
+// netdev netlink family (XDP features per device) and libbpf feature probes.
+// It offers only spaces a datapath driver deploys: no offload space (a model
+// file may describe one, to plan for another machine).
 #pragma once
 
 #include <memory>
@@ -11,26 +12,11 @@
 
 namespace srl::optimizer {
 
-// A driver that contributes spaces of its own kind (today: offload devices).
-class SpaceDriver {
- public:
-  virtual ~SpaceDriver() = default;
-  virtual std::string name() const = 0;
-  // Spaces this driver offers on the given devices; notes for the model.
-  virtual std::vector<Space> discover(const std::vector<std::string>& devices,
-                                      std::vector<std::string>& notes) const = 0;
-};
-
-// An offload device that exists only in software: one space per device,
-// marked emulated, running the catalog's offload implementations.
-std::unique_ptr<SpaceDriver> make_offload_emulator();
-
 struct DiscoveryOptions {
   // Devices to model; empty: every device that is up, not loopback.
   std::vector<std::string> devices;
   // User spaces: at most this many CPUs (0: all online CPUs).
   std::uint32_t max_user_cpus = 0;
-  bool offload_emulator = false;
   // Root of sysfs and procfs, for tests of the parsers.
   std::string sysfs = "/sys";
   std::string procfs = "/proc";
