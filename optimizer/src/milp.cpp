@@ -204,7 +204,21 @@ Solved solve_glpk(const Problem& p, bool share_crossings,
   ncols += static_cast<int>(ws.size());
   auto bundle_cost = [&](const W& w) { return p.edge_cost(p.edges[w.e], w.s, w.t); };
   const int ucol = throughput ? ++ncols : 0;
+  // The engine runs every userspace node of a datapath on the same workers:
+  // one thread, or as many as the largest replica set in use. So a plan
+  // uses at most one single core (z[s]: some node runs on core s); blocks
+  // never pass between two of them, as nothing deploys that pipeline.
+  std::vector<int> z(S, 0);
+  const auto single_core = [&](std::size_t s) {
+    return p.spaces[s].kind == Kind::user && !p.replica_set(s);
+  };
+  if (std::count_if(p.spaces.begin(), p.spaces.end(),
+                    [](const Space& sp) { return sp.kind == Kind::user; }) >= 2)
+    for (std::size_t s = 0; s < S; ++s)
+      if (single_core(s)) z[s] = ++ncols;
   glp_add_cols(lp, ncols);
+  for (std::size_t s = 0; s < S; ++s)
+    if (z[s]) glp_set_col_kind(lp, z[s], GLP_BV);
   for (std::size_t v = 0; v < N; ++v)
     for (std::size_t s = 0; s < S; ++s)
       if (int j = x[v][s]) {
@@ -305,6 +319,19 @@ Solved solve_glpk(const Problem& p, bool share_crossings,
       charge(ys[k].t, ybase + 1 + static_cast<int>(k), ycost(ys[k]));
   for (std::size_t k = 0; k < ws.size(); ++k)
     charge(ws[k].t, wbase + 1 + static_cast<int>(k), bundle_cost(ws[k]));
+  // One single core at most: sum z <= 1, and a node on core s only where
+  // z[s] (one row per core: the nodes there, at most N of them).
+  if (std::any_of(z.begin(), z.end(), [](int j) { return j != 0; })) {
+    const int one = new_row(GLP_UP, 0, 1);
+    for (std::size_t s = 0; s < S; ++s) {
+      if (!z[s]) continue;
+      m.add(one, z[s], 1);
+      const int r = new_row(GLP_UP, 0, 0);
+      m.add(r, z[s], -static_cast<double>(N));
+      for (std::size_t v = 0; v < N; ++v)
+        if (x[v][s]) m.add(r, x[v][s], 1);
+    }
+  }
   // A bundle crosses where any of its edges does.
   for (std::size_t k = 0; k < ys.size(); ++k)
     if (y_w[k]) {
@@ -444,6 +471,17 @@ Solved solve_glpk(const Problem& p, bool share_crossings,
           const double val = glp_get_col_prim(lp, x[v][s]);
           integral = val < 1e-7 || val > 1 - 1e-7;
         }
+    // Integral placements on two single cores leave z fractional: not a
+    // plan that deploys, so branch and bound goes on from there.
+    std::size_t cores_used = 0;
+    for (std::size_t s = 0; s < S && integral; ++s) {
+      if (!z[s]) continue;
+      bool used = false;
+      for (std::size_t v = 0; v < N && !used; ++v)
+        used = x[v][s] && glp_get_col_prim(lp, x[v][s]) > 0.5;
+      cores_used += used ? 1 : 0;
+    }
+    integral = integral && cores_used <= 1;
     if (integral) status = GLP_OPT, from_lp = true;
   } else if (lp_rc == GLP_ENOPFS || (lp_rc == 0 && glp_get_status(lp) == GLP_NOFEAS)) {
     status = GLP_NOFEAS;

@@ -289,6 +289,21 @@ Evaluation evaluate(const Problem& p, const Assignment& a) {
           ev.verified[k] += n.verified;
     }
   }
+  // Every userspace node runs on the engine's workers: at most one single
+  // core (solve_glpk says why).
+  std::size_t first_core = SIZE_MAX;
+  for (std::size_t v = 0; v < p.nodes.size(); ++v) {
+    const std::size_t s = a[v];
+    if (p.spaces[s].kind != Kind::user || p.replica_set(s)) continue;
+    if (first_core == SIZE_MAX) {
+      first_core = s;
+    } else if (s != first_core) {
+      fail(v, "userspace nodes on " + p.spaces[first_core].id + " and " + p.spaces[s].id +
+                  ": the engine runs every userspace node on the same workers (one core, or "
+                  "a replica set's cores)");
+      break;
+    }
+  }
   std::map<std::pair<std::size_t, std::size_t>, double> chan_rate;
   const auto payer = p.crossing_payers(a);
   for (std::size_t i = 0; i < p.edges.size(); ++i) {

@@ -253,7 +253,35 @@ TEST_CASE("the verifier's budget of a hook's program is a capacity: what does no
                        PlanError);
 }
 
-TEST_CASE("the offload emulator takes header filters first") {
+TEST_CASE("the userspace part runs on one core or a replica set, never pipelined over two") {
+  // At 12 Mpps a userspace rx on one core and the rest on the other looked
+  // cheapest; the engine runs every userspace node on the same workers, so
+  // one core must carry what cannot be replicated (rx, count), and cannot.
+  PlanOptions o;
+  o.input_rate_pps = 1.2e7;
+  o.max_replicas = 2;
+  const std::string request = "(ip, space=user) > (count) | (tcp) > (port, space=user) 22> (count)";
+  CHECK_THROWS_WITH_AS(run(request, host(), o), doctest::Contains("breaks capacity"), PlanError);
+  // At 10 Mpps one core carries it all.
+  o.input_rate_pps = 1e7;
+  const auto p = run(request, host(), o);
+  std::set<std::string> cores;
+  for (const auto& n : p.plan.nodes)
+    if (n.space.starts_with("user:")) cores.insert(n.space);
+  CHECK(cores.size() == 1);
+  // A placement on two cores is no plan: evaluate says why.
+  const auto r = compile("(ip, space=user) > (count, space=user)");
+  const Problem problem = build_problem({{&*r.dag, "", r.source.get()}}, host(), PlanOptions{});
+  Assignment two(problem.nodes.size(), 0);
+  for (std::size_t v = 0; v < problem.nodes.size(); ++v)
+    for (std::size_t s = 0; s < problem.spaces.size(); ++s)
+      if (problem.spaces[s].id == (v == 0 ? "xdp:eth0" : v == 1 ? "user:0" : "user:1")) two[v] = s;
+  const Evaluation ev = evaluate(problem, two);
+  CHECK_FALSE(ev.feasible);
+  CHECK(ev.violation.find("userspace nodes on user:0 and user:1") != std::string::npos);
+}
+
+TEST_CASE("an offload space takes header filters first") {
   const auto p = run("(ipv4) > (udp) > (len, min=100) > (count)", host(true));
   CHECK(p.node("ipv4").space == "offload:eth0");
   CHECK(p.node("udp").space == "offload:eth0");
