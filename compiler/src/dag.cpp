@@ -40,8 +40,8 @@ std::string EdgeSelector::to_srl() const {
 std::vector<std::string> node_names(const RequestDag& dag) {
   const auto& g = dag.graph;
   const std::size_t n = boost::num_vertices(g);
-  // Vertices are numbered topologically (in the order of the text where
-  // that is free): a node's inputs have their names before it.
+  // In the DAG's numbering (RequestDag) a node's inputs have their names
+  // before it.
   std::vector<std::string> names(n);
   std::map<std::string, int> seen;
   for (Vertex v = 0; v < n; ++v) {
@@ -95,6 +95,14 @@ std::optional<Vertex> RequestDag::find(std::string_view id) const {
   for (auto [it, end] = boost::vertices(graph); it != end; ++it)
     if (graph[*it].id == id) return *it;
   return std::nullopt;
+}
+
+bool RequestDag::numbered() const {
+  for (auto [it, end] = boost::vertices(graph); it != end; ++it)
+    if (graph[*it].id != "n" + std::to_string(*it)) return false;
+  for (auto [it, end] = boost::edges(graph); it != end; ++it)
+    if (boost::source(*it, graph) >= boost::target(*it, graph)) return false;
+  return true;
 }
 
 namespace {

@@ -41,9 +41,13 @@ MergedRequests merge_requests(std::span<const RequestDag* const> requests,
   std::map<std::string, Vertex> by_signature;
   std::set<std::tuple<Vertex, Vertex, EdgeSelector>> edges;
   for (std::size_t r = 0; r < requests.size(); ++r) {
+    if (!requests[r]->numbered())
+      throw std::invalid_argument("merge_requests: request " + std::to_string(r) +
+                                  " is not numbered topologically");
     const DagGraph& in = requests[r]->graph;
     const auto names = node_names(*requests[r]);
-    // Compiled DAGs number their vertices topologically: inputs come first.
+    out.files.push_back(requests[r]->file);
+    // In the DAG's numbering a node's inputs are merged before it.
     std::vector<Vertex> index(boost::num_vertices(in));
     for (Vertex v = 0; v < index.size(); ++v) {
       const DagNode& node = in[v];
@@ -59,6 +63,7 @@ MergedRequests merge_requests(std::span<const RequestDag* const> requests,
           index[v] = found->second;
           out.members[found->second].push_back(member);
           out.member_names[found->second].push_back(names[v]);
+          out.member_nodes[found->second].push_back({r, v});
           continue;
         }
       }
@@ -69,6 +74,7 @@ MergedRequests merge_requests(std::span<const RequestDag* const> requests,
       index[v] = boost::add_vertex(std::move(copy), g);
       out.members.push_back({member});
       out.member_names.push_back({names[v]});
+      out.member_nodes.push_back({{r, v}});
       if (!sig.empty()) by_signature.emplace(sig, index[v]);
     }
     for (auto [it, end] = boost::edges(in); it != end; ++it) {

@@ -143,10 +143,10 @@ void check_acyclic(CompileContext& cx) {
   }
 }
 
-// Renumbers the nodes in topological order (ties by order of appearance in
-// the text) and orders each node's edges, so that the same request always
-// gives the same ids and the same JSON, and reformatted text gives the same
-// DAG.
+// Gives the DAG its numbering (RequestDag in dag.h): topological, ties by
+// order of appearance in the text; and orders each node's edges, so that
+// the same request always gives the same ids and the same JSON, and
+// reformatted text gives the same DAG. The one place the order is derived.
 void canonicalize(CompileContext& cx) {
   const DagGraph& g = cx.dag->graph;
   const std::size_t n = boost::num_vertices(g);

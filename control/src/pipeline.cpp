@@ -93,14 +93,13 @@ optimizer::SystemModel discover(const Requests& requests, optimizer::DiscoveryOp
 
 optimizer::Plan plan(const Requests& requests, const optimizer::SystemModel& model,
                      const CostProfile& profile, optimizer::PlanOptions options) {
-  std::vector<optimizer::RequestInput> inputs;
-  for (std::size_t i = 0; i < requests.compiled.size(); ++i)
-    inputs.push_back(
-        {&*requests.compiled[i]->dag, requests.labels[i], requests.compiled[i]->source.get()});
+  std::vector<const compiler::SourceFile*> sources;
+  for (const auto& c : requests.compiled)
+    sources.push_back(c->source.get());
   options.profile = profile.profile ? &*profile.profile : nullptr;
   optimizer::Plan p;
   try {
-    p = optimizer::plan(inputs, model, options);
+    p = optimizer::plan(requests.merged, sources, model, options);
   } catch (const std::exception& e) {
     throw PipelineError(Stage::plan, e.what());
   }
@@ -142,12 +141,10 @@ std::map<std::string, std::string> reasons(const optimizer::Plan& plan) {
 }
 
 runtime::Placement placement(const Requests& requests, const optimizer::Plan& plan) {
-  const auto& merged = requests.merged;
-  const auto& dag = merged.dag;
-  std::map<std::string, const optimizer::NodePlan*> plan_of;  // request node -> its plan
-  for (const auto& node : plan.nodes)
-    for (const auto& m : node.members.empty() ? std::vector{node.id} : node.members)
-      plan_of[m] = &node;
+  const auto& dag = requests.merged.dag;
+  // The plan's node v is merged vertex v (optimizer::plan on the merged DAG).
+  if (plan.nodes.size() != dag.node_count())
+    throw std::invalid_argument("control::placement: the plan is not of these requests");
   runtime::Placement place;
   place.in_kernel.assign(dag.node_count(), false);
   for (const auto& sp : plan.spaces)  // a replica set in use: as many workers
@@ -155,9 +152,8 @@ runtime::Placement placement(const Requests& requests, const optimizer::Plan& pl
       place.workers = std::max(place.workers, sp.replicas.size());
   const auto user = runtime::below_user_sources(dag);
   for (std::size_t v = 0; v < dag.node_count(); ++v) {
-    const auto it = plan_of.find(merged.members[v].front());
-    if (it == plan_of.end() || user[v]) continue;
-    const auto& node = *it->second;
+    if (user[v]) continue;
+    const auto& node = plan.nodes[v];
     const auto colon = node.space.find(':');
     const std::string kind = node.space.substr(0, colon);
     const std::string dev = colon == std::string::npos ? "" : node.space.substr(colon + 1);

@@ -86,6 +86,10 @@ TEST_CASE("merged once, planned, placed: kernel nodes on the hook the plan chose
   CHECK(control::rx_devices(requests) == std::vector<std::string>{"eth0"});
 
   const auto plan = control::plan(requests, host(), {});
+  // Planned as merged: the plan's node v is vertex v.
+  REQUIRE(plan.nodes.size() == merged.dag.node_count());
+  for (std::size_t v = 0; v < merged.dag.node_count(); ++v)
+    CHECK(plan.nodes[v].members == merged.members[v]);
   const auto place = control::placement(requests, plan);
   const auto why = control::reasons(plan);
   REQUIRE(place.in_kernel.size() == merged.dag.node_count());
@@ -100,6 +104,13 @@ TEST_CASE("merged once, planned, placed: kernel nodes on the hook the plan chose
   REQUIRE(place.hooks.size() == 1);
   const auto& hook = place.hooks.at("eth0");
   CHECK((hook.kind == runtime::HookKind::xdp || hook.kind == runtime::HookKind::tc));
+}
+
+TEST_CASE("a plan of other requests is not placed") {
+  const auto one = control::merge({compile("(udp) > (count)")}, control::numbered_labels(1));
+  const auto two = control::merge({compile("(udp) > (count)"), compile("(tcp) > (count)")},
+                                  control::numbered_labels(2));
+  CHECK_THROWS_AS(control::placement(two, control::plan(one, host(), {})), std::invalid_argument);
 }
 
 TEST_CASE("a plan that uses what no driver deploys is refused before anything deploys") {

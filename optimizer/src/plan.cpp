@@ -112,10 +112,17 @@ std::optional<Objective> objective_from_string(std::string_view s) {
 }
 
 Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
+          const PlanOptions& options) {
+  const MergedInputs in = merge_inputs(requests);
+  return plan(in.merged, in.sources, model, options);
+}
+
+Plan plan(const compiler::MergedRequests& merged,
+          std::span<const compiler::SourceFile* const> sources, const SystemModel& model,
           const PlanOptions& opt) {
   SystemModel m = model;
   if (opt.profile) apply(*opt.profile, m);
-  const Problem p = build_problem(requests, m, opt);
+  const Problem p = build_problem(merged, sources, m, opt);
   const std::size_t S = p.S(), N = p.nodes.size();
   Plan out;
   out.objective = opt.objective;
@@ -482,8 +489,8 @@ Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
   if (N != out.nodes.size()) out.notes.push_back("internal: node count mismatch");
   if (p.nodes.size() < [&] {
         std::size_t total = 0;
-        for (const auto& r : requests)
-          total += r.dag->node_count();
+        for (const auto& members : merged.members)
+          total += members.size();
         return total;
       }())
     out.notes.push_back(

@@ -1,15 +1,13 @@
-// Building the flattened problem from Request DAGs and a system model:
-// shared prefixes merged, rates propagated, candidate spaces filtered (with
-// the reason for every space left out), then made consistent along edges.
+// Building the flattened problem from merged Request DAGs and a system
+// model: one node per merged vertex, rates propagated, candidate spaces
+// filtered (with the reason for every space left out), then made consistent
+// along edges.
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <queue>
 #include <set>
 #include <sstream>
 #include <tuple>
-
-#include <nlohmann/json.hpp>
 
 #include "srl/filters/delivery.h"
 #include "srl/optimizer/optimizer.h"
@@ -394,8 +392,28 @@ Evaluation evaluate(const Problem& p, const Assignment& a) {
   return ev;
 }
 
+MergedInputs merge_inputs(const std::vector<RequestInput>& requests) {
+  std::vector<const compiler::RequestDag*> dags;
+  std::vector<std::string> labels;
+  MergedInputs in;
+  for (const auto& r : requests) {
+    dags.push_back(r.dag);
+    labels.push_back(r.label);
+    in.sources.push_back(r.source);
+  }
+  in.merged = compiler::merge_requests(dags, labels);
+  return in;
+}
+
 Problem build_problem(const std::vector<RequestInput>& requests, const SystemModel& model,
-                      const PlanOptions& opt) {
+                      const PlanOptions& options) {
+  const MergedInputs in = merge_inputs(requests);
+  return build_problem(in.merged, in.sources, model, options);
+}
+
+Problem build_problem(const compiler::MergedRequests& merged,
+                      std::span<const compiler::SourceFile* const> sources,
+                      const SystemModel& model, const PlanOptions& opt) {
   Problem p;
   p.spaces = model.spaces;
   p.objective = opt.objective;
@@ -499,10 +517,7 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
   p.pairs = derive(real);
   p.take_pairs = derive(real_take);
 
-  // Merge the requests: identical stateless prefixes fed from the same
-  // source become one node (same filter, options, pin, and the same inputs
-  // through the same selectors).
-  std::map<std::string, std::size_t> by_signature;
+  // One node per merged vertex, in the DAG's numbering: inputs first.
   struct PendingEdge {
     std::size_t from, to;
     compiler::EdgeSelector sel;
@@ -510,153 +525,101 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
     std::size_t consumer = SIZE_MAX;
   };
   std::vector<PendingEdge> pending;
-  std::set<std::tuple<std::size_t, std::size_t, std::string>> seen_edges;
-  for (const auto& req : requests) {
-    const auto& g = req.dag->graph;
-    const std::size_t n = boost::num_vertices(g);
-    const auto names = compiler::node_names(*req.dag);
-    // Kahn's algorithm, ties by id order, so merging sees inputs first.
-    std::vector<std::size_t> indeg(n, 0), order;
-    for (std::size_t v = 0; v < n; ++v)
-      indeg[v] = boost::in_degree(v, g);
-    auto id_num = [&](std::size_t v) {
-      const std::string& id = g[v].id;
-      return id.size() > 1 ? std::strtoul(id.c_str() + 1, nullptr, 10) : 0ul;
-    };
-    auto cmp = [&](std::size_t a, std::size_t b) { return id_num(a) > id_num(b); };
-    std::priority_queue<std::size_t, std::vector<std::size_t>, decltype(cmp)> ready(cmp);
-    for (std::size_t v = 0; v < n; ++v)
-      if (indeg[v] == 0) ready.push(v);
-    while (!ready.empty()) {
-      const std::size_t v = ready.top();
-      ready.pop();
-      order.push_back(v);
-      for (auto [ei, ee] = boost::out_edges(v, g); ei != ee; ++ei)
-        if (--indeg[boost::target(*ei, g)] == 0) ready.push(boost::target(*ei, g));
-    }
-    std::vector<std::size_t> index(n, SIZE_MAX);
-    for (std::size_t v : order) {
-      const compiler::DagNode& dn = g[v];
-      const filters::FilterSpec& f = *dn.filter;
-      const std::string id = req.label.empty() ? dn.id : req.label + "/" + dn.id;
-      std::string where;
-      if (dn.loc.valid())
-        where = (req.source ? req.source->name() : req.dag->file) + ":" +
-                std::to_string(dn.loc.line) + ":" + std::to_string(dn.loc.col);
-      // Device of a source; an rx without one binds to the only device.
-      std::string dev;
-      if (f.name == "rx") {
-        dev = option_string(dn, "dev");
-        if (dev.empty()) {
-          if (devices.size() != 1) {
-            std::string list;
-            for (const auto& d : devices)
-              list += (list.empty() ? "" : ", ") + d;
-            throw PlanError(
-                id, "device",
-                "cannot place " + id + " (rx)" + (where.empty() ? "" : " at " + where) +
-                    ": it names no device and the system model has " +
-                    (devices.empty() ? "none"
-                                     : std::to_string(devices.size()) + " (" + list + ")") +
-                    "; give one with --dev or rx dev=");
-          }
-          dev = devices.front();
-        } else if (std::find(devices.begin(), devices.end(), dev) == devices.end()) {
-          throw PlanError(id, "device",
-                          "cannot place " + id + " (rx, dev=" + dev + ")" +
-                              (where.empty() ? "" : " at " + where) + ": device " + dev +
-                              " is not in the system model" +
-                              (model.origin.empty() ? "" : " (" + model.origin + ")"));
+  const auto& g = merged.dag.graph;
+  for (compiler::Vertex v = 0; v < merged.dag.node_count(); ++v) {
+    const compiler::DagNode& dn = g[v];
+    const filters::FilterSpec& f = *dn.filter;
+    // A merged vertex is its first member's node, with that one's position.
+    const std::string& id = merged.members[v].front();
+    const std::size_t r = merged.member_nodes[v].front().request;
+    std::string where;
+    if (dn.loc.valid())
+      where = (r < sources.size() && sources[r] ? sources[r]->name() : merged.files[r]) + ":" +
+              std::to_string(dn.loc.line) + ":" + std::to_string(dn.loc.col);
+    // Device of a source; an rx without one binds to the only device.
+    std::string dev;
+    if (f.name == "rx") {
+      dev = option_string(dn, "dev");
+      if (dev.empty()) {
+        if (devices.size() != 1) {
+          std::string list;
+          for (const auto& d : devices)
+            list += (list.empty() ? "" : ", ") + d;
+          throw PlanError(
+              id, "device",
+              "cannot place " + id + " (rx)" + (where.empty() ? "" : " at " + where) +
+                  ": it names no device and the system model has " +
+                  (devices.empty() ? "none" : std::to_string(devices.size()) + " (" + list + ")") +
+                  "; give one with --dev or rx dev=");
         }
-      }
-      std::vector<std::string> inputs;
-      for (auto [ei, ee] = boost::in_edges(v, g); ei != ee; ++ei)
-        inputs.push_back(std::to_string(index[boost::source(*ei, g)]) + " " +
-                         g[*ei].select.to_srl());  // apart: "11>" is vertex 1's class 1 too
-      std::sort(inputs.begin(), inputs.end());
-      const bool shareable = (f.role == Role::source || f.role == Role::filter) &&
-                             f.state == State::none && !f.emits_new_blocks;
-      std::string sig;
-      if (shareable) {
-        nlohmann::json opts = nlohmann::json::object();
-        for (const auto& [k, val] : dn.options)
-          opts[k] = filters::to_json(val);
-        sig = std::string(f.name) + "|" + opts.dump() + "|" + dn.space.value_or("") + "|" + dev +
-              "|" + (dn.translation ? dn.translation->source : "");
-        for (const auto& in : inputs)
-          sig += "|" + in;
-      }
-      if (shareable && by_signature.contains(sig)) {
-        index[v] = by_signature[sig];
-        p.nodes[index[v]].members.push_back(id);
-      } else {
-        index[v] = p.nodes.size();
-        if (shareable) by_signature[sig] = index[v];
-        ProblemNode pn;
-        pn.id = id;
-        pn.name = names[v];
-        pn.members = {id};
-        pn.spec = &f;
-        pn.where = where;
-        pn.pin = dn.space;
-        pn.insns = kernel_insns(dn);
-        pn.verified = kernel_verified(*req.dag, v);
-        // A translated tcpdump expression is a BPF function of its own.
-        pn.functions = f.name == "bpf" && dn.translation ? 1 : 0;
-        pn.bytes = opt.block_bytes;
-        pn.excluded.assign(S, {});
-        for (std::size_t s = 0; s < S; ++s) {
-          const Space& sp = p.spaces[s];
-          const auto ik = impl_kind(sp.kind);
-          const auto back = dn.translation ? dn.translation->backward_jump() : std::nullopt;
-          if (!implemented(f, sp.kind)) {
-            pn.excluded[s] = "no-implementation: " + std::string(f.name) + " has no " +
-                             std::string(filters::to_string(ik)) + " implementation";
-          } else if (back && sp.kind != Kind::user) {
-            pn.excluded[s] = "capability: the classic BPF of \"" + dn.translation->source +
-                             "\" jumps back (instruction " + std::to_string(*back) +
-                             ": a loop, as libpcap emits for protochain), which only "
-                             "userspace runs";
-          } else if (dn.space && *dn.space != to_string(sp.kind)) {
-            pn.excluded[s] = "pinned: space=" + *dn.space;
-          } else if (f.kernel_tc_only && sp.kind == Kind::xdp) {
-            pn.excluded[s] = "capability: " + std::string(f.name) +
-                             " runs in the kernel at TC only (XDP cannot clone a frame for a "
-                             "mirror, and a native XDP redirect reaches only devices that take "
-                             "XDP frames)";
-          } else if (!dev.empty() && sp.kind != Kind::user && sp.device != dev) {
-            pn.excluded[s] = "device: it receives from " + dev + ", this space is on " + sp.device;
-          } else if (!sp.capabilities.empty()) {
-            std::string missing;
-            for (const auto& c : required_caps(f, sp.kind))
-              if (!sp.has(c)) missing += (missing.empty() ? "" : ", ") + c;
-            if (!missing.empty()) pn.excluded[s] = "capability: the space lacks " + missing;
-          }
-          if (pn.excluded[s].empty() && p.replica_set(s)) {
-            if (f.role == Role::source)
-              pn.excluded[s] = "parallel: a source is not replicated";
-            else if (f.state != State::none && f.state != State::per_flow)
-              pn.excluded[s] = "parallel: " + std::string(f.name) + " keeps " +
-                               std::string(filters::to_string(f.state)) +
-                               " state; it runs on one core";
-            else if (f.name == "pcap" || f.name == "fifo")
-              pn.excluded[s] = "parallel: " + std::string(f.name) + " writes one output stream";
-          }
-          if (pn.excluded[s].empty() && sp.kind != Kind::user && sp.ebpf_insn_limit > 0 &&
-              pn.insns > sp.ebpf_insn_limit)
-            pn.excluded[s] = "limit: " + std::to_string(pn.insns) +
-                             " eBPF instructions alone exceed the space's limit of " +
-                             std::to_string(sp.ebpf_insn_limit);
-        }
-        pn.consumes = filters::consumes_block(f, dn.options);
-        p.nodes.push_back(std::move(pn));
-      }
-      for (auto [ei, ee] = boost::in_edges(v, g); ei != ee; ++ei) {
-        const std::size_t from = index[boost::source(*ei, g)];
-        if (seen_edges.insert({from, index[v], g[*ei].select.to_srl()}).second)
-          pending.push_back({from, index[v], g[*ei].select, false, SIZE_MAX});
+        dev = devices.front();
+      } else if (std::find(devices.begin(), devices.end(), dev) == devices.end()) {
+        throw PlanError(id, "device",
+                        "cannot place " + id + " (rx, dev=" + dev + ")" +
+                            (where.empty() ? "" : " at " + where) + ": device " + dev +
+                            " is not in the system model" +
+                            (model.origin.empty() ? "" : " (" + model.origin + ")"));
       }
     }
+    ProblemNode pn;
+    pn.id = id;
+    pn.name = merged.member_names[v].front();
+    pn.members = merged.members[v];
+    pn.spec = &f;
+    pn.where = where;
+    pn.pin = dn.space;
+    pn.insns = kernel_insns(dn);
+    pn.verified = kernel_verified(merged.dag, v);
+    // A translated tcpdump expression is a BPF function of its own.
+    pn.functions = f.name == "bpf" && dn.translation ? 1 : 0;
+    pn.bytes = opt.block_bytes;
+    pn.excluded.assign(S, {});
+    for (std::size_t s = 0; s < S; ++s) {
+      const Space& sp = p.spaces[s];
+      const auto ik = impl_kind(sp.kind);
+      const auto back = dn.translation ? dn.translation->backward_jump() : std::nullopt;
+      if (!implemented(f, sp.kind)) {
+        pn.excluded[s] = "no-implementation: " + std::string(f.name) + " has no " +
+                         std::string(filters::to_string(ik)) + " implementation";
+      } else if (back && sp.kind != Kind::user) {
+        pn.excluded[s] = "capability: the classic BPF of \"" + dn.translation->source +
+                         "\" jumps back (instruction " + std::to_string(*back) +
+                         ": a loop, as libpcap emits for protochain), which only "
+                         "userspace runs";
+      } else if (dn.space && *dn.space != to_string(sp.kind)) {
+        pn.excluded[s] = "pinned: space=" + *dn.space;
+      } else if (f.kernel_tc_only && sp.kind == Kind::xdp) {
+        pn.excluded[s] = "capability: " + std::string(f.name) +
+                         " runs in the kernel at TC only (XDP cannot clone a frame for a "
+                         "mirror, and a native XDP redirect reaches only devices that take "
+                         "XDP frames)";
+      } else if (!dev.empty() && sp.kind != Kind::user && sp.device != dev) {
+        pn.excluded[s] = "device: it receives from " + dev + ", this space is on " + sp.device;
+      } else if (!sp.capabilities.empty()) {
+        std::string missing;
+        for (const auto& c : required_caps(f, sp.kind))
+          if (!sp.has(c)) missing += (missing.empty() ? "" : ", ") + c;
+        if (!missing.empty()) pn.excluded[s] = "capability: the space lacks " + missing;
+      }
+      if (pn.excluded[s].empty() && p.replica_set(s)) {
+        if (f.role == Role::source)
+          pn.excluded[s] = "parallel: a source is not replicated";
+        else if (f.state != State::none && f.state != State::per_flow)
+          pn.excluded[s] = "parallel: " + std::string(f.name) + " keeps " +
+                           std::string(filters::to_string(f.state)) + " state; it runs on one core";
+        else if (f.name == "pcap" || f.name == "fifo")
+          pn.excluded[s] = "parallel: " + std::string(f.name) + " writes one output stream";
+      }
+      if (pn.excluded[s].empty() && sp.kind != Kind::user && sp.ebpf_insn_limit > 0 &&
+          pn.insns > sp.ebpf_insn_limit)
+        pn.excluded[s] = "limit: " + std::to_string(pn.insns) +
+                         " eBPF instructions alone exceed the space's limit of " +
+                         std::to_string(sp.ebpf_insn_limit);
+    }
+    pn.consumes = filters::consumes_block(f, dn.options);
+    p.nodes.push_back(std::move(pn));
+    for (auto [ei, ee] = boost::in_edges(v, g); ei != ee; ++ei)
+      pending.push_back({boost::source(*ei, g), v, g[*ei].select, false, SIZE_MAX});
   }
 
   // Every node of the requests has counters in a kernel program, wherever
@@ -721,7 +684,7 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
     }
   }
 
-  // Rates, in topological order (nodes were appended inputs first).
+  // Rates, in the DAG's numbering (inputs first).
   std::vector<std::vector<std::size_t>> in_edges(p.nodes.size());
   for (std::size_t i = 0; i < pending.size(); ++i)
     in_edges[pending[i].to].push_back(i);

@@ -304,6 +304,35 @@ TEST_CASE("identical stateless prefixes of several requests are one node") {
   CHECK(p.total_cost_ns_per_s < pa.total_cost_ns_per_s + pb.total_cost_ns_per_s);
 }
 
+TEST_CASE("the plan is of the merged requests: node v is merged vertex v") {
+  compiler::CompileOptions co;  // no default device: rx binds to the model's
+  co.file_name = "b.srl";
+  auto a = compile("(udp) > (port, which=dst) 53> (count)");
+  auto b = compiler::compile("(rx) > (ipv4) > (count)", co);
+  REQUIRE(b.ok());
+  const std::vector<RequestInput> in = {{&*a.dag, "r1", a.source.get()},
+                                        {&*b.dag, "r2", b.source.get()}};
+  const MergedInputs merged = merge_inputs(in);
+  const Plan p = plan(merged.merged, merged.sources, host());
+  REQUIRE(p.nodes.size() == merged.merged.dag.node_count());
+  for (std::size_t v = 0; v < p.nodes.size(); ++v)
+    CHECK(p.nodes[v].members == merged.merged.members[v]);
+  // r2's rx names no device: another vertex than r1's (rx dev=eth0), bound
+  // to the model's only device.
+  CHECK(p.nodes[4].members == std::vector<std::string>{"r2/n0"});
+  CHECK(p.nodes[4].space != "");
+  // With two devices it cannot be bound; the error names the node where it
+  // is written.
+  SystemModel two = host();
+  two.spaces.push_back({.id = "xdp:eth1", .kind = Kind::xdp, .device = "eth1"});
+  two.channels.clear();
+  add_default_channels(two);
+  CHECK_THROWS_WITH_AS(plan(merged.merged, merged.sources, two),
+                       "cannot place r2/n0 (rx) at b.srl:1:1: it names no device and the system "
+                       "model has 2 (eth0, eth1); give one with --dev or rx dev=",
+                       PlanError);
+}
+
 TEST_CASE("captures sharing a prefix: the kernel hands each block up once for all of them") {
   // N captures of the same selection: the program copies a block once,
   // whatever the number of exits it takes, so the shared prefix stays in

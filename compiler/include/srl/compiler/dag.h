@@ -38,7 +38,7 @@ struct Translation {
 };
 
 struct DagNode {
-  std::string id;  // "n0", "n1", ... stable for the same input
+  std::string id;  // "n<vertex index>" (see RequestDag), stable for the same input
   const filters::FilterSpec* filter = nullptr;
   std::map<std::string, filters::OptionValue> options;  // typed, defaults filled
   std::optional<std::string> name;                      // from name=
@@ -80,6 +80,11 @@ using DagGraph =
 using Vertex = DagGraph::vertex_descriptor;
 using Edge = DagGraph::edge_descriptor;
 
+// The DAG's one topological order is its numbering: every edge goes from a
+// lower vertex index to a higher one, and vertex i's id is "n<i>". compile()
+// numbers its DAG so (ties in the order of the text) and merge_requests()
+// keeps it, so whatever needs a node's inputs before the node walks the
+// vertices 0, 1, 2, ... and derives no order of its own.
 struct RequestDag {
   DagGraph graph;
   std::string file;  // display name of the request's source
@@ -90,6 +95,9 @@ struct RequestDag {
   std::size_t edge_count() const { return boost::num_edges(graph); }
   // The vertex with this id, if any.
   std::optional<Vertex> find(std::string_view id) const;
+  // Whether the numbering above holds (a DAG built by other means may
+  // break it).
+  bool numbered() const;
 };
 
 // Every node's name, by vertex: the one given with name=, else one derived

@@ -81,7 +81,8 @@ std::vector<std::string> rx_devices(const Requests& requests);
 // PipelineError(discovery).
 optimizer::SystemModel discover(const Requests& requests, optimizer::DiscoveryOptions options);
 
-// Plans `requests` on `model` with `profile`; the plan's notes say what
+// Plans the merged `requests` on `model` with `profile`, one plan node per
+// merged vertex (nodes[v] is vertex v); the plan's notes say what
 // discovery found on the way and a default profile not used. Throws
 // PipelineError(plan).
 optimizer::Plan plan(const Requests& requests, const optimizer::SystemModel& model,
@@ -89,9 +90,10 @@ optimizer::Plan plan(const Requests& requests, const optimizer::SystemModel& mod
 
 // The plan as the datapath's placement: which merged vertices run in the
 // kernel and on which hook of each device, in which XDP mode, and how many
-// workers the engine runs (the largest replica set the plan uses). Throws PipelineError(plan) where
-// the plan uses what no driver deploys (an offload space, both hooks of a
-// device).
+// workers the engine runs (the largest replica set the plan uses). Throws
+// PipelineError(plan) where the plan uses what no driver deploys (an
+// offload space, both hooks of a device), std::invalid_argument for a plan
+// of other requests.
 runtime::Placement placement(const Requests& requests, const optimizer::Plan& plan);
 
 // The placement as JSON, what deploys (srl plan --placement): per merged

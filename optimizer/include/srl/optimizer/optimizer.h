@@ -8,6 +8,7 @@
 #include <limits>
 #include <optional>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "srl/compiler/dag.h"
+#include "srl/compiler/merge.h"
 #include "srl/optimizer/profile.h"
 #include "srl/optimizer/system_model.h"
 
@@ -53,6 +55,14 @@ struct RequestInput {
   std::string label;
   const compiler::SourceFile* source = nullptr;  // for positions in messages (optional)
 };
+
+// Requests merged once (compiler::merge_requests, by their labels), with
+// per request the source its positions are in, as the planner takes them.
+struct MergedInputs {
+  compiler::MergedRequests merged;
+  std::vector<const compiler::SourceFile*> sources;
+};
+MergedInputs merge_inputs(const std::vector<RequestInput>& requests);
 
 // ---- The flattened problem the solvers work on ----------------------------
 
@@ -112,7 +122,7 @@ struct Problem {
   // kind user whose load is spread evenly over its member cores.
   std::vector<Space> spaces;
   std::vector<std::vector<std::size_t>> members;  // per space: member cores (replica sets only)
-  std::vector<ProblemNode> nodes;                 // topological order
+  std::vector<ProblemNode> nodes;                 // nodes[v]: merged vertex v
   std::vector<ProblemEdge> edges;
   std::vector<PairChannel> pairs;       // [s * S + t], for copies; s == t: fused call, cost 0
   std::vector<PairChannel> take_pairs;  // the same, for edges that take their blocks
@@ -209,7 +219,14 @@ class PlanError : public std::runtime_error {
   std::string node_, reason_;
 };
 
-// Throws PlanError when some node has no space left (with the reason).
+// One problem node per vertex of the merged requests, in their numbering;
+// `sources[r]` gives request r's positions in messages (null or missing:
+// its DAG's file name). Throws PlanError when some node has no space left
+// (with the reason).
+Problem build_problem(const compiler::MergedRequests& merged,
+                      std::span<const compiler::SourceFile* const> sources,
+                      const SystemModel& model, const PlanOptions& options);
+// The same for requests not merged yet: merge_inputs(), then the above.
 Problem build_problem(const std::vector<RequestInput>& requests, const SystemModel& model,
                       const PlanOptions& options);
 
@@ -323,7 +340,7 @@ struct Plan {
   double input_rate_pps = 0;
   double block_bytes = 0;
   double memory_traffic = 0;
-  std::vector<NodePlan> nodes;
+  std::vector<NodePlan> nodes;  // nodes[v]: merged vertex v
   std::vector<EdgePlan> edges;
   std::vector<SpacePlan> spaces;
   std::vector<std::string> binding;
@@ -334,7 +351,11 @@ struct Plan {
   std::string profile;  // "catalog defaults" or the profile's host and date
 };
 
-// Compiles nothing: plans DAGs the compiler produced. Throws PlanError.
+// Compiles nothing: plans DAGs the compiler produced, merged once
+// (build_problem). Throws PlanError.
+Plan plan(const compiler::MergedRequests& merged,
+          std::span<const compiler::SourceFile* const> sources, const SystemModel& model,
+          const PlanOptions& options = {});
 Plan plan(const std::vector<RequestInput>& requests, const SystemModel& model,
           const PlanOptions& options = {});
 
