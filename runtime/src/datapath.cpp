@@ -1,5 +1,5 @@
-// Datapath (datapath.h): placement, and the transaction that builds a
-// datapath step by step with an inverse for each step.
+// Datapath (datapath.h): placement; the build, one transaction composed of
+// the drivers of the datapath's spaces (space_driver.h); removal; counters.
 #include "srl/runtime/datapath.h"
 
 #include <net/if.h>
@@ -8,9 +8,8 @@
 #include <functional>
 #include <set>
 
+#include "space_driver.h"
 #include "srl/filters/delivery.h"
-#include "srl/runtime/engine.h"
-#include "srl/runtime/inputs.h"
 
 namespace srl::runtime {
 
@@ -132,34 +131,6 @@ Placement fixed_placement(const compiler::RequestDag& dag, const std::vector<std
   return p;
 }
 
-// The hook of one device: attached by this datapath, or taken over from the
-// datapath it replaced. `ran` is the program a newer datapath swapped out.
-struct Datapath::Hook {
-  std::string dev;
-  std::unique_ptr<kernel::XdpHook> xdp;  // one of these two while attached
-  std::unique_ptr<kernel::TcHook> tc;
-  std::unique_ptr<kernel::KernelProgram> ran;
-  std::vector<kernel::NodeSlot> nodes;
-  std::string kind;                   // "xdp" | "tc"
-  std::vector<kernel::Counter> last;  // read just before the hook was detached
-  std::vector<kernel::KernelProgram::ClassTally> last_classes;  // likewise
-  kernel::CopyCounters last_copy;                               // the copy channel's, likewise
-
-  const kernel::KernelProgram* program() const {
-    if (xdp) return &xdp->program();
-    if (tc) return &tc->program();
-    return ran.get();
-  }
-  bool attached() const { return xdp || tc; }
-};
-
-struct Datapath::Impl {
-  std::vector<Hook> hooks;
-  std::unique_ptr<Engine> engine;
-  std::optional<EngineStats> last_engine;  // of an engine stopped alone
-  bool removed = false;
-};
-
 Datapath::Datapath() : impl_(std::make_unique<Impl>()) {}
 
 Datapath::~Datapath() {
@@ -170,61 +141,6 @@ Datapath::~Datapath() {
 }
 
 namespace {
-
-// The steps taken so far and their inverses; undone in reverse on failure.
-class Transaction {
- public:
-  explicit Transaction(StepObserver* observer) : observer_(observer) {}
-  // Whatever leaves before commit() (an exception between steps) is undone.
-  ~Transaction() { rollback(); }
-  Transaction(const Transaction&) = delete;
-  Transaction& operator=(const Transaction&) = delete;
-
-  // Takes `step` (announcing it first); `inverse` undoes it exactly.
-  void take(Step step, const std::function<void()>& action, std::function<void()> inverse) {
-    try {
-      if (observer_ != nullptr) observer_->before(step);
-      action();
-    } catch (const kernel::CapacityError& e) {
-      rollback();
-      throw StepError(std::move(step), e.what(), true);
-    } catch (const std::exception& e) {
-      rollback();
-      throw StepError(std::move(step), e.what());
-    }
-    taken_.emplace_back(step, std::move(inverse));
-    if (observer_ != nullptr) observer_->taken(taken_.back().first);
-  }
-
-  void rollback() {
-    while (!taken_.empty()) {
-      auto [step, inverse] = std::move(taken_.back());
-      taken_.pop_back();
-      try {
-        if (inverse) inverse();
-      } catch (...) {
-        // An inverse that fails leaves nothing better to do than to go on
-        // undoing the others; what it held is released by its destructor.
-      }
-      // Undoing runs from a destructor too: an observer that cannot record
-      // it (a journal on a full disk) must not stop the others being undone,
-      // nor end the process. The step is undone in memory all the same; the
-      // record left "done" is undone by the next start's recovery.
-      if (observer_ != nullptr) {
-        try {
-          observer_->undone(step);
-        } catch (...) {
-        }
-      }
-    }
-  }
-
-  void commit() { taken_.clear(); }
-
- private:
-  StepObserver* observer_;
-  std::vector<std::pair<Step, std::function<void()>>> taken_;
-};
 
 // Deactivation rolls forward: once it starts, every step is taken even if
 // the observer objects (a journal that cannot write, an injected failure),
@@ -245,10 +161,23 @@ void roll_forward(StepObserver* observer, const Step& step, const std::function<
   }
 }
 
-unsigned ifindex_of(const std::string& dev) {
-  const unsigned i = if_nametoindex(dev.c_str());
-  if (i == 0) throw kernel::KernelError("no network device '" + dev + "'");
-  return i;
+// Devices whose rx runs in the kernel get a hook (as planned; XDP where the
+// plan names none), in order of first use; the others an AF_PACKET socket in
+// the engine.
+std::vector<std::pair<std::string, DeviceHook>> devices_to_hook(const compiler::RequestDag& dag,
+                                                                const Placement& placement) {
+  const auto& g = dag.graph;
+  std::vector<std::pair<std::string, DeviceHook>> out;
+  for (auto v : dag.sources()) {
+    if (g[v].filter_name() != "rx" || !placement.in_kernel[v]) continue;
+    const auto& dev = std::get<std::string>(g[v].options.at("dev"));
+    if (std::find_if(out.begin(), out.end(), [&](const auto& d) { return d.first == dev; }) !=
+        out.end())
+      continue;
+    const auto planned = placement.hooks.find(dev);
+    out.emplace_back(dev, planned != placement.hooks.end() ? planned->second : DeviceHook{});
+  }
+  return out;
 }
 
 }  // namespace
@@ -260,8 +189,6 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
   std::unique_ptr<Datapath> dp(new Datapath());
   dp->dag_ = dag;
   dp->placement_ = placement;
-  Impl& m = *dp->impl_;
-  const auto& g = dp->dag_.graph;
   const std::size_t n = dp->dag_.node_count();
   if (placement.in_kernel.size() != n)
     throw std::invalid_argument("placement has " + std::to_string(placement.in_kernel.size()) +
@@ -272,107 +199,45 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
     in_user[v] = !placement.in_kernel[v];
     any_user = any_user || in_user[v];
   }
-  // Devices whose rx runs in the kernel get a hook; the others an AF_PACKET
-  // socket in the engine.
-  std::vector<std::string> hooked;
-  std::map<std::string, DeviceHook> hook_of = placement.hooks;
-  for (auto v : dp->dag_.sources())
-    if (g[v].filter_name() == "rx" && placement.in_kernel[v]) {
-      const auto& dev = std::get<std::string>(g[v].options.at("dev"));
-      if (std::find(hooked.begin(), hooked.end(), dev) == hooked.end()) hooked.push_back(dev);
-      hook_of.emplace(dev, DeviceHook{});
-    }
 
-  // Generating is pure (nothing to undo): done before the transaction, so
-  // that a DAG that cannot be deployed fails without a step taken.
-  struct Part {
-    std::string dev;
-    bool tc = false;
-    std::optional<kernel::XdpMode> mode;  // xdp: the plan's
-    kernel::GeneratedProgram gen;
-    fs::path object;
-    std::unique_ptr<kernel::KernelProgram> program;
-    std::vector<std::unique_ptr<AfxdpChannel>> channels;
-    std::vector<std::unique_ptr<CopyRing>> rings;
-  };
-  std::vector<Part> parts;
-  for (const auto& dev : hooked) {
-    const int ifindex = static_cast<int>(ifindex_of(dev));
-    Part p;
-    p.dev = dev;
-    p.tc = hook_of[dev].kind == HookKind::tc;
-    p.mode = hook_of[dev].xdp_mode;
-    // A swap keeps the running hook's mode: a plan that changes it cannot
-    // run as planned on that hook.
-    if (previous != nullptr && !p.tc && p.mode)
-      for (const auto& h : previous->impl_->hooks)
-        if (h.dev == dev && h.attached() && h.xdp && h.xdp->mode() != *p.mode)
-          throw std::invalid_argument(
-              dev + "'s XDP hook runs in " + std::string(kernel::to_string(h.xdp->mode())) +
-              " mode and the plan has it in " + std::string(kernel::to_string(*p.mode)) +
-              " mode: a hook's mode changes only when it is attached anew (remove the device's "
-              "requests first, or fix the mode)");
-    p.gen = p.tc ? kernel::generate_tc(dp->dag_, ifindex, dev, &placement.in_kernel, options.copy,
-                                       options.program_form)
-                 : kernel::generate_xdp(dp->dag_, ifindex, dev, &placement.in_kernel, options.copy,
-                                        options.program_form);
-    parts.push_back(std::move(p));
-  }
+  DatapathBuild b{dp->dag_,
+                  dp->placement_,
+                  options,
+                  *dp->impl_,
+                  previous != nullptr ? previous->impl_.get() : nullptr,
+                  dp->report_,
+                  dp->afxdp_devices_};
+  // The hook drivers generate their programs when made: generating is pure
+  // (nothing to undo), so a DAG that cannot be deployed fails before the
+  // transaction, without a step taken.
+  std::vector<std::unique_ptr<HookDriver>> hooks;
+  for (const auto& [dev, hook] : devices_to_hook(dp->dag_, placement))
+    hooks.push_back(hook_driver(b, dev, hook));
   std::vector<kernel::KernelExit> exits;
-  if (!parts.empty()) exits = parts.front().gen.exits;
-  for (const auto& p : parts)
-    if (p.gen.exits.size() != exits.size())
+  if (!hooks.empty()) exits = hooks.front()->exits();
+  for (const auto& h : hooks)
+    if (h->exits().size() != exits.size())
       throw std::invalid_argument(
           "the programs of the devices leave the kernel at different edges; deploy one device "
           "at a time");
+  std::vector<SpaceDriver*> from_inputs;  // the hooks, then the engine
+  for (const auto& h : hooks)
+    from_inputs.push_back(h.get());
+  std::unique_ptr<SpaceDriver> engine;
+  if (any_user) engine = engine_driver(b, std::move(in_user), exits, from_inputs);
+  std::vector<SpaceDriver*> from_outputs = from_inputs;  // the engine, then the hooks
+  if (engine) {
+    from_inputs.push_back(engine.get());
+    from_outputs.insert(from_outputs.begin(), engine.get());
+  }
 
-  std::vector<std::unique_ptr<BlockInput>> inputs;  // connected, not yet in the engine
+  // Every node instantiated, from the inputs (a program the verifier refuses
+  // costs no engine); then every channel connected and the datapath
+  // activated from the outputs back to the inputs: the engine runs before
+  // any hook sends it blocks.
   Transaction tx(observer);
-
-  // Instantiate: programs compiled and loaded, the engine's filters built.
-  for (auto& p : parts) {
-    tx.take(
-        {Phase::instantiate, "compile:" + p.dev, "compile the eBPF program of " + p.dev},
-        [&] { p.object = kernel::compile_bpf(p.gen.source, options.cache); }, nullptr);
-    tx.take(
-        {Phase::instantiate, "load:" + p.dev, "load the program of " + p.dev},
-        [&] {
-          auto program = kernel::KernelProgram::load(p.object, p.gen.nodes.size());
-          const std::uint32_t used = program->verified_insns();
-          if (options.verifier_admission != 0 && used > options.verifier_admission)
-            throw kernel::CapacityError(
-                "the program of " + p.dev + " would take " + std::to_string(used) +
-                " of the verifier's " + std::to_string(kernel::kVerifierBudget) +
-                " instructions; changes that add to a hook are admitted up to " +
-                std::to_string(options.verifier_admission) +
-                " (the rest is kept so that removing requests always fits): remove "
-                "requests from " +
-                p.dev + ", or place this one in userspace (space=user)");
-          p.program = std::move(program);
-          dp->report_.push_back(p.dev + ": program verified in " + std::to_string(used) +
-                                " of the verifier's " + std::to_string(kernel::kVerifierBudget) +
-                                " instructions");
-        },
-        [&] { p.program.reset(); });
-  }
-  if (any_user) {
-    tx.take(
-        {Phase::instantiate, "engine", "build the userspace filters"},
-        [&] {
-          std::vector<EngineEntry> entries(exits.size());
-          for (const auto& e : exits)
-            entries.at(e.bit) = {e.from, e.to};
-          EngineOptions eo;
-          eo.workers = std::max<std::size_t>(placement.workers, 1);
-          eo.max_batch = options.batch;
-          eo.file_owner_of = options.file_owner_of;
-          m.engine = std::make_unique<Engine>(dp->dag_, in_user, std::move(entries), eo);
-          dp->report_.push_back("userspace engine: " + std::to_string(eo.workers) + " worker" +
-                                (eo.workers == 1 ? "" : "s"));
-        },
-        [&] { m.engine.reset(); });
-  }
-
+  for (auto* d : from_inputs)
+    d->instantiate(tx);
   if (options.before_connect) {
     try {
       options.before_connect();
@@ -381,164 +246,10 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
       throw StepError({Phase::connect, "prepare", "free what the channels need"}, e.what());
     }
   }
-
-  // Connect: AF_PACKET sockets of rx nodes in userspace, AF_XDP sockets into
-  // the programs' XSKMAPs (before any program is attached, so that no block
-  // leaves for a queue nobody reads).
-  if (m.engine) {
-    for (const auto& id : m.engine->rx_nodes()) {
-      const auto& dev = std::get<std::string>(g[*dp->dag_.find(id)].options.at("dev"));
-      tx.take(
-          {Phase::connect, "packet-socket:" + dev, "open an AF_PACKET socket on " + dev},
-          [&] {
-            PacketSocketOptions po;
-            po.dev = dev;
-            inputs.push_back(packet_socket_input(std::make_unique<PacketSocketSource>(po),
-                                                 m.engine->source_entry(id)));
-            dp->report_.push_back(dev + ": rx in userspace (AF_PACKET)");
-          },
-          [&] { inputs.pop_back(); });
-    }
-  }
-  for (auto& p : parts) {
-    if (p.gen.exits.empty()) continue;
-    for (std::uint32_t i = 0; i < p.gen.copy_rings; ++i) {
-      const std::string name = "ringbuf:" + p.dev + ":" + std::to_string(i);
-      tx.take(
-          {Phase::connect, name, "map copy ring " + std::to_string(i) + " of " + p.dev},
-          [&] {
-            p.rings.push_back(CopyRing::open(p.program->map_fd("srl_ring" + std::to_string(i)),
-                                             p.program->map_fd("srl_wake" + std::to_string(i)),
-                                             name));
-          },
-          [&] { p.rings.pop_back(); });
-    }
-    std::size_t copied = 0, taken = 0;
-    std::uint32_t snap = 0;
-    for (const auto& x : p.gen.exits) {
-      (x.delivery == filters::Delivery::take ? taken : copied) += 1;
-      snap = std::max(snap, x.snaplen);
-    }
-    dp->report_.push_back(p.dev + ": " + std::to_string(p.gen.exits.size()) +
-                          " exit(s) to userspace (" + std::to_string(copied) + " copy, " +
-                          std::to_string(taken) + " take), " + std::to_string(p.gen.copy_rings) +
-                          " copy ring(s), " + std::to_string(options.copy.ring_bytes >> 10) +
-                          " KiB per CPU, snap length up to " + std::to_string(snap));
-    if (!p.gen.afxdp) continue;
-    const std::uint32_t queues = rx_queue_count(p.dev);
-    for (std::uint32_t q = 0; q < queues; ++q)
-      tx.take(
-          {Phase::connect, "afxdp:" + p.dev + ":" + std::to_string(q),
-           "bind an AF_XDP socket to " + p.dev + " queue " + std::to_string(q)},
-          [&] {
-            AfxdpOptions ao;
-            ao.dev = p.dev;
-            ao.queue = q;
-            p.channels.push_back(AfxdpChannel::open(ao, p.program->xsks_fd()));
-          },
-          [&] { p.channels.pop_back(); });
-    bool zero_copy = true;
-    for (const auto& c : p.channels)
-      zero_copy = zero_copy && c->zero_copy();
-    dp->report_.push_back(p.dev + ": " + std::to_string(taken) + " exit(s) take blocks over " +
-                          std::to_string(queues) + " AF_XDP socket(s), " +
-                          (zero_copy ? "zero-copy" : "copy mode"));
-    dp->afxdp_devices_.push_back(p.dev);
-  }
-
-  // Activate, outputs first: the engine runs before any hook sends it blocks.
-  if (m.engine) {
-    tx.take(
-        {Phase::activate, "start:engine", "start the userspace engine"},
-        [&] {
-          for (auto& p : parts) {
-            for (auto& c : p.channels)
-              inputs.push_back(afxdp_input(std::move(c)));
-            for (auto& r : p.rings)
-              inputs.push_back(copy_ring_input(std::move(r)));
-          }
-          for (auto& in : inputs)
-            m.engine->add_input(std::move(in));
-          inputs.clear();
-          m.engine->start();
-        },
-        [&] {
-          m.engine->stop();
-          m.engine->wait();
-        });
-  }
-  for (auto& p : parts) {
-    const fs::path pin = options.pin_root.empty() ? fs::path() : options.pin_root / p.dev;
-    // A hook of the datapath being replaced, of the same kind, on this device.
-    Hook* old = nullptr;
-    if (previous != nullptr)
-      for (auto& h : previous->impl_->hooks)
-        if (h.dev == p.dev && h.attached() && h.kind == (p.tc ? "tc" : "xdp")) old = &h;
-    if (old != nullptr) {
-      tx.take(
-          {Phase::activate, "swap:" + p.dev,
-           "swap the program on the " + std::string(p.tc ? "TC" : "XDP") + " hook of " + p.dev},
-          [&] {
-            Hook h;
-            h.dev = p.dev;
-            h.kind = old->kind;
-            h.nodes = p.gen.nodes;
-            // One atomic update; the old datapath keeps the program it ran.
-            if (p.tc) {
-              old->ran = old->tc->replace(std::move(p.program));
-              h.tc = std::move(old->tc);
-            } else {
-              old->ran = old->xdp->replace(std::move(p.program));
-              h.xdp = std::move(old->xdp);
-            }
-            m.hooks.push_back(std::move(h));
-          },
-          [&m, old] {
-            Hook& h = m.hooks.back();
-            if (h.tc) {
-              h.tc->replace(std::move(old->ran)).reset();
-              old->tc = std::move(h.tc);
-            } else {
-              h.xdp->replace(std::move(old->ran)).reset();
-              old->xdp = std::move(h.xdp);
-            }
-            m.hooks.pop_back();
-          });
-    } else {
-      tx.take(
-          {Phase::activate, "attach:" + p.dev,
-           "attach the program to the " + std::string(p.tc ? "TC ingress" : "XDP") + " hook of " +
-               p.dev},
-          [&] {
-            if (previous != nullptr)
-              for (auto& other : previous->impl_->hooks)
-                if (other.dev == p.dev && other.attached())
-                  throw kernel::KernelError("the running datapath holds the " + other.kind +
-                                            " hook of " + p.dev + ", and a device has one hook");
-            const int ifindex = static_cast<int>(ifindex_of(p.dev));
-            Hook h;
-            h.dev = p.dev;
-            h.kind = p.tc ? "tc" : "xdp";
-            h.nodes = p.gen.nodes;
-            if (p.tc)
-              h.tc = kernel::TcHook::attach(std::move(p.program), ifindex, pin);
-            else
-              h.xdp = kernel::XdpHook::attach(std::move(p.program), ifindex, p.mode, pin);
-            m.hooks.push_back(std::move(h));
-          },
-          [&m] { m.hooks.pop_back(); });
-    }
-    const Hook& h = m.hooks.back();
-    if (h.tc)
-      dp->report_.push_back(p.dev + ": TC ingress (" +
-                            (h.tc->tcx() ? "tcx link" : "cls_bpf filter on clsact") +
-                            "), program id " + std::to_string(h.tc->program().id()) +
-                            (pin.empty() ? "" : ", pinned at " + pin.string()));
-    else
-      dp->report_.push_back(p.dev + ": XDP " + std::string(kernel::to_string(h.xdp->mode())) +
-                            ", program id " + std::to_string(h.xdp->program().id()) + ", " +
-                            h.xdp->describe() + (pin.empty() ? "" : ", pinned at " + pin.string()));
-  }
+  for (auto* d : from_outputs)
+    d->connect(tx);
+  for (auto* d : from_outputs)
+    d->activate(tx);
   tx.commit();
   return dp;
 }
@@ -629,72 +340,71 @@ bool Datapath::release() {
   return !m.hooks.empty();
 }
 
-std::vector<VertexCounters> Datapath::counters() const {
-  const auto& g = dag_.graph;
-  std::vector<VertexCounters> out(dag_.node_count());
-  for (std::size_t v = 0; v < out.size(); ++v) {
-    out[v].id = g[v].id;
-    out[v].space = placement_.in_kernel[v] ? "kernel" : "user";
+namespace {
+
+// A hook's counters (of the program it runs, or ran last), by the node each
+// slot stands for.
+void add_hook_counters(const compiler::RequestDag& dag, const Placement& placement,
+                       const Datapath::Hook& h, std::vector<VertexCounters>& out) {
+  const auto* program = h.program();
+  const auto c = program != nullptr ? program->counters() : h.last;
+  for (std::size_t i = 0; i < h.nodes.size() && i < c.size(); ++i) {
+    const auto v = dag.find(h.nodes[i].id);
+    if (!v) continue;
+    auto& r = out[*v];
+    // The program has a slot for every node; only kernel nodes run there.
+    if (placement.in_kernel.empty() || placement.in_kernel[*v]) r.space = h.kind + ":" + h.dev;
+    r.blocks += c[i].packets;
+    r.bytes += c[i].bytes;
+    r.accepted += c[i].accepted;
   }
-  for (const auto& h : impl_->hooks) {
-    const auto* program = h.program();
-    const auto c = program != nullptr ? program->counters() : h.last;
-    for (std::size_t i = 0; i < h.nodes.size() && i < c.size(); ++i) {
-      const auto v = dag_.find(h.nodes[i].id);
-      if (!v) continue;
-      auto& r = out[*v];
-      // The program has a slot for every node; only kernel nodes run there.
-      if (placement_.in_kernel.empty() || placement_.in_kernel[*v]) r.space = h.kind + ":" + h.dev;
-      r.blocks += c[i].packets;
-      r.bytes += c[i].bytes;
-      r.accepted += c[i].accepted;
+  // Counts by class: node slots are the hook's vertex order, as above.
+  std::vector<ClassCount> classes;
+  std::uint32_t node = UINT32_MAX;
+  auto flush = [&] {
+    if (node == UINT32_MAX || node >= h.nodes.size()) return;
+    if (const auto v = dag.find(h.nodes[node].id)) add_classes(out[*v].classes, classes);
+  };
+  for (const auto& t : program != nullptr ? program->class_tallies() : h.last_classes) {
+    if (t.node != node) {
+      flush();
+      classes.clear();
+      node = t.node;
     }
-    // Counts by class: node slots are the hook's vertex order, as above.
-    std::vector<ClassCount> classes;
-    std::uint32_t node = UINT32_MAX;
-    auto flush = [&] {
-      if (node == UINT32_MAX || node >= h.nodes.size()) return;
-      if (const auto v = dag_.find(h.nodes[node].id)) add_classes(out[*v].classes, classes);
-    };
-    for (const auto& t : program != nullptr ? program->class_tallies() : h.last_classes) {
-      if (t.node != node) {
-        flush();
-        classes.clear();
-        node = t.node;
-      }
-      classes.push_back({t.cls, {}, t.blocks, t.bytes, {}, {}});
-    }
-    flush();
+    classes.push_back({t.cls, {}, t.blocks, t.bytes, {}, {}});
   }
-  std::optional<EngineStats> engine;
-  if (impl_->engine)
-    engine = impl_->engine->stats();
-  else
-    engine = impl_->last_engine;
-  if (engine)
-    for (const auto& n : engine->nodes) {
-      const auto v = dag_.find(n.id);
-      if (!v) continue;
-      auto& r = out[*v];
-      r.blocks += n.blocks;
-      r.bytes += n.bytes;
-      r.accepted += n.accepted;
-      if (r.failure.empty()) r.failure = n.failure;
-      if (n.by_class) {
-        r.by_class = true;
-        std::vector<ClassCount> classes;
-        for (const auto& t : n.classes)
-          classes.push_back({t.cls, {}, t.blocks, t.bytes, {}, {}});
-        add_classes(r.classes, classes);
-      }
-      // Blocks a filter had to let go (a full buffer, no reader), by the
-      // filters' own counters named dropped*.
-      for (const auto& [name, value] : n.extra)
-        if (name.starts_with("dropped") && !name.ends_with("_bytes")) r.drops += value;
+  flush();
+}
+
+void add_engine_counters(const compiler::RequestDag& dag, const EngineStats& stats,
+                         std::vector<VertexCounters>& out) {
+  for (const auto& n : stats.nodes) {
+    const auto v = dag.find(n.id);
+    if (!v) continue;
+    auto& r = out[*v];
+    r.blocks += n.blocks;
+    r.bytes += n.bytes;
+    r.accepted += n.accepted;
+    if (r.failure.empty()) r.failure = n.failure;
+    if (n.by_class) {
+      r.by_class = true;
+      std::vector<ClassCount> classes;
+      for (const auto& t : n.classes)
+        classes.push_back({t.cls, {}, t.blocks, t.bytes, {}, {}});
+      add_classes(r.classes, classes);
     }
-  // Every count by class: "other" is what its tallies leave out of its
-  // blocks (classes that found the kernel's table full), and at most its
-  // keys classes stand alone (the largest), the rest in "other".
+    // Blocks a filter had to let go (a full buffer, no reader), by the
+    // filters' own counters named dropped*.
+    for (const auto& [name, value] : n.extra)
+      if (name.starts_with("dropped") && !name.ends_with("_bytes")) r.drops += value;
+  }
+}
+
+// Every count by class: "other" is what its tallies leave out of its blocks
+// (classes that found the kernel's table full), and at most its keys classes
+// stand alone (the largest), the rest in "other".
+void fold_counts_by_class(const compiler::RequestDag& dag, std::vector<VertexCounters>& out) {
+  const auto& g = dag.graph;
   for (std::size_t v = 0; v < out.size(); ++v) {
     const auto by = g[v].options.find("by");
     if (g[v].filter_name() != "count" || by == g[v].options.end() ||
@@ -708,6 +418,24 @@ std::vector<VertexCounters> Datapath::counters() const {
                                  : 256;
     fold_classes(r, keys);
   }
+}
+
+}  // namespace
+
+std::vector<VertexCounters> Datapath::counters() const {
+  const auto& g = dag_.graph;
+  std::vector<VertexCounters> out(dag_.node_count());
+  for (std::size_t v = 0; v < out.size(); ++v) {
+    out[v].id = g[v].id;
+    out[v].space = placement_.in_kernel[v] ? "kernel" : "user";
+  }
+  for (const auto& h : impl_->hooks)
+    add_hook_counters(dag_, placement_, h, out);
+  if (impl_->engine)
+    add_engine_counters(dag_, impl_->engine->stats(), out);
+  else if (impl_->last_engine)
+    add_engine_counters(dag_, *impl_->last_engine, out);
+  fold_counts_by_class(dag_, out);
   return out;
 }
 

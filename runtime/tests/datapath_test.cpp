@@ -1,5 +1,6 @@
 // Datapath on a real device (a veth pair in a namespace of the test's own):
-// the steps of a transaction in their order, a failure at every step undone
+// the steps of a transaction in their order (also across an XDP hook, a TC
+// hook, an AF_PACKET socket and the engine), a failure at every step undone
 // in reverse with nothing left attached, the make-before-break swap and its
 // inverse, and hooks that outlive their process (release, adopt). Needs root.
 #include <doctest/doctest.h>
@@ -234,4 +235,62 @@ TEST_CASE("datapath: released hooks outlive it; adopted ones are swapped or remo
   CHECK_FALSE(fs::exists(o.pin_root / "hb"));
   umount2(bpffs.c_str(), MNT_DETACH);
   fs::remove_all(bpffs);
+}
+
+// Builds `c`, expecting the steps `expected`, then fails it at every step:
+// each failure undoes the steps taken, in reverse, and leaves no hook.
+void build_and_fail_at_every_step(const Compiled& c, const std::vector<std::string>& expected,
+                                  const std::vector<int>& ifindexes) {
+  {
+    RecordingObserver rec;
+    auto dp = runtime::Datapath::build(*c.result.dag, c.placement, options(), &rec);
+    CHECK(rec.taken_keys == expected);
+  }
+  for (std::size_t n = 1; n <= expected.size(); ++n) {
+    CAPTURE(n);
+    RecordingObserver rec;
+    rec.fail_at = n;
+    CHECK_THROWS_AS(runtime::Datapath::build(*c.result.dag, c.placement, options(), &rec),
+                    runtime::StepError);
+    CHECK(rec.before_keys.back() == expected[n - 1]);
+    const std::vector<std::string> reversed(rec.taken_keys.rbegin(), rec.taken_keys.rend());
+    CHECK(rec.undone_keys == reversed);
+    for (const int ifindex : ifindexes)
+      CHECK(attached_program(ifindex) == 0);
+  }
+}
+
+TEST_CASE("datapath: one driver per space, each phase across all of them") {
+  TestNamespace ns;
+  const int ha = ns.ifindex("ha");
+  compiler::CompileOptions o;
+  o.default_devices = {"ha", "hb"};
+  // rx ha, rx hb > udp > port > dns > count: the kernel copies blocks up to
+  // dns from both devices, one on XDP, the other on TC.
+  Compiled c{compiler::compile("(udp) > (port) 53> (dns) > (count)", o), {}};
+  REQUIRE(c.result.ok());
+  REQUIRE(c.result.dag->node_count() == 6);
+  c.placement = runtime::fixed_placement(*c.result.dag, {"ha", "hb"}, {});
+  c.placement.hooks["hb"] = {runtime::HookKind::tc, {}};
+  build_and_fail_at_every_step(
+      c,
+      {"compile:ha", "load:ha", "compile:hb", "load:hb", "engine", "ringbuf:ha:0", "ringbuf:hb:0",
+       "start:engine", "attach:ha", "attach:hb"},
+      {ha});
+  {
+    auto dp = runtime::Datapath::build(*c.result.dag, c.placement, options());
+    CHECK(dp->hooked_devices() == std::vector<std::string>{"ha", "hb"});
+    RecordingObserver out;
+    dp->remove(&out);
+    CHECK(out.taken_keys == std::vector<std::string>{"detach:ha", "detach:hb", "stop:engine"});
+  }
+
+  // rx hb in userspace (an AF_PACKET socket), rx ha alone in the kernel.
+  c.placement.in_kernel.assign(c.result.dag->node_count(), false);
+  c.placement.in_kernel[0] = true;
+  c.placement.hooks.erase("hb");
+  build_and_fail_at_every_step(c,
+                               {"compile:ha", "load:ha", "engine", "packet-socket:hb",
+                                "ringbuf:ha:0", "start:engine", "attach:ha"},
+                               {ha});
 }

@@ -3,14 +3,17 @@
 // rings (blocks the userspace part observes) and AF_XDP sockets (blocks it
 // takes: filters/delivery.h), built as ONE transaction.
 //
-// The life cycle follows ARCHITECTURE.md §5: every node is instantiated
-// (programs compiled and loaded, the engine's filters built), then every
-// channel is connected (copy rings mapped, AF_XDP sockets into the programs'
-// XSKMAPs, AF_PACKET sockets), then the datapath is activated from the outputs back to the
-// inputs (the engine starts before any hook sends it blocks). Each step is
-// announced to a StepObserver before it is taken, so that a journal can
-// record it first, and has an exact inverse: a failure undoes the steps
-// taken, in reverse, and leaves the machine as it was.
+// The life cycle follows docs/architecture.md §4, with one driver per space
+// (a hook driver per device, XDP or TC, and the engine's;
+// runtime/src/space_driver.h) taking its part of each phase: every node is
+// instantiated (programs compiled and loaded, the engine's filters built),
+// then every channel is connected (AF_PACKET sockets, copy rings mapped,
+// AF_XDP sockets into the programs' XSKMAPs), then the datapath is activated
+// from the outputs back to the inputs (the engine starts before any hook
+// sends it blocks). Each step is announced to a StepObserver before it is
+// taken, so that a journal can record it first, and has an exact inverse: a
+// failure undoes the steps taken, in reverse, and leaves the machine as it
+// was.
 //
 // Replacing a running datapath is make-before-break: on a device both use,
 // activation swaps the program in the running hook in one atomic update
