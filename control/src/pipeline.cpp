@@ -126,10 +126,17 @@ nlohmann::ordered_json to_json(const Requests& requests, const runtime::Placemen
                      {"filter", std::string(dag.graph[v].filter_name())},
                      {"space", runtime::space_of(dag, place, v)}});
   }
+  J up = J::array();
+  for (const auto& c : place.up)
+    up.push_back({{"from", c.from},
+                  {"to", c.to},
+                  {"delivery", std::string(filters::to_string(c.delivery))},
+                  {"channel", std::string(runtime::to_string(c.kind))}});
   return {{"srl_placement_version", kPlacementJsonVersion},
           {"hooks", hooks},
           {"workers", place.workers},
-          {"nodes", nodes}};
+          {"nodes", nodes},
+          {"up", up}};
 }
 
 std::map<std::string, std::string> reasons(const optimizer::Plan& plan) {
@@ -177,6 +184,23 @@ runtime::Placement placement(const Requests& requests, const optimizer::Plan& pl
       throw PipelineError(Stage::plan,
                           "the plan uses both the XDP and the TC hook of " + dev +
                               ", and one hook per device is deployed so far; force one hook");
+  }
+  // The edges up, copied or taken over the channel the plan chose.
+  std::map<std::string, std::size_t> vertex;
+  for (std::size_t v = 0; v < plan.nodes.size(); ++v)
+    vertex[plan.nodes[v].id] = v;
+  for (const auto& e : plan.edges) {
+    if (e.delivery.empty()) continue;
+    runtime::UpChannel c{.from = vertex.at(e.from), .to = vertex.at(e.to)};
+    c.delivery = e.delivery == "take" ? filters::Delivery::take : filters::Delivery::copy;
+    if (e.channel == "afxdp")
+      c.kind = runtime::UpChannelKind::afxdp;
+    else if (e.channel == "ringbuf")
+      c.kind = runtime::UpChannelKind::ring;
+    else
+      throw PipelineError(Stage::plan, "the plan sends " + e.from + " > " + e.to + " up over " +
+                                           e.channel + ", which no driver deploys");
+    place.up.push_back(c);
   }
   return place;
 }

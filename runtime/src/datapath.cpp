@@ -68,6 +68,10 @@ std::vector<bool> below_user_sources(const compiler::RequestDag& dag) {
   return user;
 }
 
+std::string_view to_string(UpChannelKind k) {
+  return k == UpChannelKind::afxdp ? "afxdp" : "ringbuf";
+}
+
 std::string_view to_string(HookKind k) {
   return k == HookKind::tc ? "tc" : "xdp";
 }
@@ -164,6 +168,47 @@ void roll_forward(StepObserver* observer, const Step& step, const std::function<
 // Devices whose rx runs in the kernel get a hook (as planned; XDP where the
 // plan names none), in order of first use; the others an AF_PACKET socket in
 // the engine.
+// A hook's exits against the channels up that the placement has: the same
+// edges, each copied or taken as planned and over the channel planned (a
+// take leaves XDP over AF_XDP, everything else rides the copy ring). Throws
+// std::invalid_argument naming the first difference.
+void check_up_channels(const compiler::RequestDag& dag, const Placement& place,
+                       const HookDriver& hook) {
+  const auto& g = dag.graph;
+  const auto edge = [&](std::size_t from, std::size_t to) {
+    return g[from].id + " (" + std::string(g[from].filter_name()) + ") > " + g[to].id + " (" +
+           std::string(g[to].filter_name()) + ")";
+  };
+  std::vector<bool> planned_seen(place.up.size(), false);
+  for (const auto& x : hook.exits()) {
+    const auto from = dag.find(x.from), to = dag.find(x.to);
+    if (!from || !to)
+      throw std::invalid_argument("an exit of " + hook.device() + "'s program names no node");
+    const UpChannelKind kind = hook.kind() == HookKind::xdp && x.delivery == filters::Delivery::take
+                                   ? UpChannelKind::afxdp
+                                   : UpChannelKind::ring;
+    const auto it = std::find_if(place.up.begin(), place.up.end(), [&](const UpChannel& c) {
+      return c.from == *from && c.to == *to;
+    });
+    if (it == place.up.end())
+      throw std::invalid_argument("the plan has no channel up for " + edge(*from, *to) +
+                                  ", which leaves " + hook.device() + "'s kernel part");
+    if (it->delivery != x.delivery || it->kind != kind)
+      throw std::invalid_argument("the plan has " + edge(*from, *to) + " " +
+                                  std::string(filters::to_string(it->delivery)) +
+                                  " its blocks over " + std::string(to_string(it->kind)) + "; on " +
+                                  hook.device() + "'s " + std::string(to_string(hook.kind())) +
+                                  " hook it would " + std::string(filters::to_string(x.delivery)) +
+                                  " them over " + std::string(to_string(kind)));
+    planned_seen[static_cast<std::size_t>(it - place.up.begin())] = true;
+  }
+  for (std::size_t i = 0; i < place.up.size(); ++i)
+    if (!planned_seen[i])
+      throw std::invalid_argument("the plan has a channel up for " +
+                                  edge(place.up[i].from, place.up[i].to) + " that " +
+                                  hook.device() + "'s program does not leave by");
+}
+
 std::vector<std::pair<std::string, DeviceHook>> devices_to_hook(const compiler::RequestDag& dag,
                                                                 const Placement& placement) {
   const auto& g = dag.graph;
@@ -220,6 +265,10 @@ std::unique_ptr<Datapath> Datapath::build(const compiler::RequestDag& dag,
       throw std::invalid_argument(
           "the programs of the devices leave the kernel at different edges; deploy one device "
           "at a time");
+  // The channels up deploy as planned, or nothing does.
+  if (!placement.up.empty())
+    for (const auto& h : hooks)
+      check_up_channels(dp->dag_, placement, *h);
   std::vector<SpaceDriver*> from_inputs;  // the hooks, then the engine
   for (const auto& h : hooks)
     from_inputs.push_back(h.get());

@@ -162,6 +162,8 @@ class HookDriver : public SpaceDriver {
  public:
   // Where its blocks leave the kernel for the engine.
   const std::vector<kernel::KernelExit>& exits() const { return gen_.exits; }
+  const std::string& device() const { return dev_; }
+  HookKind kind() const { return kind_; }
 
   void instantiate(Transaction& tx) override;  // compile:DEV, load:DEV
   void connect(Transaction& tx) override;      // ringbuf:DEV:I, afxdp:DEV:QUEUE

@@ -90,6 +90,37 @@ TEST_CASE("datapath: instantiate, connect, then activate from the outputs back")
   CHECK(out.taken_keys.size() == 2);
 }
 
+TEST_CASE("datapath: the channels up deploy as the placement has them, or nothing does") {
+  TestNamespace ns;
+  const int hb = ns.ifindex("hb");
+  // port (n2) in XDP hands its blocks up to dns (n3): a copy over the ring.
+  auto c = compile_on_hb("(udp) > (port) 53> (dns) > (count)");
+  const runtime::UpChannel copy{.from = 2, .to = 3};
+  auto refused = [&](std::vector<runtime::UpChannel> up, const std::string& why) {
+    CAPTURE(why);
+    c.placement.up = std::move(up);
+    RecordingObserver rec;
+    CHECK_THROWS_WITH_AS(runtime::Datapath::build(*c.result.dag, c.placement, options(), &rec),
+                         doctest::Contains(why.c_str()), std::invalid_argument);
+    CHECK(rec.before_keys.empty());  // refused before any step
+    CHECK(attached_program(hb) == 0);
+  };
+  auto take = copy;
+  take.delivery = filters::Delivery::take;
+  take.kind = runtime::UpChannelKind::afxdp;
+  refused({take},
+          "the plan has n2 (port) > n3 (dns) take its blocks over afxdp; on hb's xdp hook "
+          "it would copy them over ringbuf");
+  auto other = copy;
+  other.from = 1;
+  refused({other}, "the plan has no channel up for n2 (port) > n3 (dns)");
+  refused({copy, other}, "that hb's program does not leave by");
+  c.placement.up = {copy};
+  auto dp = runtime::Datapath::build(*c.result.dag, c.placement, options());
+  CHECK(attached_program(hb) != 0);
+  dp->remove();
+}
+
 TEST_CASE("datapath: a failure at any step undoes the steps taken, in reverse") {
   TestNamespace ns;
   const int hb = ns.ifindex("hb");

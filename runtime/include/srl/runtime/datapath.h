@@ -52,6 +52,22 @@ struct DeviceHook {
   bool operator==(const DeviceHook&) const = default;
 };
 
+// The channel an edge from the kernel up to the engine rides.
+enum class UpChannelKind : std::uint8_t {
+  afxdp,  // an AF_XDP socket: blocks an XDP hook takes
+  ring,   // srl's copy ring: copies, and the blocks a TC hook takes
+};
+std::string_view to_string(UpChannelKind k);  // "afxdp", "ringbuf" (the plan's words)
+
+// An edge from a kernel node up to a userspace node, as planned: whether
+// its blocks are copied or taken (filters/delivery.h) and over what.
+struct UpChannel {
+  std::size_t from = 0, to = 0;  // vertices: the kernel node, the userspace node
+  filters::Delivery delivery = filters::Delivery::copy;
+  UpChannelKind kind = UpChannelKind::ring;
+  bool operator==(const UpChannel&) const = default;
+};
+
 // Where each node of a DAG runs (the control plane makes it from a plan:
 // control/pipeline.h).
 struct Placement {
@@ -60,6 +76,10 @@ struct Placement {
   // The engine's workers (threads, blocks split between them by flow): the
   // largest replica set the plan runs userspace nodes on, 1 for none.
   std::size_t workers = 1;
+  // Every edge from the kernel up to the engine, as planned: the datapath
+  // deploys exactly these or nothing. Empty: as the datapath's own rule
+  // makes them (fixed_placement).
+  std::vector<UpChannel> up;
 };
 
 // Where vertex `v` runs: "user", or the hooks of the devices whose blocks
