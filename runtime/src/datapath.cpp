@@ -111,17 +111,10 @@ Placement fixed_placement(const compiler::RequestDag& dag, const std::vector<std
   const auto user = below_user_sources(dag);
   Placement p;
   p.in_kernel.assign(dag.node_count(), false);
-  // Vertices in topological order: a vertex's inputs are decided first.
-  std::vector<std::size_t> indegree(dag.node_count(), 0), order;
-  for (std::size_t v = 0; v < dag.node_count(); ++v)
-    for (auto [it, end] = boost::out_edges(v, g); it != end; ++it)
-      ++indegree[boost::target(*it, g)];
-  for (std::size_t v = 0; v < dag.node_count(); ++v)
-    if (indegree[v] == 0) order.push_back(v);
-  for (std::size_t i = 0; i < order.size(); ++i)
-    for (auto [it, end] = boost::out_edges(order[i], g); it != end; ++it)
-      if (--indegree[boost::target(*it, g)] == 0) order.push_back(boost::target(*it, g));
-  for (std::size_t v : order) {
+  // In the DAG's numbering (dag.h) a vertex's inputs are decided first.
+  if (!dag.numbered())
+    throw std::invalid_argument("fixed_placement: the DAG is not numbered in topological order");
+  for (std::size_t v = 0; v < dag.node_count(); ++v) {
     if (user[v]) continue;
     bool k = g[v].filter != nullptr && g[v].filter->implemented_in(filters::SpaceKind::kernel) &&
              !(hook.kind == HookKind::xdp && g[v].filter->kernel_tc_only) &&

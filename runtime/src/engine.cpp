@@ -14,7 +14,6 @@
 #include <deque>
 #include <mutex>
 #include <new>
-#include <queue>
 #include <stdexcept>
 #include <thread>
 #include <type_traits>
@@ -296,6 +295,18 @@ struct Engine::Impl {
   std::atomic<std::uint64_t> blocks_in{0}, ring_lost{0};
   std::vector<std::thread> threads;
   std::vector<std::unique_ptr<DBuf>> rings;  // workers > 1: one per worker
+
+  // Construction, in the constructor's order: the userspace nodes and how
+  // blocks move between them, where blocks enter, then the filters.
+  void add_nodes(const compiler::RequestDag& dag, const std::vector<std::size_t>& order);
+  void link_children(const compiler::RequestDag& dag, const std::vector<std::size_t>& order,
+                     const std::vector<std::uint32_t>& index, const std::vector<bool>& user);
+  void fuse_chains(const std::vector<bool>& entered);
+  void add_entries(const compiler::RequestDag& dag, const std::vector<std::size_t>& order,
+                   const std::vector<std::uint32_t>& index, const std::vector<bool>& user,
+                   std::vector<EngineEntry> given);
+  void make_filters();
+  void add_source_inputs();
 
   inline void deliver(Worker& w, std::uint32_t node, std::uint32_t block, bool accepted,
                       std::uint16_t cls) {
@@ -746,6 +757,27 @@ void Engine::Impl::NodeEmitter::emit(const Block& block, std::uint16_t cls) {
   restore(saved);
 }
 
+namespace {
+
+std::string describe(const compiler::DagGraph& g, std::size_t v) {
+  return "node " + g[v].id + " (" + std::string(g[v].filter_name()) + ")";
+}
+
+// The input edge index of (from, to) among to's in-edges.
+std::optional<std::uint16_t> input_index(const compiler::DagGraph& g, std::size_t from,
+                                         std::size_t to) {
+  std::uint16_t k = 0;
+  for (auto [it, end] = boost::in_edges(to, g); it != end; ++it, ++k)
+    if (boost::source(*it, g) == from) return k;
+  return std::nullopt;
+}
+
+bool runs_filter(const NodeSpec& s) {
+  return s.kind == Kind::filter || s.kind == Kind::transform || s.kind == Kind::sink;
+}
+
+}  // namespace
+
 Engine::Engine(const compiler::RequestDag& dag, const std::vector<bool>& in_user,
                std::vector<EngineEntry> entries, const EngineOptions& options)
     : impl_(std::make_unique<Impl>()) {
@@ -753,37 +785,38 @@ Engine::Engine(const compiler::RequestDag& dag, const std::vector<bool>& in_user
   m.options = options;
   m.options.max_batch = std::max<std::size_t>(1, options.max_batch);
   m.options.workers = std::max<std::size_t>(1, options.workers);
-  const auto& g = dag.graph;
-  const std::size_t n = boost::num_vertices(g);
-  auto user = [&](std::size_t v) { return in_user.empty() || (v < in_user.size() && in_user[v]); };
-  auto describe = [&](std::size_t v) {
-    return "node " + g[v].id + " (" + std::string(g[v].filter_name()) + ")";
-  };
-
-  // Topological order of the userspace nodes, lowest vertex first.
-  std::vector<std::size_t> indegree(n, 0);
-  for (std::size_t v = 0; v < n; ++v)
-    for (auto [it, end] = boost::out_edges(v, g); it != end; ++it)
-      ++indegree[boost::target(*it, g)];
-  std::priority_queue<std::size_t, std::vector<std::size_t>, std::greater<>> ready;
-  for (std::size_t v = 0; v < n; ++v)
-    if (indegree[v] == 0) ready.push(v);
+  // The userspace nodes in the DAG's numbering (dag.h): inputs first.
+  if (!dag.numbered())
+    throw std::invalid_argument("the DAG is not numbered in topological order (dag.h)");
+  const std::size_t n = dag.node_count();
+  std::vector<bool> user(n);
   std::vector<std::uint32_t> index(n, kNoNode);
   std::vector<std::size_t> order;
-  while (!ready.empty()) {
-    const std::size_t v = ready.top();
-    ready.pop();
-    if (user(v)) {
-      index[v] = static_cast<std::uint32_t>(order.size());
-      order.push_back(v);
-    }
-    for (auto [it, end] = boost::out_edges(v, g); it != end; ++it)
-      if (--indegree[boost::target(*it, g)] == 0) ready.push(boost::target(*it, g));
+  for (std::size_t v = 0; v < n; ++v) {
+    user[v] = in_user.empty() || (v < in_user.size() && in_user[v]);
+    if (!user[v]) continue;
+    index[v] = static_cast<std::uint32_t>(order.size());
+    order.push_back(v);
   }
+  m.add_nodes(dag, order);
+  m.link_children(dag, order, index, user);
+  std::vector<bool> entered(m.nodes.size(), false);
+  for (const auto& e : entries) {
+    const auto to = dag.find(e.to);
+    if (to && index[*to] != kNoNode) entered[index[*to]] = true;
+  }
+  m.fuse_chains(entered);
+  m.add_entries(dag, order, index, user, std::move(entries));
+  m.make_filters();
+  m.add_source_inputs();
+}
 
+void Engine::Impl::add_nodes(const compiler::RequestDag& dag,
+                             const std::vector<std::size_t>& order) {
+  const auto& g = dag.graph;
   for (std::size_t v : order) {
     const compiler::DagNode& dn = g[v];
-    if (dn.filter == nullptr) throw std::invalid_argument(describe(v) + ": no filter");
+    if (dn.filter == nullptr) throw std::invalid_argument(describe(g, v) + ": no filter");
     NodeSpec spec;
     spec.id = dn.id;
     spec.filter = std::string(dn.filter->name);
@@ -792,6 +825,9 @@ Engine::Engine(const compiler::RequestDag& dag, const std::vector<bool>& in_user
     spec.config.options = dn.options;
     spec.config.node_id = dn.id;
     if (options.file_owner_of) spec.config.file_owner = options.file_owner_of(dn.id);
+    // The bpf filter's program, from the DAG, while the filters are built
+    // (they copy it; the DAG need not outlive the engine).
+    if (dn.translation) spec.config.cbpf = &dn.translation->insns;
     if (fs.role == filters::Role::source)
       spec.kind = Kind::source;
     else if (fs.name == "union")
@@ -809,143 +845,137 @@ Engine::Engine(const compiler::RequestDag& dag, const std::vector<bool>& in_user
       spec.input_classifies.push_back(g[from].filter != nullptr && g[from].filter->max_class > 0);
     }
     spec.dedupe = spec.input_classifies.size() > 1;
-    m.nodes.push_back(std::move(spec));
+    nodes.push_back(std::move(spec));
   }
-  // The bpf filter's program, from the DAG, while the filters are built
-  // (they copy it; the DAG need not outlive the engine).
-  for (std::size_t i = 0; i < order.size(); ++i)
-    if (g[order[i]].translation) m.nodes[i].config.cbpf = &g[order[i]].translation->insns;
+}
 
-  // Input edge index of (from, to) among to's in-edges.
-  auto input_index = [&](std::size_t from, std::size_t to) -> std::optional<std::uint16_t> {
-    std::uint16_t k = 0;
-    for (auto [it, end] = boost::in_edges(to, g); it != end; ++it, ++k)
-      if (boost::source(*it, g) == from) return k;
-    return std::nullopt;
-  };
+void Engine::Impl::link_children(const compiler::RequestDag& dag,
+                                 const std::vector<std::size_t>& order,
+                                 const std::vector<std::uint32_t>& index,
+                                 const std::vector<bool>& user) {
+  const auto& g = dag.graph;
   for (std::size_t i = 0; i < order.size(); ++i) {
     const std::size_t v = order[i];
     for (auto [it, end] = boost::out_edges(v, g); it != end; ++it) {
       const std::size_t to = boost::target(*it, g);
-      if (!user(to))
-        throw std::invalid_argument(describe(v) + " runs in userspace but feeds " + describe(to) +
-                                    ", which does not: blocks only move up");
+      if (!user[to])
+        throw std::invalid_argument(describe(g, v) + " runs in userspace but feeds " +
+                                    describe(g, to) + ", which does not: blocks only move up");
       const auto& sel = g[*it].select;
-      Child c{index[to], *input_index(v, to), sel.plain(), sel.rejected, sel};
+      Child c{index[to], *input_index(g, v, to), sel.plain(), sel.rejected, sel};
       if (!sel.rejected && !sel.invert && sel.ranges.size() == 1) {
         c.one_range = true;
         c.lo = sel.ranges[0].lo;
         c.hi = sel.ranges[0].hi;
       }
-      m.nodes[i].children.push_back(std::move(c));
+      nodes[i].children.push_back(std::move(c));
     }
   }
+}
 
-  // Chain links to fuse: the only child of a node, with no other input and
-  // no entry, that runs a filter; shared filters only with one worker (with
-  // more, their calls take a lock once per batch instead).
-  std::vector<bool> entered(m.nodes.size(), false);
-  for (const auto& e : entries) {
-    const auto to = dag.find(e.to);
-    if (to && index[*to] != kNoNode) entered[index[*to]] = true;
-  }
-  for (auto& node : m.nodes) {
+// Chain links to fuse: the only child of a node, with no other input and
+// no entry, that runs a filter; shared filters only with one worker (with
+// more, their calls take a lock once per batch instead).
+void Engine::Impl::fuse_chains(const std::vector<bool>& entered) {
+  for (auto& node : nodes) {
     node.one_plain_child = node.children.size() == 1 && node.children[0].plain;
     if (node.children.size() != 1) continue;
     const std::uint32_t c = node.children[0].node;
-    const NodeSpec& child = m.nodes[c];
-    const bool runs =
-        child.kind == Kind::filter || child.kind == Kind::transform || child.kind == Kind::sink;
-    const bool lockless = !child.shared || m.options.workers == 1;
-    if (runs && lockless && child.input_classifies.size() == 1 && !entered[c]) node.fused_child = c;
+    const NodeSpec& child = nodes[c];
+    const bool lockless = !child.shared || options.workers == 1;
+    if (runs_filter(child) && lockless && child.input_classifies.size() == 1 && !entered[c])
+      node.fused_child = c;
   }
+}
 
-  // Entries: the caller's (kernel exits), then one per userspace source.
-  for (const auto& e : entries) {
+// Entries: the caller's (kernel exits), then one per userspace source; every
+// edge from outside into the userspace part needs one.
+void Engine::Impl::add_entries(const compiler::RequestDag& dag,
+                               const std::vector<std::size_t>& order,
+                               const std::vector<std::uint32_t>& index,
+                               const std::vector<bool>& user, std::vector<EngineEntry> given) {
+  const auto& g = dag.graph;
+  for (const auto& e : given) {
     const auto from = dag.find(e.from), to = dag.find(e.to);
-    if (!from || !to || !user(*to) || user(*from))
+    if (!from || !to || !user[*to] || user[*from])
       throw std::invalid_argument("entry " + e.from + " -> " + e.to +
                                   ": not an edge from outside the userspace part into it");
-    const auto in = input_index(*from, *to);
+    const auto in = input_index(g, *from, *to);
     if (!in) throw std::invalid_argument("entry " + e.from + " -> " + e.to + ": no such edge");
-    m.entries.push_back({index[*to], *in, false});
-    m.source_ids.emplace_back();
+    entries.push_back({index[*to], *in, false});
+    source_ids.emplace_back();
   }
-  m.entry_names = std::move(entries);
+  entry_names = std::move(given);
   for (std::size_t i = 0; i < order.size(); ++i)
-    if (m.nodes[i].kind == Kind::source) {
-      m.entries.push_back({static_cast<std::uint32_t>(i), 0, true});
-      m.source_ids.push_back(m.nodes[i].id);
-      m.entry_names.push_back({m.nodes[i].id, m.nodes[i].id});
+    if (nodes[i].kind == Kind::source) {
+      entries.push_back({static_cast<std::uint32_t>(i), 0, true});
+      source_ids.push_back(nodes[i].id);
+      entry_names.push_back({nodes[i].id, nodes[i].id});
     }
-  if (m.entries.size() > kMaxEntries)
-    throw std::invalid_argument("the userspace part has " + std::to_string(m.entries.size()) +
+  if (entries.size() > kMaxEntries)
+    throw std::invalid_argument("the userspace part has " + std::to_string(entries.size()) +
                                 " entries; at most 32 are supported");
-  // Every edge from outside into the userspace part needs an entry.
   for (std::size_t i = 0; i < order.size(); ++i) {
     const std::size_t v = order[i];
     for (auto [it, end] = boost::in_edges(v, g); it != end; ++it) {
       const std::size_t from = boost::source(*it, g);
-      if (user(from)) continue;
+      if (user[from]) continue;
       const bool covered = std::any_of(
-          m.entry_names.begin(), m.entry_names.end(),
+          entry_names.begin(), entry_names.end(),
           [&](const EngineEntry& e) { return e.from == g[from].id && e.to == g[v].id; });
       if (!covered)
         throw std::invalid_argument("the edge " + g[from].id + " -> " + g[v].id +
                                     " into userspace has no entry (no channel carries it)");
     }
   }
+}
 
-  // Implementations: shared ones once, the others once per worker.
-  m.shared.resize(m.nodes.size());
-  for (std::size_t i = 0; i < m.nodes.size(); ++i) {
-    const NodeSpec& s = m.nodes[i];
-    const bool runs = s.kind == Kind::filter || s.kind == Kind::transform || s.kind == Kind::sink;
-    if (runs && s.shared) {
-      m.shared[i] = std::make_unique<Impl::SharedFilter>();
-      m.shared[i]->filter = filters::make_user_filter(s.config);
+// Implementations: shared ones once, the others once per worker; then the
+// longest tick period all of them accept (0: any filter wants the engine's
+// own).
+void Engine::Impl::make_filters() {
+  shared.resize(nodes.size());
+  for (std::size_t i = 0; i < nodes.size(); ++i)
+    if (runs_filter(nodes[i]) && nodes[i].shared) {
+      shared[i] = std::make_unique<SharedFilter>();
+      shared[i]->filter = filters::make_user_filter(nodes[i].config);
     }
-  }
-  for (std::size_t k = 0; k < m.options.workers; ++k) {
-    auto w = std::make_unique<Impl::Worker>();
-    w->engine = &m;
-    w->filters.assign(m.nodes.size(), nullptr);
-    w->inbox.resize(m.nodes.size());
+  for (std::size_t k = 0; k < options.workers; ++k) {
+    auto w = std::make_unique<Worker>();
+    w->engine = this;
+    w->filters.assign(nodes.size(), nullptr);
+    w->inbox.resize(nodes.size());
     for (auto& inbox : w->inbox)
-      inbox.reserve(m.options.max_batch * 2);
-    w->counters = std::make_unique<Counter[]>(m.nodes.size());
-    for (std::size_t i = 0; i < m.nodes.size(); ++i) {
-      const NodeSpec& s = m.nodes[i];
-      const bool runs = s.kind == Kind::filter || s.kind == Kind::transform || s.kind == Kind::sink;
-      if (runs && !s.shared) {
-        w->owned.push_back(filters::make_user_filter(s.config));
+      inbox.reserve(options.max_batch * 2);
+    w->counters = std::make_unique<Counter[]>(nodes.size());
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+      if (runs_filter(nodes[i]) && !nodes[i].shared) {
+        w->owned.push_back(filters::make_user_filter(nodes[i].config));
         w->filters[i] = w->owned.back().get();
       }
-      const filters::UserFilter* f = m.shared[i] ? m.shared[i]->filter.get() : w->filters[i];
+      const filters::UserFilter* f = shared[i] ? shared[i]->filter.get() : w->filters[i];
       w->needs_headers.push_back(f == nullptr || f->reads_headers());
     }
-    m.workers.push_back(std::move(w));
+    workers.push_back(std::move(w));
   }
-  {
-    // The longest tick period all running filters accept (0: any filter
-    // wants the engine's own).
-    std::uint64_t every = UINT64_MAX;
-    for (std::size_t i = 0; i < m.nodes.size(); ++i) {
-      const filters::UserFilter* f =
-          m.shared[i] ? m.shared[i]->filter.get() : m.workers[0]->filters[i];
-      if (f != nullptr) every = std::min(every, f->tick_every_ns());
-    }
-    m.filters_tick_ns = every == UINT64_MAX ? 0 : std::min<std::uint64_t>(every, 1'000'000'000);
+  std::uint64_t every = UINT64_MAX;
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    const filters::UserFilter* f = shared[i] ? shared[i]->filter.get() : workers[0]->filters[i];
+    if (f != nullptr) every = std::min(every, f->tick_every_ns());
   }
-  for (auto& node : m.nodes)
+  filters_tick_ns = every == UINT64_MAX ? 0 : std::min<std::uint64_t>(every, 1'000'000'000);
+  for (auto& node : nodes)
     node.config.cbpf = nullptr;
-  // pcapin sources read their files themselves.
-  for (std::size_t e = 0; e < m.entries.size(); ++e) {
-    if (!m.entries[e].source) continue;
-    const NodeSpec& s = m.nodes[m.entries[e].node];
+}
+
+// pcapin sources read their files themselves.
+void Engine::Impl::add_source_inputs() {
+  for (std::size_t e = 0; e < entries.size(); ++e) {
+    if (!entries[e].source) continue;
+    const NodeSpec& s = nodes[entries[e].node];
     if (filters::has_user_source(s.filter))
-      m.inputs.push_back(source_input(filters::make_user_source(s.config),
-                                      static_cast<std::uint32_t>(e), s.id + " (" + s.filter + ")"));
+      inputs.push_back(source_input(filters::make_user_source(s.config),
+                                    static_cast<std::uint32_t>(e), s.id + " (" + s.filter + ")"));
   }
 }
 

@@ -96,7 +96,8 @@ std::vector<std::string> rx_devices(const compiler::RequestDag& dag);
 std::vector<bool> below_user_sources(const compiler::RequestDag& dag);
 
 // The fixed rule (a hook forced): a node runs in the kernel when it has a
-// kernel implementation and all its inputs run there.
+// kernel implementation and all its inputs run there. Throws
+// std::invalid_argument for a DAG not numbered as dag.h says.
 Placement fixed_placement(const compiler::RequestDag& dag, const std::vector<std::string>& devices,
                           DeviceHook hook);
 
