@@ -182,7 +182,8 @@ std::string deployed_name(const std::string& plan_space) {
 
 }  // namespace
 
-TEST_CASE("every plan runs as planned: random requests on XDP or TC and two cores") {
+TEST_CASE(
+    "every plan runs as planned: random requests on XDP (native, generic) or TC and two cores") {
   // One CPU sends, so the hooks see the frames in order on one CPU.
   cpu_set_t one;
   CPU_ZERO(&one);
@@ -198,12 +199,21 @@ TEST_CASE("every plan runs as planned: random requests on XDP or TC and two core
 
   RequestGenerator generate(20261207);
   std::size_t deployed = 0, split = 0, copies = 0, takes = 0;
-  for (const auto hook : {optimizer::Kind::xdp, optimizer::Kind::tc})
+  // The device's hooks as models: XDP in the mode its driver has (native on
+  // a veth), XDP fixed in generic mode, TC.
+  struct Hook {
+    optimizer::Kind kind;
+    const char* xdp_mode;
+  };
+  for (const auto [hook, xdp_mode] :
+       {Hook{optimizer::Kind::xdp, ""}, Hook{optimizer::Kind::xdp, "generic"},
+        Hook{optimizer::Kind::tc, ""}})
     for (int instance = 0; instance < 15; ++instance) {
       std::vector<std::string> texts = {generate.request(), generate.request()};
       const std::string requests_text = texts[0] + " ;; " + texts[1];
       CAPTURE(requests_text);
-      CAPTURE(std::string(optimizer::to_string(hook)));
+      const std::string hook_model = std::string(optimizer::to_string(hook)) + " " + xdp_mode;
+      CAPTURE(hook_model);
       std::vector<std::shared_ptr<const compiler::CompileResult>> compiled;
       for (const auto& text : texts) {
         compiler::CompileOptions co;
@@ -219,6 +229,7 @@ TEST_CASE("every plan runs as planned: random requests on XDP or TC and two core
       discovery.devices = {"ha"};
       discovery.max_user_cpus = 2;
       discovery.sysfs = sysfs.path().string();
+      discovery.xdp_mode = xdp_mode;
       const auto model = with_hook(control::discover(requests, discovery), hook);
       optimizer::PlanOptions options;
       // Rates where the kernel's part and its channels up are cheapest,
@@ -250,6 +261,16 @@ TEST_CASE("every plan runs as planned: random requests on XDP or TC and two core
         any_kernel = any_kernel || want != "user";
       }
       if (any_user && any_kernel) ++split;
+      // The XDP hook runs in the mode the plan chose.
+      for (const auto& sp : plan.spaces) {
+        if (sp.nodes == 0 || !sp.id.starts_with("xdp:")) continue;
+        const std::string attached = "XDP " + sp.mode + ",";
+        CHECK_MESSAGE(std::any_of(datapath->report().begin(), datapath->report().end(),
+                                  [&](const std::string& line) {
+                                    return line.find(attached) != std::string::npos;
+                                  }),
+                      "the report names no hook attached as " << attached);
+      }
 
       // The engine runs the plan's workers: the largest replica set in use
       // (header filters fill no core at these rates: srl_run_live runs a
@@ -320,8 +341,8 @@ TEST_CASE("every plan runs as planned: random requests on XDP or TC and two core
       CHECK(threads_named("srl-worker") == 0);
     }
   // The sequence exercises what it is for.
-  CHECK(deployed == 30);
-  CHECK(split >= 10);
+  CHECK(deployed == 45);
+  CHECK(split >= 15);
   CHECK(copies > 0);
   CHECK(takes > 0);
   MESSAGE(deployed << " plans deployed, " << split << " split between kernel and userspace; "
