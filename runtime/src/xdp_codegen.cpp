@@ -1091,7 +1091,7 @@ __attribute__((noinline)) int srl_parse_general(SRL_CTX *ctx, struct srl_pkt *p)
 
 struct srl_counters { struct srl_counter c[SRL_NODES + 1]; }; /* + the copy channel */
 
-/* What outlives the nodes that decide it, for one block (see generate()). */
+/* What outlives the nodes that decide it, for one block (the code generator's Slots). */
 struct srl_scratch { struct srl_pkt pkt; u32 w[SRL_SLOTS]; };
 #ifndef SRL_REGISTER_FORM
 struct {
