@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -367,7 +368,106 @@ RequestManager::~RequestManager() {
   units_.clear();
 }
 
+namespace {
+
+// A stored request that compiles, with the devices it receives from.
+struct StoredSpec {
+  ApplySpec spec;
+  std::vector<std::string> devices;
+};
+
+// Every stored request to bring up, compiled: one that no longer compiles is
+// kept, marked failed with its reason (added to `errors`), and does not hold
+// up the others. What an older controld left half stored is settled first.
+std::vector<StoredSpec> compile_stored(Journal& journal, RequestManager::CompileCache& cache,
+                                       std::vector<std::string>& errors) {
+  std::vector<StoredSpec> stored;
+  for (const auto& r : journal.requests()) {
+    if (r.state == "removing") {  // left by a controld that marked removals first
+      journal.delete_request(r.name);
+      continue;
+    }
+    if (r.state == "applying") {
+      // Left by a controld that stored new requests before their commit: one
+      // whose apply committed runs; any other never did.
+      const auto t = journal.last_transaction(r.name);
+      if (!t || t->state != "committed") {
+        journal.delete_request(r.name);
+        log::event(
+            "warning", "recovery",
+            {{"request", r.name}, {"result", "dropped"}, {"why", "its apply never committed"}});
+        continue;
+      }
+      journal.set_request_state(r.name, "active");
+    } else if (r.state != "active") {
+      continue;
+    }
+    ApplySpec spec{r.name, r.text, r.file_name, r.devices, false, r.owner_uid};
+    try {
+      auto compiled = cache.get(spec);
+      stored.push_back({std::move(spec), runtime::rx_devices(*compiled->dag)});
+    } catch (const std::exception& e) {
+      journal.set_request_state(r.name, "failed");
+      errors.push_back(r.name + ": " + e.what());
+    }
+  }
+  return stored;
+}
+
+// The units the stored requests formed: requests sharing a device, joined
+// (the components of the device-sharing graph), each in stored order.
+std::vector<std::vector<ApplySpec>> join_by_devices(const std::vector<StoredSpec>& stored) {
+  std::vector<std::size_t> group(stored.size());
+  for (std::size_t i = 0; i < stored.size(); ++i)
+    group[i] = i;
+  auto root = [&](std::size_t i) {
+    while (group[i] != i)
+      i = group[i] = group[group[i]];
+    return i;
+  };
+  for (std::size_t i = 0; i < stored.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (std::any_of(stored[i].devices.begin(), stored[i].devices.end(), [&](const auto& d) {
+            return std::find(stored[j].devices.begin(), stored[j].devices.end(), d) !=
+                   stored[j].devices.end();
+          }))
+        group[root(i)] = root(j);
+  std::map<std::size_t, std::vector<ApplySpec>> by_root;
+  for (std::size_t i = 0; i < stored.size(); ++i)
+    by_root[root(i)].push_back(stored[i].spec);
+  std::vector<std::vector<ApplySpec>> joined;
+  for (auto& [first, specs] : by_root)
+    joined.push_back(std::move(specs));
+  return joined;
+}
+
+}  // namespace
+
 void RequestManager::recover() {
+  roll_back_cut_transactions();
+  // Hooks the last daemon left running (stopped, or died mid-transaction):
+  // taken over, so that the requests below swap their programs in without a
+  // gap; whatever no stored request takes is removed at the end.
+  for (const auto& [m, c] : journal_->counters())
+    pending_carried_[m] = {m, "", c.blocks, c.bytes, c.accepted, c.drops};
+  const auto saved_slots = journal_->slots();
+  adopt_pinned_hooks();
+  recovering_ = true;
+  // Every stored request is compiled first, then the units come up as they
+  // were, each built once and swapped into its adopted hooks in one update.
+  // Until then the hooks keep the programs the last daemon left, so a device
+  // is never without its drops.
+  const auto stored = compile_stored(*journal_, *compiled_, start_errors_);
+  for (const auto& specs : join_by_devices(stored))
+    recover_unit(specs);
+  recovering_ = false;
+  carry_adopted_counters(saved_slots);
+  pending_carried_.clear();
+  adopted_.reset();  // orphans: detached, unpinned
+  persist();
+}
+
+void RequestManager::roll_back_cut_transactions() {
   // Transactions a crash cut: their datapath died with the daemon, so they
   // are rolled back; the requests they were for come up below as stored.
   for (const auto& t : journal_->open_transactions()) {
@@ -386,12 +486,9 @@ void RequestManager::recover() {
       if (r && r->state == "applying") journal_->delete_request(t.request);
     }
   }
-  // Hooks the last daemon left running (stopped, or died mid-transaction):
-  // taken over, so that the requests below swap their programs in without a
-  // gap; whatever no stored request takes is removed at the end.
-  for (const auto& [m, c] : journal_->counters())
-    pending_carried_[m] = {m, "", c.blocks, c.bytes, c.accepted, c.drops};
-  const auto saved_slots = journal_->slots();
+}
+
+void RequestManager::adopt_pinned_hooks() {
   std::vector<std::string> problems;
   adopted_ = runtime::Datapath::adopt(pin_root_, &problems);
   for (const auto& p : problems)
@@ -399,92 +496,37 @@ void RequestManager::recover() {
   log::event("info", "recovery",
              {{"adopted_hooks", std::to_string(adopted_->hooked_devices().size())},
               {"pins", pin_root_.string()}});
-  recovering_ = true;
-  // Every stored request is compiled first: one that no longer compiles is
-  // kept, marked failed with its reason, and does not hold up the others.
-  struct Stored {
-    ApplySpec spec;
-    std::vector<std::string> devices;
-  };
-  std::vector<Stored> stored;
-  for (const auto& r : journal_->requests()) {
-    if (r.state == "removing") {  // left by a controld that marked removals first
-      journal_->delete_request(r.name);
-      continue;
-    }
-    if (r.state == "applying") {
-      // Left by a controld that stored new requests before their commit: one
-      // whose apply committed runs; any other never did.
-      const auto t = journal_->last_transaction(r.name);
-      if (!t || t->state != "committed") {
-        journal_->delete_request(r.name);
-        log::event(
-            "warning", "recovery",
-            {{"request", r.name}, {"result", "dropped"}, {"why", "its apply never committed"}});
-        continue;
-      }
-      journal_->set_request_state(r.name, "active");
-    } else if (r.state != "active") {
-      continue;
-    }
-    ApplySpec spec{r.name, r.text, r.file_name, r.devices, false, r.owner_uid};
+}
+
+void RequestManager::recover_unit(const std::vector<ApplySpec>& specs) {
+  const std::string label = specs.front().name;
+  const std::size_t count = specs.size();
+  try {
+    rebuild(nullptr, specs, label, "recover", {});
+    log::event("info", "recovery", {{"unit", label}, {"requests", std::to_string(count)}});
+    return;
+  } catch (const std::exception& e) {
+    log::event("warning", "recovery",
+               {{"unit", label},
+                {"requests", std::to_string(count)},
+                {"why", e.what()},
+                {"then", "one request at a time"}});
+  }
+  // Together they do not come up (a verifier that now refuses the merged
+  // program, a device gone): one at a time, so that each failure is that
+  // request's own.
+  for (const auto& spec : specs) {
     try {
-      auto compiled = compiled_->get(spec);
-      stored.push_back({std::move(spec), runtime::rx_devices(*compiled->dag)});
+      apply_locked(spec, false);
     } catch (const std::exception& e) {
-      journal_->set_request_state(r.name, "failed");
-      start_errors_.push_back(r.name + ": " + e.what());
+      journal_->set_request_state(spec.name, "failed");
+      start_errors_.push_back(spec.name + ": " + e.what());
     }
   }
-  // Then the units as they were: requests sharing a device, joined (the
-  // components of the device-sharing graph), each built once and swapped
-  // into its adopted hooks in one update. Until then the hooks keep the
-  // programs the last daemon left, so a device is never without its drops.
-  std::vector<std::size_t> group(stored.size());
-  for (std::size_t i = 0; i < stored.size(); ++i)
-    group[i] = i;
-  auto root = [&](std::size_t i) {
-    while (group[i] != i)
-      i = group[i] = group[group[i]];
-    return i;
-  };
-  for (std::size_t i = 0; i < stored.size(); ++i)
-    for (std::size_t j = 0; j < i; ++j)
-      if (std::any_of(stored[i].devices.begin(), stored[i].devices.end(), [&](const auto& d) {
-            return std::find(stored[j].devices.begin(), stored[j].devices.end(), d) !=
-                   stored[j].devices.end();
-          }))
-        group[root(i)] = root(j);
-  std::map<std::size_t, std::vector<ApplySpec>> units;
-  for (std::size_t i = 0; i < stored.size(); ++i)
-    units[root(i)].push_back(stored[i].spec);
-  for (auto& [first, specs] : units) {
-    const std::string label = specs.front().name;
-    const std::size_t count = specs.size();
-    try {
-      rebuild(nullptr, specs, label, "recover", {});
-      log::event("info", "recovery", {{"unit", label}, {"requests", std::to_string(count)}});
-      continue;
-    } catch (const std::exception& e) {
-      log::event("warning", "recovery",
-                 {{"unit", label},
-                  {"requests", std::to_string(count)},
-                  {"why", e.what()},
-                  {"then", "one request at a time"}});
-    }
-    // Together they do not come up (a verifier that now refuses the merged
-    // program, a device gone): one at a time, so that each failure is that
-    // request's own.
-    for (const auto& spec : specs) {
-      try {
-        apply_locked(spec, false);
-      } catch (const std::exception& e) {
-        journal_->set_request_state(spec.name, "failed");
-        start_errors_.push_back(spec.name + ": " + e.what());
-      }
-    }
-  }
-  recovering_ = false;
+}
+
+void RequestManager::carry_adopted_counters(
+    const std::map<std::string, std::vector<std::string>>& saved_slots) {
   // What the adopted programs counted (also while no daemon ran), read into
   // the request nodes their slots stood for.
   for (const auto& hc : adopted_->hook_counters()) {
@@ -503,9 +545,6 @@ void RequestManager::recover() {
         }
     }
   }
-  pending_carried_.clear();
-  adopted_.reset();  // orphans: detached, unpinned
-  persist();
 }
 
 RequestManager::Unit* RequestManager::unit_of(const std::string& name) const {
@@ -592,16 +631,249 @@ RequestInfo RequestManager::apply_locked(const ApplySpec& spec, bool store) {
   return unit_of(spec.name)->info.at(spec.name);
 }
 
+namespace {
+
+// What adds to a hook (an apply, a replace) is held to the admission limit;
+// a removal, or recovery of what was admitted before, is not.
+bool adds_to_hooks(const std::string& txn_kind) {
+  return txn_kind == "apply" || txn_kind == "replace";
+}
+
+// The unit `specs` make, placed within `verifier_limit`. Throws RequestError
+// (failed) naming the change ("apply web") and what failed.
+PlacedUnit place_change(const std::vector<ApplySpec>& specs, RequestManager::CompileCache& cache,
+                        std::uint32_t verifier_limit, const std::string& change) {
+  try {
+    return place_unit(specs, cache, verifier_limit);
+  } catch (const std::exception& e) {
+    throw RequestError(Kind::failed, change + ": " + e.what());
+  }
+}
+
+// The request named `name` among `specs`, if any.
+const ApplySpec* find_spec(const std::vector<ApplySpec>& specs, const std::string& name) {
+  const auto it =
+      std::find_if(specs.begin(), specs.end(), [&](const auto& s) { return s.name == name; });
+  return it != specs.end() ? &*it : nullptr;
+}
+
+// The first of a merged node's members that is a node of `request`, if any.
+const std::string* own_member(const std::vector<std::string>& members, const std::string& request) {
+  const auto it = std::find_if(members.begin(), members.end(),
+                               [&](const auto& m) { return split_member(m).first == request; });
+  return it != members.end() ? &*it : nullptr;
+}
+
+// A caller restricted to some kernel filters gets the kernel only for those.
+// Throws RequestError (denied) naming the first of its nodes that breaks this.
+void check_kernel_filters(const ApplySpec& s, const PlacedUnit& placed, const std::string& change) {
+  if (!s.kernel_filters) return;
+  const auto& allowed = *s.kernel_filters;
+  const auto& merged = placed.unit->merged;
+  const auto& dag = merged.dag;
+  const auto& place = placed.place;
+  for (std::size_t v = 0; v < dag.node_count(); ++v) {
+    const std::string filter(dag.graph[v].filter_name());
+    // Nor may it take blocks from the host's stack in userspace.
+    if (!place.in_kernel[v] && filters::consumes_block(*dag.graph[v].filter, dag.graph[v].options))
+      if (const auto* m = own_member(merged.members[v], s.name))
+        throw RequestError(Kind::denied,
+                           change + ": node " + split_member(*m).second + " (" + filter +
+                               ") would take blocks from the host's stack in userspace, "
+                               "which this caller may not do; ask root");
+    if (!place.in_kernel[v] || std::find(allowed.begin(), allowed.end(), filter) != allowed.end())
+      continue;
+    if (const auto* m = own_member(merged.members[v], s.name)) {
+      std::string list;
+      for (const auto& f : allowed)
+        list += (list.empty() ? "" : " ") + f;
+      throw RequestError(
+          Kind::denied, change + ": node " + split_member(*m).second + " (" + filter +
+                            ") would run in the kernel, where this caller may place only: " + list +
+                            "; pin it with space=user, or ask root");
+    }
+  }
+}
+
+// The eBPF instructions the requests of `owner` in a unit (`unit_specs`,
+// merged and placed so) place in the kernel; a node they share counts once.
+std::uint64_t owned_kernel_insns(std::uint32_t owner, const compiler::MergedRequests& merged,
+                                 const std::vector<bool>& in_kernel,
+                                 const std::vector<ApplySpec>& unit_specs) {
+  std::set<std::string> mine;
+  for (const auto& u : unit_specs)
+    if (u.owner_uid == owner) mine.insert(u.name);
+  std::uint64_t sum = 0;
+  for (std::size_t v = 0; v < merged.dag.node_count() && v < in_kernel.size(); ++v)
+    if (in_kernel[v] &&
+        std::any_of(merged.members[v].begin(), merged.members[v].end(),
+                    [&](const auto& m) { return mine.contains(split_member(m).first); }))
+      sum += optimizer::kernel_insns(merged.dag.graph[v]);
+  return sum;
+}
+
+// The caller's share of the kernel: the instructions their requests place
+// there, on this unit as planned (`specs`) and on the others (`units` but
+// `replaced`) as they run. Throws RequestError (exhausted) past the quota.
+void check_kernel_share(const ApplySpec& s, const PlacedUnit& placed,
+                        const std::vector<ApplySpec>& specs,
+                        const std::vector<std::unique_ptr<RequestManager::Unit>>& units,
+                        const RequestManager::Unit* replaced, const std::string& change) {
+  if (s.max_kernel_insns == 0) return;
+  std::uint64_t used =
+      owned_kernel_insns(s.owner_uid, placed.unit->merged, placed.place.in_kernel, specs);
+  for (const auto& u : units)
+    if (u.get() != replaced && u->datapath)
+      used +=
+          owned_kernel_insns(s.owner_uid, u->merged, u->datapath->placement().in_kernel, u->specs);
+  if (used > s.max_kernel_insns)
+    throw RequestError(Kind::exhausted,
+                       change + ": its owner's requests would place " + std::to_string(used) +
+                           " eBPF instructions in the kernel, the most a user other than root "
+                           "may is " +
+                           std::to_string(s.max_kernel_insns) +
+                           " (controld --member-kernel-insns); remove a request, or pin "
+                           "nodes in userspace (space=user)");
+}
+
+// Files the request names: absolute (the daemon's working directory is
+// no caller's), and for a caller other than root inside the allowed
+// directories. Only the caller's own nodes are looked at: a node shared
+// with another request is checked as that request's too. Throws
+// RequestError (invalid, denied) naming the first file refused.
+void check_file_paths(const ApplySpec& s, const PlacedUnit& placed,
+                      const std::vector<fs::path>& user_dirs, const std::string& change) {
+  const auto& merged = placed.unit->merged;
+  for (std::size_t v = 0; v < merged.dag.node_count(); ++v) {
+    const auto& node = merged.dag.graph[v];
+    const auto option = path_option(node.filter_name());
+    if (!option) continue;
+    const auto it = node.options.find(*option);
+    if (it == node.options.end()) continue;
+    const auto* own = own_member(merged.members[v], s.name);
+    if (own == nullptr) continue;
+    const auto& path = std::get<std::string>(it->second);
+    if (!fs::path(path).is_absolute())
+      throw RequestError(Kind::invalid,
+                         change + ": node " + split_member(*own).second + " (" +
+                             std::string(node.filter_name()) + ") " + *option + "=" + path +
+                             " is a relative path; controld resolves no caller's working "
+                             "directory: expected an absolute path");
+    if (!s.kernel_filters || inside(path, user_dirs)) continue;
+    std::string dirs;
+    for (const auto& d : user_dirs)
+      dirs += (dirs.empty() ? "" : " ") + d.string();
+    throw RequestError(
+        Kind::denied, change + ": " + std::string(node.filter_name()) + " " + *option + "=" + path +
+                          " is outside the directories where this caller may name files (" +
+                          (dirs.empty() ? "none are configured: --user-dir" : dirs) + ")");
+  }
+}
+
+// What `from`'s datapath counted, added into `to` per request node.
+void add_counted(const RequestManager::Unit& from,
+                 std::map<std::string, runtime::VertexCounters>& to) {
+  const auto counters = from.datapath->counters();
+  for (std::size_t v = 0; v < counters.size(); ++v)
+    for (const auto& m : from.merged.members[v])
+      add(to[m], counters[v]);
+}
+
+// A unit `fresh` absorbs: its datapath goes, and what it counted carries over.
+void absorb(RequestManager::Unit& absorbed, RequestManager::Unit& fresh,
+            runtime::StepObserver& observer) {
+  absorbed.datapath->remove(&observer);
+  for (const auto& c : absorbed.carried)
+    fresh.carried.insert(c);
+  add_counted(absorbed, fresh.carried);
+}
+
+// Whether a userspace node reads from a kernel node: then it reads the
+// device over AF_XDP where its blocks are taken.
+bool reads_afxdp(const compiler::RequestDag& dag, const std::vector<bool>& in_kernel) {
+  bool reads = false;
+  for (std::size_t v = 0; v < dag.node_count(); ++v)
+    if (!in_kernel[v])
+      for (auto [it, end] = boost::in_edges(v, dag.graph); it != end; ++it)
+        reads = reads || in_kernel[boost::source(*it, dag.graph)];
+  return reads;
+}
+
+// The new datapath runs: the old one (`old`'s) gives up what it still holds
+// (hooks of devices no longer used, its engine), and what it counted
+// carries over to `fresh`.
+void retire(RequestManager::Unit& old, RequestManager::Unit& fresh, runtime::StepObserver& observer,
+            const std::string& txn_kind, const std::string& txn_request) {
+  if (old.datapath) {
+    old.datapath->remove(&observer);
+    add_counted(old, old.carried);
+  }
+  for (auto& [m, c] : old.carried)
+    fresh.carried[m] = c;
+  // A replaced request starts counting afresh: its nodes are new.
+  if (txn_kind == "replace")
+    std::erase_if(fresh.carried,
+                  [&](const auto& kv) { return split_member(kv.first).first == txn_request; });
+}
+
+// What each request of the new unit looks like now: as before for those the
+// change leaves (from `old` or an absorbed unit), applied now for the one it
+// is for (`txn_request`) and the new.
+std::map<std::string, RequestInfo> describe_requests(
+    const PlacedUnit& placed, const std::vector<ApplySpec>& specs, const RequestManager::Unit* old,
+    const std::vector<std::unique_ptr<RequestManager::Unit>>& absorbed,
+    const std::string& txn_request) {
+  std::map<std::string, RequestInfo> described;
+  const auto now = now_utc();
+  const auto& merged = placed.unit->merged;
+  const auto& dag = merged.dag;
+  const auto& g = dag.graph;
+  for (const auto& s : specs) {
+    RequestInfo info;
+    if (old != nullptr && old->info.contains(s.name) && s.name != txn_request)
+      info = old->info.at(s.name);
+    for (const auto& u : absorbed)
+      if (u->info.contains(s.name)) info = u->info.at(s.name);
+    info.name = s.name;
+    info.owner_uid = s.owner_uid;
+    info.text = s.text;
+    info.file_name = s.file_name;
+    info.devices = s.devices;
+    info.state = "active";
+    if (info.applied_at.empty() || s.name == txn_request) info.applied_at = now;
+    info.nodes.clear();
+    for (std::size_t v = 0; v < dag.node_count(); ++v)
+      for (std::size_t i = 0; i < merged.members[v].size(); ++i) {
+        const auto& m = merged.members[v][i];
+        const auto [req, id] = split_member(m);
+        if (req != s.name) continue;
+        info.nodes.push_back(
+            {id, std::string(g[v].filter_name()), runtime::space_of(dag, placed.place, v),
+             placed.why.contains(m) ? placed.why.at(m) : std::string(), merged.member_names[v][i]});
+      }
+    described[s.name] = std::move(info);
+  }
+  return described;
+}
+
+// Coming up again: what the last daemon's datapaths counted (`pending`)
+// carries over to the request nodes of `fresh` that carry nothing yet.
+void carry_pending(const std::map<std::string, runtime::VertexCounters>& pending,
+                   RequestManager::Unit& fresh) {
+  for (const auto& members : fresh.merged.members)
+    for (const auto& m : members)
+      if (const auto it = pending.find(m); it != pending.end() && !fresh.carried.contains(m))
+        fresh.carried[m] = it->second;
+}
+
+}  // namespace
+
 void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
                              const std::string& txn_request, const std::string& txn_kind,
                              std::vector<std::unique_ptr<Unit>> absorbed,
                              const RequestChange& on_commit) {
   const std::int64_t txn = journal_->begin(txn_request, txn_kind);
   JournalObserver observer(*journal_, txn, options_, !recovering_);
-  auto fail = [&](const std::string& what) {
-    end_transaction(txn, false);
-    throw RequestError(Kind::failed, txn_kind + " " + txn_request + ": " + what);
-  };
   if (specs.empty()) {  // the last request of the unit goes
     if (unit != nullptr && unit->datapath) unit->datapath->remove(&observer);
     std::erase_if(units_, [&](const auto& u) { return u.get() == unit; });
@@ -609,168 +881,86 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
     persist();
     return;
   }
+  const std::string change = txn_kind + " " + txn_request;  // as messages name it
 
+  // Planned and admitted before any step; a refusal rolls the transaction back.
   PlacedUnit placed;
   try {
     // What adds to a hook is planned within the admission limit; a
     // removal, or recovery of what was admitted, within the kernel's budget.
-    const bool adds = txn_kind == "apply" || txn_kind == "replace";
-    placed =
-        place_unit(specs, *compiled_, adds ? admission_limit() : runtime::kernel::kVerifierBudget);
-  } catch (const std::exception& e) {
-    fail(e.what());
-  }
-  for (const auto& note : placed.notes)
-    log::event("info", "plan", {{"request", txn_request}, {"note", note}});
-  auto fresh = std::move(placed.unit);
-  const auto& place = placed.place;
-  const auto& why = placed.why;
-  const auto& dag = fresh->merged.dag;
-  const std::vector<std::string> devices(fresh->devices.begin(), fresh->devices.end());
-
-  // A caller restricted to some kernel filters gets the kernel only for those.
-  for (const auto& s : specs) {
-    if (s.name != txn_request || !s.kernel_filters) continue;
-    const auto& allowed = *s.kernel_filters;
-    for (std::size_t v = 0; v < dag.node_count(); ++v) {
-      const std::string filter(dag.graph[v].filter_name());
-      // Nor may it take blocks from the host's stack in userspace.
-      if (!place.in_kernel[v] &&
-          filters::consumes_block(*dag.graph[v].filter, dag.graph[v].options))
-        for (const auto& m : fresh->merged.members[v])
-          if (split_member(m).first == s.name) {
-            end_transaction(txn, false);
-            throw RequestError(Kind::denied,
-                               txn_kind + " " + txn_request + ": node " + split_member(m).second +
-                                   " (" + filter +
-                                   ") would take blocks from the host's stack in userspace, "
-                                   "which this caller may not do; ask root");
-          }
-      if (!place.in_kernel[v] || std::find(allowed.begin(), allowed.end(), filter) != allowed.end())
-        continue;
-      for (const auto& m : fresh->merged.members[v])
-        if (split_member(m).first == s.name) {
-          end_transaction(txn, false);
-          std::string list;
-          for (const auto& f : allowed)
-            list += (list.empty() ? "" : " ") + f;
-          throw RequestError(
-              Kind::denied,
-              txn_kind + " " + txn_request + ": node " + split_member(m).second + " (" + filter +
-                  ") would run in the kernel, where this caller may place only: " + list +
-                  "; pin it with space=user, or ask root");
-        }
+    placed = place_change(
+        specs, *compiled_,
+        adds_to_hooks(txn_kind) ? admission_limit() : runtime::kernel::kVerifierBudget, change);
+    for (const auto& note : placed.notes)
+      log::event("info", "plan", {{"request", txn_request}, {"note", note}});
+    if (const auto* asked = find_spec(specs, txn_request)) {
+      check_kernel_filters(*asked, placed, change);
+      check_kernel_share(*asked, placed, specs, units_, unit, change);
+      check_file_paths(*asked, placed, options_.user_dirs, change);
     }
+  } catch (const RequestError&) {
+    end_transaction(txn, false);
+    throw;
   }
-
-  // The caller's share of the kernel: the instructions their requests place
-  // there, on this unit as planned and on the others as they run.
-  for (const auto& s : specs) {
-    if (s.name != txn_request || s.max_kernel_insns == 0) continue;
-    auto owned_insns = [&](const compiler::MergedRequests& merged,
-                           const std::vector<bool>& in_kernel,
-                           const std::vector<ApplySpec>& unit_specs) {
-      std::set<std::string> mine;
-      for (const auto& u : unit_specs)
-        if (u.owner_uid == s.owner_uid) mine.insert(u.name);
-      std::uint64_t sum = 0;
-      for (std::size_t v = 0; v < merged.dag.node_count() && v < in_kernel.size(); ++v)
-        if (in_kernel[v] &&
-            std::any_of(merged.members[v].begin(), merged.members[v].end(),
-                        [&](const auto& m) { return mine.contains(split_member(m).first); }))
-          sum += optimizer::kernel_insns(merged.dag.graph[v]);
-      return sum;
-    };
-    std::uint64_t used = owned_insns(fresh->merged, place.in_kernel, specs);
-    for (const auto& u : units_)
-      if (u.get() != unit && u->datapath)
-        used += owned_insns(u->merged, u->datapath->placement().in_kernel, u->specs);
-    if (used > s.max_kernel_insns) {
-      end_transaction(txn, false);
-      throw RequestError(Kind::exhausted,
-                         txn_kind + " " + txn_request + ": its owner's requests would place " +
-                             std::to_string(used) +
-                             " eBPF instructions in the kernel, the most a user other than root "
-                             "may is " +
-                             std::to_string(s.max_kernel_insns) +
-                             " (controld --member-kernel-insns); remove a request, or pin "
-                             "nodes in userspace (space=user)");
-    }
-  }
-
-  // Files the request names: absolute (the daemon's working directory is
-  // no caller's), and for a caller other than root inside the allowed
-  // directories. Only the caller's own nodes are looked at: a node shared
-  // with another request is checked as that request's too.
-  for (const auto& s : specs) {
-    if (s.name != txn_request) continue;
-    for (std::size_t v = 0; v < dag.node_count(); ++v) {
-      const auto& node = dag.graph[v];
-      const auto option = path_option(node.filter_name());
-      if (!option) continue;
-      const auto it = node.options.find(*option);
-      if (it == node.options.end()) continue;
-      const auto own =
-          std::find_if(fresh->merged.members[v].begin(), fresh->merged.members[v].end(),
-                       [&](const auto& m) { return split_member(m).first == s.name; });
-      if (own == fresh->merged.members[v].end()) continue;
-      const auto& path = std::get<std::string>(it->second);
-      if (!fs::path(path).is_absolute()) {
-        end_transaction(txn, false);
-        throw RequestError(Kind::invalid,
-                           txn_kind + " " + txn_request + ": node " + split_member(*own).second +
-                               " (" + std::string(node.filter_name()) + ") " + *option + "=" +
-                               path +
-                               " is a relative path; controld resolves no caller's working "
-                               "directory: expected an absolute path");
-      }
-      if (!s.kernel_filters || inside(path, options_.user_dirs)) continue;
-      end_transaction(txn, false);
-      std::string dirs;
-      for (const auto& d : options_.user_dirs)
-        dirs += (dirs.empty() ? "" : " ") + d.string();
-      throw RequestError(Kind::denied,
-                         txn_kind + " " + txn_request + ": " + std::string(node.filter_name()) +
-                             " " + *option + "=" + path +
-                             " is outside the directories where this caller may name files (" +
-                             (dirs.empty() ? "none are configured: --user-dir" : dirs) + ")");
-    }
-  }
+  Unit& fresh = *placed.unit;
 
   // Units this one absorbs (a request now joins two devices' units): their
   // datapaths go first, as they hold hooks the new one needs.
-  for (auto& u : absorbed) {
-    u->datapath->remove(&observer);
-    for (const auto& c : u->carried)
-      fresh->carried.insert(c);
-    const auto counters = u->datapath->counters();
-    for (std::size_t v = 0; v < counters.size(); ++v)
-      for (const auto& m : u->merged.members[v])
-        add(fresh->carried[m], counters[v]);
+  for (auto& u : absorbed)
+    absorb(*u, fresh, observer);
+
+  auto dopts = options_for_change(fresh.merged, specs, txn_kind);
+  try {
+    fresh.datapath = build_datapath(unit, fresh, placed.place, std::move(dopts), observer, change);
+  } catch (const RequestError&) {
+    end_transaction(txn, false);
+    throw;
   }
 
-  runtime::Datapath* previous = unit != nullptr ? unit->datapath.get() : adopted_.get();
-  // AF_XDP queues are bound by one socket at a time: when the old datapath
-  // holds the queues of a device the new one reads from userspace too, the
-  // old userspace part stops first. Its hooks run on (the kernel part never
-  // misses a block); blocks sent up meanwhile find no socket.
-  bool new_reads_afxdp = false;
-  for (std::size_t v = 0; v < dag.node_count(); ++v)
-    if (!place.in_kernel[v])
-      for (auto [it, end] = boost::in_edges(v, dag.graph); it != end; ++it)
-        new_reads_afxdp = new_reads_afxdp || place.in_kernel[boost::source(*it, dag.graph)];
-  bool old_engine_stopped = false;
-  auto dopts = options_for(fresh->merged, specs);
+  if (unit != nullptr) retire(*unit, fresh, observer, txn_kind, txn_request);
+  fresh.info = describe_requests(placed, specs, unit, absorbed, txn_request);
+  if (recovering_) carry_pending(pending_carried_, fresh);
+  fresh.specs = std::move(specs);
+  // What runs is installed before the commit is recorded: a record that
+  // fails (a full disk) must not take the running datapath down with it.
+  if (unit != nullptr) {
+    for (auto& u : units_)
+      if (u.get() == unit) u = std::move(placed.unit);
+  } else {
+    units_.push_back(std::move(placed.unit));
+  }
+  end_transaction(txn, true, on_commit);
+  if (!recovering_) persist();
+}
+
+runtime::DatapathOptions RequestManager::options_for_change(const compiler::MergedRequests& merged,
+                                                            const std::vector<ApplySpec>& specs,
+                                                            const std::string& txn_kind) const {
+  auto dopts = options_for(merged, specs);
   // Only what adds to a hook is held to the admission limit: a removal, or
   // recovery of what was admitted before, is not.
-  if (txn_kind == "apply" || txn_kind == "replace")
-    dopts.verifier_admission = options_.verifier_admission;
+  if (adds_to_hooks(txn_kind)) dopts.verifier_admission = options_.verifier_admission;
   // One form for every change under this configuration: the register form
   // unless the admission limit could refuse one (a test's small limit).
   if (options_.verifier_admission != 0 &&
       options_.verifier_admission < runtime::kernel::kRegisterFormVerified)
     dopts.program_form = runtime::kernel::ProgramForm::map;
-  if (previous != nullptr && new_reads_afxdp && !previous->afxdp_devices().empty())
+  return dopts;
+}
+
+std::unique_ptr<runtime::Datapath> RequestManager::build_datapath(Unit* unit, const Unit& fresh,
+                                                                  const runtime::Placement& place,
+                                                                  runtime::DatapathOptions dopts,
+                                                                  runtime::StepObserver& observer,
+                                                                  const std::string& change) {
+  runtime::Datapath* previous = unit != nullptr ? unit->datapath.get() : adopted_.get();
+  // AF_XDP queues are bound by one socket at a time: when the old datapath
+  // holds the queues of a device the new one reads from userspace too, the
+  // old userspace part stops first. Its hooks run on (the kernel part never
+  // misses a block); blocks sent up meanwhile find no socket.
+  bool old_engine_stopped = false;
+  if (previous != nullptr && reads_afxdp(fresh.merged.dag, place.in_kernel) &&
+      !previous->afxdp_devices().empty())
     // As late as possible: programs compiled and loaded, filters built.
     dopts.before_connect = [&] {
       previous->stop_engine(&observer);
@@ -778,8 +968,8 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
     };
 
   try {
-    if (!devices.empty()) runtime::kernel::ensure_bpffs(options_.bpffs);
-    fresh->datapath = runtime::Datapath::build(dag, place, dopts, &observer, previous);
+    if (!fresh.devices.empty()) runtime::kernel::ensure_bpffs(options_.bpffs);
+    return runtime::Datapath::build(fresh.merged.dag, place, dopts, &observer, previous);
   } catch (const std::exception& e) {
     // A stopped userspace part cannot start again: the old unit is built
     // anew, swapping into the hooks it still holds (the state before).
@@ -798,81 +988,14 @@ void RequestManager::rebuild(Unit* unit, std::vector<ApplySpec> specs,
     const auto* step = dynamic_cast<const runtime::StepError*>(&e);
     const bool does_not_fit = (step != nullptr && step->capacity()) ||
                               dynamic_cast<const runtime::kernel::CapacityError*>(&e) != nullptr;
-    if (does_not_fit) {
-      // Said as such (RESOURCE_EXHAUSTED), not as a failure.
-      end_transaction(txn, false);
+    if (does_not_fit)  // said as such (RESOURCE_EXHAUSTED), not as a failure
       throw RequestError(Kind::exhausted,
-                         txn_kind + " " + txn_request + ": " +
+                         change + ": " +
                              (step != nullptr ? step->reason() : std::string(e.what())) +
                              "; nothing was changed");
-    }
-    fail(std::string(e.what()) + (step != nullptr ? "; every step taken is undone" : ""));
+    throw RequestError(Kind::failed, change + ": " + e.what() +
+                                         (step != nullptr ? "; every step taken is undone" : ""));
   }
-
-  // The new datapath runs: the old one gives up what it still holds (hooks
-  // of devices no longer used, its engine), and what it counted carries over.
-  if (unit != nullptr) {
-    if (unit->datapath) {
-      unit->datapath->remove(&observer);
-      const auto counters = unit->datapath->counters();
-      for (std::size_t v = 0; v < counters.size(); ++v)
-        for (const auto& m : unit->merged.members[v])
-          add(unit->carried[m], counters[v]);
-    }
-    for (auto& [m, c] : unit->carried)
-      fresh->carried[m] = c;
-    // A replaced request starts counting afresh: its nodes are new.
-    if (txn_kind == "replace")
-      std::erase_if(fresh->carried,
-                    [&](const auto& kv) { return split_member(kv.first).first == txn_request; });
-  }
-
-  // What each request looks like now.
-  const auto now = now_utc();
-  const auto& g = dag.graph;
-  for (const auto& s : specs) {
-    RequestInfo info;
-    if (unit != nullptr && unit->info.contains(s.name) && s.name != txn_request)
-      info = unit->info.at(s.name);
-    for (const auto& u : absorbed)
-      if (u->info.contains(s.name)) info = u->info.at(s.name);
-    info.name = s.name;
-    info.owner_uid = s.owner_uid;
-    info.text = s.text;
-    info.file_name = s.file_name;
-    info.devices = s.devices;
-    info.state = "active";
-    if (info.applied_at.empty() || s.name == txn_request) info.applied_at = now;
-    info.nodes.clear();
-    for (std::size_t v = 0; v < dag.node_count(); ++v)
-      for (std::size_t i = 0; i < fresh->merged.members[v].size(); ++i) {
-        const auto& m = fresh->merged.members[v][i];
-        const auto [req, id] = split_member(m);
-        if (req != s.name) continue;
-        info.nodes.push_back({id, std::string(g[v].filter_name()), runtime::space_of(dag, place, v),
-                              why.contains(m) ? why.at(m) : std::string(),
-                              fresh->merged.member_names[v][i]});
-      }
-    fresh->info[s.name] = std::move(info);
-  }
-  // Coming up again: what the last daemon's datapaths counted carries over.
-  if (recovering_)
-    for (const auto& members : fresh->merged.members)
-      for (const auto& m : members)
-        if (const auto it = pending_carried_.find(m);
-            it != pending_carried_.end() && !fresh->carried.contains(m))
-          fresh->carried[m] = it->second;
-  fresh->specs = std::move(specs);
-  // What runs is installed before the commit is recorded: a record that
-  // fails (a full disk) must not take the running datapath down with it.
-  if (unit != nullptr) {
-    for (auto& u : units_)
-      if (u.get() == unit) u = std::move(fresh);
-  } else {
-    units_.push_back(std::move(fresh));
-  }
-  end_transaction(txn, true, on_commit);
-  if (!recovering_) persist();
 }
 
 void RequestManager::persist() {
@@ -989,6 +1112,111 @@ RequestManager::Totals RequestManager::totals() const {
   return {journal_->requests().size(), committed_, rolled_back_};
 }
 
+namespace {
+
+using Visible = std::function<bool(const ApplySpec&)>;
+
+// The running units a request would join, as apply() gathers them: every
+// unit sharing one of its `devices`, and its own.
+std::vector<const RequestManager::Unit*> units_joined(
+    const std::vector<std::unique_ptr<RequestManager::Unit>>& units,
+    const std::vector<std::string>& devices, const std::string& name) {
+  std::vector<const RequestManager::Unit*> affected;
+  for (const auto& u : units) {
+    const bool shares = std::any_of(devices.begin(), devices.end(),
+                                    [&](const auto& d) { return u->devices.contains(d); });
+    if (shares || u->has(name)) affected.push_back(u.get());
+  }
+  return affected;
+}
+
+// The lines of request `s`, node by node, against what runs now ("= " lines
+// left out); `replaced`: all of its nodes are new.
+void add_node_changes(std::vector<std::string>& changes, const ApplySpec& s,
+                      const std::vector<const RequestManager::Unit*>& affected,
+                      const PlacedUnit& placed, bool replaced) {
+  const auto& dag = placed.unit->merged.dag;
+  std::map<std::string, NodeInfo> before, after;
+  for (const auto* u : affected)
+    if (const auto it = u->info.find(s.name); it != u->info.end())
+      for (const auto& n : it->second.nodes)
+        before[n.id] = n;
+  for (std::size_t v = 0; v < dag.node_count(); ++v)
+    for (const auto& m : placed.unit->merged.members[v]) {
+      const auto [req, id] = split_member(m);
+      if (req == s.name)
+        after[id] = {id, std::string(dag.graph[v].filter_name()),
+                     runtime::space_of(dag, placed.place, v), ""};
+    }
+  for (const auto& [id, n] : before) {
+    const auto it = after.find(id);
+    if (replaced || it == after.end() || it->second.filter != n.filter)
+      changes.push_back("- " + s.name + "/" + id + " " + n.filter + " " + n.space);
+  }
+  for (const auto& [id, n] : after) {
+    const auto it = before.find(id);
+    if (replaced || it == before.end() || it->second.filter != n.filter)
+      changes.push_back("+ " + s.name + "/" + id + " " + n.filter + " " + n.space);
+    else if (it->second.space != n.space)
+      changes.push_back("~ " + s.name + "/" + id + " " + n.filter + " " + it->second.space +
+                        " -> " + n.space);
+  }
+}
+
+// The other requests of the planned unit that receive from `dev`, as the
+// viewer may learn of them ("web, 2 other users' requests"); empty: none.
+std::string sharing_device(const std::string& dev, const std::string& asked,
+                           const std::vector<ApplySpec>& specs, const PlacedUnit& placed,
+                           const Visible& visible) {
+  const auto& dag = placed.unit->merged.dag;
+  const auto& g = dag.graph;
+  std::string others;
+  std::size_t hidden = 0;
+  for (const auto& s : specs) {
+    if (s.name == asked) continue;
+    bool on_dev = false;
+    for (std::size_t v = 0; v < dag.node_count() && !on_dev; ++v)
+      if (g[v].filter_name() == "rx" && std::get<std::string>(g[v].options.at("dev")) == dev)
+        for (const auto& m : placed.unit->merged.members[v])
+          on_dev = on_dev || split_member(m).first == s.name;
+    if (!on_dev) continue;
+    if (visible(s))
+      others += (others.empty() ? "" : ", ") + s.name;
+    else
+      ++hidden;
+  }
+  if (hidden > 0)
+    others += (others.empty() ? "" : ", ") + std::to_string(hidden) + " other user" +
+              (hidden == 1 ? "'s request" : "s' requests");
+  return others;
+}
+
+// The lines of the hooks, device by device: a program attached, swapped (and
+// with whom the hook is shared) or detached.
+void add_hook_changes(std::vector<std::string>& changes, const std::string& asked,
+                      const std::vector<ApplySpec>& specs,
+                      const std::vector<const RequestManager::Unit*>& affected,
+                      const PlacedUnit& placed, const Visible& visible) {
+  std::set<std::string> old_devices;
+  for (const auto* u : affected)
+    old_devices.insert(u->devices.begin(), u->devices.end());
+  for (const auto& dev : placed.unit->devices) {
+    const std::string hook(runtime::to_string(placed.place.hooks.contains(dev)
+                                                  ? placed.place.hooks.at(dev).kind
+                                                  : runtime::HookKind::xdp));
+    const std::string others = sharing_device(dev, asked, specs, placed, visible);
+    if (old_devices.contains(dev))
+      changes.push_back("swap the program on the " + hook + " hook of " + dev + " in one update" +
+                        (others.empty() ? "" : " (shared with " + others + ")"));
+    else
+      changes.push_back("attach a program to the " + hook + " hook of " + dev);
+  }
+  for (const auto& dev : old_devices)
+    if (!placed.unit->devices.contains(dev)) changes.push_back("detach the program of " + dev);
+}
+
+}  // namespace
+
 std::vector<std::string> RequestManager::diff(const ApplySpec& spec,
                                               std::optional<std::uint32_t> viewer) const {
   const auto compiled = compiled_->get(spec);  // before the lock, as apply() does
@@ -999,13 +1227,7 @@ std::vector<std::string> RequestManager::diff(const ApplySpec& spec,
   } catch (const std::invalid_argument& e) {
     throw RequestError(Kind::invalid, "request " + spec.name + ": " + e.what());
   }
-  // The units the request would join, as apply() gathers them.
-  std::vector<const Unit*> affected;
-  for (const auto& u : units_) {
-    const bool shares = std::any_of(devices.begin(), devices.end(),
-                                    [&](const auto& d) { return u->devices.contains(d); });
-    if (shares || u->has(spec.name)) affected.push_back(u.get());
-  }
+  const auto affected = units_joined(units_, devices, spec.name);
   std::vector<ApplySpec> specs;
   for (const auto* u : affected)
     for (const auto& s : u->specs)
@@ -1017,92 +1239,25 @@ std::vector<std::string> RequestManager::diff(const ApplySpec& spec,
   } catch (const std::exception& e) {
     throw RequestError(Kind::failed, e.what());
   }
-  const auto& dag = placed.unit->merged.dag;
-  const auto& g = dag.graph;
 
   std::vector<std::string> changes;
   const bool running = std::any_of(affected.begin(), affected.end(),
                                    [&](const Unit* u) { return u->has(spec.name); });
   changes.push_back((running ? "replace " : "apply ") + spec.name);
   // Another user's requests are not the viewer's to learn of by name.
-  auto visible = [&](const ApplySpec& s) {
+  const Visible visible = [&](const ApplySpec& s) {
     return !viewer || s.name == spec.name || s.owner_uid == *viewer;
   };
-  // Node by node, against what runs now ("= " lines left out).
-  for (const auto& s : specs) {
-    if (!visible(s)) continue;
-    std::map<std::string, NodeInfo> before, after;
+  for (const auto& s : specs)
+    if (visible(s)) add_node_changes(changes, s, affected, placed, s.name == spec.name && running);
+  add_hook_changes(changes, spec.name, specs, affected, placed, visible);
+  if (reads_afxdp(placed.unit->merged.dag, placed.place.in_kernel))
     for (const auto* u : affected)
-      if (const auto it = u->info.find(s.name); it != u->info.end())
-        for (const auto& n : it->second.nodes)
-          before[n.id] = n;
-    for (std::size_t v = 0; v < dag.node_count(); ++v)
-      for (const auto& m : placed.unit->merged.members[v]) {
-        const auto [req, id] = split_member(m);
-        if (req == s.name)
-          after[id] = {id, std::string(g[v].filter_name()), runtime::space_of(dag, placed.place, v),
-                       ""};
-      }
-    const bool replaced = s.name == spec.name && running;
-    for (const auto& [id, n] : before) {
-      const auto it = after.find(id);
-      if (replaced || it == after.end() || it->second.filter != n.filter)
-        changes.push_back("- " + s.name + "/" + id + " " + n.filter + " " + n.space);
-    }
-    for (const auto& [id, n] : after) {
-      const auto it = before.find(id);
-      if (replaced || it == before.end() || it->second.filter != n.filter)
-        changes.push_back("+ " + s.name + "/" + id + " " + n.filter + " " + n.space);
-      else if (it->second.space != n.space)
-        changes.push_back("~ " + s.name + "/" + id + " " + n.filter + " " + it->second.space +
-                          " -> " + n.space);
-    }
-  }
-  // Hook by hook.
-  std::set<std::string> old_devices;
-  for (const auto* u : affected)
-    old_devices.insert(u->devices.begin(), u->devices.end());
-  for (const auto& dev : placed.unit->devices) {
-    const std::string hook(runtime::to_string(placed.place.hooks.contains(dev)
-                                                  ? placed.place.hooks.at(dev).kind
-                                                  : runtime::HookKind::xdp));
-    std::string others;
-    std::size_t hidden = 0;
-    for (const auto& s : specs) {
-      if (s.name == spec.name) continue;
-      bool on_dev = false;
-      for (std::size_t v = 0; v < dag.node_count() && !on_dev; ++v)
-        if (g[v].filter_name() == "rx" && std::get<std::string>(g[v].options.at("dev")) == dev)
-          for (const auto& m : placed.unit->merged.members[v])
-            on_dev = on_dev || split_member(m).first == s.name;
-      if (!on_dev) continue;
-      if (visible(s))
-        others += (others.empty() ? "" : ", ") + s.name;
-      else
-        ++hidden;
-    }
-    if (hidden > 0)
-      others += (others.empty() ? "" : ", ") + std::to_string(hidden) + " other user" +
-                (hidden == 1 ? "'s request" : "s' requests");
-    if (old_devices.contains(dev))
-      changes.push_back("swap the program on the " + hook + " hook of " + dev + " in one update" +
-                        (others.empty() ? "" : " (shared with " + others + ")"));
-    else
-      changes.push_back("attach a program to the " + hook + " hook of " + dev);
-  }
-  for (const auto& dev : old_devices)
-    if (!placed.unit->devices.contains(dev)) changes.push_back("detach the program of " + dev);
-  bool reads_afxdp = false;
-  for (std::size_t v = 0; v < dag.node_count(); ++v)
-    if (!placed.place.in_kernel[v])
-      for (auto [it, end] = boost::in_edges(v, g); it != end; ++it)
-        reads_afxdp = reads_afxdp || placed.place.in_kernel[boost::source(*it, g)];
-  for (const auto* u : affected)
-    if (reads_afxdp && u->datapath)
-      for (const auto& dev : u->datapath->afxdp_devices())
-        changes.push_back("rebind the AF_XDP sockets of " + dev +
-                          ": the running userspace part stops first (break before make); "
-                          "blocks sent up meanwhile go to the stack, unseen by it");
+      if (u->datapath)
+        for (const auto& dev : u->datapath->afxdp_devices())
+          changes.push_back("rebind the AF_XDP sockets of " + dev +
+                            ": the running userspace part stops first (break before make); "
+                            "blocks sent up meanwhile go to the stack, unseen by it");
   if (affected.size() > 1)
     changes.push_back(
         "join " + std::to_string(affected.size()) +

@@ -31,6 +31,8 @@
 namespace srl::runtime {
 class Datapath;
 struct DatapathOptions;
+struct Placement;
+class StepObserver;
 struct VertexCounters;
 }  // namespace srl::runtime
 namespace srl::compiler {
@@ -174,8 +176,25 @@ class RequestManager {
   void rebuild(Unit* unit, std::vector<ApplySpec> specs, const std::string& txn_request,
                const std::string& txn_kind, std::vector<std::unique_ptr<Unit>> absorbed,
                const RequestChange& on_commit = {});
+  // Builds the new datapath of `fresh`, placed so, before the old one (of
+  // `unit`, or the adopted hooks) breaks. Throws RequestError, the change
+  // named as `change` ("apply web").
+  std::unique_ptr<runtime::Datapath> build_datapath(Unit* unit, const Unit& fresh,
+                                                    const runtime::Placement& place,
+                                                    runtime::DatapathOptions dopts,
+                                                    runtime::StepObserver& observer,
+                                                    const std::string& change);
   Unit* unit_of(const std::string& name) const;
   void recover();
+  // The steps of recover(), in order.
+  void roll_back_cut_transactions();
+  void adopt_pinned_hooks();  // into adopted_; what cannot be adopted to start_errors_
+  // A unit of stored requests as one transaction; if it does not come up,
+  // each request on its own.
+  void recover_unit(const std::vector<ApplySpec>& specs);
+  // What the adopted programs counted, by the request nodes `saved_slots`
+  // (per device, per counter slot) says each slot stood for.
+  void carry_adopted_counters(const std::map<std::string, std::vector<std::string>>& saved_slots);
   // The verifier's instructions a change that adds to a hook may take: the
   // admission limit, or the kernel's budget when there is none.
   std::uint32_t admission_limit() const;
@@ -189,6 +208,11 @@ class RequestManager {
   void end_transaction(std::int64_t txn, bool committed, const RequestChange& on_commit = {});
   runtime::DatapathOptions options_for(const compiler::MergedRequests& merged,
                                        const std::vector<ApplySpec>& specs) const;
+  // options_for() for a rebuild of kind `txn_kind`: held to the admission
+  // limit when it adds to a hook.
+  runtime::DatapathOptions options_for_change(const compiler::MergedRequests& merged,
+                                              const std::vector<ApplySpec>& specs,
+                                              const std::string& txn_kind) const;
   std::uint64_t committed_ = 0, rolled_back_ = 0;
   bool recovering_ = false;
   void persist();            // carried counters and slot maps, for the next daemon
