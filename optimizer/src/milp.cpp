@@ -24,20 +24,6 @@ namespace {
 // solve at a time keeps it safe whatever TLS support it was built with.
 std::mutex g_glpk;
 
-struct Matrix {
-  std::vector<int> ia{0}, ja{0};
-  std::vector<double> ar{0};
-  void add(int row, int col, double v) {
-    ia.push_back(row);
-    ja.push_back(col);
-    ar.push_back(v);
-  }
-};
-
-}  // namespace
-
-namespace {
-
 using Clock = std::chrono::steady_clock;
 
 struct Solved {
@@ -78,69 +64,63 @@ void on_search_event(glp_tree* tree, void* info) {
   }
 }
 
-// One GLPK program. `share_crossings`: bundled crossings counted once (the exact
-// model), else once per edge (an upper bound on it). Branch and bound stops
-// at `bb_deadline`.
-Solved solve_glpk(const Problem& p, bool share_crossings,
-                  std::optional<std::pair<std::size_t, std::size_t>> force,
-                  Clock::time_point bb_deadline) {
-  Solved result;
-  const std::size_t S = p.S(), N = p.nodes.size();
+// Crossing columns. Transportation form: (e, s, t). Among the user
+// spaces (cores and replica sets) the channel into a space t is usually
+// the same whichever other user space s it comes from ("reader-determined":
+// shm into a core, shm plus the flow-hash split into a replica set). An
+// edge whose ends can only run in such spaces gets the smaller "reader"
+// form: d[e,t] >= x[v,t] - x[u,t], 1 when v runs in t and u elsewhere
+// (s = kReader), |spaces| columns instead of |spaces|^2.
+constexpr std::size_t kReader = SIZE_MAX;
 
-  std::lock_guard lock(g_glpk);
-  glp_term_out(GLP_OFF);
-  glp_prob* lp = glp_create_prob();
-  glp_set_obj_dir(lp, GLP_MIN);
-
-  const bool throughput = p.objective != Objective::cost;
-  const double total_cap = p.total_capacity();
-  // Objective weight of one ns/s of cost.
-  double wcost = 1e-6;
-  if (p.objective == Objective::throughput) wcost = 1e-6 / total_cap;
-  if (p.objective == Objective::mix) wcost = p.mix_weight / total_cap;
-
-  // Columns.
-  std::vector<std::vector<int>> x(N, std::vector<int>(S, 0));
-  int ncols = 0;
-  for (std::size_t v = 0; v < N; ++v)
-    for (std::size_t s = 0; s < S; ++s)
-      if (p.nodes[v].cost[s] != kNotAllowed) x[v][s] = ++ncols;
-  // Crossing columns. Transportation form: (e, s, t). Among the user
-  // spaces (cores and replica sets) the channel into a space t is usually
-  // the same whichever other user space s it comes from ("reader-determined":
-  // shm into a core, shm plus the flow-hash split into a replica set). An
-  // edge whose ends can only run in such spaces gets the smaller "reader"
-  // form: d[e,t] >= x[v,t] - x[u,t], 1 when v runs in t and u elsewhere
-  // (s = kReader), |spaces| columns instead of |spaces|^2.
-  constexpr std::size_t kReader = SIZE_MAX;
-  std::vector<bool> in_group(S, false);
+// The user spaces, and which of them are reader-determined (all of them or none).
+struct ReaderGroup {
   std::vector<std::size_t> users;
-  for (std::size_t s = 0; s < S; ++s)
-    if (p.spaces[s].kind == Kind::user) users.push_back(s);
+  std::vector<bool> in_group;
   // Another member of the group than t: the writer a reader-form column stands for.
-  auto other = [&](std::size_t t) { return users[0] != t ? users[0] : users[1]; };
-  {
-    bool uniform = users.size() >= 2;
-    for (std::size_t t : users) {
-      if (!uniform) break;
-      const PairChannel& ref = p.pair(other(t), t);
-      for (std::size_t s : users) {
-        if (s == t) continue;
-        const PairChannel& c = p.pair(s, t);
-        uniform = uniform && c.allowed && ref.allowed && c.kind == ref.kind &&
-                  c.ns_per_block == ref.ns_per_block && c.ns_per_byte == ref.ns_per_byte &&
-                  c.mem_bytes_per_byte == ref.mem_bytes_per_byte && c.capacity <= 0;
-      }
+  std::size_t other(std::size_t t) const { return users[0] != t ? users[0] : users[1]; }
+};
+
+ReaderGroup reader_group(const Problem& p) {
+  const std::size_t S = p.S();
+  ReaderGroup g;
+  g.in_group.assign(S, false);
+  for (std::size_t s = 0; s < S; ++s)
+    if (p.spaces[s].kind == Kind::user) g.users.push_back(s);
+  bool uniform = g.users.size() >= 2;
+  for (std::size_t t : g.users) {
+    if (!uniform) break;
+    const PairChannel& ref = p.pair(g.other(t), t);
+    for (std::size_t s : g.users) {
+      if (s == t) continue;
+      const PairChannel& c = p.pair(s, t);
+      uniform = uniform && c.allowed && ref.allowed && c.kind == ref.kind &&
+                c.ns_per_block == ref.ns_per_block && c.ns_per_byte == ref.ns_per_byte &&
+                c.mem_bytes_per_byte == ref.mem_bytes_per_byte && c.capacity <= 0;
     }
-    if (uniform)
-      for (std::size_t s : users)
-        in_group[s] = true;
   }
-  struct Y {
-    std::size_t e, s, t;
-  };
-  std::vector<Y> ys;
-  std::vector<bool> reader_form(p.edges.size(), false);
+  if (uniform)
+    for (std::size_t s : g.users)
+      g.in_group[s] = true;
+  return g;
+}
+
+// A crossing column y[e,s,t]: edge e's blocks from space s (or kReader)
+// into space t.
+struct Y {
+  std::size_t e, s, t;
+};
+
+struct CrossingColumns {
+  std::vector<Y> ys;              // in the order of their edges
+  std::vector<bool> reader_form;  // per edge
+};
+
+CrossingColumns crossing_columns(const Problem& p, const std::vector<std::vector<int>>& x,
+                                 const ReaderGroup& group) {
+  const std::size_t S = p.S();
+  CrossingColumns out;
+  out.reader_form.assign(p.edges.size(), false);
   for (std::size_t e = 0; e < p.edges.size(); ++e) {
     const auto& ed = p.edges[e];
     bool group_only = true;
@@ -148,308 +128,455 @@ Solved solve_glpk(const Problem& p, bool share_crossings,
     for (std::size_t s = 0; s < S; ++s)
       if (x[ed.from][s] || x[ed.to][s]) {
         ++spaces_used;
-        group_only = group_only && in_group[s];
+        group_only = group_only && group.in_group[s];
       }
     if (group_only && spaces_used >= 2) {
-      reader_form[e] = true;
+      out.reader_form[e] = true;
       for (std::size_t t = 0; t < S; ++t)
-        if (x[ed.to][t]) ys.push_back({e, kReader, t});
+        if (x[ed.to][t]) out.ys.push_back({e, kReader, t});
       continue;
     }
     for (std::size_t s = 0; s < S; ++s) {
       if (!x[ed.from][s]) continue;
       for (std::size_t t = 0; t < S; ++t)
-        if (x[ed.to][t] && p.pair(ed, s, t).allowed) ys.push_back({e, s, t});
+        if (x[ed.to][t] && p.pair(ed, s, t).allowed) out.ys.push_back({e, s, t});
     }
   }
-  // Cost and channel of a crossing column.
-  auto ycost = [&](const Y& y) {
-    return p.edge_cost(p.edges[y.e], y.s == kReader ? other(y.t) : y.s, y.t);
-  };
-  auto ypair = [&](const Y& y) -> const PairChannel& {
-    return p.pair(p.edges[y.e], y.s == kReader ? other(y.t) : y.s, y.t);
-  };
-  const int ybase = ncols;
-  ncols += static_cast<int>(ys.size());
-  // Bundled crossings (Problem::bundled): out of a kernel space a block is
-  // handed up once for all the exits that take it there, so the edges of a
-  // bundle share one crossing column w[b,s,t] >= y[e,s,t] that carries the
-  // cost, the load, the memory traffic and the channel's rate. Only bundles
-  // of two or more edges get one; a lone edge keeps its y.
+  return out;
+}
+
+// A shared crossing column w[b,s,t]: a bundle's blocks from s into t.
+struct W {
+  std::size_t e;  // the first edge of the bundle: its rate, bytes and channel
+  std::size_t s, t;
+};
+
+struct SharedColumns {
+  std::vector<W> ws;
+  std::vector<int> y_w;  // per crossing column: its bundle's column, or 0
+};
+
+// Bundled crossings (Problem::bundled): out of a kernel space a block is
+// handed up once for all the exits that take it there, so the edges of a
+// bundle share one crossing column w[b,s,t] >= y[e,s,t] that carries the
+// cost, the load, the memory traffic and the channel's rate. Only bundles
+// of two or more edges get one; a lone edge keeps its y. They are numbered
+// from `first` + 1.
+SharedColumns shared_crossing_columns(const Problem& p, const std::vector<Y>& ys,
+                                      bool share_crossings, int first) {
   std::vector<std::size_t> bundle_size;
   for (const auto& e : p.edges) {
     if (e.bundle >= bundle_size.size()) bundle_size.resize(e.bundle + 1, 0);
     ++bundle_size[e.bundle];
   }
-  struct W {
-    std::size_t e;  // the first edge of the bundle: its rate, bytes and channel
-    std::size_t s, t;
-  };
-  std::vector<W> ws;
-  std::vector<int> y_w(ys.size(), 0);  // per crossing column: its bundle's column, or 0
-  {
-    std::map<std::tuple<std::size_t, std::size_t, std::size_t>, int> by_key;
-    for (std::size_t k = 0; k < ys.size(); ++k) {
-      const Y& y = ys[k];
-      if (!share_crossings || y.s == kReader || !p.bundled(y.s, y.t) ||
-          bundle_size[p.edges[y.e].bundle] < 2)
-        continue;
-      auto [it, fresh] = by_key.emplace(std::make_tuple(p.edges[y.e].bundle, y.s, y.t),
-                                        ncols + 1 + static_cast<int>(ws.size()));
-      if (fresh) ws.push_back({y.e, y.s, y.t});
-      y_w[k] = it->second;
-    }
+  SharedColumns out;
+  out.y_w.assign(ys.size(), 0);
+  std::map<std::tuple<std::size_t, std::size_t, std::size_t>, int> by_key;
+  for (std::size_t k = 0; k < ys.size(); ++k) {
+    const Y& y = ys[k];
+    if (!share_crossings || y.s == kReader || !p.bundled(y.s, y.t) ||
+        bundle_size[p.edges[y.e].bundle] < 2)
+      continue;
+    auto [it, fresh] = by_key.emplace(std::make_tuple(p.edges[y.e].bundle, y.s, y.t),
+                                      first + 1 + static_cast<int>(out.ws.size()));
+    if (fresh) out.ws.push_back({y.e, y.s, y.t});
+    out.y_w[k] = it->second;
   }
-  const int wbase = ncols;
-  ncols += static_cast<int>(ws.size());
-  auto bundle_cost = [&](const W& w) { return p.edge_cost(p.edges[w.e], w.s, w.t); };
-  const int ucol = throughput ? ++ncols : 0;
-  // The engine runs every userspace node of a datapath on the same workers:
-  // one thread, or as many as the largest replica set in use. So a plan
-  // uses at most one single core (z[s]: some node runs on core s); blocks
-  // never pass between two of them, as nothing deploys that pipeline.
-  std::vector<int> z(S, 0);
+  return out;
+}
+
+// The engine runs every userspace node of a datapath on the same workers:
+// one thread, or as many as the largest replica set in use. So a plan
+// uses at most one single core (z[s]: some node runs on core s); blocks
+// never pass between two of them, as nothing deploys that pipeline.
+// Numbered from `count` + 1, which they advance.
+std::vector<int> single_core_columns(const Problem& p, int& count) {
+  std::vector<int> z(p.S(), 0);
   const auto single_core = [&](std::size_t s) {
     return p.spaces[s].kind == Kind::user && !p.replica_set(s);
   };
   if (std::count_if(p.spaces.begin(), p.spaces.end(),
                     [](const Space& sp) { return sp.kind == Kind::user; }) >= 2)
-    for (std::size_t s = 0; s < S; ++s)
-      if (single_core(s)) z[s] = ++ncols;
-  glp_add_cols(lp, ncols);
-  for (std::size_t s = 0; s < S; ++s)
-    if (z[s]) glp_set_col_kind(lp, z[s], GLP_BV);
+    for (std::size_t s = 0; s < p.S(); ++s)
+      if (single_core(s)) z[s] = ++count;
+  return z;
+}
+
+// The program's columns, by GLPK number (1-based; 0: no column):
+// placements, crossings, shared crossings, utilisation, single cores.
+struct Columns {
+  std::vector<std::vector<int>> x;  // x[v][s]: node v runs in space s
+  ReaderGroup group;
+  CrossingColumns crossings;
+  SharedColumns shared;
+  int ybase = 0, wbase = 0;
+  int ucol = 0;  // peak utilisation (throughput, mix)
+  std::vector<int> z;
+  int count = 0;
+
+  int ycol(std::size_t k) const { return ybase + 1 + static_cast<int>(k); }
+  int wcol(std::size_t k) const { return wbase + 1 + static_cast<int>(k); }
+  const std::vector<Y>& ys() const { return crossings.ys; }
+  const std::vector<W>& ws() const { return shared.ws; }
+  // The channel a crossing column stands for, and its cost.
+  const PairChannel& ypair(const Problem& p, const Y& y) const {
+    return p.pair(p.edges[y.e], y.s == kReader ? group.other(y.t) : y.s, y.t);
+  }
+  double ycost(const Problem& p, const Y& y) const {
+    return p.edge_cost(p.edges[y.e], y.s == kReader ? group.other(y.t) : y.s, y.t);
+  }
+  static double bundle_cost(const Problem& p, const W& w) {
+    return p.edge_cost(p.edges[w.e], w.s, w.t);
+  }
+};
+
+Columns program_columns(const Problem& p, bool share_crossings) {
+  const std::size_t S = p.S(), N = p.nodes.size();
+  Columns c;
+  c.x.assign(N, std::vector<int>(S, 0));
   for (std::size_t v = 0; v < N; ++v)
     for (std::size_t s = 0; s < S; ++s)
-      if (int j = x[v][s]) {
+      if (p.nodes[v].cost[s] != kNotAllowed) c.x[v][s] = ++c.count;
+  c.group = reader_group(p);
+  c.crossings = crossing_columns(p, c.x, c.group);
+  c.ybase = c.count;
+  c.count += static_cast<int>(c.ys().size());
+  c.shared = shared_crossing_columns(p, c.ys(), share_crossings, c.count);
+  c.wbase = c.count;
+  c.count += static_cast<int>(c.ws().size());
+  c.ucol = p.objective != Objective::cost ? ++c.count : 0;
+  c.z = single_core_columns(p, c.count);
+  return c;
+}
+
+// Kinds, bounds and objective coefficients; `force` fixes one node's space.
+void set_columns(glp_prob* lp, const Problem& p, const Columns& c,
+                 std::optional<std::pair<std::size_t, std::size_t>> force) {
+  const std::size_t S = p.S(), N = p.nodes.size();
+  const double total_cap = p.total_capacity();
+  // Objective weight of one ns/s of cost.
+  double wcost = 1e-6;
+  if (p.objective == Objective::throughput) wcost = 1e-6 / total_cap;
+  if (p.objective == Objective::mix) wcost = p.mix_weight / total_cap;
+
+  glp_add_cols(lp, c.count);
+  for (std::size_t s = 0; s < S; ++s)
+    if (c.z[s]) glp_set_col_kind(lp, c.z[s], GLP_BV);
+  for (std::size_t v = 0; v < N; ++v)
+    for (std::size_t s = 0; s < S; ++s)
+      if (int j = c.x[v][s]) {
         glp_set_col_kind(lp, j, GLP_BV);
         glp_set_obj_coef(lp, j, wcost * p.nodes[v].cost[s]);
         if (force && force->first == v)
           glp_set_col_bnds(lp, j, GLP_FX, s == force->second ? 1 : 0, s == force->second ? 1 : 0);
       }
-  for (std::size_t k = 0; k < ys.size(); ++k) {
-    const int j = ybase + 1 + static_cast<int>(k);
-    glp_set_col_bnds(lp, j, GLP_DB, 0, 1);
-    if (!y_w[k]) glp_set_obj_coef(lp, j, wcost * ycost(ys[k]));
+  for (std::size_t k = 0; k < c.ys().size(); ++k) {
+    glp_set_col_bnds(lp, c.ycol(k), GLP_DB, 0, 1);
+    if (!c.shared.y_w[k]) glp_set_obj_coef(lp, c.ycol(k), wcost * c.ycost(p, c.ys()[k]));
   }
-  for (std::size_t k = 0; k < ws.size(); ++k) {
-    const int j = wbase + 1 + static_cast<int>(k);
-    glp_set_col_bnds(lp, j, GLP_DB, 0, 1);
-    glp_set_obj_coef(lp, j, wcost * bundle_cost(ws[k]));
+  for (std::size_t k = 0; k < c.ws().size(); ++k) {
+    glp_set_col_bnds(lp, c.wcol(k), GLP_DB, 0, 1);
+    glp_set_obj_coef(lp, c.wcol(k), wcost * Columns::bundle_cost(p, c.ws()[k]));
   }
-  if (ucol) {
-    glp_set_col_bnds(lp, ucol, GLP_LO, 0, 0);
-    glp_set_obj_coef(lp, ucol, p.objective == Objective::mix ? 1 - p.mix_weight : 1);
+  if (c.ucol) {
+    glp_set_col_bnds(lp, c.ucol, GLP_LO, 0, 0);
+    glp_set_obj_coef(lp, c.ucol, p.objective == Objective::mix ? 1 - p.mix_weight : 1);
   }
+}
 
-  // Rows.
-  Matrix m;
-  int row = 0;
-  struct RowB {
+// The program's rows: their bounds, and the matrix as GLPK's 1-based triplets.
+struct Rows {
+  struct Bounds {
     int type;
     double lo, hi;
   };
-  std::vector<RowB> rb;
-  auto new_row = [&](int type, double lo, double hi) {
-    rb.push_back({type, lo, hi});
-    return ++row;
-  };
-  for (std::size_t v = 0; v < N; ++v) {
-    const int r = new_row(GLP_FX, 1, 1);
-    for (std::size_t s = 0; s < S; ++s)
-      if (x[v][s]) m.add(r, x[v][s], 1);
+  std::vector<Bounds> bounds;
+  std::vector<int> ia{0}, ja{0};
+  std::vector<double> ar{0};
+
+  int add_row(int type, double lo, double hi) {
+    bounds.push_back({type, lo, hi});
+    return static_cast<int>(bounds.size());
   }
-  // Transportation rows: one per (edge, space of an end); reader-form rows.
-  {
-    std::vector<int> from_row(S), to_row(S);
-    std::size_t k = 0;
-    for (std::size_t e = 0; e < p.edges.size(); ++e) {
-      const auto& ed = p.edges[e];
-      if (reader_form[e]) {
-        for (; k < ys.size() && ys[k].e == e; ++k) {
-          const int r = new_row(GLP_LO, 0, 0);
-          m.add(r, ybase + 1 + static_cast<int>(k), 1);
-          m.add(r, x[ed.to][ys[k].t], -1);
-          if (x[ed.from][ys[k].t]) m.add(r, x[ed.from][ys[k].t], 1);
-        }
-        continue;
-      }
-      for (std::size_t s = 0; s < S; ++s) {
-        from_row[s] = x[ed.from][s] ? new_row(GLP_FX, 0, 0) : 0;
-        if (from_row[s]) m.add(from_row[s], x[ed.from][s], -1);
-      }
-      for (std::size_t t = 0; t < S; ++t) {
-        to_row[t] = x[ed.to][t] ? new_row(GLP_FX, 0, 0) : 0;
-        if (to_row[t]) m.add(to_row[t], x[ed.to][t], -1);
-      }
+  void add(int row, int col, double v) {
+    ia.push_back(row);
+    ja.push_back(col);
+    ar.push_back(v);
+  }
+  int count() const { return static_cast<int>(bounds.size()); }
+};
+
+// Every node runs in exactly one space.
+void assignment_rows(const Problem& p, const Columns& c, Rows& rows) {
+  for (std::size_t v = 0; v < p.nodes.size(); ++v) {
+    const int r = rows.add_row(GLP_FX, 1, 1);
+    for (std::size_t s = 0; s < p.S(); ++s)
+      if (c.x[v][s]) rows.add(r, c.x[v][s], 1);
+  }
+}
+
+// Transportation rows: one per (edge, space of an end); reader-form rows.
+void transport_rows(const Problem& p, const Columns& c, Rows& rows) {
+  const std::size_t S = p.S();
+  const auto& x = c.x;
+  const auto& ys = c.ys();
+  std::vector<int> from_row(S), to_row(S);
+  std::size_t k = 0;
+  for (std::size_t e = 0; e < p.edges.size(); ++e) {
+    const auto& ed = p.edges[e];
+    if (c.crossings.reader_form[e]) {
       for (; k < ys.size() && ys[k].e == e; ++k) {
-        const int j = ybase + 1 + static_cast<int>(k);
-        m.add(from_row[ys[k].s], j, 1);
-        m.add(to_row[ys[k].t], j, 1);
+        const int r = rows.add_row(GLP_LO, 0, 0);
+        rows.add(r, c.ycol(k), 1);
+        rows.add(r, x[ed.to][ys[k].t], -1);
+        if (x[ed.from][ys[k].t]) rows.add(r, x[ed.from][ys[k].t], 1);
       }
+      continue;
+    }
+    for (std::size_t s = 0; s < S; ++s) {
+      from_row[s] = x[ed.from][s] ? rows.add_row(GLP_FX, 0, 0) : 0;
+      if (from_row[s]) rows.add(from_row[s], x[ed.from][s], -1);
+    }
+    for (std::size_t t = 0; t < S; ++t) {
+      to_row[t] = x[ed.to][t] ? rows.add_row(GLP_FX, 0, 0) : 0;
+      if (to_row[t]) rows.add(to_row[t], x[ed.to][t], -1);
+    }
+    for (; k < ys.size() && ys[k].e == e; ++k) {
+      rows.add(from_row[ys[k].s], c.ycol(k), 1);
+      rows.add(to_row[ys[k].t], c.ycol(k), 1);
     }
   }
-  // Capacity (hard for cost and mix) and utilisation (throughput, mix):
-  // load_s = node costs + crossings into s, scaled to utilisation so that
-  // coefficients stay near 1. A replica set spreads its load evenly over
-  // its cores; it has no row of its own.
+}
+
+// Capacity (hard for cost and mix) and utilisation (throughput, mix):
+// load_s = node costs + crossings into s, scaled to utilisation so that
+// coefficients stay near 1. A replica set spreads its load evenly over
+// its cores; it has no row of its own.
+void capacity_rows(const Problem& p, const Columns& c, Rows& rows) {
+  const std::size_t S = p.S();
   std::vector<int> cap_row(S, 0), hard_row(S, 0);
   for (std::size_t s = 0; s < S; ++s) {
     if (p.replica_set(s)) continue;
-    cap_row[s] = ucol ? new_row(GLP_UP, 0, 0) : new_row(GLP_UP, 0, 1);
-    if (ucol) m.add(cap_row[s], ucol, -1);
-    if (p.objective == Objective::mix) hard_row[s] = new_row(GLP_UP, 0, 1);
+    cap_row[s] = c.ucol ? rows.add_row(GLP_UP, 0, 0) : rows.add_row(GLP_UP, 0, 1);
+    if (c.ucol) rows.add(cap_row[s], c.ucol, -1);
+    if (p.objective == Objective::mix) hard_row[s] = rows.add_row(GLP_UP, 0, 1);
   }
   auto charge = [&](std::size_t s, int col, double ns) {
     if (ns <= 0) return;
-    auto one = [&](std::size_t c, double share) {
-      const double coef = ns * share / p.spaces[c].capacity_ns_per_s;
-      m.add(cap_row[c], col, coef);
-      if (hard_row[c]) m.add(hard_row[c], col, coef);
+    auto one = [&](std::size_t core, double share) {
+      const double coef = ns * share / p.spaces[core].capacity_ns_per_s;
+      rows.add(cap_row[core], col, coef);
+      if (hard_row[core]) rows.add(hard_row[core], col, coef);
     };
     if (!p.replica_set(s)) return one(s, 1);
-    for (std::size_t c : p.members[s])
-      one(c, 1.0 / static_cast<double>(p.members[s].size()));
+    for (std::size_t core : p.members[s])
+      one(core, 1.0 / static_cast<double>(p.members[s].size()));
   };
-  for (std::size_t v = 0; v < N; ++v)
+  for (std::size_t v = 0; v < p.nodes.size(); ++v)
     for (std::size_t s = 0; s < S; ++s)
-      if (x[v][s]) charge(s, x[v][s], p.nodes[v].cost[s]);
-  for (std::size_t k = 0; k < ys.size(); ++k)
-    if (ys[k].t != ys[k].s && !y_w[k])
-      charge(ys[k].t, ybase + 1 + static_cast<int>(k), ycost(ys[k]));
-  for (std::size_t k = 0; k < ws.size(); ++k)
-    charge(ws[k].t, wbase + 1 + static_cast<int>(k), bundle_cost(ws[k]));
-  // One single core at most: sum z <= 1, and a node on core s only where
-  // z[s] (one row per core: the nodes there, at most N of them).
-  if (std::any_of(z.begin(), z.end(), [](int j) { return j != 0; })) {
-    const int one = new_row(GLP_UP, 0, 1);
-    for (std::size_t s = 0; s < S; ++s) {
-      if (!z[s]) continue;
-      m.add(one, z[s], 1);
-      const int r = new_row(GLP_UP, 0, 0);
-      m.add(r, z[s], -static_cast<double>(N));
-      for (std::size_t v = 0; v < N; ++v)
-        if (x[v][s]) m.add(r, x[v][s], 1);
-    }
+      if (c.x[v][s]) charge(s, c.x[v][s], p.nodes[v].cost[s]);
+  for (std::size_t k = 0; k < c.ys().size(); ++k)
+    if (c.ys()[k].t != c.ys()[k].s && !c.shared.y_w[k])
+      charge(c.ys()[k].t, c.ycol(k), c.ycost(p, c.ys()[k]));
+  for (std::size_t k = 0; k < c.ws().size(); ++k)
+    charge(c.ws()[k].t, c.wcol(k), Columns::bundle_cost(p, c.ws()[k]));
+}
+
+// One single core at most: sum z <= 1, and a node on core s only where
+// z[s] (one row per core: the nodes there, at most N of them).
+void single_core_rows(const Problem& p, const Columns& c, Rows& rows) {
+  const std::size_t N = p.nodes.size();
+  if (std::none_of(c.z.begin(), c.z.end(), [](int j) { return j != 0; })) return;
+  const int one = rows.add_row(GLP_UP, 0, 1);
+  for (std::size_t s = 0; s < p.S(); ++s) {
+    if (!c.z[s]) continue;
+    rows.add(one, c.z[s], 1);
+    const int r = rows.add_row(GLP_UP, 0, 0);
+    rows.add(r, c.z[s], -static_cast<double>(N));
+    for (std::size_t v = 0; v < N; ++v)
+      if (c.x[v][s]) rows.add(r, c.x[v][s], 1);
   }
-  // A bundle crosses where any of its edges does.
-  for (std::size_t k = 0; k < ys.size(); ++k)
-    if (y_w[k]) {
-      const int r = new_row(GLP_LO, 0, 0);
-      m.add(r, y_w[k], 1);
-      m.add(r, ybase + 1 + static_cast<int>(k), -1);
+}
+
+// A bundle crosses where any of its edges does.
+void bundle_rows(const Columns& c, Rows& rows) {
+  for (std::size_t k = 0; k < c.ys().size(); ++k)
+    if (c.shared.y_w[k]) {
+      const int r = rows.add_row(GLP_LO, 0, 0);
+      rows.add(r, c.shared.y_w[k], 1);
+      rows.add(r, c.ycol(k), -1);
     }
-  // eBPF instructions per kernel or offload space.
-  for (std::size_t s = 0; s < S; ++s) {
+}
+
+// eBPF instructions per kernel or offload space.
+void instruction_rows(const Problem& p, const Columns& c, Rows& rows) {
+  for (std::size_t s = 0; s < p.S(); ++s) {
     const auto lim = p.spaces[s].ebpf_insn_limit;
     if (p.spaces[s].kind == Kind::user || lim == 0) continue;
-    const int r = new_row(GLP_UP, 0, lim);
-    for (std::size_t v = 0; v < N; ++v)
-      if (x[v][s] && p.nodes[v].insns) m.add(r, x[v][s], p.nodes[v].insns);
+    const int r = rows.add_row(GLP_UP, 0, lim);
+    for (std::size_t v = 0; v < p.nodes.size(); ++v)
+      if (c.x[v][s] && p.nodes[v].insns) rows.add(r, c.x[v][s], p.nodes[v].insns);
   }
-  // Per generated kernel program (Problem::programs): the BPF functions of
-  // its tcpdump expressions, and its exits, the crossings from its spaces
-  // to a userspace node. A row only where the limit could bind, so that
-  // ordinary requests solve the program they always did.
-  for (std::size_t k = 0; k < p.programs.size(); ++k) {
-    std::vector<bool> here(S, false);
+}
+
+// A row of Σ weight(v) x[v][s] over kernel program k's spaces, added where
+// `fixed` and every node that could be in the program pass `lim`.
+template <class Weight>
+void program_row(const Problem& p, const Columns& c, std::size_t k, std::uint32_t lim,
+                 std::uint64_t fixed, Weight weight, Rows& rows) {
+  std::vector<std::pair<int, double>> terms;
+  std::uint64_t most = fixed;
+  for (std::size_t v = 0; v < p.nodes.size(); ++v) {
+    const std::uint32_t w = weight(p.nodes[v]);
+    if (w == 0) continue;
+    bool any = false;
     for (std::size_t s : p.programs[k])
-      here[s] = true;
-    // A row of Σ weight(v) x[v][s] over the program's spaces, added where
-    // `fixed` and every node that could be in the program pass `lim`.
-    auto program_row = [&](std::uint32_t lim, std::uint64_t fixed, auto weight) {
-      std::vector<std::pair<int, double>> terms;
-      std::uint64_t most = fixed;
-      for (std::size_t v = 0; v < N; ++v) {
-        const std::uint32_t w = weight(p.nodes[v]);
-        if (w == 0) continue;
-        bool any = false;
-        for (std::size_t s : p.programs[k])
-          if (x[v][s]) {
-            terms.emplace_back(x[v][s], w);
-            any = true;
-          }
-        if (any) most += w;
+      if (c.x[v][s]) {
+        terms.emplace_back(c.x[v][s], w);
+        any = true;
       }
-      if (most <= lim) return;
-      // Below what the program takes whatever it holds, nothing fits.
-      const int r = new_row(GLP_UP, 0, static_cast<double>(lim) - static_cast<double>(fixed));
-      for (const auto& [col, coef] : terms)
-        m.add(r, col, coef);
-    };
+    if (any) most += w;
+  }
+  if (most <= lim) return;
+  // Below what the program takes whatever it holds, nothing fits.
+  const int r = rows.add_row(GLP_UP, 0, static_cast<double>(lim) - static_cast<double>(fixed));
+  for (const auto& [col, coef] : terms)
+    rows.add(r, col, coef);
+}
+
+// Kernel program k's exits: the crossings from its spaces to a userspace
+// node, counted once per edge.
+void exit_row(const Problem& p, const Columns& c, std::size_t k, std::uint32_t lim, Rows& rows) {
+  std::vector<bool> here(p.S(), false);
+  for (std::size_t s : p.programs[k])
+    here[s] = true;
+  const auto& ys = c.ys();
+  std::vector<int> cols;
+  std::vector<bool> edge_up(p.edges.size(), false);
+  for (std::size_t j = 0; j < ys.size(); ++j)
+    if (ys[j].s != kReader && ys[j].s != ys[j].t && here[ys[j].s] &&
+        p.spaces[ys[j].t].kind == Kind::user) {
+      cols.push_back(c.ycol(j));
+      edge_up[ys[j].e] = true;
+    }
+  if (static_cast<std::size_t>(std::count(edge_up.begin(), edge_up.end(), true)) > lim) {
+    const int r = rows.add_row(GLP_UP, 0, lim);
+    for (int col : cols)
+      rows.add(r, col, 1);
+  }
+}
+
+// Per generated kernel program (Problem::programs): the BPF functions of
+// its tcpdump expressions, and its exits, the crossings from its spaces
+// to a userspace node. A row only where the limit could bind, so that
+// ordinary requests solve the program they always did.
+void kernel_program_rows(const Problem& p, const Columns& c, Rows& rows) {
+  for (std::size_t k = 0; k < p.programs.size(); ++k) {
     if (const auto lim = p.program_limit(k, &Space::ebpf_function_limit))
-      program_row(lim, 0, [](const ProblemNode& n) { return n.functions; });
+      program_row(
+          p, c, k, lim, 0, [](const ProblemNode& n) { return n.functions; }, rows);
     // The verifier's work, bounded from above (kernel_verified): what the
     // program takes whatever it holds, and its kernel nodes'.
     if (const auto lim = p.program_limit(k, &Space::verifier_limit))
-      program_row(lim, k < p.program_verified.size() ? p.program_verified[k] : 0,
-                  [](const ProblemNode& n) { return n.verified; });
-    if (const auto lim = p.program_limit(k, &Space::ebpf_exit_limit)) {
-      std::vector<int> cols;
-      std::vector<bool> edge_up(p.edges.size(), false);
-      for (std::size_t j = 0; j < ys.size(); ++j)
-        if (ys[j].s != kReader && ys[j].s != ys[j].t && here[ys[j].s] &&
-            p.spaces[ys[j].t].kind == Kind::user) {
-          cols.push_back(ybase + 1 + static_cast<int>(j));
-          edge_up[ys[j].e] = true;
-        }
-      if (static_cast<std::size_t>(std::count(edge_up.begin(), edge_up.end(), true)) > lim) {
-        const int r = new_row(GLP_UP, 0, lim);
-        for (int col : cols)
-          m.add(r, col, 1);
-      }
-    }
+      program_row(
+          p, c, k, lim, k < p.program_verified.size() ? p.program_verified[k] : 0,
+          [](const ProblemNode& n) { return n.verified; }, rows);
+    if (const auto lim = p.program_limit(k, &Space::ebpf_exit_limit)) exit_row(p, c, k, lim, rows);
   }
-  // Memory traffic of copies, and channel capacities.
-  if (p.memory_bandwidth > 0) {
-    int r = 0;
-    auto add = [&](int col, const ProblemEdge& ed, const PairChannel& c) {
-      if (c.mem_bytes_per_byte <= 0) return;
-      if (!r) r = new_row(GLP_UP, 0, 1);
-      m.add(r, col, ed.rate * ed.bytes * c.mem_bytes_per_byte / p.memory_bandwidth);
-    };
-    for (std::size_t k = 0; k < ys.size(); ++k)
-      if (ys[k].s != ys[k].t && !y_w[k])
-        add(ybase + 1 + static_cast<int>(k), p.edges[ys[k].e], ypair(ys[k]));
-    for (std::size_t k = 0; k < ws.size(); ++k)
-      add(wbase + 1 + static_cast<int>(k), p.edges[ws[k].e],
-          p.pair(p.edges[ws[k].e], ws[k].s, ws[k].t));
-  }
-  for (std::size_t s = 0; s < S; ++s)
-    for (std::size_t t = 0; t < S; ++t) {
-      const auto& c = p.pair(s, t);
-      if (s == t || !c.allowed || c.capacity <= 0) continue;
+}
+
+// Memory traffic of copies.
+void memory_row(const Problem& p, const Columns& c, Rows& rows) {
+  if (p.memory_bandwidth <= 0) return;
+  int r = 0;
+  auto add = [&](int col, const ProblemEdge& ed, const PairChannel& ch) {
+    if (ch.mem_bytes_per_byte <= 0) return;
+    if (!r) r = rows.add_row(GLP_UP, 0, 1);
+    rows.add(r, col, ed.rate * ed.bytes * ch.mem_bytes_per_byte / p.memory_bandwidth);
+  };
+  for (std::size_t k = 0; k < c.ys().size(); ++k)
+    if (c.ys()[k].s != c.ys()[k].t && !c.shared.y_w[k])
+      add(c.ycol(k), p.edges[c.ys()[k].e], c.ypair(p, c.ys()[k]));
+  for (std::size_t k = 0; k < c.ws().size(); ++k)
+    add(c.wcol(k), p.edges[c.ws()[k].e], p.pair(p.edges[c.ws()[k].e], c.ws()[k].s, c.ws()[k].t));
+}
+
+// Channel capacities.
+void channel_rows(const Problem& p, const Columns& c, Rows& rows) {
+  for (std::size_t s = 0; s < p.S(); ++s)
+    for (std::size_t t = 0; t < p.S(); ++t) {
+      const auto& ch = p.pair(s, t);
+      if (s == t || !ch.allowed || ch.capacity <= 0) continue;
       int r = 0;
       auto add = [&](int col, double rate) {
-        if (!r) r = new_row(GLP_UP, 0, 1);
-        m.add(r, col, rate / c.capacity);
+        if (!r) r = rows.add_row(GLP_UP, 0, 1);
+        rows.add(r, col, rate / ch.capacity);
       };
-      for (std::size_t k = 0; k < ys.size(); ++k)
-        if (ys[k].s == s && ys[k].t == t && !y_w[k])
-          add(ybase + 1 + static_cast<int>(k), p.edges[ys[k].e].rate);
-      for (std::size_t k = 0; k < ws.size(); ++k)
-        if (ws[k].s == s && ws[k].t == t)
-          add(wbase + 1 + static_cast<int>(k), p.edges[ws[k].e].rate);
+      for (std::size_t k = 0; k < c.ys().size(); ++k)
+        if (c.ys()[k].s == s && c.ys()[k].t == t && !c.shared.y_w[k])
+          add(c.ycol(k), p.edges[c.ys()[k].e].rate);
+      for (std::size_t k = 0; k < c.ws().size(); ++k)
+        if (c.ws()[k].s == s && c.ws()[k].t == t) add(c.wcol(k), p.edges[c.ws()[k].e].rate);
     }
-  glp_add_rows(lp, row);
-  for (int r = 1; r <= row; ++r) {
-    const auto& b = rb[static_cast<std::size_t>(r - 1)];
+}
+
+Rows program_rows(const Problem& p, const Columns& c) {
+  Rows rows;
+  assignment_rows(p, c, rows);
+  transport_rows(p, c, rows);
+  capacity_rows(p, c, rows);
+  single_core_rows(p, c, rows);
+  bundle_rows(c, rows);
+  instruction_rows(p, c, rows);
+  kernel_program_rows(p, c, rows);
+  memory_row(p, c, rows);
+  channel_rows(p, c, rows);
+  return rows;
+}
+
+void load_rows(glp_prob* lp, const Rows& rows) {
+  glp_add_rows(lp, rows.count());
+  for (int r = 1; r <= rows.count(); ++r) {
+    const auto& b = rows.bounds[static_cast<std::size_t>(r - 1)];
     glp_set_row_bnds(lp, r, b.type, b.lo, b.hi);
   }
-  glp_load_matrix(lp, static_cast<int>(m.ia.size() - 1), m.ia.data(), m.ja.data(), m.ar.data());
+  glp_load_matrix(lp, static_cast<int>(rows.ia.size() - 1), rows.ia.data(), rows.ja.data(),
+                  rows.ar.data());
+}
 
-  // The LP relaxation first (primal simplex): on most requests
-  // its optimum is already integral, and then it is the MILP's optimum; the
-  // MIP presolver alone took seconds on such 1000-filter models. Otherwise
-  // branch and bound (glp_intopt with its presolver) finishes the job.
-  auto ms_left = [&] {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(bb_deadline - Clock::now());
-    return static_cast<int>(std::max<long long>(1, left.count()));
-  };
-  result.shares = !ws.empty();
-  int status = GLP_UNDEF;
-  bool from_lp = false;
+int ms_left(Clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return static_cast<int>(std::max<long long>(1, left.count()));
+}
+
+// The LP relaxation's optimum as a plan: every placement integral, and
+// at most one single core in use.
+bool relaxation_deploys(glp_prob* lp, const Columns& c) {
+  const std::size_t S = c.z.size(), N = c.x.size();
+  bool integral = true;
+  for (std::size_t v = 0; v < N && integral; ++v)
+    for (std::size_t s = 0; s < S && integral; ++s)
+      if (c.x[v][s]) {
+        const double val = glp_get_col_prim(lp, c.x[v][s]);
+        integral = val < 1e-7 || val > 1 - 1e-7;
+      }
+  // Integral placements on two single cores leave z fractional: not a
+  // plan that deploys, so branch and bound goes on from there.
+  std::size_t cores_used = 0;
+  for (std::size_t s = 0; s < S && integral; ++s) {
+    if (!c.z[s]) continue;
+    bool used = false;
+    for (std::size_t v = 0; v < N && !used; ++v)
+      used = c.x[v][s] && glp_get_col_prim(lp, c.x[v][s]) > 0.5;
+    cores_used += used ? 1 : 0;
+  }
+  return integral && cores_used <= 1;
+}
+
+// The LP relaxation (primal simplex): GLP_OPT when its optimum deploys,
+// GLP_NOFEAS when there is none, else GLP_UNDEF.
+int solve_relaxation(glp_prob* lp, const Columns& c, Clock::time_point deadline) {
+  const std::size_t N = c.x.size();
   glp_smcp sp;
   glp_init_smcp(&sp);
   sp.msg_lev = GLP_MSG_OFF;
@@ -459,75 +586,89 @@ Solved solve_glpk(const Problem& p, bool share_crossings,
   // against 260 ms); the rows are scaled to utilisation already.
   std::size_t fixed = 0;
   for (std::size_t v = 0; v < N; ++v)
-    fixed += std::count_if(x[v].begin(), x[v].end(), [](int j) { return j != 0; }) == 1 ? 1u : 0u;
+    fixed +=
+        std::count_if(c.x[v].begin(), c.x[v].end(), [](int j) { return j != 0; }) == 1 ? 1u : 0u;
   sp.presolve = 2 * fixed >= N ? GLP_ON : GLP_OFF;
-  sp.tm_lim = ms_left();
+  sp.tm_lim = ms_left(deadline);
   const int lp_rc = glp_simplex(lp, &sp);
-  if (lp_rc == 0 && glp_get_status(lp) == GLP_OPT) {
-    bool integral = true;
-    for (std::size_t v = 0; v < N && integral; ++v)
-      for (std::size_t s = 0; s < S && integral; ++s)
-        if (x[v][s]) {
-          const double val = glp_get_col_prim(lp, x[v][s]);
-          integral = val < 1e-7 || val > 1 - 1e-7;
-        }
-    // Integral placements on two single cores leave z fractional: not a
-    // plan that deploys, so branch and bound goes on from there.
-    std::size_t cores_used = 0;
-    for (std::size_t s = 0; s < S && integral; ++s) {
-      if (!z[s]) continue;
-      bool used = false;
-      for (std::size_t v = 0; v < N && !used; ++v)
-        used = x[v][s] && glp_get_col_prim(lp, x[v][s]) > 0.5;
-      cores_used += used ? 1 : 0;
-    }
-    integral = integral && cores_used <= 1;
-    if (integral) status = GLP_OPT, from_lp = true;
-  } else if (lp_rc == GLP_ENOPFS || (lp_rc == 0 && glp_get_status(lp) == GLP_NOFEAS)) {
-    status = GLP_NOFEAS;
-  }
-  if (status == GLP_UNDEF) {
-    glp_iocp parm;
-    glp_init_iocp(&parm);
-    parm.presolve = GLP_ON;
-    parm.msg_lev = GLP_MSG_OFF;
-    // Branch on the most fractional placement: with shared crossings
-    // GLPK's default (Driebeck-Tomlin) found no integer solution in 10 s on
-    // 256 tcpdump expressions for a hook that holds 255.
-    parm.br_tech = GLP_BR_MFV;
-    // The feasibility pump finds solutions the branching does not reach
-    // soon: on the 100 expressions above, a plan 4% cheaper in some runs
-    // (which one the 250 ms of the shared search ends with varies).
-    parm.fp_heur = GLP_ON;
-    Search search;
-    parm.cb_func = on_search_event;
-    parm.cb_info = &search;
-    parm.tm_lim = ms_left();
-    const int rc = glp_intopt(lp, &parm);
-    const bool stopped = rc == GLP_ETMLIM || rc == GLP_ESTOP;
-    status = rc == 0 || stopped ? glp_mip_status(lp) : GLP_NOFEAS;
-    if (stopped && status != GLP_FEAS && status != GLP_OPT) status = GLP_UNDEF;
-    if (rc == GLP_ESTOP && status == GLP_FEAS) result.stalled = true, result.gap = search.gap;
-  }
+  if (lp_rc == 0 && glp_get_status(lp) == GLP_OPT)
+    return relaxation_deploys(lp, c) ? GLP_OPT : GLP_UNDEF;
+  if (lp_rc == GLP_ENOPFS || (lp_rc == 0 && glp_get_status(lp) == GLP_NOFEAS)) return GLP_NOFEAS;
+  return GLP_UNDEF;
+}
+
+// Branch and bound (glp_intopt with its presolver) until `deadline`, or
+// until it stalls (which `result` then records): the MIP status.
+int branch_and_bound(glp_prob* lp, Clock::time_point deadline, Solved& result) {
+  glp_iocp parm;
+  glp_init_iocp(&parm);
+  parm.presolve = GLP_ON;
+  parm.msg_lev = GLP_MSG_OFF;
+  // Branch on the most fractional placement: with shared crossings
+  // GLPK's default (Driebeck-Tomlin) found no integer solution in 10 s on
+  // 256 tcpdump expressions for a hook that holds 255.
+  parm.br_tech = GLP_BR_MFV;
+  // The feasibility pump finds solutions the branching does not reach
+  // soon: on the 100 expressions above, a plan 4% cheaper in some runs
+  // (which one the 250 ms of the shared search ends with varies).
+  parm.fp_heur = GLP_ON;
+  Search search;
+  parm.cb_func = on_search_event;
+  parm.cb_info = &search;
+  parm.tm_lim = ms_left(deadline);
+  const int rc = glp_intopt(lp, &parm);
+  const bool stopped = rc == GLP_ETMLIM || rc == GLP_ESTOP;
+  int status = rc == 0 || stopped ? glp_mip_status(lp) : GLP_NOFEAS;
+  if (stopped && status != GLP_FEAS && status != GLP_OPT) status = GLP_UNDEF;
+  if (rc == GLP_ESTOP && status == GLP_FEAS) result.stalled = true, result.gap = search.gap;
+  return status;
+}
+
+// Each node's space: the one its placement columns value most.
+Assignment read_assignment(glp_prob* lp, const Columns& c, bool from_lp) {
   auto value = [&](int col) {
     return from_lp ? glp_get_col_prim(lp, col) : glp_mip_col_val(lp, col);
   };
-  if (status == GLP_OPT || status == GLP_FEAS) {
-    Assignment a(N, 0);
-    for (std::size_t v = 0; v < N; ++v) {
-      double best = -1;
-      for (std::size_t s = 0; s < S; ++s)
-        if (x[v][s]) {
-          const double val = value(x[v][s]);
-          if (val > best) best = val, a[v] = s;
-        }
-    }
-    result.assignment = std::move(a);
+  Assignment a(c.x.size(), 0);
+  for (std::size_t v = 0; v < c.x.size(); ++v) {
+    double best = -1;
+    for (std::size_t s = 0; s < c.x[v].size(); ++s)
+      if (c.x[v][s]) {
+        const double val = value(c.x[v][s]);
+        if (val > best) best = val, a[v] = s;
+      }
   }
-  result.status = status;
-  result.from_lp = from_lp;
-  result.columns = ncols;
-  result.rows = row;
+  return a;
+}
+
+// One GLPK program. `share_crossings`: bundled crossings counted once (the exact
+// model), else once per edge (an upper bound on it). Branch and bound stops
+// at `bb_deadline`.
+Solved solve_glpk(const Problem& p, bool share_crossings,
+                  std::optional<std::pair<std::size_t, std::size_t>> force,
+                  Clock::time_point bb_deadline) {
+  std::lock_guard lock(g_glpk);
+  glp_term_out(GLP_OFF);
+  glp_prob* lp = glp_create_prob();
+  glp_set_obj_dir(lp, GLP_MIN);
+  const Columns cols = program_columns(p, share_crossings);
+  set_columns(lp, p, cols, force);
+  const Rows rows = program_rows(p, cols);
+  load_rows(lp, rows);
+
+  Solved result;
+  result.shares = !cols.ws().empty();
+  result.columns = cols.count;
+  result.rows = rows.count();
+  // The LP relaxation first: on most requests its optimum is already
+  // integral, and then it is the MILP's optimum; the MIP presolver alone
+  // took seconds on such 1000-filter models. Otherwise branch and bound
+  // finishes the job.
+  result.status = solve_relaxation(lp, cols, bb_deadline);
+  result.from_lp = result.status == GLP_OPT;
+  if (result.status == GLP_UNDEF) result.status = branch_and_bound(lp, bb_deadline, result);
+  if (result.status == GLP_OPT || result.status == GLP_FEAS)
+    result.assignment = read_assignment(lp, cols, result.from_lp);
   glp_delete_prob(lp);
   glp_free_env();
   return result;

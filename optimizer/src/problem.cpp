@@ -411,26 +411,33 @@ Problem build_problem(const std::vector<RequestInput>& requests, const SystemMod
   return build_problem(in.merged, in.sources, model, options);
 }
 
-Problem build_problem(const compiler::MergedRequests& merged,
-                      std::span<const compiler::SourceFile* const> sources,
-                      const SystemModel& model, const PlanOptions& opt) {
+namespace {
+
+// The problem's settings and the model's spaces, before replica sets.
+Problem problem_base(const SystemModel& model, const PlanOptions& opt) {
   Problem p;
   p.spaces = model.spaces;
   p.objective = opt.objective;
   p.mix_weight = opt.mix_weight;
   p.input_rate = opt.input_rate_pps;
   p.memory_bandwidth = model.host.memory_bandwidth_bytes_per_s;
-  const std::size_t S0 = p.S();
-  if (S0 == 0) throw PlanError("", "no-implementation", "the system model has no spaces");
-  const auto devices = model.devices();
+  if (p.S() == 0) throw PlanError("", "no-implementation", "the system model has no spaces");
+  return p;
+}
 
-  // Channels between each ordered pair of spaces: the cheapest for the mean
-  // block, among those that copy (`real`) and among all (`real_take`, for
-  // edges whose blocks are taken).
-  std::vector<PairChannel> real(S0 * S0), real_take(S0 * S0);
+// Channels between each ordered pair of the model's spaces, [s * S0 + t]:
+// the cheapest for the mean block, among those that copy (`copy`) and among
+// all (`take`, for edges whose blocks are taken).
+struct RealPairs {
+  std::vector<PairChannel> copy, take;
+};
+
+RealPairs real_pairs(const Problem& p, const SystemModel& model, const PlanOptions& opt) {
+  const std::size_t S0 = p.S();
+  RealPairs out{std::vector<PairChannel>(S0 * S0), std::vector<PairChannel>(S0 * S0)};
   for (const bool copy : {true, false})
     for (std::size_t s = 0; s < S0; ++s) {
-      auto& table = copy ? real : real_take;
+      auto& table = copy ? out.copy : out.take;
       table[s * S0 + s] = PairChannel{.allowed = true};
       for (std::size_t t = 0; t < S0; ++t) {
         if (s == t) continue;
@@ -447,10 +454,14 @@ Problem build_problem(const compiler::MergedRequests& merged,
                              .via = c->via};
       }
     }
-  p.members.assign(S0, {});
+  return out;
+}
 
-  // Replica sets over interchangeable cores (same capacity, same channels
-  // to and from everything): the first k cores for k = 2, 4, 8.
+// Replica sets over interchangeable cores (same capacity, same channels
+// to and from everything): the first k cores for k = 2, 4, 8.
+void add_replica_sets(Problem& p, const std::vector<PairChannel>& real, const PlanOptions& opt) {
+  const std::size_t S0 = p.S();
+  p.members.assign(S0, {});
   std::vector<std::size_t> cores;
   for (std::size_t s = 0; s < S0; ++s)
     if (p.spaces[s].kind == Kind::user) cores.push_back(s);
@@ -479,151 +490,175 @@ Problem build_problem(const compiler::MergedRequests& merged,
       p.spaces.push_back(r);
       p.members.emplace_back(cores.begin(), cores.begin() + static_cast<std::ptrdiff_t>(k));
     }
-  const std::size_t S = p.S();
-  for (std::size_t s = 0; s < S; ++s)
+}
+
+// One kernel program holds every XDP and TC hook (Problem::programs).
+void add_kernel_programs(Problem& p) {
+  for (std::size_t s = 0; s < p.S(); ++s)
     if (p.spaces[s].kind == Kind::xdp || p.spaces[s].kind == Kind::tc) {
       if (p.programs.empty()) p.programs.emplace_back();
       p.programs[0].push_back(s);
     }
-  // A flow hash per block where a stream is split over replicas.
-  constexpr double kSplitNs = 10;
-  auto derive = [&](const std::vector<PairChannel>& base) {
-    std::vector<PairChannel> pairs(S * S);
-    for (std::size_t s = 0; s < S; ++s) {
-      pairs[s * S + s] = PairChannel{.allowed = true};
-      for (std::size_t t = 0; t < S; ++t) {
-        if (s == t) continue;
-        if (s < S0 && t < S0) {
-          pairs[s * S + t] = base[s * S0 + t];
-          continue;
-        }
-        // Through a replica set: the channel its first core would use (a core
-        // of the set itself stands for another one), plus the split.
-        const auto other = [&](std::size_t set, std::size_t not_this) {
-          return p.members[set][0] != not_this ? p.members[set][0] : p.members[set][1];
-        };
-        std::size_t rs = s, rt = t;
-        if (s >= S0 && t < S0) rs = other(s, t);
-        if (s < S0 && t >= S0) rt = other(t, s);
-        if (s >= S0 && t >= S0) rs = p.members[s][0], rt = other(t, rs);
-        PairChannel c = base[rs * S0 + rt];
-        if (!c.allowed) continue;
-        if (t >= S0) c.ns_per_block += kSplitNs;
-        pairs[s * S + t] = c;
-      }
-    }
-    return pairs;
-  };
-  p.pairs = derive(real);
-  p.take_pairs = derive(real_take);
+}
 
-  // One node per merged vertex, in the DAG's numbering: inputs first.
-  struct PendingEdge {
-    std::size_t from, to;
-    compiler::EdgeSelector sel;
-    bool take = false;
-    std::size_t consumer = SIZE_MAX;
-  };
-  std::vector<PendingEdge> pending;
-  const auto& g = merged.dag.graph;
-  for (compiler::Vertex v = 0; v < merged.dag.node_count(); ++v) {
-    const compiler::DagNode& dn = g[v];
-    const filters::FilterSpec& f = *dn.filter;
-    // A merged vertex is its first member's node, with that one's position.
-    const std::string& id = merged.members[v].front();
-    const std::size_t r = merged.member_nodes[v].front().request;
-    std::string where;
-    if (dn.loc.valid())
-      where = (r < sources.size() && sources[r] ? sources[r]->name() : merged.files[r]) + ":" +
-              std::to_string(dn.loc.line) + ":" + std::to_string(dn.loc.col);
-    // Device of a source; an rx without one binds to the only device.
-    std::string dev;
-    if (f.name == "rx") {
-      dev = option_string(dn, "dev");
-      if (dev.empty()) {
-        if (devices.size() != 1) {
-          std::string list;
-          for (const auto& d : devices)
-            list += (list.empty() ? "" : ", ") + d;
-          throw PlanError(
-              id, "device",
-              "cannot place " + id + " (rx)" + (where.empty() ? "" : " at " + where) +
-                  ": it names no device and the system model has " +
-                  (devices.empty() ? "none" : std::to_string(devices.size()) + " (" + list + ")") +
-                  "; give one with --dev or rx dev=");
-        }
-        dev = devices.front();
-      } else if (std::find(devices.begin(), devices.end(), dev) == devices.end()) {
-        throw PlanError(id, "device",
-                        "cannot place " + id + " (rx, dev=" + dev + ")" +
-                            (where.empty() ? "" : " at " + where) + ": device " + dev +
-                            " is not in the system model" +
-                            (model.origin.empty() ? "" : " (" + model.origin + ")"));
+// A flow hash per block where a stream is split over replicas.
+constexpr double kSplitNs = 10;
+
+// The channels of every pair of spaces, replica sets included, from those
+// of the model's `S0` spaces.
+std::vector<PairChannel> with_replica_sets(const Problem& p, std::size_t S0,
+                                           const std::vector<PairChannel>& base) {
+  const std::size_t S = p.S();
+  std::vector<PairChannel> pairs(S * S);
+  for (std::size_t s = 0; s < S; ++s) {
+    pairs[s * S + s] = PairChannel{.allowed = true};
+    for (std::size_t t = 0; t < S; ++t) {
+      if (s == t) continue;
+      if (s < S0 && t < S0) {
+        pairs[s * S + t] = base[s * S0 + t];
+        continue;
       }
+      // Through a replica set: the channel its first core would use (a core
+      // of the set itself stands for another one), plus the split.
+      const auto other = [&](std::size_t set, std::size_t not_this) {
+        return p.members[set][0] != not_this ? p.members[set][0] : p.members[set][1];
+      };
+      std::size_t rs = s, rt = t;
+      if (s >= S0 && t < S0) rs = other(s, t);
+      if (s < S0 && t >= S0) rt = other(t, s);
+      if (s >= S0 && t >= S0) rs = p.members[s][0], rt = other(t, rs);
+      PairChannel c = base[rs * S0 + rt];
+      if (!c.allowed) continue;
+      if (t >= S0) c.ns_per_block += kSplitNs;
+      pairs[s * S + t] = c;
     }
-    ProblemNode pn;
-    pn.id = id;
-    pn.name = merged.member_names[v].front();
-    pn.members = merged.members[v];
-    pn.spec = &f;
-    pn.where = where;
-    pn.pin = dn.space;
-    pn.insns = kernel_insns(dn);
-    pn.verified = kernel_verified(merged.dag, v);
-    // A translated tcpdump expression is a BPF function of its own.
-    pn.functions = f.name == "bpf" && dn.translation ? 1 : 0;
-    pn.bytes = opt.block_bytes;
-    pn.excluded.assign(S, {});
-    for (std::size_t s = 0; s < S; ++s) {
-      const Space& sp = p.spaces[s];
-      const auto ik = impl_kind(sp.kind);
-      const auto back = dn.translation ? dn.translation->backward_jump() : std::nullopt;
-      if (!implemented(f, sp.kind)) {
-        pn.excluded[s] = "no-implementation: " + std::string(f.name) + " has no " +
-                         std::string(filters::to_string(ik)) + " implementation";
-      } else if (back && sp.kind != Kind::user) {
-        pn.excluded[s] = "capability: the classic BPF of \"" + dn.translation->source +
-                         "\" jumps back (instruction " + std::to_string(*back) +
-                         ": a loop, as libpcap emits for protochain), which only "
-                         "userspace runs";
-      } else if (dn.space && *dn.space != to_string(sp.kind)) {
-        pn.excluded[s] = "pinned: space=" + *dn.space;
-      } else if (f.kernel_tc_only && sp.kind == Kind::xdp) {
-        pn.excluded[s] = "capability: " + std::string(f.name) +
-                         " runs in the kernel at TC only (XDP cannot clone a frame for a "
-                         "mirror, and a native XDP redirect reaches only devices that take "
-                         "XDP frames)";
-      } else if (!dev.empty() && sp.kind != Kind::user && sp.device != dev) {
-        pn.excluded[s] = "device: it receives from " + dev + ", this space is on " + sp.device;
-      } else if (!sp.capabilities.empty()) {
-        std::string missing;
-        for (const auto& c : required_caps(f, sp.kind))
-          if (!sp.has(c)) missing += (missing.empty() ? "" : ", ") + c;
-        if (!missing.empty()) pn.excluded[s] = "capability: the space lacks " + missing;
-      }
-      if (pn.excluded[s].empty() && p.replica_set(s)) {
-        if (f.role == Role::source)
-          pn.excluded[s] = "parallel: a source is not replicated";
-        else if (f.state != State::none && f.state != State::per_flow)
-          pn.excluded[s] = "parallel: " + std::string(f.name) + " keeps " +
-                           std::string(filters::to_string(f.state)) + " state; it runs on one core";
-        else if (f.name == "pcap" || f.name == "fifo")
-          pn.excluded[s] = "parallel: " + std::string(f.name) + " writes one output stream";
-      }
-      if (pn.excluded[s].empty() && sp.kind != Kind::user && sp.ebpf_insn_limit > 0 &&
-          pn.insns > sp.ebpf_insn_limit)
-        pn.excluded[s] = "limit: " + std::to_string(pn.insns) +
-                         " eBPF instructions alone exceed the space's limit of " +
-                         std::to_string(sp.ebpf_insn_limit);
-    }
-    pn.consumes = filters::consumes_block(f, dn.options);
-    p.nodes.push_back(std::move(pn));
-    for (auto [ei, ee] = boost::in_edges(v, g); ei != ee; ++ei)
-      pending.push_back({boost::source(*ei, g), v, g[*ei].select, false, SIZE_MAX});
   }
+  return pairs;
+}
 
-  // Every node of the requests has counters in a kernel program, wherever
-  // it runs: too many fit no hook at all.
+// An edge of the merged DAG, before its rate is known.
+struct PendingEdge {
+  std::size_t from, to;
+  compiler::EdgeSelector sel;
+  bool take = false;
+  std::size_t consumer = SIZE_MAX;
+};
+
+// The device a merged rx vertex receives from; an rx without one binds to
+// the only device.
+std::string rx_device(const compiler::DagNode& dn, const std::string& id, const std::string& where,
+                      const SystemModel& model) {
+  const auto devices = model.devices();
+  std::string dev = option_string(dn, "dev");
+  if (dev.empty()) {
+    if (devices.size() != 1) {
+      std::string list;
+      for (const auto& d : devices)
+        list += (list.empty() ? "" : ", ") + d;
+      throw PlanError(
+          id, "device",
+          "cannot place " + id + " (rx)" + (where.empty() ? "" : " at " + where) +
+              ": it names no device and the system model has " +
+              (devices.empty() ? "none" : std::to_string(devices.size()) + " (" + list + ")") +
+              "; give one with --dev or rx dev=");
+    }
+    return devices.front();
+  }
+  if (std::find(devices.begin(), devices.end(), dev) == devices.end())
+    throw PlanError(id, "device",
+                    "cannot place " + id + " (rx, dev=" + dev + ")" +
+                        (where.empty() ? "" : " at " + where) + ": device " + dev +
+                        " is not in the system model" +
+                        (model.origin.empty() ? "" : " (" + model.origin + ")"));
+  return dev;
+}
+
+// Why node `pn` (of DAG node `dn`, receiving from `dev` if a source)
+// cannot run in space s, or "" if it can as far as the node alone goes.
+std::string exclusion(const Problem& p, std::size_t s, const compiler::DagNode& dn,
+                      const ProblemNode& pn, const std::string& dev) {
+  const filters::FilterSpec& f = *dn.filter;
+  const Space& sp = p.spaces[s];
+  const auto ik = impl_kind(sp.kind);
+  const auto back = dn.translation ? dn.translation->backward_jump() : std::nullopt;
+  std::string why;
+  if (!implemented(f, sp.kind)) {
+    why = "no-implementation: " + std::string(f.name) + " has no " +
+          std::string(filters::to_string(ik)) + " implementation";
+  } else if (back && sp.kind != Kind::user) {
+    why = "capability: the classic BPF of \"" + dn.translation->source +
+          "\" jumps back (instruction " + std::to_string(*back) +
+          ": a loop, as libpcap emits for protochain), which only "
+          "userspace runs";
+  } else if (dn.space && *dn.space != to_string(sp.kind)) {
+    why = "pinned: space=" + *dn.space;
+  } else if (f.kernel_tc_only && sp.kind == Kind::xdp) {
+    why = "capability: " + std::string(f.name) +
+          " runs in the kernel at TC only (XDP cannot clone a frame for a "
+          "mirror, and a native XDP redirect reaches only devices that take "
+          "XDP frames)";
+  } else if (!dev.empty() && sp.kind != Kind::user && sp.device != dev) {
+    why = "device: it receives from " + dev + ", this space is on " + sp.device;
+  } else if (!sp.capabilities.empty()) {
+    std::string missing;
+    for (const auto& c : required_caps(f, sp.kind))
+      if (!sp.has(c)) missing += (missing.empty() ? "" : ", ") + c;
+    if (!missing.empty()) why = "capability: the space lacks " + missing;
+  }
+  if (why.empty() && p.replica_set(s)) {
+    if (f.role == Role::source)
+      why = "parallel: a source is not replicated";
+    else if (f.state != State::none && f.state != State::per_flow)
+      why = "parallel: " + std::string(f.name) + " keeps " +
+            std::string(filters::to_string(f.state)) + " state; it runs on one core";
+    else if (f.name == "pcap" || f.name == "fifo")
+      why = "parallel: " + std::string(f.name) + " writes one output stream";
+  }
+  if (why.empty() && sp.kind != Kind::user && sp.ebpf_insn_limit > 0 &&
+      pn.insns > sp.ebpf_insn_limit)
+    why = "limit: " + std::to_string(pn.insns) +
+          " eBPF instructions alone exceed the space's limit of " +
+          std::to_string(sp.ebpf_insn_limit);
+  return why;
+}
+
+// Merged vertex v as a node, with every space it cannot run in and why.
+ProblemNode problem_node(const Problem& p, const compiler::MergedRequests& merged,
+                         std::span<const compiler::SourceFile* const> sources,
+                         const SystemModel& model, const PlanOptions& opt, compiler::Vertex v) {
+  const compiler::DagNode& dn = merged.dag.graph[v];
+  const filters::FilterSpec& f = *dn.filter;
+  // A merged vertex is its first member's node, with that one's position.
+  const std::string& id = merged.members[v].front();
+  const std::size_t r = merged.member_nodes[v].front().request;
+  std::string where;
+  if (dn.loc.valid())
+    where = (r < sources.size() && sources[r] ? sources[r]->name() : merged.files[r]) + ":" +
+            std::to_string(dn.loc.line) + ":" + std::to_string(dn.loc.col);
+  // Device of a source.
+  const std::string dev = f.name == "rx" ? rx_device(dn, id, where, model) : std::string();
+  ProblemNode pn;
+  pn.id = id;
+  pn.name = merged.member_names[v].front();
+  pn.members = merged.members[v];
+  pn.spec = &f;
+  pn.where = where;
+  pn.pin = dn.space;
+  pn.insns = kernel_insns(dn);
+  pn.verified = kernel_verified(merged.dag, v);
+  // A translated tcpdump expression is a BPF function of its own.
+  pn.functions = f.name == "bpf" && dn.translation ? 1 : 0;
+  pn.bytes = opt.block_bytes;
+  pn.excluded.assign(p.S(), {});
+  for (std::size_t s = 0; s < p.S(); ++s)
+    pn.excluded[s] = exclusion(p, s, dn, pn, dev);
+  pn.consumes = filters::consumes_block(f, dn.options);
+  return pn;
+}
+
+// Every node of the requests has counters in a kernel program, wherever
+// it runs: too many fit no hook at all.
+void check_kernel_node_limit(const Problem& p) {
   if (p.nodes.size() > kKernelNodeLimit && !p.programs.empty())
     throw PlanError("", "limit",
                     "cannot place the requests: limit: the requests hold " +
@@ -633,58 +668,112 @@ Problem build_problem(const compiler::MergedRequests& merged,
                         std::to_string(kKernelNodeLimit) +
                         ", kernel and userspace filters alike (each has its counters there); "
                         "plan fewer requests together");
+}
 
-  // The verifier's work each program takes whatever it holds: the
-  // `first` of every filter that may run in it.
-  {
-    std::set<const filters::FilterSpec*> kernel_filters;
-    for (const auto& pn : p.nodes)
-      if (implemented(*pn.spec, Kind::xdp)) kernel_filters.insert(pn.spec);
-    p.program_verified.assign(p.programs.size(), program_verified_fixed(kernel_filters));
+// The verifier's work each program takes whatever it holds: the
+// `first` of every filter that may run in it.
+void set_fixed_verifier_work(Problem& p) {
+  std::set<const filters::FilterSpec*> kernel_filters;
+  for (const auto& pn : p.nodes)
+    if (implemented(*pn.spec, Kind::xdp)) kernel_filters.insert(pn.spec);
+  p.program_verified.assign(p.programs.size(), program_verified_fixed(kernel_filters));
+}
+
+// Copy or take (filters/delivery.h), by the nodes below each edge.
+void set_delivery(Problem& p, std::vector<PendingEdge>& pending) {
+  const std::size_t S = p.S();
+  std::vector<std::vector<std::size_t>> children(p.nodes.size());
+  std::vector<bool> consumes(p.nodes.size());
+  for (const auto& pe : pending)
+    children[pe.from].push_back(pe.to);
+  for (std::size_t v = 0; v < p.nodes.size(); ++v)
+    consumes[v] = p.nodes[v].consumes;
+  const auto consumer = filters::consumers_below(children, consumes);
+  for (std::size_t i = 0; i < pending.size(); ++i)
+    if (consumer[pending[i].to] != filters::kNone) {
+      pending[i].take = true;
+      pending[i].consumer = consumer[pending[i].to];
+    }
+  // What no datapath can do is not in the model: a node with a consumer
+  // at or below it takes its blocks when it runs in userspace, so it
+  // stays in the kernel when a pass below it must hand blocks back to the
+  // stack, or when it is the device's rx (a userspace socket gets copies).
+  std::vector<bool> is_pass(p.nodes.size());
+  for (std::size_t v = 0; v < p.nodes.size(); ++v)
+    is_pass[v] = p.nodes[v].spec->name == "pass";
+  const auto pass = filters::consumers_below(children, is_pass);
+  for (std::size_t v = 0; v < p.nodes.size(); ++v) {
+    auto& n = p.nodes[v];
+    if (consumer[v] == filters::kNone) continue;
+    std::string why;
+    const std::string consumer_name =
+        p.nodes[consumer[v]].id + " (" + std::string(p.nodes[consumer[v]].spec->name) + ")";
+    if (n.spec->role == Role::source)
+      why = "delivery: in userspace its socket only gets copies, and " + consumer_name +
+            " below it takes blocks from the stack; let rx run in the kernel";
+    else if (pass[v] != filters::kNone)
+      why = "delivery: in userspace it would take blocks from the stack (" + consumer_name +
+            " consumes them below it), and a userspace pass cannot hand them back to " +
+            p.nodes[pass[v]].id + " (pass)";
+    if (why.empty()) continue;
+    for (std::size_t s = 0; s < S; ++s)
+      if (p.spaces[s].kind == Kind::user && n.excluded[s].empty()) n.excluded[s] = why;
   }
+}
 
-  // Copy or take (filters/delivery.h), by the nodes below each edge.
-  {
-    std::vector<std::vector<std::size_t>> children(p.nodes.size());
-    std::vector<bool> consumes(p.nodes.size());
-    for (const auto& pe : pending)
-      children[pe.from].push_back(pe.to);
-    for (std::size_t v = 0; v < p.nodes.size(); ++v)
-      consumes[v] = p.nodes[v].consumes;
-    const auto consumer = filters::consumers_below(children, consumes);
-    for (std::size_t i = 0; i < pending.size(); ++i)
-      if (consumer[pending[i].to] != filters::kNone) {
-        pending[i].take = true;
-        pending[i].consumer = consumer[pending[i].to];
-      }
-    // What no datapath can do is not in the model: a node with a consumer
-    // at or below it takes its blocks when it runs in userspace, so it
-    // stays in the kernel when a pass below it must hand blocks back to the
-    // stack, or when it is the device's rx (a userspace socket gets copies).
-    std::vector<bool> is_pass(p.nodes.size());
-    for (std::size_t v = 0; v < p.nodes.size(); ++v)
-      is_pass[v] = p.nodes[v].spec->name == "pass";
-    const auto pass = filters::consumers_below(children, is_pass);
-    for (std::size_t v = 0; v < p.nodes.size(); ++v) {
-      auto& n = p.nodes[v];
-      if (consumer[v] == filters::kNone) continue;
-      std::string why;
-      const std::string consumer_name =
-          p.nodes[consumer[v]].id + " (" + std::string(p.nodes[consumer[v]].spec->name) + ")";
-      if (n.spec->role == Role::source)
-        why = "delivery: in userspace its socket only gets copies, and " + consumer_name +
-              " below it takes blocks from the stack; let rx run in the kernel";
-      else if (pass[v] != filters::kNone)
-        why = "delivery: in userspace it would take blocks from the stack (" + consumer_name +
-              " consumes them below it), and a userspace pass cannot hand them back to " +
-              p.nodes[pass[v]].id + " (pass)";
-      if (why.empty()) continue;
-      for (std::size_t s = 0; s < S; ++s)
-        if (p.spaces[s].kind == Kind::user && n.excluded[s].empty()) n.excluded[s] = why;
+// Node n's cost in every space at its rate, kNotAllowed where it is
+// excluded or alone overloads the space.
+void set_costs(const Problem& p, ProblemNode& n, const PlanOptions& opt) {
+  const std::size_t S = p.S();
+  n.cost.assign(S, kNotAllowed);
+  n.per_block.assign(S, 0);
+  for (std::size_t s = 0; s < S; ++s) {
+    const auto ik = impl_kind(p.spaces[s].kind);
+    const auto catalog_cost = impl_cost(*n.spec, ik);
+    if (!catalog_cost) continue;
+    const filters::Cost* c = opt.profile ? opt.profile->filter_cost(n.spec->name, ik) : nullptr;
+    if (!c) c = &*catalog_cost;
+    n.per_block[s] = c->ns_per_block + c->ns_per_byte * n.bytes;
+    // The hook's own cost, for every block the device receives: paid
+    // where the device's rx is (one rx for all requests sharing it).
+    if (n.spec->name == "rx")
+      n.per_block[s] += p.spaces[s].hook_ns_per_block + p.spaces[s].hook_ns_per_byte * n.bytes;
+    if (!n.excluded[s].empty()) continue;
+    n.cost[s] = n.rate * n.per_block[s];
+    if (opt.objective != Objective::throughput && n.cost[s] > p.spaces[s].capacity_ns_per_s) {
+      n.excluded[s] = "capacity: alone it needs " + cpu(n.cost[s]) + " at " + fmt(n.rate) +
+                      " blocks/s, the space has " + cpu(p.spaces[s].capacity_ns_per_s);
+      n.cost[s] = kNotAllowed;
     }
   }
+}
 
-  // Rates, in the DAG's numbering (inputs first).
+// A node no space can run is an error, of the kind of its last reason
+// in this order.
+void require_some_space(const Problem& p, const ProblemNode& n) {
+  std::string reasons;
+  bool any = false;
+  for (std::size_t s = 0; s < p.S(); ++s) {
+    if (n.cost[s] != kNotAllowed)
+      any = true;
+    else if (reasons.find(n.excluded[s]) == std::string::npos)
+      reasons += (reasons.empty() ? "" : "; ") + n.excluded[s];
+  }
+  if (any) return;
+  std::string kind = "no-implementation";
+  for (const char* k : {"capacity", "limit", "capability", "pinned", "device", "delivery"})
+    if (reasons.find(std::string(k) + ":") != std::string::npos) kind = k;
+  throw PlanError(n.id, kind,
+                  "cannot place " + node_name(n) + (n.where.empty() ? "" : " at " + n.where) +
+                      ": no space of the system model can run it (" + reasons + ")");
+}
+
+// Rates, in the DAG's numbering (inputs first): each node's from the edges
+// into it, then its costs. The edges, bundled by (from, select, take).
+// Returns each node's incoming edges.
+std::vector<std::vector<std::size_t>> add_edges_and_costs(Problem& p,
+                                                          const std::vector<PendingEdge>& pending,
+                                                          const PlanOptions& opt) {
   std::vector<std::vector<std::size_t>> in_edges(p.nodes.size());
   for (std::size_t i = 0; i < pending.size(); ++i)
     in_edges[pending[i].to].push_back(i);
@@ -701,47 +790,51 @@ Problem build_problem(const compiler::MergedRequests& merged,
       p.edges[ei].bundle = bundles.emplace(key, bundles.size()).first->second;
       n.rate += rate;
     }
-    n.cost.assign(S, kNotAllowed);
-    n.per_block.assign(S, 0);
-    for (std::size_t s = 0; s < S; ++s) {
-      const auto ik = impl_kind(p.spaces[s].kind);
-      const auto catalog_cost = impl_cost(*n.spec, ik);
-      if (!catalog_cost) continue;
-      const filters::Cost* c = opt.profile ? opt.profile->filter_cost(n.spec->name, ik) : nullptr;
-      if (!c) c = &*catalog_cost;
-      n.per_block[s] = c->ns_per_block + c->ns_per_byte * n.bytes;
-      // The hook's own cost, for every block the device receives: paid
-      // where the device's rx is (one rx for all requests sharing it).
-      if (n.spec->name == "rx")
-        n.per_block[s] += p.spaces[s].hook_ns_per_block + p.spaces[s].hook_ns_per_byte * n.bytes;
-      if (!n.excluded[s].empty()) continue;
-      n.cost[s] = n.rate * n.per_block[s];
-      if (opt.objective != Objective::throughput && n.cost[s] > p.spaces[s].capacity_ns_per_s) {
-        n.excluded[s] = "capacity: alone it needs " + cpu(n.cost[s]) + " at " + fmt(n.rate) +
-                        " blocks/s, the space has " + cpu(p.spaces[s].capacity_ns_per_s);
-        n.cost[s] = kNotAllowed;
-      }
-    }
-    std::string reasons;
-    bool any = false;
-    for (std::size_t s = 0; s < S; ++s) {
-      if (n.cost[s] != kNotAllowed)
-        any = true;
-      else if (reasons.find(n.excluded[s]) == std::string::npos)
-        reasons += (reasons.empty() ? "" : "; ") + n.excluded[s];
-    }
-    if (!any) {
-      std::string kind = "no-implementation";
-      for (const char* k : {"capacity", "limit", "capability", "pinned", "device", "delivery"})
-        if (reasons.find(std::string(k) + ":") != std::string::npos) kind = k;
-      throw PlanError(n.id, kind,
-                      "cannot place " + node_name(n) + (n.where.empty() ? "" : " at " + n.where) +
-                          ": no space of the system model can run it (" + reasons + ")");
-    }
+    set_costs(p, n, opt);
+    require_some_space(p, n);
   }
+  return in_edges;
+}
 
-  // Arc consistency along edges: a space stays a candidate only if every
-  // input can reach it and it can reach every output.
+// Why space s is no candidate for node v given its neighbours' candidates,
+// or "" while every input can reach it and it can reach every output.
+std::string unreachable(const Problem& p, const std::vector<std::vector<std::size_t>>& in_edges,
+                        const std::vector<std::vector<std::size_t>>& out_edges, std::size_t v,
+                        std::size_t s) {
+  const std::size_t S = p.S();
+  auto dom = [&](std::size_t u) {
+    std::vector<std::size_t> d;
+    for (std::size_t t = 0; t < S; ++t)
+      if (p.nodes[u].cost[t] != kNotAllowed) d.push_back(t);
+    return d;
+  };
+  // Whether a candidate space of node u has a channel into s (`into`) or from s.
+  auto linked = [&](std::size_t u, bool into) {
+    for (std::size_t t = 0; t < S; ++t)
+      if (p.nodes[u].cost[t] != kNotAllowed && (into ? p.pair(t, s) : p.pair(s, t)).allowed)
+        return true;
+    return false;
+  };
+  for (std::size_t ei : in_edges[v]) {
+    const std::size_t u = p.edges[ei].from;
+    if (!linked(u, true))
+      return "unreachable: its input " + node_name(p.nodes[u]) + " can run only in " +
+             space_list(p, dom(u)) + ", and no channel leads from there to " + p.spaces[s].id;
+  }
+  for (std::size_t ei : out_edges[v]) {
+    const std::size_t w = p.edges[ei].to;
+    if (!linked(w, false))
+      return "unreachable: its output " + node_name(p.nodes[w]) + " can run only in " +
+             space_list(p, dom(w)) + ", and no channel leads there from " + p.spaces[s].id +
+             " (data moves only up: offload -> xdp -> tc -> user)";
+  }
+  return {};
+}
+
+// Arc consistency along edges: a space stays a candidate only if every
+// input can reach it and it can reach every output.
+void make_arc_consistent(Problem& p, const std::vector<std::vector<std::size_t>>& in_edges) {
+  const std::size_t S = p.S();
   std::vector<std::vector<std::size_t>> out_edges(p.nodes.size());
   for (std::size_t i = 0; i < p.edges.size(); ++i)
     out_edges[p.edges[i].from].push_back(i);
@@ -752,35 +845,7 @@ Problem build_problem(const compiler::MergedRequests& merged,
       auto& n = p.nodes[v];
       for (std::size_t s = 0; s < S; ++s) {
         if (n.cost[s] == kNotAllowed) continue;
-        auto dom = [&](std::size_t u) {
-          std::vector<std::size_t> d;
-          for (std::size_t t = 0; t < S; ++t)
-            if (p.nodes[u].cost[t] != kNotAllowed) d.push_back(t);
-          return d;
-        };
-        std::string why;
-        for (std::size_t ei : in_edges[v]) {
-          const std::size_t u = p.edges[ei].from;
-          bool ok = false;
-          for (std::size_t t = 0; t < S && !ok; ++t)
-            ok = p.nodes[u].cost[t] != kNotAllowed && p.pair(t, s).allowed;
-          if (!ok) {
-            why = "unreachable: its input " + node_name(p.nodes[u]) + " can run only in " +
-                  space_list(p, dom(u)) + ", and no channel leads from there to " + p.spaces[s].id;
-            break;
-          }
-        }
-        for (std::size_t ei : out_edges[v]) {
-          if (!why.empty()) break;
-          const std::size_t w = p.edges[ei].to;
-          bool ok = false;
-          for (std::size_t t = 0; t < S && !ok; ++t)
-            ok = p.nodes[w].cost[t] != kNotAllowed && p.pair(s, t).allowed;
-          if (!ok)
-            why = "unreachable: its output " + node_name(p.nodes[w]) + " can run only in " +
-                  space_list(p, dom(w)) + ", and no channel leads there from " + p.spaces[s].id +
-                  " (data moves only up: offload -> xdp -> tc -> user)";
-        }
+        const std::string why = unreachable(p, in_edges, out_edges, v, s);
         if (why.empty()) continue;
         n.cost[s] = kNotAllowed;
         n.excluded[s] = why;
@@ -794,6 +859,34 @@ Problem build_problem(const compiler::MergedRequests& merged,
       }
     }
   }
+}
+
+}  // namespace
+
+Problem build_problem(const compiler::MergedRequests& merged,
+                      std::span<const compiler::SourceFile* const> sources,
+                      const SystemModel& model, const PlanOptions& opt) {
+  Problem p = problem_base(model, opt);
+  const std::size_t S0 = p.S();
+  const RealPairs real = real_pairs(p, model, opt);
+  add_replica_sets(p, real.copy, opt);
+  add_kernel_programs(p);
+  p.pairs = with_replica_sets(p, S0, real.copy);
+  p.take_pairs = with_replica_sets(p, S0, real.take);
+
+  // One node per merged vertex, in the DAG's numbering: inputs first.
+  std::vector<PendingEdge> pending;
+  const auto& g = merged.dag.graph;
+  for (compiler::Vertex v = 0; v < merged.dag.node_count(); ++v) {
+    p.nodes.push_back(problem_node(p, merged, sources, model, opt, v));
+    for (auto [ei, ee] = boost::in_edges(v, g); ei != ee; ++ei)
+      pending.push_back({boost::source(*ei, g), v, g[*ei].select, false, SIZE_MAX});
+  }
+  check_kernel_node_limit(p);
+  set_fixed_verifier_work(p);
+  set_delivery(p, pending);
+  const auto in_edges = add_edges_and_costs(p, pending, opt);
+  make_arc_consistent(p, in_edges);
   return p;
 }
 
