@@ -582,15 +582,25 @@ RequestInfo RequestManager::apply(const ApplySpec& spec) {
   return apply_locked(spec, true);
 }
 
-RequestInfo RequestManager::apply_locked(const ApplySpec& spec, bool store) {
-  const auto compiled = compiled_->get(spec);
-  std::vector<std::string> devices;
+namespace {
+
+// The devices a request receives from. Throws RequestError (invalid) for an
+// rx that names none, as apply and its dry run say it.
+std::vector<std::string> request_devices(const ApplySpec& spec,
+                                         const compiler::CompileResult& compiled) {
   try {
-    devices = runtime::rx_devices(*compiled->dag);
+    return runtime::rx_devices(*compiled.dag);
   } catch (const std::invalid_argument& e) {
     throw RequestError(Kind::invalid,
                        "request " + spec.name + ": " + e.what() + " (or apply with a device)");
   }
+}
+
+}  // namespace
+
+RequestInfo RequestManager::apply_locked(const ApplySpec& spec, bool store) {
+  const auto compiled = compiled_->get(spec);
+  const auto devices = request_devices(spec, *compiled);
   // The unit it joins: every unit sharing a device with it, and its own.
   Unit* target = unit_of(spec.name);
   std::vector<std::unique_ptr<Unit>> absorbed;
@@ -1221,29 +1231,21 @@ std::vector<std::string> RequestManager::diff(const ApplySpec& spec,
                                               std::optional<std::uint32_t> viewer) const {
   const auto compiled = compiled_->get(spec);  // before the lock, as apply() does
   std::lock_guard lock(mutex_);
-  std::vector<std::string> devices;
-  try {
-    devices = runtime::rx_devices(*compiled->dag);
-  } catch (const std::invalid_argument& e) {
-    throw RequestError(Kind::invalid, "request " + spec.name + ": " + e.what());
-  }
+  const auto devices = request_devices(spec, *compiled);
   const auto affected = units_joined(units_, devices, spec.name);
   std::vector<ApplySpec> specs;
   for (const auto* u : affected)
     for (const auto& s : u->specs)
       if (s.name != spec.name) specs.push_back(s);
   specs.push_back(spec);
-  PlacedUnit placed;
-  try {
-    placed = place_unit(specs, *compiled_, admission_limit());
-  } catch (const std::exception& e) {
-    throw RequestError(Kind::failed, e.what());
-  }
-
-  std::vector<std::string> changes;
   const bool running = std::any_of(affected.begin(), affected.end(),
                                    [&](const Unit* u) { return u->has(spec.name); });
-  changes.push_back((running ? "replace " : "apply ") + spec.name);
+  const std::string change = (running ? "replace " : "apply ") + spec.name;
+  // Planned as the change itself would be, and failing with the same words.
+  const PlacedUnit placed = place_change(specs, *compiled_, admission_limit(), change);
+
+  std::vector<std::string> changes;
+  changes.push_back(change);
   // Another user's requests are not the viewer's to learn of by name.
   const Visible visible = [&](const ApplySpec& s) {
     return !viewer || s.name == spec.name || s.owner_uid == *viewer;
