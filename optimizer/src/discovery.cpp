@@ -514,7 +514,7 @@ SystemModel discover(const DiscoveryOptions& opt) {
     s.caches = read_caches(sys / "devices/system/cpu" / ("cpu" + std::to_string(cpus[i])));
     m.spaces.push_back(std::move(s));
   }
-  // Offload spaces first, then per device xdp, tc, then user: the order data flows.
+  // Per device xdp, then tc, then user: the order data flows.
   std::stable_sort(m.spaces.begin(), m.spaces.end(), [](const Space& a, const Space& b) {
     if (a.kind == Kind::user || b.kind == Kind::user) return a.kind < b.kind;
     if (a.device != b.device) return a.device < b.device;
