@@ -332,11 +332,11 @@ std::unique_ptr<Datapath> Datapath::adopt(const fs::path& pin_root,
     h.dev = dev;
     try {
       if (kernel::XdpHook::pinned_at(dir)) {
-        h.kind = "xdp";
+        h.kind = HookKind::xdp;
         h.xdp = kernel::XdpHook::adopt(dir);
       } else if (fs::exists(dir / "tc-program", ec)) {
         if (ifindex == 0) throw kernel::KernelError("no network device '" + dev + "'");
-        h.kind = "tc";
+        h.kind = HookKind::tc;
         h.tc = kernel::TcHook::adopt(dir, static_cast<int>(ifindex));
       } else {
         fs::remove_all(dir, ec);
@@ -395,7 +395,8 @@ void add_hook_counters(const compiler::RequestDag& dag, const Placement& placeme
     if (!v) continue;
     auto& r = out[*v];
     // The program has a slot for every node; only kernel nodes run there.
-    if (placement.in_kernel.empty() || placement.in_kernel[*v]) r.space = h.kind + ":" + h.dev;
+    if (placement.in_kernel.empty() || placement.in_kernel[*v])
+      r.space = std::string(to_string(h.kind)) + ":" + h.dev;
     r.blocks += c[i].packets;
     r.bytes += c[i].bytes;
     r.accepted += c[i].accepted;

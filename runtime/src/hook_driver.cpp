@@ -134,7 +134,7 @@ Datapath::Hook* HookDriver::running_hook() const {
   Datapath::Hook* old = nullptr;
   if (build_.previous != nullptr)
     for (auto& h : build_.previous->hooks)
-      if (h.dev == dev_ && h.attached() && h.kind == to_string(kind_)) old = &h;
+      if (h.dev == dev_ && h.attached() && h.kind == kind_) old = &h;
   return old;
 }
 
@@ -181,12 +181,13 @@ void HookDriver::attach(Transaction& tx, const fs::path& pin) {
         if (build_.previous != nullptr)
           for (auto& other : build_.previous->hooks)
             if (other.dev == dev_ && other.attached())
-              throw kernel::KernelError("the running datapath holds the " + other.kind +
-                                        " hook of " + dev_ + ", and a device has one hook");
+              throw kernel::KernelError("the running datapath holds the " +
+                                        std::string(to_string(other.kind)) + " hook of " + dev_ +
+                                        ", and a device has one hook");
         const int ifindex = static_cast<int>(ifindex_of(dev_));
         Datapath::Hook h;
         h.dev = dev_;
-        h.kind = std::string(to_string(kind_));
+        h.kind = kind_;
         h.nodes = gen_.nodes;
         attach_hook(h, std::move(program_), ifindex, pin);
         hooks->push_back(std::move(h));

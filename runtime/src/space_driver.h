@@ -33,7 +33,7 @@ struct Datapath::Hook {
   std::unique_ptr<kernel::TcHook> tc;
   std::unique_ptr<kernel::KernelProgram> ran;
   std::vector<kernel::NodeSlot> nodes;
-  std::string kind;                   // "xdp" | "tc"
+  HookKind kind = HookKind::xdp;
   std::vector<kernel::Counter> last;  // read just before the hook was detached
   std::vector<kernel::KernelProgram::ClassTally> last_classes;  // likewise
   kernel::CopyCounters last_copy;                               // the copy channel's, likewise
